@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv when it is
+# missing and installs what it needs; nothing else has to be set up by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lint bench chaos test-deploy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@# python-gammu is a second independent PDU decoder for the differential tests. It
+	@# compiles against libgammu-dev, which a fresh machine may lack: then those tests skip.
+	@$(BIN)/python -m pip install -q python-gammu >/dev/null 2>&1 || \
+		echo "note: python-gammu not installed (needs libgammu-dev); its differential tests will skip"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/simedge demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent tui tests
+	$(BIN)/ruff format --check agent tui tests
+
+# pytest exits 5 when no test ran; make treats that as the failure it is.
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

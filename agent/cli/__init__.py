@@ -1,0 +1,56 @@
+"""The ``simedge`` command.
+
+Each subcommand lives in its own module of this package and exposes ``HELP`` (one line for
+``simedge --help``), ``configure(parser)`` and ``run(args) -> int``. Those modules import
+their heavy dependencies inside ``run`` so that every command starts fast and
+``simedge decode`` never loads the agent, the database or the dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+
+# name -> module under agent.cli; the order is the order of `simedge --help`.
+COMMANDS: dict[str, str] = {
+    "run": "run",
+}
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # also: configuration errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simedge",
+        description="Edge agent for an OnlineSim reseller site on USB GSM modems.",
+    )
+    parser.add_argument("--version", action="version", version=f"simedge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"agent.cli.{module_name}")
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `simedge decode ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""``simedge run``: the agent, from one configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+HELP = "run the agent on this site's modems (--check-config: only validate the file)"
+DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"configuration file (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print a summary and exit",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent import config as config_module
+    from agent.errors import ConfigError
+
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"simedge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check_config:
+        print(
+            f"{config.source}: configuration is valid "
+            f"(OnlineSim {config.onlinesim.base_url}, data in {config.site.data_dir}, "
+            f"webhook on {config.webhook.host}:{config.webhook.port}{config.webhook.path})"
+        )
+        return EXIT_OK
+    print(
+        "simedge run: the agent process is not assembled yet in this version; "
+        "only --check-config is available",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE

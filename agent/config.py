@@ -1,0 +1,327 @@
+"""The configuration: one TOML file, checked whole at start.
+
+Every key is declared once in ``SCHEMA`` (type, default, check, one line of help); the
+loader rejects unknown keys, wrong types and missing required values with one message that
+names the file, the key and the problem, e.g.::
+
+    /etc/simedge/simedge.toml: [webhook] listen: expected "host:port", got "8080"
+
+``deploy/config.example.toml`` documents every key; a test checks that it and ``SCHEMA``
+agree, so neither can drift. ``SIMEDGE_API_KEY`` in the environment overrides the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+
+API_KEY_ENV = "SIMEDGE_API_KEY"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+Check = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its TOML type, default (or REQUIRED) and an extra check."""
+
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    check: Check | None = None
+    item_type: type | None = None  # for lists and tables: the type of each item / value
+
+
+def _listen_problem(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f'expected "host:port" with a port from 1 to 65535, got "{value}"'
+    return None
+
+
+def _url_problem(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f'expected an http:// or https:// URL, got "{value}"'
+    return None
+
+
+def _path_problem(value: str) -> str | None:
+    return None if value.startswith("/") else f'expected a path starting with "/", got "{value}"'
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"expected a number above 0, got {value}"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"expected 0 or more, got {value}"
+
+
+def _token_problem(value: str) -> str | None:
+    if len(value) < 16:
+        return "expected a secret of at least 16 characters (it guards an internet-facing URL)"
+    return None
+
+
+def _level_problem(value: str) -> str | None:
+    levels = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
+    return None if value.upper() in levels else f"expected one of {', '.join(levels)}"
+
+
+BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "onlinesim": {
+        "base_url": Key(
+            str, REQUIRED, "OnlineSim API base URL, as partner support gives it", _url_problem
+        ),
+        "api_key": Key(str, "", "API key (or use api_key_file, or SIMEDGE_API_KEY)"),
+        "api_key_file": Key(str, "", "file holding the API key (mode 0600)"),
+        "takeoff_sum": Key(
+            (int, float), 50, "RUB earned before a SIM may be swapped; 0 disables", _not_negative
+        ),
+        "timeout": Key(
+            (int, float), 10, "seconds before an API call is abandoned and retried", _positive
+        ),
+    },
+    "site": {
+        "data_dir": Key(str, "/var/lib/simedge", "folder of the SQLite store"),
+        "slot_labels": Key(dict, {}, "USB path -> label painted on the hub", item_type=str),
+    },
+    "modems": {
+        "ports": Key(list, [], "extra globs of serial devices to watch", item_type=str),
+        "baudrate": Key(
+            int,
+            115200,
+            "serial speed for every modem port",
+            lambda v: None if v in BAUDRATES else f"expected one of {BAUDRATES}",
+        ),
+    },
+    "webhook": {
+        "listen": Key(str, "0.0.0.0:8085", "address OnlineSim calls", _listen_problem),
+        "path": Key(str, "/onlinesim/numbers", "path of the webhook", _path_problem),
+        "token": Key(str, "", "secret in the webhook URL (or use token_file)"),
+        "token_file": Key(str, "", "file holding the webhook token"),
+    },
+    "control": {
+        "socket": Key(str, "/run/simedge/control.sock", "unix socket the dashboard talks to"),
+    },
+    "logging": {
+        "level": Key(str, "INFO", "TRACE, DEBUG, INFO, WARNING or ERROR", _level_problem),
+    },
+}
+
+
+@dataclass(frozen=True)
+class OnlineSimConfig:
+    base_url: str
+    api_key: str = field(repr=False)
+    takeoff_sum: float = 50
+    timeout: float = 10
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    data_dir: Path
+    slot_labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ModemsConfig:
+    ports: tuple[str, ...]
+    baudrate: int
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    host: str
+    port: int
+    path: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    onlinesim: OnlineSimConfig
+    site: SiteConfig
+    modems: ModemsConfig
+    webhook: WebhookConfig
+    control_socket: Path
+    log_level: str
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        return tuple(s for s in (self.onlinesim.api_key, self.webhook.token) if s)
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, check and resolve the configuration file; raise ConfigError on any problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, None, f"not UTF-8 text: {exc}") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, None, f"not valid TOML: {exc}") from exc
+    return from_mapping(raw, source=source, environ=os.environ if environ is None else environ)
+
+
+def from_mapping(
+    raw: Mapping[str, Any], *, source: str = "<built-in>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Check a parsed TOML document against SCHEMA and build the typed Config."""
+    values = _check(raw, source)
+    environ = {} if environ is None else environ
+    base = Path(source).parent if source != "<built-in>" else Path.cwd()
+
+    onlinesim = values["onlinesim"]
+    api_key = environ.get(API_KEY_ENV) or _secret(
+        onlinesim, "api_key", "api_key_file", source, "onlinesim", base
+    )
+    if not api_key:
+        raise ConfigError(
+            source, "[onlinesim] api_key", f"required: set api_key, api_key_file or {API_KEY_ENV}"
+        )
+
+    webhook = values["webhook"]
+    token = _secret(webhook, "token", "token_file", source, "webhook", base)
+    problem = _token_problem(token) if token else "required: set token or token_file"
+    if problem:
+        raise ConfigError(source, "[webhook] token", problem)
+    host, _, port = webhook["listen"].rpartition(":")
+
+    return Config(
+        source=source,
+        onlinesim=OnlineSimConfig(
+            base_url=onlinesim["base_url"].rstrip("/"),
+            api_key=api_key,
+            takeoff_sum=float(onlinesim["takeoff_sum"]),
+            timeout=float(onlinesim["timeout"]),
+        ),
+        site=SiteConfig(
+            data_dir=base / values["site"]["data_dir"],
+            slot_labels=dict(values["site"]["slot_labels"]),
+        ),
+        modems=ModemsConfig(
+            ports=tuple(values["modems"]["ports"]), baudrate=values["modems"]["baudrate"]
+        ),
+        webhook=WebhookConfig(
+            host=host.strip("[]"), port=int(port), path=webhook["path"], token=token
+        ),
+        control_socket=base / values["control"]["socket"],
+        log_level=values["logging"]["level"].upper(),
+    )
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def _toml_type(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _check(raw: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    for section in raw:
+        if section not in SCHEMA:
+            raise ConfigError(
+                source, f"[{section}]", f"unknown section (known: {', '.join(SCHEMA)})"
+            )
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(source, f"[{section}]", f"expected a table, got {_toml_type(given)}")
+        for name in given:
+            if name not in keys:
+                raise ConfigError(
+                    source, f"[{section}] {name}", f"unknown key (known: {', '.join(keys)})"
+                )
+        values[section] = {}
+        for name, key in keys.items():
+            where = f"[{section}] {name}"
+            if name not in given:
+                if key.default is REQUIRED:
+                    raise ConfigError(source, where, f"required: {key.help}")
+                values[section][name] = key.default
+                continue
+            value = given[name]
+            kinds = key.type if isinstance(key.type, tuple) else (key.type,)
+            # TOML booleans are ints to Python: refuse `true` where a number is meant.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ConfigError(
+                    source, where, f"expected {_type_name(key.type)}, got {_toml_type(value)}"
+                )
+            if key.item_type is not None:
+                items = value.values() if isinstance(value, dict) else value
+                for item in items:
+                    if not isinstance(item, key.item_type):
+                        raise ConfigError(
+                            source,
+                            where,
+                            f"every item must be "
+                            f"{_type_name(key.item_type)}, got {_toml_type(item)}",
+                        )
+            if key.check is not None and (problem := key.check(value)):
+                raise ConfigError(source, where, problem)
+            values[section][name] = value
+    return values
+
+
+def _secret(
+    section: Mapping[str, Any],
+    inline: str,
+    file_key: str,
+    source: str,
+    section_name: str,
+    base: Path,
+) -> str:
+    if section[inline] and section[file_key]:
+        raise ConfigError(
+            source, f"[{section_name}] {inline}", f"give either {inline} or {file_key}, not both"
+        )
+    if not section[file_key]:
+        return str(section[inline]).strip()
+    path = base / section[file_key]
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            source, f"[{section_name}] {file_key}", f"cannot read {path}: {exc.strerror or exc}"
+        ) from exc

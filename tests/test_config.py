@@ -1,0 +1,178 @@
+"""The configuration file: every problem named by file, key and what is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent import config
+from agent.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "deploy" / "config.example.toml"
+TOKEN = "t0ken-t0ken-t0ken-t0ken"
+
+MINIMAL = f"""
+[onlinesim]
+base_url = "http://127.0.0.1:9/api/resellers"
+api_key = "k3y"
+[webhook]
+token = "{TOKEN}"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "simedge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_file_gets_documented_defaults(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, MINIMAL), environ={})
+    assert cfg.onlinesim.base_url == "http://127.0.0.1:9/api/resellers"
+    assert cfg.onlinesim.api_key == "k3y"
+    assert cfg.onlinesim.takeoff_sum == 50
+    assert cfg.site.data_dir == Path("/var/lib/simedge")
+    assert cfg.modems.baudrate == 115200
+    assert (cfg.webhook.host, cfg.webhook.port) == ("0.0.0.0", 8085)
+    assert cfg.webhook.token == TOKEN
+    assert cfg.log_level == "INFO"
+    assert set(cfg.secrets()) == {"k3y", TOKEN}
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, MINIMAL), environ={})
+    assert "k3y" not in repr(cfg)
+    assert TOKEN not in repr(cfg)
+
+
+def test_environment_overrides_api_key(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, MINIMAL), environ={"SIMEDGE_API_KEY": "from-env"})
+    assert cfg.onlinesim.api_key == "from-env"
+
+
+def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("filed-key\n")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    text = MINIMAL.replace('api_key = "k3y"', 'api_key_file = "key"').replace(
+        f'token = "{TOKEN}"', 'token_file = "token"'
+    )
+    cfg = config.load(write(tmp_path, text), environ={})
+    assert cfg.onlinesim.api_key == "filed-key"
+    assert cfg.webhook.token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t + "\n[modems]\nbaud = 9600\n",
+            "[modems] baud: unknown key (known: ports, baudrate)",
+        ),
+        (
+            lambda t: t + "\n[modem]\nports = []\n",
+            "[modem]: unknown section (known: onlinesim, site, modems, webhook, control, logging)",
+        ),
+        (
+            lambda t: t + '\n[modems]\nbaudrate = "fast"\n',
+            "[modems] baudrate: expected an integer, got a string",
+        ),
+        (
+            lambda t: t + "\n[modems]\nbaudrate = 1234\n",
+            "[modems] baudrate: expected one of (9600, 19200, 38400, 57600, 115200, 230400, "
+            "460800, 921600)",
+        ),
+        (
+            lambda t: t + '\n[modems]\nports = ["/dev/ttyUSB*", 3]\n',
+            "[modems] ports: every item must be a string, got an integer",
+        ),
+        (
+            lambda t: t.replace('base_url = "http://127.0.0.1:9/api/resellers"\n', ""),
+            "[onlinesim] base_url: required: OnlineSim API base URL, as partner support gives it",
+        ),
+        (
+            lambda t: t.replace('"http://127.0.0.1:9/api/resellers"', '"onlinesim.ru"'),
+            '[onlinesim] base_url: expected an http:// or https:// URL, got "onlinesim.ru"',
+        ),
+        (
+            lambda t: t.replace('api_key = "k3y"', ""),
+            "[onlinesim] api_key: required: set api_key, api_key_file or SIMEDGE_API_KEY",
+        ),
+        (
+            lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\napi_key_file = "f"'),
+            "[onlinesim] api_key: give either api_key or api_key_file, not both",
+        ),
+        (lambda t: t + "\n[webhook]\n", "not valid TOML: Cannot declare ('webhook',) twice"),
+        (
+            lambda t: t.replace(f'token = "{TOKEN}"', 'token = "short"'),
+            "[webhook] token: expected a secret of at least 16 characters",
+        ),
+        (
+            lambda t: t.replace(f'token = "{TOKEN}"', f'token = "{TOKEN}"\nlisten = "8080"'),
+            '[webhook] listen: expected "host:port" with a port from 1 to 65535, got "8080"',
+        ),
+        (
+            lambda t: t.replace("[webhook]", "[webhook]\npath = 'hook'"),
+            '[webhook] path: expected a path starting with "/", got "hook"',
+        ),
+        (
+            lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\ntakeoff_sum = true'),
+            "[onlinesim] takeoff_sum: expected an integer or a number, got a boolean",
+        ),
+        (
+            lambda t: t + '\n[logging]\nlevel = "loud"\n',
+            "[logging] level: expected one of TRACE, DEBUG, INFO, WARNING, ERROR",
+        ),
+        (lambda t: "site = 3\n" + t, "[site]: expected a table, got an integer"),
+    ],
+)
+def test_each_problem_names_file_key_and_problem(tmp_path: Path, edit, message: str) -> None:
+    path = write(tmp_path, edit(MINIMAL))
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read: No such file"):
+        config.load(tmp_path / "nope.toml", environ={})
+
+
+def test_example_documents_exactly_the_schema() -> None:
+    document = tomllib.loads(EXAMPLE.read_text())
+    assert set(document) == set(config.SCHEMA)
+    for section, keys in config.SCHEMA.items():
+        assert set(document[section]) == set(keys), section
+    # And the example is itself valid, apart from secrets it points to in /etc.
+    config._check(document, str(EXAMPLE))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    result = run_cli("run", "--check-config", "--config", str(write(tmp_path, MINIMAL)))
+    assert result.returncode == 0, result.stderr
+    assert "configuration is valid" in result.stdout
+    assert "k3y" not in result.stdout + result.stderr
+
+
+def test_check_config_rejects_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "\n[modems]\nbaud = 9600\n")
+    result = run_cli("run", "--check-config", "--config", str(path))
+    assert result.returncode == 2
+    expected = f"simedge: {path}: [modems] baud: unknown key (known: ports, baudrate)\n"
+    assert result.stderr == expected

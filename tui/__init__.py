@@ -1,0 +1,1 @@
+"""The Textual dashboard (a separate process from the agent)."""
