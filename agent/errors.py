@@ -21,7 +21,8 @@ can see what arrived.
     │   ├── UplinkAccountError      401/403/405: pause the uplink, alarm, keep everything
     │   ├── UplinkRejected          400 that can never succeed as sent: dead letter
     │   └── UplinkNoNumber          400 NO_NUMBER: resend the numbers list, then retry
-    └── ControlError                a dashboard/CLI request over the control socket failed
+    ├── ControlError                a dashboard/CLI request over the control socket failed
+    └── EmulatorError               the emulated world was told something it cannot do
 """
 
 from __future__ import annotations
@@ -162,3 +163,13 @@ class UplinkNoNumber(UplinkError):
 
 class ControlError(SimedgeError):
     """A request over the control socket failed (agent down, bad request, refused)."""
+
+
+class EmulatorError(SimedgeError):
+    """An emulator (OnlineSim stand-in, modem hub) was given a setting it cannot apply, e.g.
+    a fault rate above 1. ``setting`` names it; ``raw`` is the value as given."""
+
+    def __init__(self, message: str, setting: str = "", raw: object = None) -> None:
+        self.setting = setting
+        self.raw = raw
+        super().__init__(f"{setting}: {message}" if setting else message)

@@ -1,0 +1,357 @@
+"""Sockets and tasks of the stand-in: two uvicorn listeners in the caller's event loop.
+
+The API listener carries the OnlineSim API (and the control routes, for convenience); it
+can be taken *down* for real (listening socket closed, open connections reset) and brought
+back on the same port. The control listener stays up meanwhile, so that whoever took the
+API down can bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import random
+import socket
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+from agent.emulate.onlinesim.app import ApiApp, ControlApp
+from agent.emulate.onlinesim.state import Faults, RecordedRequest, StandInState, WebhookCall, scrub
+from agent.emulate.onlinesim.webhook_caller import WebhookCaller
+from agent.errors import EmulatorError
+
+# SO_LINGER on, 0 seconds: close() sends RST instead of FIN, which is what "connection
+# reset by peer" is.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+class OnlineSimStandIn:
+    """A local OnlineSim reseller API with fault injection and a control API.
+
+    ``key`` is the only API key accepted. ``takeoff`` is the initial earnings table
+    (number -> roubles) for takeOffNumbers. ``error_body`` is the initial error body form.
+    ``seed`` seeds the fault dice. ``record_path`` gets every API request as a JSON line.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        webhook_url: str | None = None,
+        webhook_interval: float = 60.0,
+        error_body: str = "json",
+        takeoff: Mapping[str, float] | None = None,
+        seed: int = 0,
+        record_path: Path | None = None,
+    ) -> None:
+        if not key or key != key.strip():
+            raise EmulatorError("must be a non-empty key without surrounding blanks", "key")
+        self._key = key
+        self._default_faults = Faults(error_body=error_body)
+        self._faults = self._default_faults
+        self.state = StandInState(earnings=dict(takeoff or {}))
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._record_path = record_path
+        self._record_file: IO[str] | None = None
+        self._webhook = (
+            WebhookCaller(webhook_url, webhook_interval, self.state, on_call=self._notify_change)
+            if webhook_url
+            else None
+        )
+        self._cut = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._transition = asyncio.Lock()
+        self._api: _Listener | None = None
+        self._control: _Listener | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, control_port: int = 0) -> str:
+        """Listen (port 0 picks a free one) and return the API base URL."""
+        if self._api is not None:
+            raise EmulatorError("already started", "start")
+        if self._record_path is not None:
+            self._record_file = self._record_path.open("a", encoding="utf-8")
+        self._cut.clear()
+        self._api = _Listener(ApiApp(self), host, port)
+        self._control = _Listener(ControlApp(self, down_allowed=True), host, control_port)
+        try:
+            await self._api.open()
+            await self._control.open()
+        except EmulatorError:
+            await self.stop()
+            raise
+        if self._webhook is not None:
+            await self._webhook.start()
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop both listeners and the webhook caller; requests in flight are cut."""
+        self._cut.set()
+        if self._webhook is not None:
+            await self._webhook.stop()
+        async with self._transition:
+            await asyncio.gather(
+                *(
+                    listener.close()
+                    for listener in (self._api, self._control)
+                    if listener is not None and listener.is_open
+                )
+            )
+        self._api = self._control = None
+        self._faults = self._faults.changed({"down": False})  # nothing listens to be down
+        if self._record_file is not None:
+            self._record_file.close()
+            self._record_file = None
+
+    @property
+    def url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:41234``; it stays the same while down."""
+        return self._started(self._api).url
+
+    @property
+    def control_url(self) -> str:
+        """The control listener's base URL; its routes are under ``/_standin``."""
+        return self._started(self._control).url
+
+    # -- faults ----------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    async def set_faults(self, *, clear: bool = False, **changes: Any) -> Faults:
+        """Change fault settings (``clear`` first returns to the defaults); returns once a
+        change of ``down`` has taken effect: the port refuses connections, or accepts again."""
+        base = self._default_faults if clear else self._faults
+        faults = base.changed(changes)
+        async with self._transition:
+            if faults.down != self._faults.down:
+                api = self._started(self._api)
+                if faults.down:
+                    self._cut.set()
+                    await api.close()
+                else:
+                    self._cut.clear()
+                    await api.open()
+            self._faults = faults
+        return faults
+
+    def reseed(self, seed: int) -> None:
+        self._seed = seed
+        self._rng.seed(seed)
+
+    def chance(self, rate: float) -> bool:
+        """A draw of the fault dice; rates of 0 and 1 draw nothing, so that turning one
+        fault on does not change the sequence another one sees."""
+        if rate <= 0.0:
+            return False
+        return rate >= 1.0 or self._rng.random() < rate
+
+    def pick(self, options: Sequence[int]) -> int:
+        return self._rng.choice(options)
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False if the API listener was cut (down or stop) meanwhile."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._cut.wait()
+        except TimeoutError:
+            return True
+        return False
+
+    def reset_connection(self, client: tuple[str, int] | None) -> bool:
+        return self._api is not None and self._api.reset_client(client)
+
+    # -- what the apps need ----------------------------------------------------------------
+
+    def key_matches(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self._key.encode())
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, (self._key,))
+
+    def request_arrived(self, record: RecordedRequest) -> None:
+        self._notify_change()
+
+    def request_done(self, record: RecordedRequest) -> None:
+        if self._record_file is not None:
+            self._record_file.write(json.dumps(record.as_dict()) + "\n")
+            self._record_file.flush()
+        self._notify_change()
+
+    async def wait_until(self, condition: Callable[[StandInState], bool]) -> None:
+        """Wait until ``condition(state)`` holds, looking again after every request that
+        arrives or is answered and every webhook call. Tests and benchmarks wait on this,
+        inside ``asyncio.timeout``, instead of sleeping."""
+        while not condition(self.state):
+            await self._changed.wait()
+
+    def _notify_change(self) -> None:
+        # One Event per generation: waiters of this one wake, later waiters get a new one.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def webhook_info(self) -> dict[str, Any]:
+        if self._webhook is None:
+            return {"url": None, "interval": None}
+        return {"url": self._webhook.url, "interval": self._webhook.interval}
+
+    async def call_webhook(self) -> WebhookCall | None:
+        """Call the agent's webhook now; ``None`` when no webhook URL was configured."""
+        if self._webhook is None:
+            return None
+        return await self._webhook.call_now()
+
+    @staticmethod
+    def _started(listener: _Listener | None) -> _Listener:
+        if listener is None:
+            raise EmulatorError("the stand-in is not started", "start")
+        return listener
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn embedded in someone else's loop, built to stop at once.
+
+    - Signals are left to the owner (uvicorn would take over SIGINT/SIGTERM and re-raise
+      them after its shutdown).
+    - The main loop waits on an event instead of polling ``should_exit`` every 0.1 s.
+    - Shutdown cuts instead of draining: the stand-in emulates a server that goes away,
+      and tests start and stop one per test, so a stop must cost milliseconds.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+        self._exit_requested = asyncio.Event()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit_requested.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
+
+    async def main_loop(self) -> None:
+        # on_tick(0) refreshes the Date header and answers whether to exit.
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit_requested.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            _reset(connection.transport)
+        # Handlers notice the cut (the stand-in's cut event, or a disconnect) and return.
+        if self.server_state.tasks:
+            await asyncio.wait(
+                set(self.server_state.tasks), timeout=self.config.timeout_graceful_shutdown
+            )
+        for server in self.servers:
+            await server.wait_closed()
+
+
+class _Listener:
+    """One uvicorn server on a fixed address that can be closed and reopened on it."""
+
+    def __init__(self, app: ApiApp | ControlApp, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._server: _QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def open(self) -> None:
+        sock = self._bind()
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            http="h11",
+            ws="none",
+            interface="asgi3",
+            loop="none",
+            timeout_graceful_shutdown=2,
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"onlinesim-{self.url}")
+        listening = asyncio.create_task(server.listening.wait())
+        await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not server.listening.is_set():
+            listening.cancel()
+            sock.close()
+            raise EmulatorError(f"uvicorn did not start: {task.exception()!r}", "listen")
+        self._server, self._task = server, task
+
+    async def close(self) -> None:
+        """Stop listening, reset every open connection, wait for uvicorn to end."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            raise EmulatorError(f"{self.url} is not listening", "listen")
+        self._server = self._task = None
+        server.request_exit()
+        await task
+
+    def reset_client(self, client: tuple[str, int] | None) -> bool:
+        """Reset the connection of ``client`` (the ASGI scope's client address)."""
+        if self._server is None or client is None:
+            return False
+        for connection in list(self._server.server_state.connections):
+            if connection.client == tuple(client):
+                _reset(connection.transport)
+                return True
+        return False
+
+    def _bind(self) -> socket.socket:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise EmulatorError(f"cannot resolve {self._host!r}: {exc}", "listen") from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
+        return sock
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    transport.abort()
