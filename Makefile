@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(BIN)/simedge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent tui tests
-	$(BIN)/ruff format --check agent tui tests
+	$(BIN)/ruff check agent tui tests bench
+	$(BIN)/ruff format --check agent tui tests bench
 
 # pytest exits 5 when no test ran; make treats that as the failure it is.
 test: lint

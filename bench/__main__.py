@@ -1,0 +1,91 @@
+"""``python -m bench [NAME ...]``: run the benchmarks, write bench/RESULTS.md, print it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import Result
+
+# module under bench/ -> what it measures; run in this order.
+BENCHES: dict[str, str] = {
+    "decode_bench": "PDUs decoded per second on one core, ours beside independent decoders",
+}
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    commit = (
+        subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "unknown"
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; simedge commit {commit}"
+    )
+
+
+def render(rows: list[tuple[str, Result]], took: float) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {machine()}.",
+        f"Run: `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{took:.0f} s in all.",
+        "",
+        "| benchmark | measure | value | unit | command | note |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for bench, result in rows:
+        lines.append(
+            f"| {bench} | {result.name} | {result.cell()} | {result.unit} | "
+            f"`{result.command}` | {result.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        print(
+            f"bench: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.monotonic()
+    rows: list[tuple[str, Result]] = []
+    for name in chosen:
+        print(f"bench: {name}: {BENCHES[name]} ...", file=sys.stderr, flush=True)
+        module = importlib.import_module(f"bench.{name}")
+        rows.extend((name, result) for result in module.run())
+    text = render(rows, time.monotonic() - started)
+    RESULTS.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
