@@ -13,6 +13,7 @@ HELP = "run the emulated world: the OnlineSim stand-in and modems on pseudo-term
 
 MODULES = [
     "agent.cli.emulate_onlinesim",
+    "agent.cli.emulate_modems",
 ]
 
 

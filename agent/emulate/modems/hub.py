@@ -1,0 +1,577 @@
+"""The modem hub: many emulated modems on pseudo-terminals, served by one asyncio loop.
+
+Layout of the hub's folder (``--dir``)::
+
+    DIR/platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.1.1:1.0-port0 -> /dev/pts/7
+    DIR/...                       one symlink per tty, named like /dev/serial/by-path
+    DIR/hub.json                  what sysfs would tell: USB path, VID:PID, interface, ...
+    DIR/control.sock              the control socket (see ``control``)
+
+The symlink names follow udev's ``/dev/serial/by-path``: the Pi 4's xHCI controller
+(``platform-fd500000.pcie-pci-0000:01:00.0``), then ``usb-0:<port chain>:1.<interface>``
+and ``-port0``. Modem ``k`` sits at port chain ``a.b.c`` of a tree of 7-port hubs (pool
+boards: ``a.b`` is the board, ``c`` the module), so the name survives unplug/replug just as
+by-path does, while the pty behind it changes. ``hub.json`` adds what a pty cannot carry:
+each modem's USB path, VID:PID, USB serial (none on these modules), driver and interface
+numbers, plus the profile and IMEI for test tooling. Discovery must still probe which
+interface speaks AT.
+
+Idle cost: the master side of each pty is watched with ``loop.add_reader``; nothing runs
+while nobody writes. The only timer is one shared noise tick (EC25 DIAG/NMEA ports,
+Huawei ``^RSSI``), present only when some profile makes noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import resource
+import time
+import tty
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from agent.emulate.modems.control import ControlServer
+from agent.emulate.modems.modem import Modem, Pending
+from agent.emulate.modems.profiles import MIXED_CHOICES, PROFILE_NAMES, PROFILES, PortSpec, Profile
+from agent.emulate.modems.sim import SimCard, luhn_digit, make_sim
+from agent.errors import EmulatorError
+from agent.protocol.pdu import encode_deliver
+
+CONTROLLER = "platform-fd500000.pcie-pci-0000:01:00.0"
+BACKLOG_LIMIT = 65536  # bytes a port holds for a reader that does not read; then dropped
+FAULT_KINDS = (
+    "hang",
+    "slow",
+    "garbage",
+    "clear",
+    "reboot",
+    "unplug",
+    "replug",
+    "sim-out",
+    "sim-in",
+    "storage-full",
+    "deregister",
+    "reregister",
+)
+EVENT_LOG_LIMIT = 200_000
+
+
+class PtyPort:
+    """One pseudo-terminal standing in for one USB tty, behind a stable symlink."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link: Path, spec: PortSpec) -> None:
+        self.loop = loop
+        self.link = link
+        self.spec = spec
+        self.master: int | None = None
+        self.slave: int | None = None
+        self.tty: str | None = None
+        self.backlog = bytearray()
+        self.on_input = _ignore_input
+
+    def open(self) -> None:
+        master, slave = os.openpty()
+        # Raw: no echo and no CR/LF translation by the tty layer; the modem echoes itself.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self.master, self.slave = master, slave
+        self.tty = os.ttyname(slave)
+        staging = self.link.with_name(self.link.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        staging.symlink_to(self.tty)
+        os.replace(staging, self.link)  # the link never disappears on replug
+        self.loop.add_reader(master, self._readable)
+
+    def close(self) -> None:
+        """Unplug: the pty goes away (an open reader sees EOF/EIO) and so does the link."""
+        if self.master is not None:
+            self.loop.remove_reader(self.master)
+            self.loop.remove_writer(self.master)
+            os.close(self.master)
+        if self.slave is not None:
+            # The hub keeps the slave open so the master never reads EIO when no host has
+            # the port open; it goes with the unplug.
+            os.close(self.slave)
+        self.master = self.slave = self.tty = None
+        self.backlog.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.link.unlink()
+
+    def _readable(self) -> None:
+        if self.master is None:
+            return
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        if data:
+            self.on_input(data)
+
+    def write(self, data: bytes) -> None:
+        if self.master is None:
+            return
+        if self.backlog:
+            self._queue(data)
+            return
+        try:
+            written = os.write(self.master, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return
+        if written < len(data):
+            self._queue(data[written:])
+            self.loop.add_writer(self.master, self._drain)
+
+    def _queue(self, data: bytes) -> None:
+        room = BACKLOG_LIMIT - len(self.backlog)
+        self.backlog += data[: max(room, 0)]  # a UART overrun: the rest is lost
+
+    def _drain(self) -> None:
+        if self.master is None:
+            return
+        try:
+            written = os.write(self.master, self.backlog)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(self.backlog)
+        del self.backlog[:written]
+        if not self.backlog:
+            self.loop.remove_writer(self.master)
+
+
+def _ignore_input(_data: bytes) -> None:
+    """Input to a port whose modem is gone."""
+
+
+@dataclass
+class Slot:
+    """A physical place on the USB tree with the modem that sits in it."""
+
+    index: int
+    usb_path: str  # sysfs-style device name, e.g. "1-1.2.3"
+    modem: Modem
+    ports: list[PtyPort]
+    rng: random.Random
+    plugged: bool = False
+    reference: int = 0
+    links: list[str] = field(default_factory=list)
+
+    @property
+    def profile(self) -> Profile:
+        return self.modem.profile
+
+
+class Hub:
+    """Emulated modems on ptys with a control socket; see the module docstring.
+
+    Timing knobs are for tests: ``cnma_timeout`` (how long a ``+CMT`` waits for
+    ``+CNMA``), ``network_retry`` (when the network retries an unacknowledged SMS),
+    ``noise_interval`` (the shared noise tick; 0 turns noise off), ``slow_delay``.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        count: int,
+        profile: str = "sim800",
+        seed: int = 0,
+        *,
+        noise_interval: float = 2.0,
+        cnma_timeout: float = 5.0,
+        network_retry: float = 2.0,
+        ussd_delay: float = 0.3,
+        slow_delay: float = 3.0,
+        reset_delay: float = 0.2,
+    ) -> None:
+        if profile not in PROFILE_NAMES:
+            raise EmulatorError(
+                f"unknown profile: choose from {', '.join(PROFILE_NAMES)}", "profile", profile
+            )
+        if count < 1:
+            raise EmulatorError("must be at least 1", "count", count)
+        self.directory = Path(directory)
+        self.count = count
+        self.profile_name = profile
+        self.seed = seed
+        self.noise_interval = noise_interval
+        self.timing = {
+            "cnma_timeout": cnma_timeout,
+            "network_retry": network_retry,
+            "ussd_delay": ussd_delay,
+            "slow_delay": slow_delay,
+            "reset_delay": reset_delay,
+        }
+        self.slots: list[Slot] = []
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_LIMIT)
+        self._event_seq = itertools.count()
+        self._sms_ids = itertools.count(1)
+        self._rng = random.Random(f"{seed}:hub")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._control: ControlServer | None = None
+        self._tick: asyncio.TimerHandle | None = None
+
+    @property
+    def control_path(self) -> Path:
+        return self.directory / "control.sock"
+
+    @property
+    def description_path(self) -> Path:
+        return self.directory / "hub.json"
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        """Create every modem and pty, write hub.json, open the control socket."""
+        self._loop = asyncio.get_running_loop()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ports = sum(len(self._profile_of(index).ports) for index in range(self.count))
+        _raise_fd_limit(2 * ports + 64)
+        for index in range(self.count):
+            self.slots.append(self._make_slot(index))
+        try:
+            for slot in self.slots:
+                self._plug(slot)
+            self._write_description()
+            self._control = ControlServer(self, self.control_path)
+            await self._control.start()
+        except BaseException:
+            self._control = None
+            await self.stop()  # no ptys or links left behind by a failed start
+            raise
+        if self.noise_interval > 0 and any(self._noisy(slot.profile) for slot in self.slots):
+            self._tick = self._loop.call_later(self.noise_interval, self._noise_tick)
+
+    async def stop(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        if self._control is not None:
+            await self._control.close()
+        for slot in self.slots:
+            self._unplug(slot)
+        with contextlib.suppress(FileNotFoundError):
+            self.description_path.unlink()
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    def _make_slot(self, index: int) -> Slot:
+        assert self._loop is not None
+        rng = random.Random(f"{self.seed}:modem:{index}")
+        profile = self._profile_of(index)
+        if profile.board_size:
+            board, position = divmod(index, profile.board_size)
+            chain = f"{board // 7 + 1}.{board % 7 + 1}.{position + 1}"
+            imei = _imei(random.Random(f"{self.seed}:board:{board}"), profile)
+        else:
+            chain = f"{index // 49 + 1}.{index // 7 % 7 + 1}.{index % 7 + 1}"
+            imei = _imei(rng, profile)
+        sim = make_sim(rng)
+        modem = Modem(
+            profile, sim, imei, self._loop, rng, boot_id=rng.randrange(10**8), **self.timing
+        )
+        slot = Slot(
+            index=index,
+            usb_path=f"1-{chain}",
+            modem=modem,
+            ports=[],
+            rng=rng,
+            reference=rng.randrange(256),
+        )
+        modem.on_event = lambda kind, item, **details: self._record(slot, kind, item, details)
+        for spec in profile.ports:
+            link = self.directory / f"{CONTROLLER}-usb-0:{chain}:1.{spec.interface}-port0"
+            slot.ports.append(PtyPort(self._loop, link, spec))
+            slot.links.append(str(link))
+        return slot
+
+    def _profile_of(self, index: int) -> Profile:
+        name = self.profile_name
+        if name == "mixed":
+            name = random.Random(f"{self.seed}:profile:{index}").choice(MIXED_CHOICES)
+        return PROFILES[name]
+
+    @staticmethod
+    def _noisy(profile: Profile) -> bool:
+        return profile.curc_noise or any(spec.role != "at" for spec in profile.ports)
+
+    def _plug(self, slot: Slot) -> None:
+        for port in slot.ports:
+            port.open()
+            interface = port.spec.interface
+            slot.modem.attach(interface, port.write)
+            port.on_input = lambda data, i=interface: slot.modem.feed(i, data)
+        slot.plugged = True
+        slot.modem.power_on()
+
+    def _unplug(self, slot: Slot) -> None:
+        slot.modem.power_off()
+        for port in slot.ports:
+            port.close()
+        slot.plugged = False
+
+    def _noise_tick(self) -> None:
+        assert self._loop is not None
+        for slot in self.slots:
+            if slot.plugged and self._noisy(slot.profile):
+                slot.modem.noise()
+        self._tick = self._loop.call_later(self.noise_interval, self._noise_tick)
+
+    # -------------------------------------------------------------- description
+
+    def description(self) -> dict[str, Any]:
+        """hub.json: the USB facts a pty lacks, per modem and port."""
+        modems = []
+        for slot in self.slots:
+            profile = slot.profile
+            modems.append(
+                {
+                    "index": slot.index,
+                    "slot": slot.usb_path,
+                    "profile": profile.name,
+                    "imei": slot.modem.imei,
+                    "plugged": slot.plugged,
+                    "usb": {
+                        "path": slot.usb_path,
+                        "vid": profile.vid,
+                        "pid": profile.pid,
+                        "serial": None,
+                        "manufacturer": profile.usb_manufacturer,
+                        "product": profile.usb_product,
+                    },
+                    "ports": [
+                        {
+                            "link": str(port.link),
+                            "tty": port.tty,
+                            "interface": port.spec.interface,
+                            "driver": profile.driver,
+                            "present": port.master is not None,
+                        }
+                        for port in slot.ports
+                    ],
+                }
+            )
+        return {"version": 1, "control": str(self.control_path), "modems": modems}
+
+    def _write_description(self) -> None:
+        staging = self.description_path.with_suffix(".json.new")
+        staging.write_text(json.dumps(self.description(), indent=2) + "\n")
+        os.replace(staging, self.description_path)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each modem's state, for ``simedge emulate list``."""
+        out = []
+        for slot in self.slots:
+            state = slot.modem.describe()
+            state.update(
+                index=slot.index,
+                slot=slot.usb_path,
+                plugged=slot.plugged,
+                ports=[str(port.link) for port in slot.ports],
+            )
+            out.append(state)
+        return out
+
+    def slot(self, key: int | str) -> Slot:
+        """A modem by index, slot name (USB path) or port symlink (name or path)."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            index = int(key)
+            if 0 <= index < len(self.slots):
+                return self.slots[index]
+            raise EmulatorError(
+                f"no such modem: the hub has 0..{len(self.slots) - 1}", "modem", key
+            )
+        for slot in self.slots:
+            if key == slot.usb_path or any(key in (link, Path(link).name) for link in slot.links):
+                return slot
+        raise EmulatorError("no modem with this index, slot or port", "modem", key)
+
+    # ------------------------------------------------------------------- events
+
+    def _record(self, slot: Slot, kind: str, item: Pending, details: dict[str, Any]) -> None:
+        self.events.append(
+            {
+                "seq": next(self._event_seq),
+                "t": time.monotonic(),
+                "kind": kind,
+                "modem": slot.index,
+                "sms_id": item.sms_id,
+                "part": item.part,
+                **details,
+            }
+        )
+
+    def events_since(self, since: int = 0) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["seq"] >= since]
+
+    # ------------------------------------------------------------------- inject
+
+    def inject(
+        self,
+        key: int | str,
+        sender: str,
+        text: str,
+        *,
+        shuffle_parts: bool = False,
+        drop_part: int | None = None,
+        duplicate_part: int | None = None,
+        message_class: int | None = None,
+        tz_quarters: int | None = None,
+        ref16: bool = False,
+        count: int = 1,
+        rate: float | None = None,
+    ) -> list[str]:
+        """Have the network deliver SMS to a modem; the SMS ids, one per message.
+
+        ``text`` may contain ``{n}`` (the message's number, from 1) for ``count`` > 1;
+        ``rate`` spaces the messages (per second), else all go at once.
+        """
+        slot = self.slot(key)
+        if slot.modem.sim is None:
+            raise EmulatorError(
+                f"modem {slot.index} has no SIM: the network cannot reach it", "modem", key
+            )
+        if count < 1 or (rate is not None and rate <= 0):
+            raise EmulatorError("count must be >= 1 and rate > 0", "count/rate", (count, rate))
+        quarters = slot.modem.sim.operator.tz_quarters if tz_quarters is None else tz_quarters
+        if not -48 <= quarters <= 56:
+            raise EmulatorError("quarter hours outside -48..+56", "tz", quarters)
+        zone = timezone(timedelta(minutes=15 * quarters))
+        ids = []
+        assert self._loop is not None
+        for number in range(count):
+            sms_id = f"sms-{next(self._sms_ids):06d}"
+            delay = number / rate if rate else 0.0
+            stamp = (datetime.now(UTC) + timedelta(seconds=delay)).astimezone(zone)
+            bits = 16 if ref16 else 8
+            slot.reference = (slot.reference + 1) % (1 << bits)
+            try:
+                pdus = encode_deliver(
+                    text.replace("{n}", str(number + 1)),
+                    sender,
+                    timestamp=stamp.replace(microsecond=0),
+                    smsc=slot.modem.sim.smsc,
+                    reference=slot.reference,
+                    ref_bits=bits,
+                    message_class=message_class,
+                )
+            except ValueError as exc:
+                raise EmulatorError(str(exc), "inject", {"sender": sender, "text": text}) from exc
+            items = [
+                Pending(sms_id, part, data, message_class) for part, data in enumerate(pdus, 1)
+            ]
+            items = self._mangle(items, shuffle_parts, drop_part, duplicate_part)
+            if delay:
+                self._loop.call_later(delay, self._hand_over, slot, items)
+            else:
+                self._hand_over(slot, items)
+            ids.append(sms_id)
+        return ids
+
+    def _mangle(
+        self, items: list[Pending], shuffle: bool, drop: int | None, duplicate: int | None
+    ) -> list[Pending]:
+        for name, part in (("drop_part", drop), ("duplicate_part", duplicate)):
+            if part is not None and not 1 <= part <= len(items):
+                raise EmulatorError(f"the message has parts 1..{len(items)}", name, part)
+        if duplicate is not None:
+            items = [*items[:duplicate], items[duplicate - 1], *items[duplicate:]]
+        if drop is not None:
+            items = [item for item in items if item.part != drop]
+        if shuffle:
+            self._rng.shuffle(items)
+        return items
+
+    def _hand_over(self, slot: Slot, items: list[Pending]) -> None:
+        for item in items:
+            self._record(slot, "injected", item, {})
+        if slot.modem.sim is not None:
+            slot.modem.deliver(items)
+
+    # ------------------------------------------------------------------- faults
+
+    def fault(self, key: int | str, kind: str, *, seconds: float | None = None) -> None:
+        """Make a modem misbehave; see FAULT_KINDS and the CLI help."""
+        slot = self.slot(key)
+        modem = slot.modem
+        if kind in ("hang", "slow", "garbage"):
+            if kind == "slow" and seconds is not None:
+                modem.slow_delay = seconds
+            modem.set_output_fault(kind, active=True)
+        elif kind == "clear":
+            modem.clear_faults()
+        elif kind == "reboot":
+            modem.reboot()
+        elif kind == "unplug":
+            if slot.plugged:
+                self._unplug(slot)
+                self._write_description()
+        elif kind == "replug":
+            if slot.plugged:
+                self._unplug(slot)
+            self._plug(slot)
+            self._write_description()
+        elif kind == "sim-out":
+            modem.remove_sim()
+        elif kind == "sim-in":
+            if modem.sim is not None:
+                modem.remove_sim()
+            modem.insert_sim(make_sim(slot.rng))
+        elif kind == "storage-full":
+            self._fill_storage(slot)
+        elif kind in ("deregister", "reregister"):
+            modem.set_network(available=kind == "reregister")
+        else:
+            raise EmulatorError(
+                f"unknown fault: choose from {', '.join(FAULT_KINDS)}", "kind", kind
+            )
+
+    def _fill_storage(self, slot: Slot) -> None:
+        sim: SimCard | None = slot.modem.sim
+        if sim is None:
+            raise EmulatorError(f"modem {slot.index} has no SIM to fill", "modem", slot.index)
+        capacity = sim.storage.capacity + slot.modem.me.capacity
+        zone = timezone(timedelta(minutes=15 * sim.operator.tz_quarters))
+        old = datetime.now(UTC).astimezone(zone).replace(microsecond=0) - timedelta(days=3)
+        pdus = [
+            encode_deliver(
+                f"Balance: {slot.rng.randint(10, 900)}.{n % 100:02d}",
+                "Balance",
+                timestamp=old + timedelta(minutes=n),
+                smsc=sim.smsc,
+            )[0]
+            for n in range(capacity)
+        ]
+        slot.modem.fill_storage(pdus)
+
+
+def _raise_fd_limit(needed: int) -> None:
+    """Each pty holds two descriptors in the hub: 128 EC25s need more than the usual 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _imei(rng: random.Random, profile: Profile) -> str:
+    body = rng.choice(profile.tacs) + "".join(rng.choice("0123456789") for _ in range(6))
+    return body + luhn_digit(body)
+
+
+__all__ = ["FAULT_KINDS", "Hub", "PtyPort", "Slot"]
