@@ -23,21 +23,36 @@ READY_PREFIX = "simedge demo ready"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--modems", type=int, default=8, metavar="N",
-                        help="number of emulated modems (default 8)")
-    parser.add_argument("--profile", default="mixed",
-                        help="modem profile: sim800, ec25, huawei, pool or mixed (default)")
+    parser.add_argument(
+        "--modems", type=int, default=8, metavar="N", help="number of emulated modems (default 8)"
+    )
+    parser.add_argument(
+        "--profile",
+        default="mixed",
+        help="modem profile: sim800, ec25, huawei, pool or mixed (default)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the emulated world")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="folder for the demo's files (default: a new temporary folder)")
-    parser.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
-                        help="stop after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="folder for the demo's files (default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
-        folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(
-            prefix="simedge-demo-")))
+        folder = args.dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="simedge-demo-"))
+        )
         folder.mkdir(parents=True, exist_ok=True)
         return asyncio.run(_demo(args, folder))
     return EXIT_OK  # pragma: no cover - the with block always returns
@@ -63,8 +78,10 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
         print(f"  emulated modems     {args.modems} x {args.profile} in {modems}")
         print("  try:")
         print(f"    simedge emulate list --dir {modems}")
-        print(f"    simedge emulate inject --dir {modems} --modem 0 --sender VKcom "
-              "--text 'VKcom 123456'")
+        print(
+            f"    simedge emulate inject --dir {modems} --modem 0 --sender VKcom "
+            "--text 'VKcom 123456'"
+        )
         print("  Ctrl-C stops the demo.", flush=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(args.duration):
