@@ -22,6 +22,7 @@ can see what arrived.
     │   ├── UplinkRejected          400 that can never succeed as sent: dead letter
     │   └── UplinkNoNumber          400 NO_NUMBER: resend the numbers list, then retry
     ├── ControlError                a dashboard/CLI request over the control socket failed
+    ├── ListenError                 a listener of the agent (the webhook) cannot listen
     └── EmulatorError               the emulated world was told something it cannot do
 """
 
@@ -163,6 +164,15 @@ class UplinkNoNumber(UplinkError):
 
 class ControlError(SimedgeError):
     """A request over the control socket failed (agent down, bad request, refused)."""
+
+
+class ListenError(SimedgeError):
+    """A listener of the agent (the webhook) cannot listen: the address is in use, not
+    ours, or does not resolve. ``address`` is ``host:port`` as configured."""
+
+    def __init__(self, message: str, address: str) -> None:
+        self.address = address
+        super().__init__(f"{address}: {message}")
 
 
 class EmulatorError(SimedgeError):

@@ -9,13 +9,10 @@ API down can bring it back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import random
-import socket
-import struct
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,10 +22,7 @@ from agent.emulate.onlinesim.app import ApiApp, ControlApp
 from agent.emulate.onlinesim.state import Faults, RecordedRequest, StandInState, WebhookCall, scrub
 from agent.emulate.onlinesim.webhook_caller import WebhookCaller
 from agent.errors import EmulatorError
-
-# SO_LINGER on, 0 seconds: close() sends RST instead of FIN, which is what "connection
-# reset by peer" is.
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+from agent.httpserver import QuietServer, listen_socket, reset_transport, start_serving
 
 
 class OnlineSimStandIn:
@@ -222,54 +216,6 @@ class OnlineSimStandIn:
         return listener
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn embedded in someone else's loop, built to stop at once.
-
-    - Signals are left to the owner (uvicorn would take over SIGINT/SIGTERM and re-raise
-      them after its shutdown).
-    - The main loop waits on an event instead of polling ``should_exit`` every 0.1 s.
-    - Shutdown cuts instead of draining: the stand-in emulates a server that goes away,
-      and tests start and stop one per test, so a stop must cost milliseconds.
-    """
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = asyncio.Event()
-        self._exit_requested = asyncio.Event()
-
-    def request_exit(self) -> None:
-        self.should_exit = True
-        self._exit_requested.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.listening.set()
-
-    async def main_loop(self) -> None:
-        # on_tick(0) refreshes the Date header and answers whether to exit.
-        while not await self.on_tick(0):
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit_requested.wait()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        for connection in list(self.server_state.connections):
-            _reset(connection.transport)
-        # Handlers notice the cut (the stand-in's cut event, or a disconnect) and return.
-        if self.server_state.tasks:
-            await asyncio.wait(
-                set(self.server_state.tasks), timeout=self.config.timeout_graceful_shutdown
-            )
-        for server in self.servers:
-            await server.wait_closed()
-
-
 class _Listener:
     """One uvicorn server on a fixed address that can be closed and reopened on it."""
 
@@ -277,7 +223,7 @@ class _Listener:
         self._app = app
         self._host = host
         self._port = port
-        self._server: _QuietServer | None = None
+        self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -290,7 +236,10 @@ class _Listener:
         return f"http://{host}:{self._port}"
 
     async def open(self) -> None:
-        sock = self._bind()
+        try:
+            sock = listen_socket(self._host, self._port)
+        except OSError as exc:
+            raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,
@@ -303,14 +252,11 @@ class _Listener:
             loop="none",
             timeout_graceful_shutdown=2,
         )
-        server = _QuietServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"onlinesim-{self.url}")
-        listening = asyncio.create_task(server.listening.wait())
-        await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
-        if not server.listening.is_set():
-            listening.cancel()
-            sock.close()
-            raise EmulatorError(f"uvicorn did not start: {task.exception()!r}", "listen")
+        server = QuietServer(config)
+        try:
+            task = await start_serving(server, sock, name=f"onlinesim-{self.url}")
+        except OSError as exc:
+            raise EmulatorError(str(exc), "listen") from exc
         self._server, self._task = server, task
 
     async def close(self) -> None:
@@ -328,30 +274,6 @@ class _Listener:
             return False
         for connection in list(self._server.server_state.connections):
             if connection.client == tuple(client):
-                _reset(connection.transport)
+                reset_transport(connection.transport)
                 return True
         return False
-
-    def _bind(self) -> socket.socket:
-        try:
-            family, kind, proto, _, address = socket.getaddrinfo(
-                self._host, self._port, type=socket.SOCK_STREAM
-            )[0]
-            sock = socket.socket(family, kind, proto)
-        except OSError as exc:
-            raise EmulatorError(f"cannot resolve {self._host!r}: {exc}", "listen") from exc
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
-        return sock
-
-
-def _reset(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-    transport.abort()

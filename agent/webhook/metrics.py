@@ -1,0 +1,148 @@
+"""The agent's metrics, in the Prometheus text format, for fleets that scrape many sites.
+
+The rest of the agent updates one :class:`Metrics` object (modem workers, the store, the
+uplink pump); the webhook listener renders it at ``/metrics``. It uses
+``prometheus_client`` with a registry of its own, not the library's global one: two
+agents in one test process, or a library that registers its own collectors, must not mix
+their series into ours.
+
+Families (all prefixed ``simedge_``):
+
+    simedge_modems{state}                   modems by state (every state present, 0 or more)
+    simedge_sims_online                     SIMs whose numbers are reported online
+    simedge_sms_received_total              SMS committed to the store
+    simedge_sms_forwarded_total             SMS accepted by OnlineSim
+    simedge_sms_blocked_total               SMS withheld by the blocking rules
+    simedge_sms_dead_total                  SMS given up on (dead letters)
+    simedge_outbox_depth                    SMS waiting to be forwarded
+    simedge_uplink_errors_total{code}       failed OnlineSim calls by API or network code
+    simedge_delivery_latency_seconds        SMS receipt to OnlineSim's acceptance
+    simedge_webhook_requests_total{outcome} webhook calls answered or refused
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent.status import ModemState
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# An SMS carries a code somebody is waiting for: most should land in well under a second;
+# the tail shows a flaky uplink (retries with back-off) up to a minute.
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Error codes come partly from the server's answers; past this many distinct codes, new
+# ones are counted as OTHER so that a misbehaving peer cannot grow the series without end.
+MAX_ERROR_CODES = 32
+OTHER_CODE = "OTHER"
+WEBHOOK_OUTCOMES = ("answered", "refused")
+
+
+class Metrics:
+    """The metric set of one agent; cheap to update from any task of the event loop."""
+
+    def __init__(self) -> None:
+        # Without this, every counter and histogram gets a ``_created`` twin, which the
+        # text format shows as one more gauge series per site for nobody's benefit. The
+        # switch is process-wide; this registry is the only user of the library here.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._modems = Gauge("simedge_modems", "Modems by state.", ["state"], registry=registry)
+        for state in ModemState:
+            self._modems.labels(state=state.value).set(0)
+        self._sims_online = Gauge(
+            "simedge_sims_online", "SIMs whose numbers are reported online.", registry=registry
+        )
+        self._received = Counter(
+            "simedge_sms_received", "SMS committed to the store.", registry=registry
+        )
+        self._forwarded = Counter(
+            "simedge_sms_forwarded", "SMS accepted by OnlineSim.", registry=registry
+        )
+        self._blocked = Counter(
+            "simedge_sms_blocked", "SMS withheld by the blocking rules.", registry=registry
+        )
+        self._dead = Counter(
+            "simedge_sms_dead", "SMS given up on, kept as dead letters.", registry=registry
+        )
+        self._outbox_depth = Gauge(
+            "simedge_outbox_depth", "SMS waiting to be forwarded.", registry=registry
+        )
+        self._uplink_errors = Counter(
+            "simedge_uplink_errors",
+            "Failed OnlineSim calls by API or network code.",
+            ["code"],
+            registry=registry,
+        )
+        self._error_codes: set[str] = set()
+        self._delivery_latency = Histogram(
+            "simedge_delivery_latency_seconds",
+            "Seconds from an SMS committed to the store to OnlineSim accepting it.",
+            buckets=DELIVERY_BUCKETS,
+            registry=registry,
+        )
+        self._webhook_requests = Counter(
+            "simedge_webhook_requests",
+            "Webhook calls answered, or refused for a wrong or missing token.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self._webhook_requests.labels(outcome=outcome)
+
+    def set_modems(self, counts: Mapping[ModemState | str, int]) -> None:
+        """Replace the modem counts; a state not in ``counts`` has none."""
+        by_state = {ModemState(state): count for state, count in counts.items()}
+        for state in ModemState:
+            self._modems.labels(state=state.value).set(by_state.get(state, 0))
+
+    def set_sims_online(self, count: int) -> None:
+        self._sims_online.set(count)
+
+    def sms_received(self, count: int = 1) -> None:
+        self._received.inc(count)
+
+    def sms_forwarded(self, count: int = 1) -> None:
+        self._forwarded.inc(count)
+
+    def sms_blocked(self, count: int = 1) -> None:
+        self._blocked.inc(count)
+
+    def sms_dead(self, count: int = 1) -> None:
+        self._dead.inc(count)
+
+    def set_outbox_depth(self, depth: int) -> None:
+        self._outbox_depth.set(depth)
+
+    def uplink_error(self, code: str) -> None:
+        """Count one failed call under its ``UplinkError.code`` (bounded, see MAX_ERROR_CODES)."""
+        if code not in self._error_codes:
+            if len(self._error_codes) >= MAX_ERROR_CODES:
+                code = OTHER_CODE
+            self._error_codes.add(code)
+        self._uplink_errors.labels(code=code).inc()
+
+    def observe_delivery(self, seconds: float) -> None:
+        """One SMS delivered ``seconds`` after it was committed to the store."""
+        self._delivery_latency.observe(seconds)
+
+    def webhook_answered(self) -> None:
+        self._webhook_requests.labels(outcome="answered").inc()
+
+    def webhook_refused(self) -> None:
+        """One webhook call with a wrong or missing token: a scanner, or a wrong URL."""
+        self._webhook_requests.labels(outcome="refused").inc()
+
+    def render(self) -> bytes:
+        """The whole set in the Prometheus text exposition format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
