@@ -16,6 +16,7 @@ from bench import Result
 BENCHES: dict[str, str] = {
     "decode_bench": "PDUs decoded per second on one core, ours beside independent decoders",
     "emulator_idle": "CPU of 128 idle emulated modems in one process",
+    "store_bench": "durable ingests per second; database size per 100,000 messages",
 }
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

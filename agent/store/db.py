@@ -1,0 +1,292 @@
+"""Opening the SQLite file, its pragmas, and the single writer.
+
+Every write goes through :class:`Writer`: one thread owns the write connection and runs
+write jobs from a queue, so a commit's fsync never blocks the event loop, and SQLite's one
+write lock is never contended inside the agent. The writer practises *group commit*: it
+takes every job waiting (up to ``max_batch``) and runs them in ONE transaction, then
+resolves their futures only after COMMIT returned, so ``await`` means "durable on disk".
+Under a burst (a pool of modems sweeping their SIMs at start) many ingests share one fsync.
+
+Each job runs inside its own SAVEPOINT: a job that raises rolls back only its own writes
+and gets its exception (translated into :class:`~agent.errors.StoreError` or
+:class:`~agent.errors.DiskFull`); the others in the batch commit. Some SQLite errors
+(SQLITE_FULL, SQLITE_IOERR) roll back the whole transaction instead; the writer notices,
+fails the job that hit it and runs the batch's other jobs again in a new transaction, so
+"awaited" still means "committed". Jobs are therefore plain functions of the database with
+no side effects outside it (they may run twice).
+
+Reads use peewee's per-thread connections: the event loop thread reads on its own
+connection (WAL readers never wait for the writer); heavier reads run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from peewee import SqliteDatabase
+
+from agent.errors import DiskFull, StoreError
+
+T = TypeVar("T")
+
+# Properties of the FILE, set once by the writer before the first table exists (see
+# `prepare_file`). Not per-connection pragmas: setting auto_vacuum takes the write lock, so
+# every reader connection would queue behind the writer just to open.
+FILE_PRAGMAS: tuple[tuple[str, object], ...] = (
+    # Free pages are returned to the file system by `PRAGMA incremental_vacuum` after a
+    # prune, so the file shrinks without a full VACUUM (which rewrites the whole file,
+    # needs twice the space and holds the write lock for seconds on an SD card). SQLite
+    # only honours this on a database that has no tables yet, so it must come first.
+    ("auto_vacuum", "incremental"),
+    # WAL: readers (the dashboard, the outbox queries) never wait for the writer and the
+    # writer never waits for them; a commit appends to one file sequentially, which an SD
+    # card's controller handles better than the rollback journal's scattered writes.
+    # Persistent: stored in the file, every later connection is in WAL mode.
+    ("journal_mode", "wal"),
+)
+
+# Why each per-connection pragma is what it is. peewee applies them to every connection.
+PRAGMAS: tuple[tuple[str, object], ...] = (
+    # FULL: fsync the WAL at every commit. The modem deletes an SMS from the SIM right after
+    # our commit returns; with NORMAL a power cut could lose the last commits and the SMS
+    # would be gone from both places. The cost (one fsync per commit) is amortised by the
+    # writer's group commit.
+    ("synchronous", "full"),
+    # Parts, PDUs and delivery attempts belong to their message: the foreign keys keep
+    # them consistent and let the retention prune delete by cascade.
+    ("foreign_keys", 1),
+    # Only a second process (an operator's sqlite3 shell, a backup) can hold the write
+    # lock: wait up to 5 s for it rather than failing an ingest at once.
+    ("busy_timeout", 5000),
+    # Checkpoint the WAL into the database every 1000 pages (~4 MB, SQLite's default, kept
+    # explicit), and after a checkpoint cut the WAL file back to 4 MB, so a burst does not
+    # leave a large WAL on the card for good.
+    ("wal_autocheckpoint", 1000),
+    ("journal_size_limit", 4 * 1024 * 1024),
+    # 2 MB of page cache per connection (negative = KiB): the Pi has little RAM and the
+    # agent aims at < 60 MB RSS; the hot working set (recent messages, indexes) is small.
+    ("cache_size", -2048),
+    # Sorting and temporary indexes stay in memory: small here, and no temp files on the card.
+    ("temp_store", "memory"),
+)
+
+DEFAULT_MAX_BATCH = 256
+
+
+def prepare_file(database: SqliteDatabase) -> None:
+    """Set the file's own properties (auto_vacuum, WAL). Run by the writer, outside any
+    transaction, before the migrations create the first table; harmless afterwards."""
+    for name, value in FILE_PRAGMAS:
+        database.execute_sql(f"PRAGMA {name} = {value}")
+
+
+def open_database(path: str | Path) -> SqliteDatabase:
+    """A peewee database for ``path`` with the store's pragmas, not yet connected."""
+    database = SqliteDatabase(None)
+    database.init(str(path), pragmas=list(PRAGMAS))
+    return database
+
+
+def _walk_causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        # peewee wraps sqlite3 errors with the original as args[0] and as __context__.
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        stack.extend(link for link in (current.__cause__, current.__context__) if link)
+    return seen
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when SQLite or the OS says the disk (or the database's page limit) is full."""
+    for cause in _walk_causes(exc):
+        if isinstance(cause, sqlite3.Error):
+            code = getattr(cause, "sqlite_errorcode", None)
+            if code == sqlite3.SQLITE_FULL or "database or disk is full" in str(cause):
+                return True
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return True
+    return False
+
+
+def translate(exc: BaseException, what: str) -> StoreError:
+    """The one place where peewee/sqlite3/OS errors become our exception tree."""
+    if isinstance(exc, StoreError):
+        return exc
+    if is_disk_full(exc):
+        return DiskFull(f"{what}: the data folder is full ({exc})")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _Job:
+    function: Callable[[], Any]
+    what: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    bare: bool = False  # runs alone, outside a transaction (checkpoint, incremental vacuum)
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the awaiting task was cancelled; the job ran (or failed) anyway
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _deliver(job: _Job) -> None:
+    """Hand the outcome to the job's event loop (from the writer thread)."""
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+        job.loop.call_soon_threadsafe(_settle, job.future, *job.outcome)
+
+
+class _TransactionLost(Exception):
+    """SQLite rolled back the whole batch transaction because of one job's error."""
+
+
+class Writer:
+    """The single writer thread with group commit. See the module docstring."""
+
+    def __init__(self, database: SqliteDatabase, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self._database = database
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._closed = False
+        # Counters for tests and `simedge status`: jobs run vs transactions committed.
+        self.jobs_done = 0
+        self.transactions = 0
+        self._thread.start()
+
+    @property
+    def thread_id(self) -> int | None:
+        return self._thread.ident
+
+    @property
+    def backlog(self) -> int:
+        """Jobs queued and not yet taken by the writer (a health figure for status)."""
+        return self._queue.qsize()
+
+    async def submit(self, function: Callable[[], T], what: str, *, bare: bool = False) -> T:
+        """Run ``function`` in the writer's transaction; return once it is committed.
+
+        ``what`` names the operation in the error message (e.g. "ingest PDU from 8970...").
+        ``bare`` jobs run on their own outside any transaction, for the few statements
+        SQLite refuses inside one (``wal_checkpoint``) or runs better alone; they run
+        after the batch they were queued with.
+        """
+        if self._closed:
+            raise StoreError(f"{what}: the store is closed")
+        loop = asyncio.get_running_loop()
+        job = _Job(function, what, loop, loop.create_future(), bare)
+        self._queue.put(job)
+        return await job.future
+
+    async def close(self) -> None:
+        """Finish every job already queued, then stop the thread and close its connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._run_batch([job for job in batch if not job.bare])
+                for job in batch:
+                    if job.bare:
+                        self._run_bare(job)
+                if stop:
+                    return
+        finally:
+            self._database.close()
+
+    def _run_bare(self, job: _Job) -> None:
+        try:
+            job.outcome = (True, job.function())
+        except Exception as exc:
+            job.outcome = (False, translate(exc, job.what))
+        self.jobs_done += 1
+        _deliver(job)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        if not batch:
+            return
+        todo = list(batch)
+        finished: list[_Job] = []
+        while todo:
+            try:
+                done, todo = self._transaction(todo)
+            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is durable
+                for job in todo:
+                    job.outcome = (False, translate(exc, job.what))
+                finished.extend(todo)
+                break
+            finished.extend(done)
+        self.jobs_done += len(batch)
+        for job in finished:
+            _deliver(job)
+
+    def _transaction(self, jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
+        """Run ``jobs`` in one transaction. Returns (settled jobs, jobs to run again)."""
+        database = self._database
+        settled: list[_Job] = []
+        again: list[_Job] = []
+        try:
+            with database.atomic("IMMEDIATE"):
+                for index, job in enumerate(jobs):
+                    database.execute_sql('SAVEPOINT "job"')
+                    try:
+                        result = job.function()
+                    except Exception as exc:
+                        if not database.connection().in_transaction:
+                            job.outcome = (False, translate(exc, job.what))
+                            # The jobs before this one lost their writes with the
+                            # transaction; the ones after have not run: all run again.
+                            settled = [job]
+                            again = jobs[:index] + jobs[index + 1 :]
+                            raise _TransactionLost from exc
+                        database.execute_sql('ROLLBACK TO "job"')
+                        database.execute_sql('RELEASE "job"')
+                        job.outcome = (False, translate(exc, job.what))
+                    else:
+                        database.execute_sql('RELEASE "job"')
+                        job.outcome = (True, result)
+                    settled.append(job)
+        except _TransactionLost:
+            return settled, again
+        self.transactions += 1
+        return settled, []

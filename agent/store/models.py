@@ -1,0 +1,286 @@
+"""The store's tables, as peewee models (the schema of the newest version).
+
+The models are not bound to a database here: :mod:`agent.store.db` binds them to the
+database it opens, so tests bind them to a fresh file. The schema of a database on disk is
+made by :mod:`agent.store.migrations` (version 1 is frozen SQL, later versions are
+functions); a test checks that the migrated schema equals what these models describe.
+
+Times are stored as UTC (``UtcDateTimeField``) and come back aware; an SMS's service
+centre timestamp keeps its own zone as ``scts_offset_min`` beside it, because the zone is
+what the sender's network said and UTC alone would lose it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from peewee import (
+    SQL,
+    BigIntegerField,
+    BlobField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from agent.errors import StoreError
+
+# Message.state values. "assembling" holds the parts of a multipart SMS until the last one
+# arrives or the assembly timeout delivers what came; it is never due for upload.
+ASSEMBLING = "assembling"
+PENDING = "pending"
+SENT = "sent"
+DEAD = "dead"
+BLOCKED = "blocked"
+
+# DeliveryAttempt.outcome values.
+ATTEMPT_SENT = "sent"
+ATTEMPT_RETRY = "retry"
+ATTEMPT_DEAD = "dead"
+
+# ReceivedPdu.status values: decoded into a message part, undecodable (kept with the
+# decoder's error), or a valid PDU that is not an SMS-DELIVER (nothing to forward).
+PDU_OK = "ok"
+PDU_UNDECODABLE = "undecodable"
+PDU_IGNORED = "ignored"
+
+
+def to_utc(value: datetime | float) -> datetime:
+    """An aware UTC datetime from an aware datetime or seconds since the epoch.
+
+    Naive datetimes are refused: the Pi has no RTC and we must never guess a zone."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if value.tzinfo is None:
+        raise StoreError(f"naive datetime {value!r}: give an aware datetime or epoch seconds")
+    return value.astimezone(UTC)
+
+
+def db_time(value: datetime | float) -> str:
+    """A time as the store writes it: naive UTC text, "2026-03-01 12:00:00.250000"; it
+    sorts and compares correctly in SQL. Formatted here rather than by sqlite3's default
+    datetime adapter, which Python 3.12 deprecates."""
+    return str(to_utc(value).replace(tzinfo=None))
+
+
+class UtcDateTimeField(DateTimeField):
+    """Stored as naive UTC text (see ``db_time``); read back aware."""
+
+    def db_value(self, value: datetime | float | None) -> str | None:
+        return None if value is None else db_time(value)
+
+    def python_value(self, value: object) -> datetime | None:
+        parsed = super().python_value(value)
+        if isinstance(parsed, datetime):
+            return parsed.replace(tzinfo=UTC)
+        return parsed
+
+
+class BaseModel(Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """One row per applied migration; the schema's version is the highest."""
+
+    version = IntegerField(primary_key=True)
+    name = TextField()
+    applied_at = UtcDateTimeField()
+
+
+class Modem(BaseModel):
+    """A modem seen by the agent, keyed by its slot (the stable USB path): some pools give
+    every port the same IMEI, or none, so the IMEI cannot be the key."""
+
+    slot = CharField(unique=True)
+    imei = CharField(null=True)
+    model = CharField(null=True)
+    manufacturer = CharField(null=True)
+    firmware = CharField(null=True)
+    port = CharField(null=True)
+    first_seen = UtcDateTimeField()
+    last_seen = UtcDateTimeField()
+
+
+class Sim(BaseModel):
+    """A SIM card, keyed by ICCID: its number is remembered across slots and restarts."""
+
+    iccid = CharField(primary_key=True)
+    imsi = CharField(null=True)
+    number = CharField(null=True)
+    # Where the number came from ("manual", "cnum", "ussd", ...): a number set by hand is
+    # never overwritten by one the agent discovered.
+    number_source = CharField(null=True)
+    number_updated_at = UtcDateTimeField(null=True)  # added in schema version 2
+    operator = CharField(null=True)
+    last_slot = CharField(null=True)
+    last_imei = CharField(null=True)
+    first_seen = UtcDateTimeField()
+    last_seen = UtcDateTimeField()
+
+
+class Message(BaseModel):
+    """An SMS as it will be forwarded: one row per message, whatever its part count.
+
+    ``seq`` is the receipt order, assigned when the message becomes deliverable (an
+    increasing counter, independent of the Pi's clock, which may jump at NTP sync); the
+    outbox sends each SIM's messages in this order.
+    """
+
+    # No plain index on the SIM: SIM rows are never deleted, and every query by SIM also
+    # filters on a state that has its own partial index (see below).
+    sim = ForeignKeyField(
+        Sim,
+        column_name="iccid",
+        object_id_name="sim_id",
+        backref="messages",
+        on_delete="CASCADE",
+        index=False,
+    )
+    slot = CharField(null=True)
+    sender = CharField()
+    sender_type = CharField()
+    text = TextField(default="")
+    encoding = CharField()
+    scts = UtcDateTimeField()
+    scts_offset_min = IntegerField()
+    received_at = UtcDateTimeField()  # wall clock when its first part was read
+    ready_at = UtcDateTimeField(null=True)  # when it became deliverable
+    seq = BigIntegerField(null=True, unique=True)
+    concat_ref = IntegerField(null=True)
+    part_count = IntegerField(default=1)
+    complete = BooleanField(default=False)
+    missing_parts = CharField(default="")  # "2,4" when delivered incomplete
+    blocked_rule = CharField(null=True)
+    state = CharField()
+    attempts = IntegerField(default=0)
+    next_attempt_at = UtcDateTimeField(null=True)
+    last_error = TextField(null=True)
+    sent_at = UtcDateTimeField(null=True)
+
+
+def literal(state: str) -> SQL:
+    """A state constant written into the SQL text, not bound as a parameter: SQLite uses a
+    partial index only when it can see at prepare time that the query implies its WHERE."""
+    return SQL(f"'{state}'")
+
+
+# Partial indexes: almost every message is "sent" and stays so until pruned, so indexing
+# only the few rows each query looks for keeps the indexes small on the SD card and cheap
+# to update (about a third of the file with full indexes, in the store benchmark).
+Message.add_index(  # the outbox: each SIM's pending messages in receipt order
+    Message.index(Message.sim, Message.seq, name="message_pending").where(
+        Message.state == literal(PENDING)
+    )
+)
+Message.add_index(  # multipart assembly: the message a part belongs to
+    Message.index(
+        Message.sim,
+        Message.sender,
+        Message.concat_ref,
+        Message.part_count,
+        name="message_assembling",
+    ).where(Message.state == literal(ASSEMBLING))
+)
+Message.add_index(  # counts by state for status, blocked messages for retention
+    Message.index(Message.state, name="message_open").where(Message.state != literal(SENT))
+)
+Message.add_index(  # retention of sent messages, and the time of the last success
+    Message.index(Message.sent_at, name="message_sent").where(Message.state == literal(SENT))
+)
+
+
+class ReceivedPdu(BaseModel):
+    """A PDU exactly as read off a modem, kept whole even when it does not decode.
+
+    (sim, digest) is unique: reading the same stored SMS again after a crash between
+    commit and delete finds this row and creates nothing."""
+
+    sim = ForeignKeyField(
+        Sim,
+        column_name="iccid",
+        object_id_name="sim_id",
+        backref="pdus",
+        on_delete="CASCADE",
+        index=False,
+    )
+    imei = CharField(null=True)
+    slot = CharField(null=True)
+    storage = CharField()
+    storage_index = IntegerField(null=True)
+    pdu_hex = TextField()
+    digest = BlobField()  # sha256 of pdu_hex: 32 bytes, half of its hex text
+    read_at = UtcDateTimeField()
+    status = CharField()
+    error = TextField(null=True)
+    message = ForeignKeyField(
+        Message, null=True, backref="pdus", on_delete="CASCADE", column_name="message_id"
+    )
+
+    class Meta:
+        indexes = ((("sim", "digest"), True),)
+
+
+class Part(BaseModel):
+    """One part of a multipart message, with what the assembler needs to join it to the
+    others. A one-part SMS has no row here: its message and its PDU hold all of it."""
+
+    message = ForeignKeyField(Message, backref="parts", on_delete="CASCADE", index=False)
+    seq = IntegerField()
+    text = TextField()
+    encoding = CharField()
+    data = BlobField()
+    scts = UtcDateTimeField()
+    scts_offset_min = IntegerField()
+    received_at = UtcDateTimeField()
+    pdu = ForeignKeyField(ReceivedPdu, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("message", "seq"), True),)
+
+
+class DeliveryAttempt(BaseModel):
+    """One try to upload a message: the dashboard shows the history of each."""
+
+    message = ForeignKeyField(Message, backref="attempts_log", on_delete="CASCADE")
+    at = UtcDateTimeField()
+    outcome = CharField()  # "sent" | "retry" | "dead"
+    http_status = IntegerField(null=True)
+    body = TextField(null=True)
+    error = TextField(null=True)
+
+
+DeliveryAttempt.add_index(  # the last failure, for status: failures are few, so is this
+    DeliveryAttempt.index(DeliveryAttempt.id, name="delivery_attempt_failed").where(
+        DeliveryAttempt.outcome != literal(ATTEMPT_SENT)
+    )
+)
+
+
+class Event(BaseModel):
+    """The site's log as the dashboard shows it. Plain text keys (no foreign keys) so an
+    event outlives the rows it mentions."""
+
+    at = UtcDateTimeField(index=True)  # the index was added in schema version 2
+    level = CharField()
+    kind = CharField()
+    text = TextField()
+    slot = CharField(null=True)
+    iccid = CharField(null=True)
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    SchemaVersion,
+    Modem,
+    Sim,
+    Message,
+    ReceivedPdu,
+    Part,
+    DeliveryAttempt,
+    Event,
+)

@@ -1,0 +1,473 @@
+"""The store as the rest of the agent sees it: one object, every write awaited until durable.
+
+Writes go to the single writer (:mod:`agent.store.db`) and return once committed with
+``synchronous=FULL``: a modem session deletes an SMS from the SIM only after
+:meth:`Store.ingest_pdu` returned. Reads are small indexed queries run on the event loop's
+own connection (WAL readers never wait for the writer); :meth:`Store.read` runs a heavier
+one in a worker thread.
+
+One store is open per process at a time: the models are bound to its database at open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from peewee import SqliteDatabase
+
+from agent.errors import PduError, StoreError
+from agent.protocol import pdu
+from agent.store import ingest, outbox
+from agent.store.blocking import BlockRule
+from agent.store.db import DEFAULT_MAX_BATCH, Writer, open_database, prepare_file
+from agent.store.migrations import upgrade
+from agent.store.models import (
+    BLOCKED,
+    MODELS,
+    PENDING,
+    SENT,
+    Event,
+    Message,
+    Modem,
+    ReceivedPdu,
+    Sim,
+    literal,
+    to_utc,
+)
+
+T = TypeVar("T")
+
+MANUAL = "manual"
+DEFAULT_EVENT_CAP = 20_000
+_PRUNE_CHUNK = 2_000  # rows per prune transaction: ingests never wait long behind a prune
+_VACUUM_CHUNK = 2_048  # pages (8 MB) per incremental_vacuum step, for the same reason
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    messages: int
+    pdus: int
+    events: int
+    pages_freed: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """The durable store. Build it with ``await Store.open(path, ...)``."""
+
+    _open_path: ClassVar[Path | None] = None
+
+    def __init__(
+        self,
+        database: SqliteDatabase,
+        writer: Writer,
+        *,
+        multipart_timeout: float,
+        block_rules: Sequence[BlockRule],
+        retention_days: float,
+        event_cap: int,
+    ) -> None:
+        self._database = database
+        self._writer = writer
+        self._multipart_timeout = multipart_timeout
+        self._block_rules = tuple(block_rules)
+        self._retention = timedelta(days=retention_days)
+        self._event_cap = event_cap
+        self._ready_callbacks: list[Callable[[], None]] = []
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        multipart_timeout: float = 600,
+        block_rules: Sequence[BlockRule] = (),
+        retention_days: float = 30,
+        event_cap: int = DEFAULT_EVENT_CAP,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> Store:
+        """Open (or create) the database, migrate it to the newest schema, and deliver the
+        multipart messages whose timeout passed while the agent was down."""
+        path = Path(path)
+        if cls._open_path is not None:
+            raise StoreError(f"{path}: a store ({cls._open_path}) is already open in this process")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create the data folder: {exc}") from exc
+        database = open_database(path)
+        database.bind(MODELS)
+        writer = Writer(database, max_batch=max_batch)
+        store = cls(
+            database,
+            writer,
+            multipart_timeout=multipart_timeout,
+            block_rules=block_rules,
+            retention_days=retention_days,
+            event_cap=event_cap,
+        )
+        cls._open_path = path
+        try:
+            await writer.submit(partial(prepare_file, database), f"open {path}", bare=True)
+            await writer.submit(partial(upgrade, database), f"migrate {path}", bare=True)
+            await store.expire_partials(_now())
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer, close this thread's connection."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        self._database.close()
+        type(self)._open_path = None
+
+    @property
+    def writer(self) -> Writer:
+        """The single writer (its counters: ``jobs_done``, ``transactions``)."""
+        return self._writer
+
+    @property
+    def path(self) -> str:
+        return str(self._database.database)
+
+    # --- waking the outbox ----------------------------------------------------------------
+
+    def on_message_ready(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the event loop, after the commit) whenever a message becomes
+        due for upload; returns a function that removes it. The drainer sets its own
+        asyncio.Event here, so the happy path needs no polling."""
+        self._ready_callbacks.append(callback)
+        return lambda: self._ready_callbacks.remove(callback)
+
+    def _notify_ready(self) -> None:
+        for callback in list(self._ready_callbacks):
+            callback()
+
+    async def _write(self, function: Callable[[], T], what: str) -> T:
+        return await self._writer.submit(function, what)
+
+    async def read(self, function: Callable[[], T]) -> T:
+        """Run a heavier read in a worker thread on a connection of its own."""
+
+        def run() -> T:
+            with self._database.connection_context():
+                return function()
+
+        return await asyncio.to_thread(run)
+
+    # --- receiving ------------------------------------------------------------------------
+
+    async def ingest_pdu(
+        self,
+        *,
+        iccid: str,
+        imei: str | None,
+        slot: str,
+        storage: str,
+        index: int | None,
+        pdu_hex: str,
+        read_at: datetime | float,
+    ) -> ingest.IngestResult:
+        """Store one PDU read off a modem; durable when this returns, so the caller may then
+        delete it from the modem. Undecodable PDUs are kept (with the decoder's error) and
+        count as stored. Raises StoreError, or DiskFull when the data folder is full."""
+        normalised = ingest.normalise_pdu_hex(pdu_hex)
+        decoded: object
+        try:
+            decoded = pdu.decode(normalised)
+        except PduError as exc:
+            decoded = exc
+        received = ingest.ReceivedSms(
+            iccid=iccid,
+            imei=imei,
+            slot=slot,
+            storage=storage,
+            index=index,
+            pdu_hex=normalised,
+            read_at=to_utc(read_at),
+        )
+        result = await self._write(
+            partial(ingest.ingest, received, decoded, self._block_rules, self._multipart_timeout),
+            f"ingest PDU from SIM {iccid} ({storage} index {index})",
+        )
+        if result.message_id is not None and not result.blocked:
+            self._notify_ready()
+        return result
+
+    async def expire_partials(self, now: datetime | float) -> list[int]:
+        """Deliver, marked incomplete, the multipart messages that waited longer than the
+        assembly timeout; return their ids. Run periodically, and at open."""
+        delivered = await self._write(
+            partial(ingest.expire, to_utc(now), self._multipart_timeout, self._block_rules),
+            "expire partial multipart messages",
+        )
+        if any(state == PENDING for _, state in delivered):
+            self._notify_ready()
+        return [message_id for message_id, _ in delivered]
+
+    # --- modems, SIMs, events -------------------------------------------------------------
+
+    async def upsert_modem(
+        self,
+        imei: str | None,
+        slot: str,
+        model: str | None,
+        *,
+        manufacturer: str | None = None,
+        firmware: str | None = None,
+        port: str | None = None,
+        seen_at: datetime | float | None = None,
+    ) -> None:
+        """Record a modem in its slot (the stable USB path) with what it said about itself."""
+        seen = to_utc(seen_at) if seen_at is not None else _now()
+        fields = {
+            Modem.imei: imei,
+            Modem.model: model,
+            Modem.manufacturer: manufacturer,
+            Modem.firmware: firmware,
+            Modem.port: port,
+            Modem.last_seen: seen,
+        }
+
+        def job() -> None:
+            Modem.insert({**fields, Modem.slot: slot, Modem.first_seen: seen}).on_conflict(
+                conflict_target=[Modem.slot], update=fields
+            ).execute()
+
+        await self._write(job, f"record modem in slot {slot}")
+
+    async def upsert_sim(
+        self,
+        iccid: str,
+        *,
+        imsi: str | None = None,
+        number: str | None = None,
+        number_source: str | None = None,
+        operator: str | None = None,
+        slot: str | None = None,
+        imei: str | None = None,
+        seen_at: datetime | float | None = None,
+    ) -> None:
+        """Record a SIM; fields given as None keep what is stored. A number set by hand is
+        not replaced by one the agent discovered (a USSD answer may be wrong or stale)."""
+        seen = to_utc(seen_at) if seen_at is not None else _now()
+
+        def job() -> None:
+            ingest.touch_sim(iccid, slot=slot, imei=imei, seen_at=seen)
+            sim = Sim.get_by_id(iccid)
+            if imsi is not None:
+                sim.imsi = imsi
+            if operator is not None:
+                sim.operator = operator
+            manual_kept = sim.number_source == MANUAL and number_source != MANUAL
+            if number is not None and not manual_kept and number != sim.number:
+                sim.number = number
+                sim.number_source = number_source
+                sim.number_updated_at = seen
+            sim.save()
+
+        await self._write(job, f"record SIM {iccid}")
+
+    async def set_sim_number(self, iccid: str, number: str, source: str = MANUAL) -> None:
+        """Set a SIM's own number (by hand from the dashboard, or from a trusted lookup)."""
+        at = _now()
+
+        def job() -> None:
+            ingest.touch_sim(iccid, slot=None, imei=None, seen_at=at)
+            Sim.update(number=number, number_source=source, number_updated_at=at).where(
+                Sim.iccid == iccid
+            ).execute()
+
+        await self._write(job, f"set the number of SIM {iccid}")
+        self._notify_ready()  # messages waiting for a known number may go now
+
+    async def log_event(
+        self,
+        kind: str,
+        text: str,
+        *,
+        level: str = "info",
+        slot: str | None = None,
+        iccid: str | None = None,
+        at: datetime | float | None = None,
+    ) -> int:
+        """Add a line to the site's log (what the dashboard shows); returns its id."""
+        moment = to_utc(at) if at is not None else _now()
+        return await self._write(
+            partial(ingest.log_event, kind, text, at=moment, level=level, slot=slot, iccid=iccid),
+            f"log event {kind}",
+        )
+
+    async def recent_events(self, limit: int = 100) -> list[Event]:
+        """The newest events, newest first."""
+        return list(Event.select().order_by(Event.id.desc()).limit(limit))
+
+    # --- the outbox -----------------------------------------------------------------------
+
+    async def due_messages(self, now: datetime | float, limit: int) -> list[outbox.OutboxMessage]:
+        """Messages to upload now, oldest first, at most the first pending one per SIM."""
+        return outbox.due_messages(to_utc(now), limit)
+
+    async def mark_sent(
+        self, msg_id: int, at: datetime | float, status: int | None, body: str | None
+    ) -> None:
+        await self._write(
+            partial(outbox.mark_sent, msg_id, to_utc(at), status, body),
+            f"mark message #{msg_id} sent",
+        )
+        self._notify_ready()  # the SIM's next message is due now
+
+    async def schedule_retry(
+        self,
+        msg_id: int,
+        attempt: int,
+        next_at: datetime | float,
+        error: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        """Record a failed attempt (number ``attempt``) and when to try again."""
+        await self._write(
+            partial(
+                outbox.schedule_retry,
+                msg_id,
+                attempt,
+                to_utc(next_at),
+                error,
+                at=_now(),
+                status=status,
+                body=body,
+            ),
+            f"schedule retry of message #{msg_id}",
+        )
+
+    async def dead_letter(
+        self, msg_id: int, reason: str, status: int | None, body: str | None
+    ) -> None:
+        """Give up on a message, keeping the reason and the answer that killed it."""
+        await self._write(
+            partial(outbox.dead_letter, msg_id, reason, status, body, at=_now()),
+            f"dead-letter message #{msg_id}",
+        )
+        self._notify_ready()  # it no longer holds back the SIM's later messages
+
+    async def retry(self, msg_id: int) -> None:
+        """Put one dead (or backing-off) message back in line, due now."""
+        await self._write(partial(outbox.retry, msg_id, at=_now()), f"retry message #{msg_id}")
+        self._notify_ready()
+
+    async def retry_all_dead(self) -> int:
+        """Put every dead message back in line; returns how many."""
+        count = await self._write(partial(outbox.retry_all_dead, at=_now()), "retry dead messages")
+        if count:
+            self._notify_ready()
+        return count
+
+    async def outbox_counts(self, now: datetime | float | None = None) -> outbox.OutboxCounts:
+        """Pending, backing off, dead, blocked, last success and last error."""
+        return outbox.counts(to_utc(now) if now is not None else _now())
+
+    # --- retention ------------------------------------------------------------------------
+
+    async def prune(self, now: datetime | float) -> PruneResult:
+        """Delete sent and blocked messages (with their parts, PDUs and attempts) and
+        undecodable PDUs older than the retention, events beyond the cap; then give the
+        free pages back to the file system so the file shrinks on the SD card.
+
+        Work is split into small transactions so ingests never wait long behind it."""
+        cutoff = to_utc(now) - self._retention
+        messages = pdus = 0
+        while removed := await self._write(
+            partial(_prune_messages, cutoff, _PRUNE_CHUNK), "prune messages"
+        ):
+            messages += removed
+        while removed := await self._write(
+            partial(_prune_orphan_pdus, cutoff, _PRUNE_CHUNK), "prune PDUs"
+        ):
+            pdus += removed
+        events = await self._write(partial(_prune_events, self._event_cap), "prune events")
+        pages = 0
+        while freed := await self._writer.submit(
+            partial(_vacuum_step, self._database, _VACUUM_CHUNK), "incremental vacuum", bare=True
+        ):
+            pages += freed
+        await self.checkpoint()
+        return PruneResult(messages=messages, pdus=pdus, events=events, pages_freed=pages)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file and cut the WAL to zero bytes: after a prune
+        this is what actually shrinks the file (SQLite truncates it at checkpoint)."""
+
+        def job() -> None:
+            # Fetch the result row: a cursor left open would keep its statement active and
+            # stop the next transaction's SAVEPOINT.
+            self._database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        await self._writer.submit(job, "checkpoint", bare=True)
+
+    async def table_counts(self) -> dict[str, int]:
+        """Rows per table (for `simedge status` and tests)."""
+        return {model._meta.table_name: model.select().count() for model in MODELS}
+
+
+def _prune_messages(cutoff: datetime, chunk: int) -> int:
+    # Two queries, each on its partial index: an OR of the two would scan the table.
+    old_sent = (
+        Message.select(Message.id)
+        .where((Message.state == literal(SENT)) & (Message.sent_at < cutoff))
+        .limit(chunk)
+    )
+    ids = [row.id for row in old_sent]
+    if len(ids) < chunk:
+        old_blocked = (
+            Message.select(Message.id)
+            .where((Message.state == literal(BLOCKED)) & (Message.ready_at < cutoff))
+            .limit(chunk - len(ids))
+        )
+        ids.extend(row.id for row in old_blocked)
+    if ids:
+        Message.delete().where(Message.id.in_(ids)).execute()  # parts, PDUs, attempts cascade
+    return len(ids)
+
+
+def _prune_orphan_pdus(cutoff: datetime, chunk: int) -> int:
+    old = (
+        ReceivedPdu.select(ReceivedPdu.id)
+        .where(ReceivedPdu.message.is_null() & (ReceivedPdu.read_at < cutoff))
+        .limit(chunk)
+    )
+    ids = [row.id for row in old]
+    if ids:
+        ReceivedPdu.delete().where(ReceivedPdu.id.in_(ids)).execute()
+    return len(ids)
+
+
+def _prune_events(cap: int) -> int:
+    boundary = Event.select(Event.id).order_by(Event.id.desc()).offset(cap).limit(1).scalar()
+    if boundary is None:
+        return 0
+    return Event.delete().where(Event.id <= boundary).execute()
+
+
+def _vacuum_step(database: SqliteDatabase, pages: int) -> int:
+    before = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
+    if not before:
+        return 0
+    # executescript steps the pragma to completion; a plain execute frees a single page.
+    database.connection().executescript(f"PRAGMA incremental_vacuum({int(pages)})")
+    return before - database.execute_sql("PRAGMA freelist_count").fetchone()[0]

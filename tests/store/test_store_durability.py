@@ -1,0 +1,280 @@
+"""Durability, idempotence and the single writer, on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.errors import DiskFull, StoreError
+from agent.store import Store
+from agent.store.models import Event
+from tests.store.conftest import (
+    ICCID,
+    OTHER_ICCID,
+    T0,
+    WriterGate,
+    count_rows,
+    file_size,
+    ingest,
+    pdus,
+    plain_connection,
+)
+
+
+async def test_the_pragmas_are_in_effect(store: Store, db_path: Path) -> None:
+    values = await store.read(
+        lambda: {
+            name: store._database.execute_sql(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys", "auto_vacuum")
+        }
+    )
+    # synchronous 2 = FULL, auto_vacuum 2 = INCREMENTAL
+    assert values == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "auto_vacuum": 2}
+
+
+async def test_an_ingest_is_committed_when_it_returns(store: Store, db_path: Path) -> None:
+    result = await ingest(store, pdus("Your code is 4711")[0])
+
+    # Another connection (another process after a power cut) sees the PDU and the message.
+    assert count_rows(db_path, "received_pdu", f"id = {result.pdu_id}") == 1
+    with plain_connection(db_path) as other:
+        text, state = other.execute(
+            "SELECT text, state FROM message WHERE id = ?", (result.message_id,)
+        ).fetchone()
+    assert (text, state) == ("Your code is 4711", "pending")
+
+
+async def test_the_same_pdu_twice_makes_one_message(store: Store, db_path: Path) -> None:
+    hex_pdu = pdus("once")[0]
+    first = await ingest(store, hex_pdu)
+    # A modem printing the same PDU in lower case and wrapped is still the same PDU.
+    again = await ingest(store, hex_pdu.lower()[:20] + "\n" + hex_pdu.lower()[20:], index=7)
+
+    assert not first.duplicate
+    assert first.message_id is not None
+    assert again.duplicate
+    assert again.message_id is None
+    assert again.pdu_id == first.pdu_id
+    assert count_rows(db_path, "message") == 1
+
+
+async def test_the_same_pdu_on_another_sim_is_another_message(store: Store, db_path: Path) -> None:
+    hex_pdu = pdus("broadcast")[0]
+    await ingest(store, hex_pdu)
+    other = await ingest(store, hex_pdu, iccid=OTHER_ICCID)
+
+    assert not other.duplicate
+    assert count_rows(db_path, "message") == 2
+
+
+async def test_reading_again_after_a_crash_before_delete_is_idempotent(db_path: Path) -> None:
+    hex_pdu = pdus("survives a crash")[0]
+    store = await Store.open(db_path)
+    await ingest(store, hex_pdu)
+    await store.close()  # the agent died before AT+CMGD: the SMS is still on the SIM
+
+    store = await Store.open(db_path)
+    try:
+        again = await ingest(store, hex_pdu)
+    finally:
+        await store.close()
+
+    assert again.duplicate
+    assert count_rows(db_path, "message") == 1
+
+
+async def test_an_undecodable_pdu_is_kept_with_its_error(store: Store, db_path: Path) -> None:
+    broken = "07919761989901F0040B919761214365F7000862"  # cut inside the timestamp
+    result = await ingest(store, broken)
+
+    assert result.error
+    assert "octet" in result.error
+    assert result.message_id is None
+    assert not result.duplicate
+    with plain_connection(db_path) as other:
+        row = other.execute(
+            "SELECT pdu_hex, status, error FROM received_pdu WHERE id = ?", (result.pdu_id,)
+        ).fetchone()
+    assert row == (broken, "undecodable", result.error)
+    assert count_rows(db_path, "event", "kind = 'pdu_undecodable'") == 1
+    assert count_rows(db_path, "message") == 0  # never uploaded
+    assert (await ingest(store, broken)).duplicate  # and idempotent like any PDU
+
+
+async def test_concurrent_ingests_share_one_commit(
+    store: Store, db_path: Path, gate: WriterGate
+) -> None:
+    gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    before = store.writer.transactions
+    texts = [f"message number {n}" for n in range(200)]
+    ingests = [
+        asyncio.ensure_future(ingest(store, pdus(text)[0], index=n)) for n, text in enumerate(texts)
+    ]
+    await asyncio.sleep(0)  # one loop turn: every task runs up to its await (not a wait)
+    assert store.writer.backlog == 200
+
+    gate.release.set()
+    results = await asyncio.gather(*ingests)
+    await gate_done
+
+    assert all(result.message_id for result in results)
+    assert count_rows(db_path, "message") == 200
+    # the gate's transaction, then ONE for all 200 ingests
+    assert store.writer.transactions - before == 2
+
+
+async def test_a_failing_job_rolls_back_only_itself(
+    store: Store, db_path: Path, gate: WriterGate
+) -> None:
+    def failing_job() -> None:
+        Event.create(at=T0, level="info", kind="half-done", text="must not survive")
+        raise ValueError("this job breaks")
+
+    gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    before = store.writer.transactions
+    first = asyncio.ensure_future(ingest(store, pdus("before the failure")[0]))
+    broken = asyncio.ensure_future(store.writer.submit(failing_job, "a broken job"))
+    last = asyncio.ensure_future(ingest(store, pdus("after the failure")[0]))
+    await asyncio.sleep(0)  # one loop turn: all three are queued behind the gate
+    gate.release.set()
+    await gate_done
+
+    assert (await first).message_id
+    assert (await last).message_id
+    with pytest.raises(StoreError, match="a broken job: ValueError: this job breaks"):
+        await broken
+    assert count_rows(db_path, "event", "kind = 'half-done'") == 0
+    assert count_rows(db_path, "message") == 2
+    assert store.writer.transactions - before == 2
+
+
+async def test_a_full_disk_raises_disk_full_and_spares_the_batch(
+    store: Store, db_path: Path, gate: WriterGate
+) -> None:
+    # A real SQLITE_FULL: cap the writer connection's file at its size plus a few pages.
+    database = store._database
+
+    def cap_file(extra_pages: int) -> None:
+        pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+        database.execute_sql(f"PRAGMA max_page_count = {pages + extra_pages}")
+
+    await store.writer.submit(lambda: cap_file(8), "cap", bare=True)
+
+    def too_big() -> None:
+        Event.create(at=T0, level="info", kind="huge", text="x" * 200_000)
+
+    gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    first = asyncio.ensure_future(ingest(store, pdus("fits before")[0]))
+    huge = asyncio.ensure_future(store.writer.submit(too_big, "a huge event"))
+    last = asyncio.ensure_future(ingest(store, pdus("fits after")[0]))
+    await asyncio.sleep(0)  # one loop turn: all three are queued behind the gate
+    gate.release.set()
+    await gate_done
+
+    with pytest.raises(DiskFull, match="a huge event"):
+        await huge
+    # SQLite rolled the whole transaction back; the writer ran the others again.
+    assert (await first).message_id
+    assert (await last).message_id
+    assert count_rows(db_path, "message") == 2
+
+    # Now fill the file to its cap: ingest raises DiskFull, and stores nothing of that SMS.
+    await store.writer.submit(lambda: cap_file(0), "no more pages", bare=True)
+    stored = 2
+    with pytest.raises(DiskFull):  # noqa: PT012 - the loop runs until the file is full
+        for n in range(1000):
+            await ingest(store, pdus(f"filling the disk, message {n}")[0])
+            stored += 1
+    assert count_rows(db_path, "message") == stored
+    refused = pdus(f"filling the disk, message {stored - 2}")[0]
+
+    await store.writer.submit(lambda: cap_file(10_000), "room again", bare=True)
+    result = await ingest(store, refused)
+    assert result.message_id
+    assert not result.duplicate
+
+
+async def test_a_commit_does_not_block_the_event_loop(store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    seen_by_loop: list[int] = []
+    loop_ran = threading.Event()
+
+    def read_on_loop() -> None:
+        # A read on the loop's own connection while the writer holds an open transaction
+        # with 5000 uncommitted rows: WAL readers neither wait nor see them.
+        seen_by_loop.append(Event.select().count())
+        loop_ran.set()
+
+    def big_job() -> tuple[int, bool]:
+        Event.insert_many(
+            [{"at": T0, "level": "info", "kind": "bulk", "text": "x" * 100}] * 5000
+        ).execute()
+        loop.call_soon_threadsafe(read_on_loop)
+        return threading.get_ident(), loop_ran.wait(timeout=10)
+
+    writer_thread, loop_was_free = await store.writer.submit(big_job, "big batch")
+
+    assert loop_was_free, "the loop could not run a callback while the writer worked"
+    assert writer_thread != loop_thread
+    assert seen_by_loop == [0]
+    assert (await store.read(lambda: Event.select().count())) == 5000
+
+
+async def test_a_closed_store_refuses_writes(db_path: Path) -> None:
+    store = await Store.open(db_path)
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await ingest(store, pdus("too late")[0])
+
+
+async def test_only_one_store_per_process(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="already open"):
+        await Store.open(tmp_path / "second.db")
+
+
+async def test_a_naive_time_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="naive datetime"):
+        await store.ingest_pdu(
+            iccid=ICCID,
+            imei=None,
+            slot="s",
+            storage="SM",
+            index=1,
+            pdu_hex=pdus("x")[0],
+            read_at=T0.replace(tzinfo=None),
+        )
+
+
+@pytest.fixture
+def not_a_database(db_path: Path) -> Path:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"this is a text file, not SQLite " * 100)
+    return db_path
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(not_a_database: Path) -> None:
+    with pytest.raises(StoreError, match=f"open {not_a_database}: DatabaseError"):
+        await Store.open(not_a_database)
+    assert file_size(not_a_database) == 3200  # left as it was
+    # the failed open released the process's one store
+    other = await Store.open(not_a_database.with_name("other.db"))
+    await other.close()
+
+
+async def test_ready_callbacks_fire_after_commit_and_can_be_removed(
+    store: Store, db_path: Path
+) -> None:
+    seen: list[int] = []
+    remove = store.on_message_ready(lambda: seen.append(count_rows(db_path, "message")))
+    await ingest(store, pdus("first")[0])
+    remove()
+    await ingest(store, pdus("second")[0])
+
+    assert seen == [1]  # called once, and the message was already visible to others
