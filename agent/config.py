@@ -13,6 +13,7 @@ agree, so neither can drift. ``SIMEDGE_API_KEY`` in the environment overrides th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,33 @@ def _token_problem(value: str) -> str | None:
     return None
 
 
+def _ussd_problem(recipes: dict[str, Any]) -> str | None:
+    """Each entry: "MCCMNC" = {code = "*100#", pattern = "regex with a number", region = "RU"}."""
+    for network, recipe in recipes.items():
+        if not (network.isdigit() and len(network) in (5, 6)):
+            return f'"{network}": expected the network as MCC+MNC, 5 or 6 digits'
+        if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
+            return f'"{network}": expected a table with code = "*...#"'
+        unknown = set(recipe) - {"code", "pattern", "region"}
+        if unknown:
+            return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, region)'
+        if not all(isinstance(value, str) for value in recipe.values()):
+            return f'"{network}": code, pattern and region must be strings'
+        try:
+            re.compile(recipe.get("pattern", ""))
+        except re.error as exc:
+            return f'"{network}": pattern is not a regular expression: {exc}'
+    return None
+
+
+def _power_cycle_problem(command: str) -> str | None:
+    try:
+        command.format(device="", slot="", usb_path="")
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"expected only the placeholders {{device}}, {{slot}}, {{usb_path}}: {exc}"
+    return None
+
+
 def _level_problem(value: str) -> str | None:
     levels = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"expected one of {', '.join(levels)}"
@@ -111,6 +139,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "serial speed for every modem port",
             lambda v: None if v in BAUDRATES else f"expected one of {BAUDRATES}",
         ),
+        "health_interval": Key(
+            (int, float), 30, "seconds between signal/registration/SIM checks", _positive
+        ),
+        "command_timeout": Key(
+            (int, float), 5, "seconds an AT command may take before it counts as a hang", _positive
+        ),
+        "power_cycle_command": Key(
+            str,
+            "",
+            "shell command that power-cycles one modem ({device}, {slot}, {usb_path}); empty: none",
+            _power_cycle_problem,
+        ),
+        "ussd": Key(
+            dict,
+            {},
+            'own-number USSD per network: "MCCMNC" = {code, pattern, region}',
+            _ussd_problem,
+            item_type=dict,
+        ),
     },
     "webhook": {
         "listen": Key(str, "0.0.0.0:8085", "address OnlineSim calls", _listen_problem),
@@ -142,9 +189,24 @@ class SiteConfig:
 
 
 @dataclass(frozen=True)
+class UssdRecipeConfig:
+    """How to ask one network for the SIM's own number: the USSD code, a regular
+    expression whose first group (or whole match) is the number, and the number's region
+    (ISO 3166 code) for numbers answered without a country code."""
+
+    code: str
+    pattern: str = ""
+    region: str = ""
+
+
+@dataclass(frozen=True)
 class ModemsConfig:
     ports: tuple[str, ...]
     baudrate: int
+    health_interval: float = 30
+    command_timeout: float = 5
+    power_cycle_command: str = ""
+    ussd: Mapping[str, UssdRecipeConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -223,7 +285,15 @@ def from_mapping(
             slot_labels=dict(values["site"]["slot_labels"]),
         ),
         modems=ModemsConfig(
-            ports=tuple(values["modems"]["ports"]), baudrate=values["modems"]["baudrate"]
+            ports=tuple(values["modems"]["ports"]),
+            baudrate=values["modems"]["baudrate"],
+            health_interval=float(values["modems"]["health_interval"]),
+            command_timeout=float(values["modems"]["command_timeout"]),
+            power_cycle_command=values["modems"]["power_cycle_command"],
+            ussd={
+                network: UssdRecipeConfig(**recipe)
+                for network, recipe in values["modems"]["ussd"].items()
+            },
         ),
         webhook=WebhookConfig(
             host=host.strip("[]"), port=int(port), path=webhook["path"], token=token

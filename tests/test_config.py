@@ -71,7 +71,8 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
     [
         (
             lambda t: t + "\n[modems]\nbaud = 9600\n",
-            "[modems] baud: unknown key (known: ports, baudrate)",
+            "[modems] baud: unknown key (known: ports, baudrate, health_interval, "
+            "command_timeout, power_cycle_command, ussd)",
         ),
         (
             lambda t: t + "\n[modem]\nports = []\n",
@@ -174,5 +175,8 @@ def test_check_config_rejects_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "\n[modems]\nbaud = 9600\n")
     result = run_cli("run", "--check-config", "--config", str(path))
     assert result.returncode == 2
-    expected = f"simedge: {path}: [modems] baud: unknown key (known: ports, baudrate)\n"
+    expected = (
+        f"simedge: {path}: [modems] baud: unknown key (known: ports, baudrate, "
+        "health_interval, command_timeout, power_cycle_command, ussd)\n"
+    )
     assert result.stderr == expected

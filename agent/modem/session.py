@@ -1,0 +1,209 @@
+"""One open AT port: commands one at a time, URCs whenever they come.
+
+:class:`AtSession` joins the serial transport and the pure :class:`AtFramer`:
+
+- one command in flight: an ``asyncio.Lock`` is held for the whole command, and
+  :meth:`AtSession.exchange` holds it across several commands that must not be split
+  (e.g. a read and its delete, USSD set-up and request);
+- the framer is told which command is pending, and the response future registered,
+  *before* the bytes are written, so no byte of the answer can arrive unheard;
+- the timeout wraps the wait; the pending state is cleared in ``finally`` whatever ended
+  the wait (answer, timeout, cancellation, port gone), so nothing is left behind;
+- URCs are recognised by prefix by the framer and put on :attr:`AtSession.urcs`
+  whatever command is pending, also in the middle of its response;
+- a vanished device fails the pending command with PortGone and sets :attr:`closed`.
+
+A late answer (after a timeout) ends no command: its lines are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Self
+
+from agent.errors import CommandFailed, CommandTimeout, PortGone
+from agent.logs import TRACE, get_logger, set_port_trace, trace_logger
+from agent.modem.transport import SerialPort
+from agent.protocol.framer import AtFramer, Echo, Event, Garbage, InfoLine, Prompt, encode_command
+from agent.protocol.results import FinalResult, to_command_failed
+from agent.protocol.urc import Urc
+
+log = get_logger("modem.session")
+
+URC_QUEUE_LIMIT = 1024
+"""URCs held for a consumer that does not keep up; beyond it new ones are dropped (and
+logged): a flooding port must not grow memory without bound. A dropped +CMTI is not lost
+for good: its SMS stays in storage and the next sweep reads it."""
+
+
+class AtSession:
+    """One open AT port; see the module docstring.
+
+    ``garbage`` counts every Garbage event (binary, over-long lines, NMEA, unparsable
+    URCs); ``nmea_lines`` counts those that were NMEA sentences, so a probe can tell a GPS
+    port from a DIAG port.
+    """
+
+    def __init__(self, device: str, *, name: str | None = None) -> None:
+        self.device = device
+        self.name = name or device
+        self.urcs: asyncio.Queue[Urc] = asyncio.Queue(maxsize=URC_QUEUE_LIMIT)
+        self.garbage = 0
+        self.nmea_lines = 0
+        self.urcs_dropped = 0
+        self.closed = asyncio.Event()
+        self.gone_reason: PortGone | None = None
+        self._framer = AtFramer()
+        self._port: SerialPort | None = None
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[object] | None = None
+        self._response: asyncio.Future[FinalResult] | None = None
+        self._info: list[str] = []
+        self._trace = trace_logger(self.name)
+        self._byte_arrived = asyncio.Event()  # for resync's wait for a quiet line
+
+    @classmethod
+    async def open(cls, device: str, *, baudrate: int = 115200, name: str | None = None) -> Self:
+        """Open ``device``; raise agent.errors.PortGone when it cannot be opened."""
+        session = cls(device, name=name)
+        session._port = await SerialPort.open(
+            device, baudrate=baudrate, on_data=session._received, on_lost=session._lost
+        )
+        return session
+
+    # -- commands --------------------------------------------------------------------
+
+    async def command(self, line: str, *, timeout: float = 5.0) -> list[str]:  # noqa: ASYNC109
+        """Send ``line``; return the info lines of its response.
+
+        Raises CommandFailed (ERROR / +CME / +CMS, with the named code), CommandTimeout
+        (no final result in ``timeout`` seconds) or PortGone (the device vanished).
+        Inside :meth:`exchange` the task that holds the port runs it without waiting.
+        """
+        if self._owner is not None and self._owner is asyncio.current_task():
+            return await self._run(line, timeout)
+        async with self._lock:
+            return await self._run(line, timeout)
+
+    @asynccontextmanager
+    async def exchange(self) -> AsyncIterator[Self]:
+        """Hold the port for a multi-step exchange: other tasks' commands wait until the
+        block ends, while this task's :meth:`command` calls go straight through."""
+        async with self._lock:
+            self._owner = asyncio.current_task()
+            try:
+                yield self
+            finally:
+                self._owner = None
+
+    async def resync(
+        self, *, attempts: int = 3, answer_within: float = 1.0, quiet: float = 0.2
+    ) -> None:
+        """Bring the port back in step: wait until it has been quiet for ``quiet`` seconds
+        from now on (so a late answer to a timed-out command, perhaps still in the kernel's
+        buffer, cannot end the next command), then send ``AT`` until one is answered.
+        Also wakes an autobauding SIM800, which ignores the first ``AT``. Raises
+        CommandTimeout when every attempt goes unanswered.
+        """
+        async with self.exchange():
+            while True:
+                self._byte_arrived.clear()
+                try:
+                    async with asyncio.timeout(quiet):
+                        await self._byte_arrived.wait()
+                except TimeoutError:
+                    break
+            for attempt in range(1, attempts + 1):
+                try:
+                    await self._run("AT", answer_within)
+                    return
+                except CommandTimeout:
+                    if attempt == attempts:
+                        raise
+                except CommandFailed:
+                    return  # an ERROR is an answer too: the port is in step
+
+    async def _run(self, line: str, limit: float) -> list[str]:
+        if self._port is None or self.closed.is_set():
+            raise self.gone_reason or PortGone("port is closed", self.name)
+        data = encode_command(line)
+        response: asyncio.Future[FinalResult] = asyncio.get_running_loop().create_future()
+        self._info = []
+        self._framer.expect(line)
+        self._response = response
+        try:
+            self._write(data)
+            async with asyncio.timeout(limit):
+                result = await response
+        except TimeoutError:
+            raise CommandTimeout(f"{line}: no final result in {limit:g}s", self.name) from None
+        finally:
+            self._response = None
+            if self._framer.pending is not None:
+                self._framer.expect(None)
+        if not result.ok:
+            raise to_command_failed(result, command=line, port=self.name)
+        return self._info
+
+    def _write(self, data: bytes) -> None:
+        assert self._port is not None
+        if self._trace.isEnabledFor(TRACE):
+            self._trace.log(TRACE, "-> %r", data)
+        self._port.write(data)
+
+    # -- what the port delivers --------------------------------------------------------
+
+    def _received(self, data: bytes) -> None:
+        self._byte_arrived.set()
+        if self._trace.isEnabledFor(TRACE):
+            self._trace.log(TRACE, "<- %r", data)
+        for event in self._framer.feed(data):
+            self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Urc):
+            try:
+                self.urcs.put_nowait(event)
+            except asyncio.QueueFull:
+                self.urcs_dropped += 1
+                log.warning("%s: URC queue full, dropped %r", self.name, event.line)
+        elif isinstance(event, InfoLine):
+            self._info.append(event.text)
+        elif isinstance(event, FinalResult):
+            if self._response is not None and not self._response.done():
+                self._response.set_result(event)
+            else:
+                log.debug("%s: late final result %r dropped", self.name, event.text)
+        elif isinstance(event, Garbage):
+            self.garbage += 1
+            if event.reason == "NMEA sentence":
+                self.nmea_lines += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: garbage (%s): %r", self.name, event.reason, event.data[:80])
+        elif isinstance(event, Echo | Prompt):
+            pass  # echo is expected until ATE0; no command of ours prompts
+
+    def _lost(self, reason: PortGone | None) -> None:
+        if self.closed.is_set():
+            return
+        self.gone_reason = reason or PortGone("port closed", self.name)
+        self.closed.set()
+        if self._response is not None and not self._response.done():
+            self._response.set_exception(self.gone_reason)
+        if reason is not None:
+            log.info("%s: %s", self.name, reason)
+
+    # -- the rest ----------------------------------------------------------------------
+
+    def set_trace(self, enabled: bool) -> None:
+        """Log this port's raw AT traffic at TRACE (``simedge.trace.<port>``), or stop."""
+        set_port_trace(self.name, enabled)
+
+    async def close(self) -> None:
+        """Close the port; a pending command fails with PortGone."""
+        if self._port is not None:
+            await self._port.close()
+        self._lost(None)

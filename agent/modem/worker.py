@@ -1,0 +1,701 @@
+"""The one owner task of one modem: set it up, take its SMS, keep its health, recover it.
+
+:class:`ModemWorker` is the only code that talks to its port. Everything it reacts to
+arrives in one inbox and is handled in order:
+
+- URCs, moved from the session by a forwarder task that never touches the port (a
+  ``+CUSD`` answer goes to the USSD question waiting for it instead);
+- the health tick, a timer re-armed after each check (``health_interval``), never a
+  busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?`` and storage use;
+- commands from outside (:meth:`ModemWorker.send`): reset, trace on/off, refresh number;
+- the port going away, which ends the worker with state GONE (discovery decides whether a
+  new worker starts when the device comes back).
+
+Receiving keeps the rule every SMS daemon worth its name keeps: read, hand the PDU to the
+store, and delete it from the modem only after the store said it is durable. On start and
+after every reset the storage is swept (``AT+CMGL=4``); ``+CMTI`` reads one index;
+``+CMT`` (direct delivery, where a modem insists) is acknowledged with ``+CNMA`` after
+the store has it. When the disk is full nothing more is read off the modems: the SMS stay
+on the SIM, and a sweep is tried again later.
+
+Recovery ladder, each step logged with its reason: a command timeout re-syncs the port
+and sets the modem up again; ``timeouts_before_reset`` timeouts in a row climb on to
+``AT+CFUN=1,1``, then reopening the port, then the configured power-cycle command; when
+all fail the modem is FAILED with the reason and the ladder is tried again on a back-off.
+Boot URCs in the middle of a session (the modem reset itself) set it up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Protocol
+
+from agent.config import ModemsConfig
+from agent.errors import AtParseError, CommandFailed, CommandTimeout, DiskFull, PortGone
+from agent.logs import get_logger
+from agent.modem import own_number, startup
+from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
+from agent.modem.session import AtSession
+from agent.modem.startup import ModemSetup, SimIdentity
+from agent.protocol import commands
+from agent.protocol.urc import (
+    HuaweiSimState,
+    RegistrationChanged,
+    SignalChanged,
+    SimStatusChanged,
+    SmsReceived,
+    SmsStored,
+    StorageFull,
+    Urc,
+    UssdReceived,
+)
+from agent.status import ModemState, ModemStatus, NumberSource, SimState
+
+log = get_logger("modem.worker")
+
+
+class PduSink(Protocol):
+    """Where PDUs go; durable when ``ingest_pdu`` returns (agent.store.Store is one).
+    Raises agent.errors.DiskFull when it cannot store anything for now."""
+
+    async def ingest_pdu(
+        self,
+        *,
+        iccid: str,
+        imei: str | None,
+        slot: str,
+        storage: str,
+        index: int | None,
+        pdu_hex: str,
+        read_at: float,
+    ) -> object: ...
+
+
+class WorkerCommand(StrEnum):
+    """What the agent (control socket, dashboard) may ask of a running worker."""
+
+    RESET = "reset"
+    TRACE_ON = "trace-on"
+    TRACE_OFF = "trace-off"
+    REFRESH_NUMBER = "refresh-number"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The wait before the n-th retry of a FAILED modem: ``initial * growth**(n-1)``,
+    at most ``cap`` seconds. Declared here, in one place, and logged when it sleeps."""
+
+    initial: float = 30.0
+    growth: float = 2.0
+    cap: float = 600.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.initial * self.growth ** min(max(attempt - 1, 0), 32))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Timings and knobs of a worker; :meth:`from_config` takes them from ``[modems]``."""
+
+    baudrate: int = 115200
+    command_timeout: float = 5.0
+    health_interval: float = 30.0
+    timeouts_before_reset: int = 3
+    boot_settle: float = 1.0  # quiet time after boot URCs before setting up again
+    reset_wait: float = 20.0  # how long a reset modem may take to answer again
+    storage_near_full: float = 0.8  # share of used slots that triggers a sweep
+    disk_full_retry: float = 60.0
+    ussd_answer_within: float = 20.0
+    power_cycle_command: str = ""
+    power_cycle_timeout: float = 60.0
+    failed_backoff: Backoff = field(default_factory=Backoff)
+
+    @classmethod
+    def from_config(cls, config: ModemsConfig) -> WorkerSettings:
+        return cls(
+            baudrate=config.baudrate,
+            command_timeout=config.command_timeout,
+            health_interval=config.health_interval,
+            power_cycle_command=config.power_cycle_command,
+        )
+
+
+class _Tick(StrEnum):
+    HEALTH = "health"
+    SETUP = "setup"  # boot URCs settled, or a SIM came: set up again
+    SWEEP = "sweep"  # read what is stored (disk space may be back)
+    GONE = "gone"
+
+
+_InboxItem = Urc | WorkerCommand | _Tick
+
+
+class ModemWorker:
+    """One modem's owner task; see the module docstring. ``run()`` it in a task."""
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        slot: str,
+        sink: PduSink,
+        on_status: Callable[[ModemStatus], None] | None = None,
+        settings: WorkerSettings | None = None,
+        number_book: NumberBook | None = None,
+        ussd_recipes: Mapping[str, UssdRecipe] | None = None,
+        label: str | None = None,
+        usb_path: str | None = None,
+    ) -> None:
+        self.device = device
+        self.slot = slot
+        self.usb_path = usb_path or slot
+        self.settings = settings or WorkerSettings()
+        self._sink = sink
+        self._on_status = on_status
+        self._book: NumberBook = number_book or MemoryNumberBook()
+        self._recipes = dict(ussd_recipes) if ussd_recipes is not None else own_number.recipes({})
+        self.status = ModemStatus(slot=slot, label=label, ports=(device,), at_port=device)
+        self._session: AtSession | None = None
+        self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
+        self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
+        self._forwarder: asyncio.Task[None] | None = None
+        self._timers: dict[_Tick, asyncio.TimerHandle] = {}
+        self._setup: ModemSetup | None = None
+        self._sim: SimIdentity | None = None
+        self._timeouts = 0
+        self._disk_full = False
+        self._trace = False
+        self._failures = 0
+        self._idle = asyncio.Event()
+
+    # -- outside world ---------------------------------------------------------------
+
+    def send(self, command: WorkerCommand) -> None:
+        """Queue a command; the worker runs it between its other work."""
+        self._inbox.put_nowait(command)
+
+    async def wait_idle(self) -> None:
+        """Wait until the worker has handled everything in its inbox (tests, benchmarks)."""
+        await self._idle.wait()
+
+    def _publish(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes, updated_at=time.time())
+        if self._on_status is not None:
+            self._on_status(self.status)
+
+    # -- life ------------------------------------------------------------------------
+
+    async def run(self) -> ModemStatus:
+        """Serve the modem until its port goes away (returns the GONE status) or the
+        task is cancelled (the session is closed either way)."""
+        try:
+            self._publish(state=ModemState.STARTING, fault=None)
+            await self._open()
+            await self._guarded(self._start)
+            while True:
+                if self._inbox.empty():
+                    self._idle.set()
+                item = await self._inbox.get()
+                self._idle.clear()
+                if item is _Tick.GONE:
+                    raise self._gone_reason()
+                await self._guarded(self._handle, item)
+        except PortGone as exc:
+            log.info("%s: port gone: %s", self.slot, exc)
+            self._publish(state=ModemState.GONE, fault=str(exc))
+            return self.status
+        finally:
+            await self._shutdown()
+
+    def _gone_reason(self) -> PortGone:
+        session = self._session
+        reason = session.gone_reason if session is not None else None
+        return reason or PortGone("port closed", self.device)
+
+    async def _open(self) -> None:
+        session = await AtSession.open(self.device, baudrate=self.settings.baudrate, name=self.slot)
+        session.set_trace(self._trace)
+        self._session = session
+        self._forwarder = asyncio.create_task(self._forward(session), name=f"urcs {self.slot}")
+
+    async def _close_port(self) -> None:
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._forwarder
+            self._forwarder = None
+        if self._session is not None:
+            await self._session.close()
+        # Whatever the old port said is stale now, including its "gone".
+        self._drop_queued(lambda item: isinstance(item, Urc) or item is _Tick.GONE)
+
+    async def _shutdown(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        with contextlib.suppress(PortGone):
+            await self._close_port()
+
+    async def _forward(self, session: AtSession) -> None:
+        """Move URCs from the session to the inbox; say when the port is gone."""
+        closed = asyncio.ensure_future(session.closed.wait())
+        try:
+            while True:
+                getting = asyncio.ensure_future(session.urcs.get())
+                done, _ = await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if getting not in done:
+                    getting.cancel()
+                    self._inbox.put_nowait(_Tick.GONE)
+                    return
+                urc = getting.result()
+                if isinstance(urc, UssdReceived):
+                    self._ussd_answers.put_nowait(urc)
+                else:
+                    self._inbox.put_nowait(urc)
+        finally:
+            closed.cancel()
+
+    def _arm(self, tick: _Tick, delay: float) -> None:
+        """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds."""
+        if (old := self._timers.pop(tick, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[tick] = loop.call_later(delay, self._fire, tick)
+
+    def _fire(self, tick: _Tick) -> None:
+        self._timers.pop(tick, None)
+        self._inbox.put_nowait(tick)
+
+    @property
+    def session(self) -> AtSession:
+        if self._session is None:
+            raise PortGone("port is not open", self.device)
+        return self._session
+
+    # -- timeouts and the ladder -------------------------------------------------------
+
+    async def _guarded(self, handler: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Run ``handler``; a command timeout goes to the recovery ladder."""
+        try:
+            await handler(*args)
+        except CommandTimeout as exc:
+            await self._timed_out(exc)
+        except CommandFailed as exc:
+            # A refusal the handler did not expect: logged, and the next item goes on.
+            log.warning("%s: %s", self.slot, exc)
+
+    async def _timed_out(self, exc: CommandTimeout) -> None:
+        """Re-sync and set up again; after ``timeouts_before_reset`` timeouts in a row,
+        climb the rest of the ladder."""
+        reason = str(exc)
+        self._timeouts += 1
+        while self._timeouts < self.settings.timeouts_before_reset:
+            self._step("re-sync", reason)
+            try:
+                await self.session.resync(answer_within=self.settings.command_timeout)
+                await self._start()
+                return
+            except CommandTimeout as again:
+                self._timeouts += 1
+                reason = str(again)
+        await self._climb(reason)
+
+    def _step(self, step: str, reason: str) -> None:
+        log.warning("%s: recovery: %s, because %s", self.slot, step, reason)
+        self._publish(state=ModemState.RECOVERING, fault=f"{step}: {reason}")
+
+    async def _climb(self, reason: str) -> None:
+        """CFUN reset, reopen, power cycle; FAILED and again on a back-off until one works."""
+        rungs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("reset (AT+CFUN=1,1)", self._reset),
+            ("reopen the port", self._reopen),
+        ]
+        if self.settings.power_cycle_command:
+            rungs.append(("power cycle", self._power_cycle))
+        while True:
+            for step, rung in rungs:
+                self._step(step, reason)
+                try:
+                    await rung()
+                    await self._start()
+                    self._failures = 0
+                    return
+                except (CommandTimeout, CommandFailed) as exc:
+                    reason = f"{step} did not help: {exc}"
+            self._failures += 1
+            wait = self.settings.failed_backoff.delay(self._failures)
+            log.error("%s: modem failed (%s); trying again in %.0fs", self.slot, reason, wait)
+            self._publish(state=ModemState.FAILED, fault=reason)
+            await self._wait_or_gone(wait)
+
+    async def _wait_or_gone(self, seconds: float) -> None:
+        """Sleep ``seconds`` (the back-off), but end at once with PortGone if the port goes."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self.session.closed.wait()
+        except TimeoutError:
+            return
+        raise self._gone_reason()
+
+    async def _reset(self) -> None:
+        try:
+            await self.session.command("AT+CFUN=1,1", timeout=self.settings.command_timeout)
+        except CommandFailed:
+            # No full reset on this module (or not now): radio off and on again.
+            await self.session.command("AT+CFUN=0", timeout=self.settings.command_timeout)
+            await self.session.command("AT+CFUN=1", timeout=self.settings.command_timeout)
+        await self._await_answer()
+
+    async def _await_answer(self) -> None:
+        """Wait (up to ``reset_wait``) for a restarting modem to answer ``AT`` again."""
+        attempts = max(1, int(self.settings.reset_wait / self.settings.command_timeout))
+        await self.session.resync(
+            attempts=attempts, answer_within=self.settings.command_timeout, quiet=0.1
+        )
+
+    async def _reopen(self) -> None:
+        await self._close_port()
+        await self._open()
+        await self._await_answer()
+
+    async def _power_cycle(self) -> None:
+        command = self.settings.power_cycle_command.format(
+            device=shlex.quote(self.device),
+            slot=shlex.quote(self.slot),
+            usb_path=shlex.quote(self.usb_path),
+        )
+        await self._close_port()
+        try:
+            output = await self._run_power_cycle(command)
+        finally:
+            # PortGone here: the device went away and discovery takes over when it is back.
+            await self._open()
+        log.info("%s: power cycle done: %s %s", self.slot, command, output)
+        await self._await_answer()
+
+    async def _run_power_cycle(self, command: str) -> str:
+        process = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            async with asyncio.timeout(self.settings.power_cycle_timeout):
+                output, _ = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise CommandTimeout(
+                f"power cycle command still running after "
+                f"{self.settings.power_cycle_timeout:g}s: {command}",
+                self.device,
+            ) from None
+        text = output.decode(errors="replace").strip()
+        if process.returncode:
+            raise CommandFailed(
+                f"power cycle command exited {process.returncode}: {command}: {text}",
+                self.device,
+                text,
+            )
+        return text
+
+    # -- setting up ----------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """Set up, identify the SIM, find its number, sweep storage, arm the health tick."""
+        self._publish(state=ModemState.STARTING)
+        if (pending := self._timers.pop(_Tick.SETUP, None)) is not None:
+            pending.cancel()  # this is the setup it asked for
+        timeout = self.settings.command_timeout
+        setup = await startup.initialise(self.session, command_timeout=timeout)
+        self._setup = setup
+        self._timeouts = 0
+        self._publish(
+            manufacturer=setup.manufacturer,
+            model=setup.model,
+            imei=setup.imei,
+            sim_state=setup.sim_state,
+        )
+        try:
+            await self._start_receiving(setup)
+        finally:
+            # Boot lines that came while setting up are answered by this very setup.
+            self._drop_queued(lambda item: isinstance(item, Urc) and item.boot_marker)
+
+    async def _start_receiving(self, setup: ModemSetup) -> None:
+        timeout = self.settings.command_timeout
+        if setup.sim_state is not SimState.READY:
+            self._sim = None
+            self._publish(
+                state=ModemState.READY,
+                fault=f"SIM {setup.sim_state}",
+                iccid=None,
+                imsi=None,
+                number=None,
+                number_source=NumberSource.UNKNOWN,
+                operator=None,
+                operator_name=None,
+            )
+            self._arm(_Tick.HEALTH, self.settings.health_interval)
+            return
+        sim = await startup.identify_sim(self.session, setup.vendor, command_timeout=timeout)
+        self._sim = sim
+        if sim is None:
+            self._publish(state=ModemState.READY, fault="cannot read the SIM's ICCID")
+            self._arm(_Tick.HEALTH, self.settings.health_interval)
+            return
+        self._publish(
+            iccid=sim.iccid,
+            imsi=sim.imsi,
+            operator=sim.operator,
+            operator_name=sim.operator_name,
+            storage_used=setup.storage.used if setup.storage else None,
+            storage_total=setup.storage.total if setup.storage else None,
+        )
+        await self._resolve_number(refresh=False)
+        await self._health()
+        await self._sweep()
+        self._publish(state=ModemState.READY, fault=self._standing_fault())
+
+    def _standing_fault(self) -> str | None:
+        if self._disk_full:
+            return "disk full: SMS left on the SIM"
+        if self._setup is not None and self._setup.cnmi is None:
+            return "no new-SMS indications: found by sweeps only"
+        return None
+
+    def _drop_queued(self, unwanted: Callable[[_InboxItem], bool]) -> None:
+        kept = []
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if not unwanted(item):
+                kept.append(item)
+        for item in kept:
+            self._inbox.put_nowait(item)
+
+    async def _resolve_number(self, *, refresh: bool) -> None:
+        if self._sim is None or self._setup is None:
+            return
+        number, source = await own_number.resolve(
+            self.session,
+            iccid=self._sim.iccid,
+            network=self._sim.operator,
+            vendor=self._setup.vendor,
+            book=self._book,
+            table=self._recipes,
+            answers=self._ussd_answers,
+            command_timeout=self.settings.command_timeout,
+            answer_within=self.settings.ussd_answer_within,
+            refresh=refresh,
+        )
+        self._publish(number=number, number_source=source)
+
+    # -- the inbox ---------------------------------------------------------------------
+
+    async def _handle(self, item: _InboxItem) -> None:
+        if isinstance(item, WorkerCommand):
+            await self._command(item)
+        elif item is _Tick.HEALTH:
+            await self._health()
+        elif item is _Tick.SETUP:
+            await self._start()
+        elif item is _Tick.SWEEP:
+            await self._sweep()
+            self._publish(fault=self._standing_fault())
+        elif isinstance(item, Urc):
+            await self._urc(item)
+
+    async def _command(self, command: WorkerCommand) -> None:
+        log.info("%s: asked to %s", self.slot, command)
+        if command is WorkerCommand.RESET:
+            self._step("reset (AT+CFUN=1,1)", "asked by a person")
+            await self._reset()
+            await self._start()
+        elif command in (WorkerCommand.TRACE_ON, WorkerCommand.TRACE_OFF):
+            self._trace = command is WorkerCommand.TRACE_ON
+            self.session.set_trace(self._trace)
+        elif command is WorkerCommand.REFRESH_NUMBER:
+            await self._resolve_number(refresh=True)
+
+    async def _urc(self, urc: Urc) -> None:
+        if isinstance(urc, SmsStored):
+            if self._sim is not None and not self._disk_full:
+                await self._read_one(urc.storage, urc.index)
+        elif isinstance(urc, SmsReceived):
+            await self._direct(urc)
+        elif isinstance(urc, RegistrationChanged):
+            registration = urc.registration
+            self._publish(
+                registration=startup.registration_word(registration),
+                registered=registration.status.registered,
+            )
+        elif isinstance(urc, SignalChanged):
+            self._publish(signal_dbm=urc.signal.dbm, signal_bars=urc.signal.bars)
+        elif isinstance(urc, SimStatusChanged | HuaweiSimState):
+            self._sim_changed(urc)
+        elif isinstance(urc, StorageFull):
+            log.warning("%s: modem says %s storage full: sweeping", self.slot, urc.storage)
+            await self._sweep()
+        elif urc.boot_marker:
+            log.warning("%s: modem restarted by itself (%r): setting up again", self.slot, urc.line)
+            self._publish(state=ModemState.STARTING, fault=f"restarted: {urc.line}")
+            self._arm(_Tick.SETUP, self.settings.boot_settle)
+
+    def _sim_changed(self, urc: SimStatusChanged | HuaweiSimState) -> None:
+        if isinstance(urc, SimStatusChanged):
+            state = startup.sim_state_of(urc.status)
+        else:
+            state = {1: SimState.READY, 255: SimState.ABSENT}.get(urc.state, SimState.ERROR)
+        if state is SimState.READY:
+            # A SIM came (or the modem restarted): who it is must be read again.
+            self._publish(sim_state=state, state=ModemState.STARTING)
+            self._arm(_Tick.SETUP, self.settings.boot_settle)
+            return
+        log.warning("%s: SIM %s (%r)", self.slot, state, urc.line)
+        self._sim = None
+        self._publish(
+            sim_state=state,
+            fault=f"SIM {state}",
+            iccid=None,
+            imsi=None,
+            number=None,
+            number_source=NumberSource.UNKNOWN,
+            registered=False,
+        )
+
+    # -- health ------------------------------------------------------------------------
+
+    async def _health(self) -> None:
+        """Signal, registration, SIM and storage; the next check is ``health_interval``
+        after this one ends, so a slow modem is never asked faster than it answers."""
+        if (pending := self._timers.pop(_Tick.HEALTH, None)) is not None:
+            pending.cancel()
+        try:
+            await self._check_health()
+        finally:
+            self._arm(_Tick.HEALTH, self.settings.health_interval)
+
+    async def _check_health(self) -> None:
+        session, timeout = self.session, self.settings.command_timeout
+        changes: dict[str, object] = {}
+        with contextlib.suppress(CommandFailed, AtParseError):
+            signal = commands.parse_csq(await session.command("AT+CSQ", timeout=timeout))
+            changes.update(signal_dbm=signal.dbm, signal_bars=signal.bars)
+        with contextlib.suppress(CommandFailed, AtParseError):
+            lines = await session.command("AT+CREG?", timeout=timeout)
+            registration = commands.parse_registration(lines)
+            changes.update(
+                registration=startup.registration_word(registration),
+                registered=registration.status.registered,
+            )
+        sim = await startup.sim_status(session, timeout)
+        self._publish(**changes)
+        if sim is SimState.READY and self.status.sim_state is not SimState.READY:
+            log.info("%s: SIM is ready now: setting up again", self.slot)
+            self._arm(_Tick.SETUP, 0)
+            return
+        if sim is not self.status.sim_state:
+            self._publish(sim_state=sim, fault=None if sim is SimState.READY else f"SIM {sim}")
+        if sim is SimState.READY and self._sim is not None:
+            storage = await startup.storage_usage(session, timeout)
+            if storage is not None:
+                self._publish(storage_used=storage.used, storage_total=storage.total)
+                if (
+                    storage.total
+                    and storage.used >= storage.total * self.settings.storage_near_full
+                ):
+                    log.warning(
+                        "%s: storage %d of %d used: emptying it",
+                        self.slot,
+                        storage.used,
+                        storage.total,
+                    )
+                    await self._sweep()
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Read, store and delete everything in storage (start, reset, near full)."""
+        if self._sim is None or (self._disk_full and _Tick.SWEEP in self._timers):
+            return
+        self._disk_full = False
+        try:
+            lines = await self.session.command("AT+CMGL=4", timeout=self.settings.command_timeout)
+            stored = commands.parse_cmgl(lines)
+        except (CommandFailed, AtParseError) as exc:
+            log.warning("%s: sweep: AT+CMGL=4: %s", self.slot, exc)
+            return
+        storage = startup.STORAGE
+        for message in stored:
+            if message.index is None or not await self._keep_and_delete(
+                storage, message.index, message.pdu_hex
+            ):
+                break
+        if stored:
+            log.info("%s: sweep took %d SMS off the modem", self.slot, len(stored))
+
+    async def _read_one(self, storage: str, index: int) -> None:
+        """``+CMTI``: read the index, store it, delete it."""
+        timeout = self.settings.command_timeout
+        async with self.session.exchange():
+            if storage.upper() != startup.STORAGE:
+                await self.session.command(
+                    f'AT+CPMS="{storage}","{startup.STORAGE}","{startup.STORAGE}"',
+                    timeout=timeout,
+                )
+            try:
+                message = commands.parse_cmgr(
+                    await self.session.command(f"AT+CMGR={index}", timeout=timeout)
+                )
+                if message is not None:
+                    await self._keep_and_delete(storage, index, message.pdu_hex)
+            except (CommandFailed, AtParseError) as exc:
+                log.warning("%s: reading %s index %d: %s", self.slot, storage, index, exc)
+            finally:
+                if storage.upper() != startup.STORAGE:
+                    await self.session.command(
+                        f'AT+CPMS="{startup.STORAGE}","{startup.STORAGE}","{startup.STORAGE}"',
+                        timeout=timeout,
+                    )
+
+    async def _keep_and_delete(self, storage: str, index: int, pdu_hex: str) -> bool:
+        """Store one PDU, then delete it from the modem; False when the disk is full."""
+        if not await self._ingest(storage, index, pdu_hex):
+            return False
+        await self.session.command(f"AT+CMGD={index}", timeout=self.settings.command_timeout)
+        return True
+
+    async def _direct(self, urc: SmsReceived) -> None:
+        """``+CMT``: store, then acknowledge (an SMS not acked comes again from the
+        network, so a full disk simply leaves it unacknowledged)."""
+        if self._sim is None:
+            return
+        if await self._ingest("MT", None, urc.pdu_hex):
+            try:
+                await self.session.command("AT+CNMA", timeout=self.settings.command_timeout)
+            except CommandFailed as exc:
+                log.warning("%s: AT+CNMA: %s", self.slot, exc)
+
+    async def _ingest(self, storage: str, index: int | None, pdu_hex: str) -> bool:
+        assert self._sim is not None
+        try:
+            await self._sink.ingest_pdu(
+                iccid=self._sim.iccid,
+                imei=self.status.imei,
+                slot=self.slot,
+                storage=storage,
+                index=index,
+                pdu_hex=pdu_hex,
+                read_at=time.time(),
+            )
+        except DiskFull as exc:
+            log.error("%s: %s: SMS stay on the modem until there is space", self.slot, exc)
+            self._disk_full = True
+            self._publish(fault=self._standing_fault())
+            self._arm(_Tick.SWEEP, self.settings.disk_full_retry)
+            return False
+        return True

@@ -1,0 +1,189 @@
+"""AtSession over real ptys: against a scripted peer (for exact byte timing) and against
+the emulated modems (for real behaviour: errors, URCs, unplug)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from agent.errors import CommandFailed, CommandTimeout, PortGone
+from agent.logs import TRACE, trace_logger
+from agent.modem.session import AtSession
+from agent.protocol.urc import RegistrationChanged, SmsStored
+from tests.modem.conftest import Reply, ScriptedPeer, StartHub, at_link
+
+MakePeer = Callable[[dict[str, Reply]], ScriptedPeer]
+
+
+async def test_answer_lines_and_named_errors_from_an_emulated_modem(start_hub: StartHub) -> None:
+    hub = await start_hub(profile="ec25")
+    session = await AtSession.open(at_link(hub))
+    try:
+        assert await session.command("AT+CGMI") == ["Quectel"]  # echo is still on: dropped
+        await session.command("AT+CMEE=1")
+        with pytest.raises(CommandFailed) as failed:
+            await session.command("AT+CMGR=200")
+        assert failed.value.kind == "CMS"
+        assert failed.value.code == 321
+        assert failed.value.name == "INVALID_MEMORY_INDEX"
+        hub.fault(0, "sim-out")
+        with pytest.raises(CommandFailed) as no_sim:
+            await session.command("AT+CIMI")
+        assert no_sim.value.name == "SIM_NOT_INSERTED"
+    finally:
+        await session.close()
+
+
+async def test_urc_inside_a_response_is_delivered_and_the_response_is_whole(
+    scripted_peer: MakePeer,
+) -> None:
+    peer = scripted_peer({"AT+CSQ": b'\r\n+CSQ: 20,99\r\n+CMTI: "SM",3\r\n+CREG: 1\r\n\r\nOK\r\n'})
+    session = await AtSession.open(peer.device)
+    try:
+        assert await session.command("AT+CSQ") == ["+CSQ: 20,99"]
+        first, second = session.urcs.get_nowait(), session.urcs.get_nowait()
+        assert isinstance(first, SmsStored)
+        assert first.index == 3
+        assert isinstance(second, RegistrationChanged)
+    finally:
+        await session.close()
+
+
+async def test_byte_by_byte_answer_is_framed(scripted_peer: MakePeer) -> None:
+    answer = b'\r\n+COPS: 0,2,"25001",7\r\n\r\nOK\r\n'
+
+    def dribble(_line: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        for position, byte in enumerate(answer):
+            loop.call_later(0.001 * position, peer.send, bytes([byte]))
+        return b""
+
+    peer = scripted_peer({"AT+COPS?": dribble})
+    session = await AtSession.open(peer.device)
+    try:
+        assert await session.command("AT+COPS?") == ['+COPS: 0,2,"25001",7']
+    finally:
+        await session.close()
+
+
+async def test_timeout_leaves_nothing_behind_and_a_late_answer_ends_no_command(
+    scripted_peer: MakePeer,
+) -> None:
+    peer = scripted_peer({"AT+CSQ": None})
+    session = await AtSession.open(peer.device)
+    try:
+        with pytest.raises(CommandTimeout, match=r"AT\+CSQ: no final result"):
+            await session.command("AT+CSQ", timeout=0.1)
+        assert session._response is None
+        assert session._framer.pending is None
+        peer.send(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n")  # the late answer
+        peer.script["AT+CGMI"] = b"\r\nSIMCOM_Ltd\r\n\r\nOK\r\n"
+        await session.resync(quiet=0.05)
+        assert await session.command("AT+CGMI") == ["SIMCOM_Ltd"]
+        assert peer.lines == ["AT+CSQ", "AT", "AT+CGMI"]
+    finally:
+        await session.close()
+
+
+async def test_exchange_holds_the_port_for_its_whole_length(scripted_peer: MakePeer) -> None:
+    peer = scripted_peer({})
+    session = await AtSession.open(peer.device)
+    try:
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def multi_step() -> None:
+            async with session.exchange():
+                await session.command("AT+CMGR=1")
+                inside.set()
+                await release.wait()
+                await session.command("AT+CMGD=1")
+
+        exchange = asyncio.create_task(multi_step())
+        await inside.wait()
+        other = asyncio.create_task(session.command("AT+CSQ"))
+        await asyncio.sleep(0)  # let the other task reach the lock
+        assert not other.done()
+        release.set()
+        await exchange
+        await other
+        assert peer.lines == ["AT+CMGR=1", "AT+CMGD=1", "AT+CSQ"]
+    finally:
+        await session.close()
+
+
+async def test_garbage_and_nmea_are_counted_not_answers(scripted_peer: MakePeer) -> None:
+    peer = scripted_peer(
+        {"AT": b"\x00\xfe\x81\xc3\r\n$GPGGA,123519,4807.038,N,01131.000,E*47\r\n\r\nOK\r\n"}
+    )
+    session = await AtSession.open(peer.device)
+    try:
+        assert await session.command("AT") == []
+        assert session.garbage == 2
+        assert session.nmea_lines == 1
+    finally:
+        await session.close()
+
+
+async def test_unplug_fails_the_pending_command_and_sets_closed(start_hub: StartHub) -> None:
+    hub = await start_hub(profile="sim800")
+    session = await AtSession.open(at_link(hub))
+    try:
+        hub.fault(0, "hang")
+        pending = asyncio.create_task(session.command("AT+CSQ", timeout=5))
+        await asyncio.sleep(0)  # the command is written
+        hub.fault(0, "unplug")
+        with pytest.raises(PortGone):
+            await pending
+        async with asyncio.timeout(2):
+            await session.closed.wait()
+        with pytest.raises(PortGone):
+            await session.command("AT")
+    finally:
+        await session.close()
+
+
+async def test_idle_session_notices_an_unplug(start_hub: StartHub) -> None:
+    hub = await start_hub(profile="huawei")
+    session = await AtSession.open(at_link(hub))
+    try:
+        await session.command("AT")
+        hub.fault(0, "unplug")
+        async with asyncio.timeout(2):
+            await session.closed.wait()
+        assert isinstance(session.gone_reason, PortGone)
+    finally:
+        await session.close()
+
+
+async def test_opening_a_missing_device_is_port_gone(tmp_path) -> None:
+    with pytest.raises(PortGone, match="cannot open") as gone:
+        await AtSession.open(str(tmp_path / "ttyUSB9"))
+    assert gone.value.port == str(tmp_path / "ttyUSB9")
+
+
+async def test_trace_logs_raw_traffic_of_one_port_only(
+    scripted_peer: MakePeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = scripted_peer({})
+    session = await AtSession.open(peer.device, name="modem-a")
+    try:
+        caplog.set_level(TRACE)
+        # As logs.setup() leaves it: traffic off unless a port asks for it.
+        logging.getLogger("simedge.trace").setLevel(logging.DEBUG + 1)
+        session.set_trace(True)
+        await session.command("ATE0")
+        traced = [r.getMessage() for r in caplog.records if r.name == trace_logger("modem-a").name]
+        assert traced[0] == "-> b'ATE0\\r'"
+        assert any("OK" in message for message in traced[1:])
+        session.set_trace(False)
+        caplog.clear()
+        await session.command("AT")
+        assert not [r for r in caplog.records if r.name.startswith("simedge.trace")]
+    finally:
+        session.set_trace(False)
+        logging.getLogger("simedge.trace").setLevel(logging.NOTSET)
+        await session.close()
