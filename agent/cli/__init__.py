@@ -18,6 +18,7 @@ from agent import __version__
 # name -> module under agent.cli; the order is the order of `simedge --help`.
 COMMANDS: dict[str, str] = {
     "run": "run",
+    "scan": "scan",
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",

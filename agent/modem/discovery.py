@@ -1,0 +1,698 @@
+"""Finding the modems: serial ports, which of them speak AT, which belong together, slots.
+
+One discovery pass, in four steps:
+
+1. **Enumerate** (:func:`enumerate_ports`): USB serial ports from pyserial's
+   ``comports()`` (sysfs: VID:PID, interface, location), plus the configured globs. Each
+   port is described by its ``/dev/serial/by-path`` name where it has one: a glob match
+   whose own name is by-path style (the emulator's links are) is parsed directly; a tty
+   is looked up among the by-path links that resolve to it. Ports are deduplicated by the
+   device node they resolve to.
+2. **Classify by table** (:data:`KNOWN_DEVICES`): a VID:PID whose interface layout is
+   documented names its AT, DIAG, NMEA and audio interfaces; those ports are not probed.
+3. **Group** (:func:`group_ports`): ports of one USB device (same by-path parent: the
+   port chain of the device) form one modem, whatever IMEI they report, because modem
+   pools give every module the same IMEI. USB-serial bridges (CH340, CP210x, FTDI) are
+   the exception: each UART of a multi-port bridge may carry its own module, so each is
+   a group of its own.
+4. **Probe** the rest (:func:`probe_port`, :func:`probe_groups`): all at once (bounded),
+   ``AT`` up to three times with a short timeout each (an autobauding SIM800 ignores the
+   first), then classified by what came back: an answer (AT), NMEA sentences (a GPS
+   port), binary frames (a DIAG port), or nothing (silent).
+
+A group's **slot** is a short name taken from its physical USB path (``1.2.3`` for
+``usb-0:1.2.3``), so it survives re-enumeration and replugging into the same socket; a
+label from ``[site] slot_labels`` is shown with it. A modem moved to another socket is
+the same modem (IMEI) in a new slot: identity lives above this module.
+
+:func:`scan` runs the whole pass for ``simedge scan`` and identifies every modem with
+:mod:`agent.modem.startup` and :mod:`agent.modem.own_number`, as the worker does. The agent
+itself uses :class:`agent.modem.hotplug.PortWatcher` and :func:`probe_group` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.errors import AtParseError, CommandFailed, CommandTimeout, PortGone
+from agent.logs import get_logger
+from agent.protocol import commands
+from agent.protocol.urc import UssdReceived
+from agent.status import ModemState, ModemStatus, NumberSource, PortInfo, ScanResult, SimState
+
+if TYPE_CHECKING:
+    from agent.modem.own_number import NumberBook, UssdRecipe
+    from agent.modem.session import AtSession
+
+log = get_logger("modem.discovery")
+
+BY_PATH_DIR = Path("/dev/serial/by-path")
+
+ROLE_AT = "at"
+ROLE_DIAG = "diag"
+ROLE_NMEA = "nmea"
+ROLE_AUDIO = "audio"
+ROLE_SILENT = "silent"
+ROLE_GONE = "gone"
+ROLE_UNKNOWN = "unknown"  # not classified yet: to be probed
+IGNORED_ROLES = frozenset({ROLE_DIAG, ROLE_NMEA, ROLE_AUDIO, ROLE_SILENT, ROLE_GONE})
+
+PROBE_ATTEMPTS = 3
+PROBE_TIMEOUT = 0.5  # per AT; a modem answers in milliseconds, a booting one may not
+PROBE_CONCURRENCY = 128
+
+
+# ----------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class KnownDevice:
+    """A USB device whose tty interfaces are documented.
+
+    ``roles`` maps interface numbers to roles; an interface not listed is probed.
+    ``bridge`` marks USB-serial bridge chips: what is behind each UART is unknown (probe
+    it, autobaud-aware), and each UART is its own group.
+    """
+
+    vid: str
+    pid: str | None  # None: every product of the vendor
+    name: str
+    source: str
+    roles: Mapping[int, str] = field(default_factory=dict)
+    bridge: bool = False
+
+
+_QUECTEL_LAYOUT = {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT}
+_QUECTEL_SOURCE = (
+    "Quectel LTE Linux USB driver user guide (option driver: if0 DIAG, if1 NMEA, if2 AT, "
+    "if3 modem/PPP); FIELD-NOTES"
+)
+_SIERRA_LAYOUT = {0: ROLE_DIAG, 2: ROLE_NMEA, 3: ROLE_AT}
+_SIERRA_SOURCE = "Linux qcserial.c QCSERIAL_SWI layout: 0 DM/DIAG, 2 NMEA, 3 AT-capable modem"
+
+KNOWN_DEVICES: tuple[KnownDevice, ...] = (
+    KnownDevice("2c7c", "0125", "Quectel EC25", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0121", "Quectel EC21", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0191", "Quectel EG91", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0195", "Quectel EG95", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0296", "Quectel BG96", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0306", "Quectel EP06/EG06", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice("2c7c", "0800", "Quectel RM500Q", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
+    KnownDevice(
+        "05c6",
+        "9215",
+        "Quectel EC20 (Qualcomm VID)",
+        "Linux qcserial.c QCSERIAL_QMI layout: 0 DM, 1 NMEA, 2 AT, 3 modem",
+        _QUECTEL_LAYOUT,
+    ),
+    KnownDevice("2c7c", None, "Quectel module", "Quectel VID: layout varies, probe"),
+    KnownDevice(
+        "1e0e",
+        "9001",
+        "SIMCom SIM7600/SIM7100",
+        "SIMCom SIM7600 Linux USB user guide (if0 DIAG, if1 NMEA, if2 AT, if3 modem, "
+        "if4 audio); FIELD-NOTES",
+        {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT, 4: ROLE_AUDIO},
+    ),
+    KnownDevice("1e0e", None, "SIMCom module", "SIMCom VID: layout varies, probe"),
+    KnownDevice(
+        "12d1",
+        "1001",
+        "Huawei E169/E1550",
+        "usb_modeswitch / ModemManager huawei plugin: if0 modem, if1 DIAG, if2 PCUI",
+        {0: ROLE_AT, 1: ROLE_DIAG, 2: ROLE_AT},
+    ),
+    KnownDevice(
+        "12d1",
+        "1436",
+        "Huawei E173",
+        "ModemManager huawei plugin: PCUI (if2) is the AT port; FIELD-NOTES",
+        {2: ROLE_AT},
+    ),
+    KnownDevice("12d1", None, "Huawei modem", "Huawei VID: PCUI interface varies, probe"),
+    KnownDevice("1199", "68a2", "Sierra MC7710", _SIERRA_SOURCE, _SIERRA_LAYOUT),
+    KnownDevice("1199", "68c0", "Sierra MC7304/MC7354", _SIERRA_SOURCE, _SIERRA_LAYOUT),
+    KnownDevice("1199", "9071", "Sierra EM7455/MC7455", _SIERRA_SOURCE, _SIERRA_LAYOUT),
+    KnownDevice("1199", "9091", "Sierra EM7565", _SIERRA_SOURCE, _SIERRA_LAYOUT),
+    KnownDevice("1199", None, "Sierra Wireless modem", "Sierra VID: layout varies, probe"),
+    KnownDevice("19d2", None, "ZTE modem", "ZTE VID: layouts vary per product, probe"),
+    KnownDevice("1bc7", None, "Telit module", "Telit VID: layouts vary per product, probe"),
+    KnownDevice("1546", None, "u-blox module", "u-blox VID (CDC ACM ports), probe"),
+    KnownDevice("2cb7", None, "Fibocom module", "Fibocom VID: layouts vary, probe"),
+    KnownDevice(
+        "1a86",
+        "7523",
+        "CH340 USB-serial bridge",
+        "WCH CH340 datasheet: one UART (SIM800 sticks and pool boards); FIELD-NOTES",
+        bridge=True,
+    ),
+    KnownDevice(
+        "10c4",
+        "ea60",
+        "CP210x USB-serial bridge",
+        "Silicon Labs CP2102/CP2104 datasheet: one UART per interface",
+        bridge=True,
+    ),
+    KnownDevice(
+        "0403",
+        None,
+        "FTDI USB-serial bridge",
+        "FTDI FT232/FT2232/FT4232 datasheets: one UART per interface",
+        bridge=True,
+    ),
+)
+
+
+def known_device(vid_pid: str | None) -> KnownDevice | None:
+    """The table entry for ``"vvvv:pppp"``: an exact product first, then the vendor."""
+    if not vid_pid:
+        return None
+    vid, _, pid = vid_pid.lower().partition(":")
+    exact = [d for d in KNOWN_DEVICES if d.vid == vid and d.pid == pid]
+    vendor = [d for d in KNOWN_DEVICES if d.vid == vid and d.pid is None]
+    matches = exact or vendor
+    return matches[0] if matches else None
+
+
+def classify_by_table(port: PortInfo) -> PortInfo:
+    """``port`` with the role its VID:PID and interface give, or unchanged (to probe)."""
+    device = known_device(port.vid_pid)
+    if device is None or port.interface is None:
+        return port
+    role = device.roles.get(port.interface)
+    if role is None:
+        return port
+    where = f"{device.name} ({port.vid_pid}) interface {port.interface}"
+    reasons = {
+        ROLE_AT: f"AT port of {where}",
+        ROLE_DIAG: f"DIAG port of {where} (binary, not AT)",
+        ROLE_NMEA: f"GPS/NMEA port of {where}",
+        ROLE_AUDIO: f"audio port of {where}",
+    }
+    return replace(port, role=role, why=reasons[role])
+
+
+# -------------------------------------------------------------------- by-path names
+
+# udev's path_id: <controller>-usb-0:<port chain>:<config>.<interface>[-port<n>]
+# (newer udev also writes "usbv2-0:..."); ACM ttys have no -port suffix.
+_BY_PATH = re.compile(
+    r"^(?P<controller>.+?)-usb(?:v\d+)?-\d+:(?P<chain>\d+(?:\.\d+)*)"
+    r":(?P<config>\d+)\.(?P<interface>\d+)(?:-port(?P<port>\d+))?$"
+)
+# sysfs interface name as pyserial's ``location`` gives it: 1-1.2.3:1.2
+_SYSFS_LOCATION = re.compile(
+    r"^(?P<bus>\d+)-(?P<chain>\d+(?:\.\d+)*):(?P<config>\d+)\.(?P<iface>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class UsbPath:
+    """Where a tty sits on the USB tree: controller, port chain, interface, UART."""
+
+    controller: str  # by-path prefix, e.g. "platform-fd500000.pcie-pci-0000:01:00.0"
+    chain: str  # hub ports from the root, e.g. "1.2.3"
+    interface: int
+    port: int = 0  # UART within the interface (multi-port bridges)
+
+    @property
+    def parent(self) -> str:
+        """The USB device's identity: every interface of one device shares it."""
+        return f"{self.controller}-usb-0:{self.chain}"
+
+    @property
+    def slot(self) -> str:
+        """A short stable name for a person: the port chain, tagged with the controller
+        when it is not the first one (e.g. a Pi 5's second xHCI: ``c1-1.2``)."""
+        bus = re.fullmatch(r"usb(\d+)", self.controller)  # from sysfs: buses count from 1
+        number = re.search(r"(\d+)$", self.controller)
+        index = int(bus.group(1)) - 1 if bus else int(number.group(1)) if number else 0
+        return (f"c{index}-" if index else "") + self.chain
+
+
+def parse_by_path(name: str) -> UsbPath | None:
+    """Parse a ``/dev/serial/by-path`` entry name (or path); None when it is not one."""
+    match = _BY_PATH.match(os.path.basename(name))
+    if match is None:
+        return None
+    return UsbPath(
+        controller=match["controller"],
+        chain=match["chain"],
+        interface=int(match["interface"]),
+        port=int(match["port"] or 0),
+    )
+
+
+def parse_sysfs_location(location: str) -> UsbPath | None:
+    """Parse pyserial's ``location`` (``1-1.2.3:1.2``) for ports with no by-path link."""
+    match = _SYSFS_LOCATION.match(location or "")
+    if match is None:
+        return None
+    bus = int(match["bus"])
+    return UsbPath(controller=f"usb{bus}", chain=match["chain"], interface=int(match["iface"]))
+
+
+# --------------------------------------------------------------------- enumeration
+
+
+def _char_device(path: str) -> str | None:
+    """The device node ``path`` resolves to, or None if it is not a character device."""
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return None
+    return real if stat.S_ISCHR(mode) else None
+
+
+def _by_path_links(directory: Path) -> dict[str, str]:
+    """Device node -> by-path link, for every link in ``directory``."""
+    links: dict[str, str] = {}
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return links
+    for entry in entries:
+        real = _char_device(entry.path)
+        if real is not None and parse_by_path(entry.name) is not None:
+            links.setdefault(real, entry.path)
+    return links
+
+
+def _usb_comports() -> list[PortInfo]:
+    """USB serial ports sysfs knows (pyserial). Non-USB ttys (a Pi's UART with its serial
+    console) are never probed unless a configured glob names them."""
+    from serial.tools import list_ports  # sysfs walking: only when discovering
+
+    ports = []
+    for info in list_ports.comports():
+        if info.vid is None:
+            continue
+        location = parse_sysfs_location(info.location or "")
+        ports.append(
+            PortInfo(
+                device=os.path.realpath(info.device),
+                usb_parent=location.parent if location else None,
+                interface=location.interface if location else None,
+                vid_pid=f"{info.vid:04x}:{info.pid:04x}",
+            )
+        )
+    return ports
+
+
+def enumerate_ports(
+    globs: Sequence[str] = (),
+    *,
+    auto: bool = True,
+    by_path_dir: Path = BY_PATH_DIR,
+) -> list[PortInfo]:
+    """Every candidate serial port, once each, described as far as the system tells.
+
+    ``auto`` adds the USB serial ports pyserial finds in sysfs; ``globs`` add whatever
+    they match that resolves to a character device (so ``DIR/*`` skips a hub's sockets
+    and files). ``device`` is the resolved device node; ``by_path`` the by-path link.
+    """
+    links = _by_path_links(by_path_dir)
+    found: dict[str, PortInfo] = {}
+    if auto:
+        for port in _usb_comports():
+            found[port.device] = _with_by_path(port, links.get(port.device))
+    for pattern in globs:
+        for match in sorted(glob.glob(os.path.expanduser(pattern))):
+            real = _char_device(match)
+            if real is None:
+                continue
+            link = match if parse_by_path(match) is not None else links.get(real)
+            known = found.get(real)
+            if known is not None:
+                if known.by_path is None and link is not None:
+                    found[real] = _with_by_path(known, link)
+                continue
+            found[real] = _with_by_path(PortInfo(device=real), link)
+    return sorted(found.values(), key=_port_order)
+
+
+def _with_by_path(port: PortInfo, link: str | None) -> PortInfo:
+    usb = parse_by_path(link) if link else None
+    if usb is None:
+        return port
+    return replace(port, by_path=link, usb_parent=usb.parent, interface=usb.interface)
+
+
+def _port_order(port: PortInfo) -> tuple[str, int, str]:
+    return (
+        port.usb_parent or port.device,
+        -1 if port.interface is None else port.interface,
+        port.device,
+    )
+
+
+# ------------------------------------------------------------------------ grouping
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    """The ttys of one physical modem (one USB device, or one bridge UART)."""
+
+    key: str  # stable identity of the place: USB parent (+ UART for bridges) or device
+    slot: str
+    label: str | None
+    ports: tuple[PortInfo, ...]
+
+    @property
+    def at_ports(self) -> tuple[PortInfo, ...]:
+        return tuple(p for p in self.ports if p.role == ROLE_AT)
+
+    @property
+    def at_port(self) -> PortInfo | None:
+        """The AT port to use: the lowest interface (the one URCs go to on Quectel and
+        SIMCom modules)."""
+        ports = self.at_ports
+        return ports[0] if ports else None
+
+    @property
+    def ignored(self) -> tuple[PortInfo, ...]:
+        return tuple(p for p in self.ports if p.role in IGNORED_ROLES)
+
+
+def _group_place(port: PortInfo) -> tuple[str, str]:
+    """(key, slot) of the group ``port`` belongs to."""
+    usb = parse_by_path(port.by_path) if port.by_path else None
+    if usb is None and port.usb_parent is not None:
+        # Known to sysfs but without a by-path link: the parent is "usb<bus>-usb-0:<chain>".
+        controller, _, chain = port.usb_parent.partition("-usb-0:")
+        usb = UsbPath(controller, chain, port.interface or 0)
+    if usb is None:
+        return port.device, os.path.basename(port.device)
+    device = known_device(port.vid_pid)
+    if device is not None and device.bridge:
+        suffix = (f"-if{usb.interface}" if usb.interface else "") + (
+            f"-p{usb.port}" if usb.port else ""
+        )
+        return f"{usb.parent}:{usb.interface}.{usb.port}", usb.slot + suffix
+    return usb.parent, usb.slot
+
+
+def slot_label(key: str, slot: str, labels: Mapping[str, str]) -> str | None:
+    """The configured label of a group: keyed by its slot name or its full USB path."""
+    return labels.get(slot) or labels.get(key)
+
+
+def group_ports(
+    ports: Iterable[PortInfo], labels: Mapping[str, str] | None = None
+) -> list[PortGroup]:
+    """Ports -> physical modems, by USB parent (never by IMEI: pools share IMEIs)."""
+    labels = labels or {}
+    members: dict[str, list[PortInfo]] = {}
+    slots: dict[str, str] = {}
+    for port in ports:
+        key, slot = _group_place(port)
+        members.setdefault(key, []).append(port)
+        slots[key] = slot
+    groups = [
+        PortGroup(
+            key=key,
+            slot=slots[key],
+            label=slot_label(key, slots[key], labels),
+            ports=tuple(sorted(found, key=_port_order)),
+        )
+        for key, found in members.items()
+    ]
+    return sorted(groups, key=lambda g: _natural(g.slot))
+
+
+def _natural(text: str) -> list[int | str]:
+    """Sort key: ``1.2.10`` after ``1.2.9``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+# ------------------------------------------------------------------------- probing
+
+
+async def probe_port(
+    port: PortInfo,
+    *,
+    baudrate: int = 115200,
+    attempts: int = PROBE_ATTEMPTS,
+    answer_within: float = PROBE_TIMEOUT,
+) -> PortInfo:
+    """Find out what ``port`` is by talking to it: ``port`` with role and why.
+
+    ``AT`` up to ``attempts`` times, ``answer_within`` seconds each: an autobauding module
+    learns the rate from the first and answers a later one. An ERROR is an answer too.
+    Without an answer, what the port sent decides: NMEA sentences, binary frames, or
+    nothing at all. Never waits longer than ``attempts * answer_within`` plus the open.
+    """
+    from agent.modem.session import AtSession  # the serial stack: only when probing
+
+    try:
+        session = await AtSession.open(port.device, baudrate=baudrate, name=port.device)
+    except PortGone as exc:
+        return replace(port, role=ROLE_GONE, why=f"cannot be opened: {exc}")
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                await session.command("AT", timeout=answer_within)
+            except CommandTimeout:
+                continue
+            except CommandFailed:
+                pass  # "ERROR" to a bare AT is still an AT interpreter
+            except PortGone as exc:
+                return replace(port, role=ROLE_GONE, why=f"vanished while probed: {exc}")
+            said = "answered AT" if attempt == 1 else f"answered AT on attempt {attempt}"
+            return replace(port, role=ROLE_AT, why=said)
+    finally:
+        await session.close()
+    waited = f"{attempts} x AT unanswered in {attempts * answer_within:g}s"
+    if session.nmea_lines:
+        return replace(
+            port, role=ROLE_NMEA, why=f"GPS/NMEA port: {session.nmea_lines} NMEA lines, {waited}"
+        )
+    if session.garbage:
+        return replace(
+            port, role=ROLE_DIAG, why=f"DIAG/binary port: {session.garbage} binary chunks, {waited}"
+        )
+    return replace(port, role=ROLE_SILENT, why=f"silent: {waited}")
+
+
+async def probe_group(
+    group: PortGroup,
+    *,
+    baudrate: int = 115200,
+    limit: asyncio.Semaphore | None = None,
+    attempts: int = PROBE_ATTEMPTS,
+    answer_within: float = PROBE_TIMEOUT,
+    on_port_done: Callable[[], None] | None = None,
+) -> PortGroup:
+    """``group`` with every port classified: by the table, else by probing (concurrently).
+    A port a table already named is not opened; an AT port of the table is trusted."""
+    limit = limit or asyncio.Semaphore(PROBE_CONCURRENCY)
+
+    async def classify(port: PortInfo) -> PortInfo:
+        port = classify_by_table(port)
+        if port.role == ROLE_UNKNOWN:
+            async with limit:
+                port = await probe_port(
+                    port, baudrate=baudrate, attempts=attempts, answer_within=answer_within
+                )
+        if on_port_done is not None:
+            on_port_done()
+        return port
+
+    ports = await asyncio.gather(*(classify(port) for port in group.ports))
+    ignored_in = f" (slot {group.slot})"
+    ports = [replace(p, why=p.why + ignored_in) if p.role in IGNORED_ROLES else p for p in ports]
+    return replace(group, ports=tuple(ports))
+
+
+# ---------------------------------------------------------------------- the scan
+
+ScanProgress = Callable[[str, int, int], None]
+"""Called with (stage, done, total); stage is "probing" (ports) or "identifying" (modems)."""
+
+
+async def scan(
+    globs: Sequence[str] = (),
+    *,
+    labels: Mapping[str, str] | None = None,
+    auto: bool = True,
+    by_path_dir: Path = BY_PATH_DIR,
+    baudrate: int = 115200,
+    concurrency: int = PROBE_CONCURRENCY,
+    attempts: int = PROBE_ATTEMPTS,
+    answer_within: float = PROBE_TIMEOUT,
+    command_timeout: float = 3.0,
+    ussd: Mapping[str, UssdRecipe] | None = None,
+    progress: ScanProgress | None = None,
+) -> ScanResult:
+    """One discovery pass with identification: every modem and every ignored port.
+
+    A modem is identified as soon as its own ports are classified, while silent ports
+    elsewhere still wait out their probe: the pass takes about the longest of the two,
+    not their sum.
+    """
+    from agent.modem.own_number import MemoryNumberBook, recipes
+
+    book = MemoryNumberBook()
+    table = recipes({}) if ussd is None else ussd
+    ports = await asyncio.to_thread(enumerate_ports, globs, auto=auto, by_path_dir=by_path_dir)
+    groups = group_ports(ports, labels)
+    probe_limit = asyncio.Semaphore(concurrency)
+    identify_limit = asyncio.Semaphore(concurrency)
+    counts = {"probing": 0, "identifying": 0}
+    totals = {"probing": len(ports), "identifying": 0}
+
+    def advance(stage: str, by: int = 1, total: int = 0) -> None:
+        counts[stage] += by
+        totals[stage] += total
+        if progress is not None:
+            progress(stage, counts[stage], totals[stage])
+
+    async def one(group: PortGroup) -> tuple[PortGroup, ModemStatus | None]:
+        group = await probe_group(
+            group,
+            baudrate=baudrate,
+            limit=probe_limit,
+            attempts=attempts,
+            answer_within=answer_within,
+            on_port_done=lambda: advance("probing"),
+        )
+        if group.at_port is None:
+            return group, None
+        advance("identifying", by=0, total=1)
+        async with identify_limit:
+            status = await identify_group(
+                group, baudrate=baudrate, command_timeout=command_timeout, ussd=table, book=book
+            )
+        advance("identifying")
+        return group, status
+
+    advance("probing", by=0)
+    results = await asyncio.gather(*(one(group) for group in groups))
+    return ScanResult(
+        modems=tuple(status for _, status in results if status is not None),
+        ignored=tuple(port for group, _ in results for port in group.ignored),
+    )
+
+
+async def identify_group(
+    group: PortGroup,
+    *,
+    baudrate: int = 115200,
+    command_timeout: float = 3.0,
+    ussd: Mapping[str, UssdRecipe],
+    book: NumberBook,
+) -> ModemStatus:
+    """Open the group's AT port and say what the modem and its SIM are.
+
+    The set-up and identification are :mod:`agent.modem.startup`'s and the number is
+    :mod:`agent.modem.own_number`'s, exactly as the worker does them; this adds only the
+    signal and registration read. A port that stops answering gives a FAILED status with
+    the reason, not an exception: one bad modem must not spoil a scan.
+    """
+    from agent.modem import own_number, startup
+    from agent.modem.session import AtSession
+
+    at_port = group.at_port
+    assert at_port is not None, "identify_group needs a probed group with an AT port"
+    status = ModemStatus(
+        slot=group.slot,
+        label=group.label,
+        ports=tuple(port.device for port in group.at_ports),
+        at_port=at_port.device,
+        state=ModemState.STARTING,
+        updated_at=time.time(),
+    )
+    try:
+        session = await AtSession.open(at_port.device, baudrate=baudrate, name=group.slot)
+    except PortGone as exc:
+        return replace(status, state=ModemState.GONE, fault=str(exc))
+    answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
+    forwarder = asyncio.create_task(_forward_ussd(session, answers))
+    try:
+        setup = await startup.initialise(session, command_timeout=command_timeout)
+        status = replace(
+            status,
+            manufacturer=setup.manufacturer,
+            model=setup.model,
+            imei=setup.imei,
+            sim_state=setup.sim_state,
+        )
+        if setup.sim_state is SimState.READY:
+            sim = await startup.identify_sim(session, setup.vendor, command_timeout=command_timeout)
+            if sim is not None:
+                number, source = await own_number.resolve(
+                    session,
+                    iccid=sim.iccid,
+                    network=sim.operator,
+                    vendor=setup.vendor,
+                    book=book,
+                    table=ussd,
+                    answers=answers,
+                    command_timeout=command_timeout,
+                )
+                status = replace(
+                    status,
+                    iccid=sim.iccid,
+                    imsi=sim.imsi,
+                    operator=sim.serving or sim.operator,
+                    operator_name=sim.operator_name,
+                    number=number,
+                    number_source=source if number else NumberSource.UNKNOWN,
+                )
+        status = await _network_status(session, status, command_timeout)
+        return replace(status, state=ModemState.READY, updated_at=time.time())
+    except (CommandTimeout, PortGone) as exc:
+        return replace(status, state=ModemState.FAILED, fault=str(exc), updated_at=time.time())
+    finally:
+        forwarder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forwarder
+        await session.close()
+
+
+async def _forward_ussd(session: AtSession, answers: asyncio.Queue[UssdReceived]) -> None:
+    """Hand ``+CUSD`` answers to the own-number request; other URCs do not matter here."""
+    while True:
+        urc = await session.urcs.get()
+        if isinstance(urc, UssdReceived):
+            answers.put_nowait(urc)
+
+
+async def _network_status(
+    session: AtSession, status: ModemStatus, command_timeout: float
+) -> ModemStatus:
+    """Signal (``+CSQ``) and registration (``+CREG``, else ``+CEREG`` on LTE-only cells)."""
+    from agent.modem.startup import registration_word
+
+    try:
+        signal = commands.parse_csq(await session.command("AT+CSQ", timeout=command_timeout))
+        status = replace(status, signal_dbm=signal.dbm, signal_bars=signal.bars)
+    except (CommandFailed, AtParseError) as exc:
+        log.info("%s: AT+CSQ: %s", session.name, exc)
+    for query in ("AT+CREG?", "AT+CEREG?"):
+        try:
+            registration = commands.parse_registration(
+                await session.command(query, timeout=command_timeout)
+            )
+        except (CommandFailed, AtParseError) as exc:
+            log.info("%s: %s: %s", session.name, query, exc)
+            continue
+        status = replace(
+            status,
+            registration=registration_word(registration),
+            registered=registration.registered,
+        )
+        if registration.registered:
+            break
+    return status

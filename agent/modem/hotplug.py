@@ -1,0 +1,130 @@
+"""Hot-plug: notice modems that come and go, by looking at the port folders often.
+
+A look is cheap (a scandir of ``/dev/serial/by-path`` and the configured globs, a stat
+per link: well under a millisecond for a few hundred ports), so the watcher looks every
+half second instead of adding an inotify or udev dependency; a change is in hand within
+a second, which leaves the rest of the 5-second budget for probing and start-up.
+
+What is compared per group (physical modem) is its *fingerprint*: each port's by-path
+link, the device node it resolves to, and that node's ctime. The ctime catches an unplug
+and replug between two looks that got the same ``ttyUSBn``/``pts/n`` number back.
+
+- A group that vanishes, or whose fingerprint changes, is reported ``removed`` at once:
+  its worker must close the port and mark the SIM offline.
+- A new (or changed) group is reported ``added`` only once two looks in a row agree,
+  because udev creates a device's interfaces one after the other; a half-enumerated EC25
+  must not be started with its DIAG port only. Groups present at the first look are
+  reported at once: at start-up the USB tree has long settled.
+
+Slots come from the by-path name, so a modem that returns to its socket is ``added``
+again with the slot it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from agent.logs import get_logger
+from agent.modem.discovery import BY_PATH_DIR, PortGroup, enumerate_ports, group_ports
+
+log = get_logger("modem.hotplug")
+
+POLL_INTERVAL = 0.5
+
+Fingerprint = frozenset[tuple[str, str | None, int]]
+
+
+class Change(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class HotplugEvent:
+    """A physical modem (its ports, not yet probed) appeared or went away."""
+
+    change: Change
+    group: PortGroup
+
+
+def fingerprint(group: PortGroup) -> Fingerprint:
+    """Each port's (device node, by-path link, node ctime); see the module docstring."""
+    marks = []
+    for port in group.ports:
+        try:
+            ctime = os.stat(port.device).st_ctime_ns
+        except OSError:
+            ctime = -1  # vanished between the listing and now: the next look settles it
+        marks.append((port.device, port.by_path, ctime))
+    return frozenset(marks)
+
+
+class PortWatcher:
+    """Turns repeated looks at the serial ports into added/removed events.
+
+    ``poll()`` is one synchronous look (tests call it directly); ``events()`` looks every
+    ``interval`` seconds, in a worker thread, for as long as it is iterated.
+    """
+
+    def __init__(
+        self,
+        globs: Sequence[str] = (),
+        *,
+        labels: Mapping[str, str] | None = None,
+        auto: bool = True,
+        by_path_dir: Path = BY_PATH_DIR,
+        interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.globs = tuple(globs)
+        self.labels = dict(labels or {})
+        self.auto = auto
+        self.by_path_dir = by_path_dir
+        self.interval = interval
+        self._present: dict[str, tuple[PortGroup, Fingerprint]] = {}
+        self._settling: dict[str, Fingerprint] = {}
+        self._first = True
+
+    @property
+    def present(self) -> list[PortGroup]:
+        """The groups reported added and not removed since."""
+        return [group for group, _ in self._present.values()]
+
+    def poll(self) -> list[HotplugEvent]:
+        """Look once; the changes since the previous look, removals first."""
+        ports = enumerate_ports(self.globs, auto=self.auto, by_path_dir=self.by_path_dir)
+        seen = {group.key: (group, fingerprint(group)) for group in group_ports(ports, self.labels)}
+        events: list[HotplugEvent] = []
+        for key, (group, marks) in list(self._present.items()):
+            if key not in seen or seen[key][1] != marks:
+                del self._present[key]
+                events.append(HotplugEvent(Change.REMOVED, group))
+        settling: dict[str, Fingerprint] = {}
+        for key, (group, marks) in seen.items():
+            if key in self._present:
+                continue
+            if self._first or self._settling.get(key) == marks:
+                self._present[key] = (group, marks)
+                events.append(HotplugEvent(Change.ADDED, group))
+            else:
+                settling[key] = marks
+        self._settling = settling
+        self._first = False
+        for event in events:
+            log.info("%s modem in slot %s: %s", event.change, event.group.slot, _ports(event.group))
+        return events
+
+    async def events(self) -> AsyncIterator[HotplugEvent]:
+        """Every change, as it is seen, until the iteration is abandoned or cancelled."""
+        while True:
+            for event in await asyncio.to_thread(self.poll):
+                yield event
+            await asyncio.sleep(self.interval)
+
+
+def _ports(group: PortGroup) -> str:
+    return ", ".join(port.device for port in group.ports)
