@@ -106,6 +106,32 @@ def _power_cycle_problem(command: str) -> str | None:
     return None
 
 
+def _block_problem(rules: list[dict[str, Any]]) -> str | None:
+    """Each rule: name and a sender and/or text regular expression."""
+    names: set[str] = set()
+    for number, rule in enumerate(rules, 1):
+        name = rule.get("name")
+        if not isinstance(name, str) or not name:
+            return f"rule {number}: expected a name"
+        if name in names:
+            return f'rule "{name}": the name is used twice'
+        names.add(name)
+        unknown = set(rule) - {"name", "sender", "text"}
+        if unknown:
+            return f'rule "{name}": unknown key {sorted(unknown)[0]} (known: name, sender, text)'
+        patterns = {k: v for k, v in rule.items() if k in ("sender", "text")}
+        if not patterns:
+            return f'rule "{name}": give a sender or a text pattern'
+        for key, pattern in patterns.items():
+            if not isinstance(pattern, str):
+                return f'rule "{name}": {key} must be a string'
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return f'rule "{name}": {key} is not a regular expression: {exc}'
+    return None
+
+
 def _level_problem(value: str) -> str | None:
     levels = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"expected one of {', '.join(levels)}"
@@ -125,6 +151,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "timeout": Key(
             (int, float), 10, "seconds before an API call is abandoned and retried", _positive
+        ),
+        "takeoff_interval": Key(
+            (int, float), 600, "seconds between takeOffNumbers checks", _positive
+        ),
+        "takeoff_action": Key(
+            str,
+            "keep",
+            'a number listed for take-off: "offline" leaves the online list at once, "keep"'
+            " stays until the SIM is swapped",
+            lambda v: None if v in ("offline", "keep") else 'expected "offline" or "keep"',
+        ),
+        "numbers_debounce": Key(
+            (int, float),
+            5,
+            "seconds: a flapping port sends at most one numbers list per window",
+            _positive,
+        ),
+        "numbers_heartbeat": Key(
+            (int, float),
+            240,
+            "seconds between unchanged numbers lists (proof the site is up; at most 300)",
+            lambda v: None if 0 < v <= 300 else "expected more than 0 and at most 300",
+        ),
+        "max_in_flight": Key(
+            int,
+            8,
+            "addMessage requests at once (different SIMs; one SIM's SMS go in order)",
+            lambda v: None if 1 <= v <= 64 else "expected 1 to 64",
         ),
     },
     "site": {
@@ -159,6 +213,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
             item_type=dict,
         ),
     },
+    "store": {
+        "retention_days": Key(
+            (int, float), 30, "days a forwarded SMS is kept before it is pruned", _positive
+        ),
+        "multipart_timeout": Key(
+            (int, float),
+            600,
+            "seconds to wait for the missing parts of a long SMS before forwarding what came",
+            _positive,
+        ),
+        "block": Key(
+            list,
+            [],
+            "confidential SMS kept but never uploaded: [[store.block]] name, sender, text",
+            _block_problem,
+            item_type=dict,
+        ),
+    },
     "webhook": {
         "listen": Key(str, "0.0.0.0:8085", "address OnlineSim calls", _listen_problem),
         "path": Key(str, "/onlinesim/numbers", "path of the webhook", _path_problem),
@@ -180,6 +252,25 @@ class OnlineSimConfig:
     api_key: str = field(repr=False)
     takeoff_sum: float = 50
     timeout: float = 10
+    takeoff_interval: float = 600
+    takeoff_action: str = "keep"
+    numbers_debounce: float = 5
+    numbers_heartbeat: float = 240
+    max_in_flight: int = 8
+
+
+@dataclass(frozen=True)
+class BlockRuleConfig:
+    name: str
+    sender: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    retention_days: float = 30
+    multipart_timeout: float = 600
+    block: tuple[BlockRuleConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +317,7 @@ class Config:
     webhook: WebhookConfig
     control_socket: Path
     log_level: str
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
@@ -279,6 +371,11 @@ def from_mapping(
             api_key=api_key,
             takeoff_sum=float(onlinesim["takeoff_sum"]),
             timeout=float(onlinesim["timeout"]),
+            takeoff_interval=float(onlinesim["takeoff_interval"]),
+            takeoff_action=onlinesim["takeoff_action"],
+            numbers_debounce=float(onlinesim["numbers_debounce"]),
+            numbers_heartbeat=float(onlinesim["numbers_heartbeat"]),
+            max_in_flight=onlinesim["max_in_flight"],
         ),
         site=SiteConfig(
             data_dir=base / values["site"]["data_dir"],
@@ -300,6 +397,11 @@ def from_mapping(
         ),
         control_socket=base / values["control"]["socket"],
         log_level=values["logging"]["level"].upper(),
+        store=StoreConfig(
+            retention_days=float(values["store"]["retention_days"]),
+            multipart_timeout=float(values["store"]["multipart_timeout"]),
+            block=tuple(BlockRuleConfig(**rule) for rule in values["store"]["block"]),
+        ),
     )
 
 

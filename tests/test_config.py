@@ -76,7 +76,7 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
         ),
         (
             lambda t: t + "\n[modem]\nports = []\n",
-            "[modem]: unknown section (known: onlinesim, site, modems, webhook, control, logging)",
+            "[modem]: unknown section (known: onlinesim, site, modems, store, webhook, control, logging)",
         ),
         (
             lambda t: t + '\n[modems]\nbaudrate = "fast"\n',
@@ -129,6 +129,26 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
             "[logging] level: expected one of TRACE, DEBUG, INFO, WARNING, ERROR",
         ),
         (lambda t: "site = 3\n" + t, "[site]: expected a table, got an integer"),
+        (
+            lambda t: t.replace("[webhook]", "[onlinesim.x]\n[webhook]"),
+            "[onlinesim] x: unknown key",
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "codes"\n',
+            '[store] block: rule "codes": give a sender or a text pattern',
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "codes"\ntext = "(unclosed"\n',
+            '[store] block: rule "codes": text is not a regular expression',
+        ),
+        (
+            lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\ntakeoff_action = "drop"'),
+            '[onlinesim] takeoff_action: expected "offline" or "keep"',
+        ),
+        (
+            lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\nnumbers_heartbeat = 600'),
+            "[onlinesim] numbers_heartbeat: expected more than 0 and at most 300",
+        ),
     ],
 )
 def test_each_problem_names_file_key_and_problem(tmp_path: Path, edit, message: str) -> None:
@@ -136,6 +156,18 @@ def test_each_problem_names_file_key_and_problem(tmp_path: Path, edit, message: 
     with pytest.raises(ConfigError) as caught:
         config.load(path, environ={})
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_block_rules_are_read(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[[store.block]]\nname = "codes"\nsender = "^MTS$"\ntext = "(?i)password"\n'
+        '\n[[store.block]]\nname = "bank"\nsender = "BANK"\n'
+    )
+    cfg = config.load(write(tmp_path, text), environ={})
+    assert [(r.name, r.sender, r.text) for r in cfg.store.block] == [
+        ("codes", "^MTS$", "(?i)password"),
+        ("bank", "BANK", None),
+    ]
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
@@ -180,3 +212,11 @@ def test_check_config_rejects_with_one_line_and_exit_2(tmp_path: Path) -> None:
         "health_interval, command_timeout, power_cycle_command, ussd)\n"
     )
     assert result.stderr == expected
+
+
+def test_readme_documents_every_key() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for section, keys in config.SCHEMA.items():
+        assert f"`[{section}]`" in readme, section
+        for key in keys:
+            assert f"`{key}`" in readme, f"[{section}] {key} missing from the README"

@@ -19,6 +19,7 @@ from agent import __version__
 COMMANDS: dict[str, str] = {
     "run": "run",
     "scan": "scan",
+    "status": "status",
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from peewee import SqliteDatabase
+from peewee import FloatField, IntegerField, SqliteDatabase, TextField
 from playhouse.migrate import SqliteMigrator, migrate
 
 from agent.errors import StoreError
@@ -96,11 +96,30 @@ def _v2_number_time_and_event_index(database: SqliteDatabase, migrator: SqliteMi
     )
 
 
+def _v3_uplink_sim_fields(_database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    # The numbers list needs a date_start that survives restarts and OnlineSim's ids; a
+    # number that cannot be sent must say why; take-off marks tell a person which SIM to
+    # swap, and when the swap was seen.
+    migrate(
+        migrator.add_column("sim", "online_since", UtcDateTimeField(null=True)),
+        migrator.add_column("sim", "onlinesim_id", IntegerField(null=True)),
+        migrator.add_column("sim", "invalid_number_reason", TextField(null=True)),
+        migrator.add_column("sim", "takeoff_sum", FloatField(null=True)),
+        migrator.add_column("sim", "takeoff_at", UtcDateTimeField(null=True)),
+        migrator.add_column("sim", "takeoff_done_at", UtcDateTimeField(null=True)),
+    )
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "initial schema", _v1_initial),
     (2, "sim.number_updated_at, index on event.at", _v2_number_time_and_event_index),
+    (
+        3,
+        "sim: online_since, onlinesim_id, invalid_number_reason, take-off mark",
+        _v3_uplink_sim_fields,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -21,6 +21,7 @@ from peewee import (
     BooleanField,
     CharField,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -122,6 +123,18 @@ class Sim(BaseModel):
     last_imei = CharField(null=True)
     first_seen = UtcDateTimeField()
     last_seen = UtcDateTimeField()
+    # Added in schema version 3, for the uplink (agent.uplink.numbers and .takeoff):
+    # when the number came online (sendNumbersOnline's date_start, stable across restarts),
+    online_since = UtcDateTimeField(null=True)
+    # the id OnlineSim gave the number (None while it is not in OnlineSim's list),
+    onlinesim_id = IntegerField(null=True)
+    # why the number is not sent (not even a possible number) or is sent with a warning,
+    invalid_number_reason = TextField(null=True)
+    # and the take-off mark: roubles earned when takeOffNumbers listed the number, when,
+    # and when a new SIM took the slot (the swap was done).
+    takeoff_sum = FloatField(null=True)
+    takeoff_at = UtcDateTimeField(null=True)
+    takeoff_done_at = UtcDateTimeField(null=True)
 
 
 class Message(BaseModel):

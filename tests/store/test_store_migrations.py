@@ -118,7 +118,22 @@ async def test_an_earlier_version_upgrades_and_keeps_its_rows(db_path: Path, ver
     assert count_rows(db_path, "sim", "number_updated_at IS NOT NULL") == 1
     with plain_connection(db_path) as connection:
         versions = [row[0] for row in connection.execute("SELECT version FROM schema_version")]
+        # Version 3's uplink fields: the old SIM has none of them yet (never online, no id,
+        # no take-off mark), and they take values.
+        uplink_fields = connection.execute(
+            "SELECT online_since, onlinesim_id, invalid_number_reason, takeoff_sum,"
+            " takeoff_at, takeoff_done_at FROM sim WHERE iccid = ?",
+            (ICCID,),
+        ).fetchone()
+        connection.execute(
+            "UPDATE sim SET onlinesim_id = 1042, takeoff_sum = 75.5 WHERE iccid = ?", (ICCID,)
+        )
+        marked = connection.execute(
+            "SELECT onlinesim_id, takeoff_sum FROM sim WHERE iccid = ?", (ICCID,)
+        ).fetchone()
     assert versions == list(range(1, LATEST_VERSION + 1))
+    assert uplink_fields == (None,) * 6
+    assert marked == (1042, 75.5)
 
 
 async def test_a_database_from_a_newer_agent_is_refused(db_path: Path) -> None:

@@ -1,0 +1,223 @@
+"""Take-off: which SIMs have earned enough to be swapped for new ones.
+
+Every ``interval`` seconds :class:`TakeOffPoller` asks takeOffNumbers for the numbers that
+earned at least ``takeoff_sum`` roubles (with the date of the previous check) and marks
+each listed SIM, by ICCID, with the sum and the time (:class:`TakeOffMarks`, persisted on
+the SIM row). The dashboard and ``simedge status`` show "swap SIM in slot X".
+
+A mark belongs to a SIM card, not to a slot: when a new ICCID appears in the slot of a
+marked SIM, the swap is done (``takeoff_done_at``) and the new SIM comes online as a new
+number, unmarked. ``takeoff_action`` decides what happens meanwhile: ``"offline"`` takes
+a marked number out of the online list at once (it earns nothing more and the site stops
+taking SMS for it), ``"keep"`` keeps it online until the SIM is swapped.
+
+``takeoff_sum`` 0 disables polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agent.errors import UplinkAccountError, UplinkError, UplinkTransient
+from agent.logs import get_logger
+from agent.status import ModemStatus
+from agent.store import Store
+from agent.store.models import Sim
+from agent.uplink.client import OnlineSimClient, TakeOffItem
+from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
+from agent.uplink.state import UplinkState
+
+log = get_logger("uplink.takeoff")
+
+TAKEOFF_OFFLINE = "offline"
+TAKEOFF_KEEP = "keep"
+TAKEOFF_ACTIONS = (TAKEOFF_OFFLINE, TAKEOFF_KEEP)
+
+
+@dataclass(frozen=True)
+class TakeOffMark:
+    """A SIM that earned ``sum_rub`` and may be swapped; ``slot`` is where it was seen."""
+
+    iccid: str
+    slot: str | None
+    number: str
+    sum_rub: float
+    at: datetime
+
+
+class TakeOffMarks:
+    """The open take-off marks (listed, not yet swapped), in memory and on the SIM rows.
+
+    Loaded once with :meth:`load`; written through the store's single writer.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._open: dict[str, TakeOffMark] = {}
+
+    async def load(self) -> None:
+        rows = Sim.select().where(Sim.takeoff_at.is_null(False) & Sim.takeoff_done_at.is_null())
+        self._open = {
+            row.iccid: TakeOffMark(
+                row.iccid, row.last_slot, row.number or "", row.takeoff_sum or 0.0, row.takeoff_at
+            )
+            for row in rows
+        }
+
+    def is_marked(self, iccid: str) -> bool:
+        return iccid in self._open
+
+    def open_marks(self) -> list[TakeOffMark]:
+        """The SIMs to swap, by slot: what the dashboard shows."""
+        return sorted(self._open.values(), key=lambda mark: (mark.slot or "", mark.iccid))
+
+    async def mark(self, iccid: str, slot: str | None, item: TakeOffItem) -> bool:
+        """Mark the SIM listed by takeOffNumbers; True when the mark is new (or a new sum)."""
+        known = self._open.get(iccid)
+        if known is not None and known.sum_rub == item.sum:
+            return False
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        mark = TakeOffMark(iccid, slot, item.number, item.sum, at)
+
+        def job() -> None:
+            Sim.update(takeoff_sum=item.sum, takeoff_at=at, takeoff_done_at=None).where(
+                Sim.iccid == iccid
+            ).execute()
+
+        await self._store.writer.submit(job, f"mark SIM {iccid} for take-off")
+        await self._store.log_event(
+            "takeoff",
+            f"swap SIM in slot {slot or '?'}: {item.number} earned {item.sum:g} RUB",
+            level="warning",
+            slot=slot,
+            iccid=iccid,
+            at=at,
+        )
+        self._open[iccid] = mark
+        return True
+
+    async def settle(self, statuses: Iterable[ModemStatus]) -> list[str]:
+        """Close the marks of SIMs whose slot now holds another ICCID; returns their ICCIDs."""
+        holder = {status.slot: status.iccid for status in statuses if status.iccid}
+        swapped = [
+            mark
+            for mark in self._open.values()
+            if mark.slot is not None
+            and holder.get(mark.slot) is not None
+            and holder[mark.slot] != mark.iccid
+        ]
+        if not swapped:
+            return []
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        iccids = [mark.iccid for mark in swapped]
+
+        def job() -> None:
+            Sim.update(takeoff_done_at=at).where(Sim.iccid.in_(iccids)).execute()
+
+        await self._store.writer.submit(job, f"close take-off marks of {len(iccids)} SIMs")
+        for mark in swapped:
+            del self._open[mark.iccid]
+            await self._store.log_event(
+                "takeoff_done",
+                f"SIM in slot {mark.slot} swapped: {mark.number} left, {holder[mark.slot]} came in",
+                slot=mark.slot,
+                iccid=mark.iccid,
+                at=at,
+            )
+        return iccids
+
+
+class TakeOffPoller:
+    """The loop that asks takeOffNumbers every ``interval`` seconds and marks SIMs.
+
+    ``numbers_of`` maps an E.164 number to the (ICCID, slot) of the live SIM that has it
+    (the numbers sync knows); a listed number that no live SIM holds is logged and skipped.
+    ``on_marked`` runs after new marks (the numbers sync's ``notify_change``, so that the
+    "offline" action takes effect in the next list).
+    """
+
+    def __init__(
+        self,
+        client: OnlineSimClient,
+        marks: TakeOffMarks,
+        numbers_of: Callable[[], dict[str, tuple[str, str | None]]],
+        *,
+        sum_rub: float,
+        interval: float,
+        on_marked: Callable[[], None] = lambda: None,
+        state: UplinkState | None = None,
+        policy: RetryPolicy | None = None,
+        probe: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._marks = marks
+        self._numbers_of = numbers_of
+        self._sum = sum_rub
+        self._interval = interval
+        self._on_marked = on_marked
+        self._state = state or UplinkState(clock)
+        self._policy = policy or transient_backoff()
+        self._probe = probe or account_probe()
+        self._clock = clock
+        self._last_check: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._sum > 0
+
+    async def poll_once(self) -> list[TakeOffItem]:
+        """One takeOffNumbers call and its marks; raises the client's ``UplinkError``."""
+        started = int(self._clock())
+        items = await self._client.take_off_numbers(sum_rub=self._sum, since=self._last_check)
+        self._state.succeeded()
+        self._last_check = started
+        holders = self._numbers_of()
+        marked = False
+        for item in items:
+            holder = holders.get(item.number)
+            if holder is None:
+                log.warning("takeOffNumbers listed %s, which no live SIM holds", item.number)
+                continue
+            iccid, slot = holder
+            marked |= await self._marks.mark(iccid, slot, item)
+        if marked:
+            self._on_marked()
+        return items
+
+    async def run(self) -> None:
+        """Poll until cancelled; returns at once when ``takeoff_sum`` is 0."""
+        if not self.enabled:
+            log.info("take-off polling disabled (takeoff_sum = 0)")
+            return
+        failures = 0
+        while True:
+            try:
+                await self.poll_once()
+            except UplinkError as error:
+                failures += 1
+                delay = self._failed(error, failures)
+            else:
+                failures = 0
+                delay = self._interval
+            await asyncio.sleep(delay)
+
+    def _failed(self, error: UplinkError, failures: int) -> float:
+        if isinstance(error, UplinkAccountError):
+            self._state.pause(error)
+            policy = self._probe
+        elif isinstance(error, UplinkTransient):
+            self._state.backing_off(error)
+            policy = self._policy
+        else:
+            # A rejected query cannot improve by itself; ask again on the normal schedule.
+            log.error("takeOffNumbers refused: %s (body %r)", error, error.body)
+            return self._interval
+        delay = next_delay(failures, policy, error=error)
+        log.warning("takeOffNumbers failed (%s); next try in %.1f s", error.code, delay)
+        return delay

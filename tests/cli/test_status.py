@@ -1,0 +1,94 @@
+"""`simedge status` on a real store: outbox counts and take-off marks, read-only."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.protocol.pdu import encode_deliver
+from agent.store import Store
+from agent.store.models import Sim
+
+ICCID, NEW_ICCID = "8970101234567890001", "8970101234567890009"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "simedge.toml"
+    path.write_text(
+        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\napi_key = "k"\n'
+        '[webhook]\ntoken = "0123456789abcdef0123"\n[site]\ndata_dir = "data"\n'
+    )
+    return path
+
+
+async def _fill(db: Path) -> None:
+    store = await Store.open(db)
+    try:
+        now = datetime.now(UTC)
+        await store.upsert_sim(ICCID, number="+79161230001", slot="usb-1.1", seen_at=now)
+        await store.upsert_sim("8970101234567890002", number="+79161230002", slot="usb-1.2")
+        ids = []
+        for n in range(3):
+            (pdu,) = encode_deliver(f"code {n}", "VKcom", timestamp=now)
+            result = await store.ingest_pdu(
+                iccid=ICCID, imei=None, slot="usb-1.1", storage="SM", index=n,
+                pdu_hex=pdu.hex(), read_at=now,
+            )  # fmt: skip
+            ids.append(result.message_id)
+        await store.mark_sent(ids[0], now, 200, None)
+        await store.dead_letter(ids[1], "ERROR_PARAMS: empty", 400, '{"response":"ERROR_PARAMS"}')
+        await store.schedule_retry(ids[2], 1, now + timedelta(hours=1), "HTTP_503: busy")
+        await store.writer.submit(
+            lambda: Sim.update(takeoff_sum=75.5, takeoff_at=now).execute(), "mark"
+        )
+    finally:
+        await store.close()
+
+
+async def test_status_shows_the_outbox_and_the_sims_to_swap(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _fill(config.parent / "data" / "simedge.db")
+
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+
+    outbox = report["outbox"]
+    assert (outbox["pending"], outbox["backing_off"], outbox["dead"]) == (0, 1, 1)
+    assert outbox["last_success_at"] is not None
+    assert outbox["last_error"] == "HTTP_503: busy"
+    assert [(m["slot"], m["sum"]) for m in report["takeoff"]] == [
+        ("usb-1.1", 75.5),
+        ("usb-1.2", 75.5),
+    ]
+    assert "swap SIM in slot usb-1.1 (75.5 RUB)" in text
+    assert "in back-off  1" in text
+
+
+async def test_a_new_sim_in_the_slot_hides_the_old_mark(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = config.parent / "data" / "simedge.db"
+    await _fill(db)
+    store = await Store.open(db)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    await store.upsert_sim(NEW_ICCID, number="+79161230009", slot="usb-1.1", seen_at=later)
+    await store.close()
+
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [m["slot"] for m in report["takeoff"]] == ["usb-1.2"]
+
+
+def test_status_without_a_database_says_so(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--config", str(config)]) == 1
+    assert "no database" in capsys.readouterr().err
