@@ -31,6 +31,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# deploy/install.sh run for real into a debootstrapped Debian root, then the Ansible
+# playbook in check mode there. Needs root and the network; minutes, so not in `make test`.
+test-deploy:
+	deploy/test-deploy.sh
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
