@@ -110,6 +110,17 @@ def _v3_uplink_sim_fields(_database: SqliteDatabase, migrator: SqliteMigrator) -
     )
 
 
+def _v4_block_rules(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
+    # Block rules a person adds from the dashboard must outlive a restart; rules from the
+    # configuration file stay there and are not copied here.
+    database.execute_sql(
+        'CREATE TABLE "block_rule" ("id" INTEGER NOT NULL PRIMARY KEY,'
+        ' "name" VARCHAR(255) NOT NULL, "sender" TEXT, "text" TEXT,'
+        ' "added_at" DATETIME NOT NULL)'
+    )
+    database.execute_sql('CREATE UNIQUE INDEX "block_rule_name" ON "block_rule" ("name")')
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -120,6 +131,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
         "sim: online_since, onlinesim_id, invalid_number_reason, take-off mark",
         _v3_uplink_sim_fields,
     ),
+    (4, "block_rule: rules added at run time", _v4_block_rules),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

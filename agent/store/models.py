@@ -287,6 +287,19 @@ class Event(BaseModel):
     iccid = CharField(null=True)
 
 
+class BlockRuleRow(BaseModel):
+    """A block rule added at run time (from the dashboard); configured rules live in the
+    configuration file. Loaded at start after the configured ones."""
+
+    name = CharField(unique=True)
+    sender = TextField(null=True)
+    text = TextField(null=True)
+    added_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "block_rule"
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Modem,
@@ -296,4 +309,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     Part,
     DeliveryAttempt,
     Event,
+    BlockRuleRow,
 )

@@ -12,6 +12,7 @@ One store is open per process at a time: the models are bound to its database at
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from agent.store.models import (
     MODELS,
     PENDING,
     SENT,
+    BlockRuleRow,
     Event,
     Message,
     Modem,
@@ -120,11 +122,45 @@ class Store:
         try:
             await writer.submit(partial(prepare_file, database), f"open {path}", bare=True)
             await writer.submit(partial(upgrade, database), f"migrate {path}", bare=True)
+            await store._load_added_block_rules()
             await store.expire_partials(_now())
         except BaseException:
             await store.close()
             raise
         return store
+
+    @property
+    def block_rules(self) -> tuple[BlockRule, ...]:
+        return self._block_rules
+
+    async def _load_added_block_rules(self) -> None:
+        def rows() -> list[BlockRuleRow]:
+            return list(BlockRuleRow.select().order_by(BlockRuleRow.id))
+
+        configured = {rule.name for rule in self._block_rules}
+        added = tuple(
+            BlockRule(row.name, row.sender, row.text)
+            for row in await self.read(rows)
+            if row.name not in configured
+        )
+        self._block_rules += added
+
+    async def add_block_rule(self, rule: BlockRule) -> None:
+        """Keep SMS matching ``rule`` from now on (and after restarts); never uploaded."""
+        if any(existing.name == rule.name for existing in self._block_rules):
+            raise StoreError(f"a block rule named {rule.name!r} exists already")
+        sender = rule.sender.pattern if isinstance(rule.sender, re.Pattern) else rule.sender
+        text = rule.text.pattern if isinstance(rule.text, re.Pattern) else rule.text
+
+        def job() -> None:
+            BlockRuleRow.create(name=rule.name, sender=sender, text=text, added_at=_now())
+
+        await self._write(job, f"add block rule {rule.name}")
+        self._block_rules += (rule,)
+        await self.log_event(
+            "block_rule",
+            f"block rule {rule.name} added (sender {sender or 'any'}, text {text or 'any'})",
+        )
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close this thread's connection."""
@@ -321,6 +357,12 @@ class Store:
     async def due_messages(self, now: datetime | float, limit: int) -> list[outbox.OutboxMessage]:
         """Messages to upload now, oldest first, at most the first pending one per SIM."""
         return outbox.due_messages(to_utc(now), limit)
+
+    async def sim_queue(
+        self, iccid: str, now: datetime | float, limit: int
+    ) -> list[outbox.OutboxMessage]:
+        """One SIM's next due messages, in order (the pump works through them in turn)."""
+        return outbox.sim_queue(iccid, to_utc(now), limit)
 
     async def mark_sent(
         self, msg_id: int, at: datetime | float, status: int | None, body: str | None

@@ -59,6 +59,24 @@ async def test_block_rules(
         assert woken == ["ready"]
 
 
+async def test_a_rule_added_at_run_time_blocks_and_survives_a_restart(db_path: Path) -> None:
+    store = await Store.open(db_path, block_rules=RULES[:1])
+    try:
+        await store.add_block_rule(BlockRule("lottery", text=r"(?i)you won"))
+        with pytest.raises(StoreError, match="'lottery' exists already"):
+            await store.add_block_rule(BlockRule("lottery", sender="x"))
+        assert (await ingest(store, pdus("You WON a prize")[0])).blocked
+    finally:
+        await store.close()
+    store = await Store.open(db_path, block_rules=RULES[:1])
+    try:
+        assert [rule.name for rule in store.block_rules] == ["operator account", "lottery"]
+        assert (await ingest(store, pdus("you won again")[0], index=2)).blocked
+        assert not (await ingest(store, pdus("VK code 1")[0], index=3)).blocked
+    finally:
+        await store.close()
+
+
 def test_a_bad_pattern_names_the_rule() -> None:
     with pytest.raises(ConfigError, match="block rule 'broken' text: not a regular expression"):
         BlockRule("broken", text="([a-z")

@@ -1,0 +1,195 @@
+"""Read-side queries for the dashboard, the control socket and ``simedge status``.
+
+Each function runs on a read connection (call it through ``Store.read`` so the event loop
+never waits on SQLite) and returns the plain shapes of :mod:`agent.status`. Nothing here
+writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from statistics import median
+
+from peewee import fn
+
+from agent.status import (
+    AttemptRecord,
+    LogEvent,
+    MessageDetail,
+    MessageSummary,
+    PduRecord,
+    SlotActivity,
+)
+from agent.store.models import (
+    DEAD,
+    PENDING,
+    SENT,
+    DeliveryAttempt,
+    Event,
+    Message,
+    ReceivedPdu,
+    Sim,
+    to_utc,
+)
+
+HOURS = 24
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def summary(message: Message, number: str | None = None) -> MessageSummary:
+    # The SMSC's own zone, as the sender's network stated it.
+    scts = message.scts.astimezone(timezone(timedelta(minutes=message.scts_offset_min)))
+    return MessageSummary(
+        id=message.id,
+        sender=message.sender,
+        text=message.text,
+        state=message.state,
+        received_at=message.received_at.timestamp(),
+        slot=message.slot,
+        iccid=message.sim.iccid,
+        number=number,
+        scts=scts.isoformat(),
+        attempts=message.attempts,
+        next_attempt_at=_epoch(message.next_attempt_at),
+        sent_at=_epoch(message.sent_at),
+        complete=message.complete,
+        missing_parts=message.missing_parts,
+        blocked_rule=message.blocked_rule,
+        last_error=message.last_error,
+    )
+
+
+def messages(
+    limit: int = 100, query: str | None = None, before: int | None = None
+) -> list[MessageSummary]:
+    """Newest first; ``query`` matches the sender or the SIM's number; ``before`` pages."""
+    select = (
+        Message.select(Message, Sim.iccid, Sim.number)
+        .join(Sim)
+        .order_by(Message.id.desc())
+        .limit(max(1, min(limit, 1000)))
+    )
+    if before is not None:
+        select = select.where(Message.id < before)
+    if query:
+        pattern = f"%{query}%"
+        select = select.where(Message.sender.contains(query) | Sim.number**pattern)
+    return [summary(m, m.sim.number) for m in select]
+
+
+def outbox(state: str | None = None, limit: int = 500) -> list[MessageSummary]:
+    """Messages not yet accepted: pending (due or backing off) and dead letters."""
+    states = [state] if state else [PENDING, DEAD]
+    select = (
+        Message.select(Message, Sim.iccid, Sim.number)
+        .join(Sim)
+        .where(Message.state.in_(states))
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    return [summary(m, m.sim.number) for m in select]
+
+
+def message_detail(message_id: int) -> MessageDetail | None:
+    message = (
+        Message.select(Message, Sim.iccid, Sim.number)
+        .join(Sim)
+        .where(Message.id == message_id)
+        .first()
+    )
+    if message is None:
+        return None
+    pdus = tuple(
+        PduRecord(
+            pdu_hex=p.pdu_hex,
+            read_at=p.read_at.timestamp(),
+            storage=p.storage,
+            index=p.storage_index,
+            status=p.status,
+            error=p.error,
+        )
+        for p in ReceivedPdu.select()
+        .where(ReceivedPdu.message == message_id)
+        .order_by(ReceivedPdu.id)
+    )
+    attempts = tuple(
+        AttemptRecord(
+            at=a.at.timestamp(), outcome=a.outcome, http_status=a.http_status, body=a.body
+        )
+        for a in DeliveryAttempt.select()
+        .where(DeliveryAttempt.message == message_id)
+        .order_by(DeliveryAttempt.id)
+    )
+    return MessageDetail(message=summary(message, message.sim.number), pdus=pdus, attempts=attempts)
+
+
+def events(limit: int = 200) -> list[LogEvent]:
+    """The site's log, newest last."""
+    rows = Event.select().order_by(Event.id.desc()).limit(limit)
+    return [
+        LogEvent(
+            at=e.at.timestamp(), level=e.level, kind=e.kind, text=e.text, slot=e.slot, iccid=e.iccid
+        )
+        for e in reversed(list(rows))
+    ]
+
+
+def activity(
+    now: float,
+) -> tuple[dict[str, SlotActivity], tuple[int, ...], tuple[float | None, ...]]:
+    """Per slot: SMS today, last SMS, SMS per hour (24 h); for the site: forwarded per hour
+    and the median delivery latency per hour. ``now`` is epoch seconds."""
+    end = to_utc(now)
+    start = end - timedelta(hours=HOURS)
+    midnight = (
+        datetime.fromtimestamp(now)
+        .astimezone()
+        .replace(hour=0, minute=0, second=0, microsecond=0)
+        .astimezone(UTC)
+    )
+
+    def bucket(at: datetime) -> int:
+        return min(HOURS - 1, max(0, int((at - start).total_seconds() // 3600)))
+
+    per_slot: dict[str, list[int]] = defaultdict(lambda: [0] * HOURS)
+    today: dict[str, int] = defaultdict(int)
+    last: dict[str, datetime] = {}
+    forwarded = [0] * HOURS
+    latencies: list[list[float]] = [[] for _ in range(HOURS)]
+    rows = (
+        Message.select(Message.slot, Message.received_at, Message.sent_at, Message.state)
+        .where(Message.received_at >= min(start, midnight))
+        .tuples()
+    )
+    for slot, received_at, sent_at, state in rows:
+        slot = slot or "?"
+        if received_at >= start:
+            per_slot[slot][bucket(received_at)] += 1
+        if received_at >= midnight:
+            today[slot] += 1
+        if slot not in last or received_at > last[slot]:
+            last[slot] = received_at
+        if state == SENT and sent_at is not None and sent_at >= start:
+            forwarded[bucket(sent_at)] += 1
+            latencies[bucket(sent_at)].append((sent_at - received_at).total_seconds())
+    # A slot quiet for a day still shows when its last SMS came.
+    for slot, received_at in (
+        Message.select(Message.slot, fn.MAX(Message.received_at)).group_by(Message.slot).tuples()
+    ):
+        if slot and slot not in last and received_at is not None:
+            last[slot] = to_utc(datetime.fromisoformat(str(received_at)).replace(tzinfo=UTC))
+    slots = set(per_slot) | set(today) | set(last)
+    result = {
+        slot: SlotActivity(
+            sms_today=today.get(slot, 0),
+            last_sms_at=_epoch(last.get(slot)),
+            sms_per_hour=tuple(per_slot[slot]) if slot in per_slot else (0,) * HOURS,
+        )
+        for slot in slots
+    }
+    latency = tuple(median(values) if values else None for values in latencies)
+    return result, tuple(forwarded), latency
