@@ -76,7 +76,8 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
         ),
         (
             lambda t: t + "\n[modem]\nports = []\n",
-            "[modem]: unknown section (known: onlinesim, site, modems, store, webhook, control, logging)",
+            "[modem]: unknown section "
+            "(known: onlinesim, site, modems, store, webhook, control, logging)",
         ),
         (
             lambda t: t + '\n[modems]\nbaudrate = "fast"\n',

@@ -72,6 +72,7 @@ log = get_logger("uplink.pump")
 
 #: How often at most the outbox depth gauge is refreshed (it counts rows).
 _DEPTH_INTERVAL = 1.0
+SIM_BATCH = 32  # a SIM's messages read at once while its queue drains
 
 
 class OutboxPump:
@@ -173,7 +174,7 @@ class OutboxPump:
                 # Its SIM has a request out, or its number is not known yet (setting the
                 # number wakes the pump).
                 continue
-            task = asyncio.create_task(self._deliver(message), name=f"addMessage #{message.id}")
+            task = asyncio.create_task(self._serve_sim(message), name=f"outbox {message.iccid}")
             self._in_flight[message.iccid] = task
             task.add_done_callback(lambda _task, iccid=message.iccid: self._done(iccid))
             room -= 1
@@ -204,7 +205,22 @@ class OutboxPump:
 
     # --- one message ------------------------------------------------------------------------
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _serve_sim(self, first: OutboxMessage) -> None:
+        """One SIM's queue, in order, by one task: ``first``, then whatever is due after it,
+        read a batch at a time by the SIM's own index. It stops at the first message that
+        is not accepted (its retry time holds the rest back) or when the uplink pauses; the
+        next scan of the outbox picks the SIM up again."""
+        queue = [first]
+        while queue:
+            for message in queue:
+                if message.number is None or not await self._deliver(message):
+                    return
+                if self._state.paused:
+                    return
+            queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
+
+    async def _deliver(self, message: OutboxMessage) -> bool:
+        """One addMessage and its recorded outcome; True when OnlineSim accepted it."""
         assert message.number is not None  # _dispatch skips the others
         number = e164_or_raw(message.number, self._imsi_of(message.iccid))
         try:
@@ -212,16 +228,17 @@ class OutboxPump:
         except UplinkNoNumber as error:
             if self._numbers is None or not await self._resynced():
                 await self._retry_later(message, error)
-                return
+                return False
             try:
                 await self._add(message, number)
             except UplinkError as again:
                 await self._failed(message, again)
-                return
+                return False
         except UplinkError as error:
             await self._failed(message, error)
-            return
+            return False
         await self._sent(message)
+        return True
 
     async def _add(self, message: OutboxMessage, number: str) -> None:
         await self._client.add_message(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agent.errors import UplinkAccountError, UplinkError, UplinkTransient
+from agent.errors import ControlError, UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
 from agent.status import ModemStatus
 from agent.store import Store
@@ -113,23 +113,31 @@ class TakeOffMarks:
         ]
         if not swapped:
             return []
+        for mark in swapped:
+            await self._close(
+                mark,
+                f"SIM in slot {mark.slot} swapped: {mark.number} left, {holder[mark.slot]} came in",
+            )
+        return [mark.iccid for mark in swapped]
+
+    async def done(self, iccid: str) -> None:
+        """A person says the SIM was swapped (or should no longer be marked)."""
+        mark = self._open.get(iccid)
+        if mark is None:
+            raise ControlError(f"no open take-off mark for SIM {iccid}")
+        await self._close(
+            mark, f"take-off mark of {mark.number} in slot {mark.slot} cleared by hand"
+        )
+
+    async def _close(self, mark: TakeOffMark, why: str) -> None:
         at = datetime.fromtimestamp(self._clock(), UTC)
-        iccids = [mark.iccid for mark in swapped]
 
         def job() -> None:
-            Sim.update(takeoff_done_at=at).where(Sim.iccid.in_(iccids)).execute()
+            Sim.update(takeoff_done_at=at).where(Sim.iccid == mark.iccid).execute()
 
-        await self._store.writer.submit(job, f"close take-off marks of {len(iccids)} SIMs")
-        for mark in swapped:
-            del self._open[mark.iccid]
-            await self._store.log_event(
-                "takeoff_done",
-                f"SIM in slot {mark.slot} swapped: {mark.number} left, {holder[mark.slot]} came in",
-                slot=mark.slot,
-                iccid=mark.iccid,
-                at=at,
-            )
-        return iccids
+        await self._store.writer.submit(job, f"close the take-off mark of {mark.iccid}")
+        del self._open[mark.iccid]
+        await self._store.log_event("takeoff_done", why, slot=mark.slot, iccid=mark.iccid, at=at)
 
 
 class TakeOffPoller:
