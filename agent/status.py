@@ -8,9 +8,10 @@ Values here are snapshots: whoever owns a piece of state builds a new one when i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from enum import StrEnum
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 
 class ModemState(StrEnum):
@@ -108,4 +109,199 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, StrEnum):
         return str(value)
+    return value
+
+
+class UplinkState(StrEnum):
+    OK = "ok"
+    BACKING_OFF = "backing_off"  # the link is flaky: retrying with back-off
+    PAUSED = "paused"  # an account error (401/403/405): a person must act
+
+
+@dataclass(frozen=True)
+class UplinkStatus:
+    state: UplinkState = UplinkState.OK
+    code: str | None = None  # the API code or network error behind the state
+    since: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    pending: int = 0
+    backing_off: int = 0
+    dead: int = 0
+    blocked: int = 0
+    assembling: int = 0  # multipart messages waiting for parts
+    last_success_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TakeoffMark:
+    """A number OnlineSim says has earned enough: swap the SIM in this slot."""
+
+    iccid: str
+    slot: str | None
+    number: str | None
+    sum_rub: float
+    marked_at: float
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One line of the site's log (what the dashboard's Log screen shows)."""
+
+    at: float
+    level: str  # "info", "warning", "alarm"
+    kind: str  # "modem", "uplink", "numbers", "takeoff", "store", ...
+    text: str
+    slot: str | None = None
+    iccid: str | None = None
+
+
+@dataclass(frozen=True)
+class SlotActivity:
+    """Per-slot figures for the overview and its sparklines."""
+
+    sms_today: int = 0
+    last_sms_at: float | None = None
+    sms_per_hour: tuple[int, ...] = ()  # the last 24 hours, oldest first
+    signal_per_hour: tuple[int | None, ...] = ()  # dBm, the last 24 hours, oldest first
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    """Everything the dashboard's overview needs, in one answer of the control socket."""
+
+    taken_at: float
+    modems: tuple[ModemStatus, ...] = ()
+    activity: dict[str, SlotActivity] = field(default_factory=dict)  # by slot
+    uplink: UplinkStatus = field(default_factory=UplinkStatus)
+    outbox: OutboxStatus = field(default_factory=OutboxStatus)
+    takeoff: tuple[TakeoffMark, ...] = ()
+    sims_online: int = 0
+    clock_synced: bool | None = None
+    disk_free_bytes: int | None = None
+    forwarded_per_hour: tuple[int, ...] = ()  # the site, last 24 hours, oldest first
+    latency_per_hour: tuple[float | None, ...] = ()  # median seconds, last 24 hours
+    events: tuple[LogEvent, ...] = ()  # newest last
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """One SMS as the Messages and Outbox screens list it. Text and sender are untrusted."""
+
+    id: int
+    sender: str
+    text: str
+    state: str  # "assembling", "pending", "sent", "dead", "blocked"
+    received_at: float
+    slot: str | None = None
+    iccid: str | None = None
+    number: str | None = None  # the SIM's own number
+    scts: str | None = None  # ISO 8601 with the SMSC's offset
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    sent_at: float | None = None
+    complete: bool = True
+    missing_parts: str = ""
+    blocked_rule: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PduRecord:
+    pdu_hex: str
+    read_at: float
+    storage: str
+    index: int | None
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    at: float
+    outcome: str  # "sent", "retry", "dead"
+    http_status: int | None = None
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    message: MessageSummary
+    pdus: tuple[PduRecord, ...] = ()
+    attempts: tuple[AttemptRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+# Reading these shapes back from JSON (the control socket sends ``to_json``/``asdict``
+# output). One generic reader driven by the type hints, so a field added to a dataclass
+# above is read back without touching this code. Keys the reader does not know are
+# ignored: an older dashboard keeps working against a newer agent.
+
+_T = TypeVar("_T")
+
+
+def from_json(cls: type[_T], data: Any, *, where: str = "") -> _T:
+    """Build the dataclass ``cls`` from its JSON form; ValueError names the field at fault.
+
+    ``from_json(SiteSnapshot, answer)`` gives typed objects all the way down: enums,
+    tuples, nested dataclasses and the ``activity`` dictionary."""
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name not in data:
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ValueError(f"{where}.{item.name}: missing")
+            continue
+        values[item.name] = _read(hints[item.name], data[item.name], f"{where}.{item.name}")
+    return cls(**values)
+
+
+def _read(hint: Any, value: Any, where: str) -> Any:
+    origin, arguments = get_origin(hint), get_args(hint)
+    if origin in (UnionType, Union):
+        if value is None and type(None) in arguments:
+            return None
+        (inner,) = [a for a in arguments if a is not type(None)]
+        return _read(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        inner = arguments[0]
+        return tuple(_read(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        inner = arguments[1]
+        return {str(k): _read(inner, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if is_dataclass(hint):
+        return from_json(hint, value, where=where)  # type: ignore[arg-type]
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not one of {[str(m) for m in hint]}") from None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
     return value

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 HELP = "run the agent on this site's modems (--check-config: only validate the file)"
 DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
@@ -41,9 +45,30 @@ def run(args: argparse.Namespace) -> int:
             f"webhook on {config.webhook.host}:{config.webhook.port}{config.webhook.path})"
         )
         return EXIT_OK
-    print(
-        "simedge run: the agent process is not assembled yet in this version; "
-        "only --check-config is available",
-        file=sys.stderr,
-    )
-    return EXIT_FAILURE
+    return serve(config)
+
+
+def serve(config: Config) -> int:
+    """Run the agent until SIGTERM or SIGINT; exit 0 after a clean shutdown."""
+    import asyncio
+    import signal
+
+    from agent import logs
+    from agent.errors import ListenError, StoreError
+    from agent.supervisor import Agent
+
+    logs.setup(config.log_level, secrets=config.secrets())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await Agent(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except (ListenError, StoreError) as exc:
+        print(f"simedge: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK

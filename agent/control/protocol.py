@@ -4,7 +4,8 @@ The dashboard (``simedge tui``) and the CLI (``simedge sim set-number``, ``simed
 retry``...) talk to the running agent through it. One JSON object per line, UTF-8, each
 way; a request line is at most ``MAX_LINE`` bytes.
 
-Requests carry an ``id`` (any JSON value, echoed back) and an ``op``::
+Requests carry an ``id`` (any JSON value, echoed back) and an ``op``; ``id`` and ``op``
+are the envelope, so no operation has an argument of either name::
 
     {"id": 1, "op": "snapshot"}
     {"id": 2, "op": "reset_modem", "slot": "1-1.2"}
@@ -26,14 +27,14 @@ Operations (``OPS``) and their arguments:
     subscribe                        live events (see above)
     messages  [limit, query, before] recent messages, newest first; query filters by
                                      number or sender
-    message   id                     one message with its raw PDU parts and attempts
+    message   message_id             one message with its raw PDU parts and attempts
     outbox    [state]                pending, backing-off and dead messages
     rescan                           run discovery now
     reset_modem  slot                climb the recovery ladder from a +CFUN reset
     set_number   iccid, number       a person's word for a SIM's own number
     trace        slot, on            raw AT trace of a slot's port, on or off
     add_block_rule name, [sender], [text]   keep matching SMS, never upload them
-    retry        id | all_dead=true  send dead letters again
+    retry        message_id | all_dead=true   send dead letters again
     takeoff_done iccid               the SIM was swapped by hand: clear the mark
 
 Every string inside ``result`` and ``data`` that came from outside (SMS text, senders,
@@ -57,14 +58,14 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "snapshot": ((), ()),
     "subscribe": ((), ()),
     "messages": ((), ("limit", "query", "before")),
-    "message": (("id",), ()),
+    "message": (("message_id",), ()),
     "outbox": ((), ("state",)),
     "rescan": ((), ()),
     "reset_modem": (("slot",), ()),
     "set_number": (("iccid", "number"), ()),
     "trace": (("slot", "on"), ()),
     "add_block_rule": (("name",), ("sender", "text")),
-    "retry": ((), ("id", "all_dead")),
+    "retry": ((), ("message_id", "all_dead")),
     "takeoff_done": (("iccid",), ()),
 }
 

@@ -111,6 +111,10 @@ class ControlServer:
                 request.add_done_callback(requests.discard)
         except (ConnectionError, BrokenPipeError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels connections; asyncio's stream server would log the
+            # cancellation of its callback task as an error on Python 3.11.
+            pass
         finally:
             for request in requests:
                 request.cancel()

@@ -1,0 +1,274 @@
+"""The fleet: one worker per physical modem, started and stopped as the hub changes.
+
+:class:`Fleet` follows the hot-plug watcher. A group of ports that appears is probed for
+its AT port and gets a :class:`~agent.modem.worker.ModemWorker`; a group that vanishes has
+its worker stopped and its slot shown as gone (its SIM leaves the online list at once). A
+group with no AT port yet (a modem still booting answers nothing for a while) is probed
+again on a back-off, so it joins as soon as it speaks.
+
+The fleet also keeps what the rest of the agent sees of the modems: the latest
+:class:`~agent.status.ModemStatus` of every slot, written to the store when a modem's or
+a SIM's identity changes, with a line in the site's log for every change of state or
+fault, and handed to ``on_change`` for the numbers list, the dashboard and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from agent.errors import ControlError, StoreError
+from agent.logs import get_logger
+from agent.modem.discovery import PortGroup, probe_group
+from agent.modem.hotplug import Change, PortWatcher
+from agent.modem.own_number import NumberBook, UssdRecipe
+from agent.modem.worker import ModemWorker, WorkerCommand, WorkerSettings
+from agent.status import ModemState, ModemStatus
+from agent.store import Store
+
+log = get_logger("modem.fleet")
+
+
+@dataclass(frozen=True)
+class ReprobeBackoff:
+    """Waits between probes of a modem that has no AT port yet: quick at first (modems
+    boot in seconds to a minute), then rarely, forever (it may be a dead interface)."""
+
+    initial: float = 2.0
+    growth: float = 2.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.initial * self.growth ** min(attempt, 16))
+
+
+class Fleet:
+    def __init__(
+        self,
+        *,
+        watcher: PortWatcher,
+        store: Store,
+        settings: WorkerSettings,
+        number_book: NumberBook,
+        ussd_recipes: Mapping[str, UssdRecipe],
+        on_change: Callable[[ModemStatus], None] = lambda status: None,
+        reprobe: ReprobeBackoff | None = None,
+        probe_timeout: float = 0.5,
+    ) -> None:
+        self.watcher = watcher
+        self.store = store
+        self.settings = settings
+        self.number_book = number_book
+        self.ussd_recipes = ussd_recipes
+        self.on_change = on_change
+        self.reprobe = reprobe or ReprobeBackoff()
+        self.probe_timeout = probe_timeout
+        self.statuses: dict[str, ModemStatus] = {}
+        self._workers: dict[str, ModemWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by group key
+        self._keys: dict[str, str] = {}  # slot -> group key
+        self._rescan = asyncio.Event()
+        self._probe_now: dict[str, asyncio.Event] = {}  # slot -> "probe again now"
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- what the rest of the agent asks ---------------------------------------------------
+
+    def modems(self) -> list[ModemStatus]:
+        """Every slot seen, in physical order."""
+        return [self.statuses[slot] for slot in sorted(self.statuses, key=_slot_order)]
+
+    def command(self, slot: str, command: WorkerCommand) -> None:
+        worker = self._workers.get(slot)
+        if worker is None:
+            raise ControlError(f"no running modem in slot {slot}")
+        worker.send(command)
+
+    def rescan(self) -> None:
+        """Look at the ports now and probe again every modem that has no AT port yet."""
+        self._rescan.set()
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the hub until cancelled; every worker is stopped on the way out."""
+        try:
+            while True:
+                for event in await asyncio.to_thread(self.watcher.poll):
+                    if event.change is Change.REMOVED:
+                        await self._remove(event.group)
+                    else:
+                        self._add(event.group)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.watcher.interval):
+                        await self._rescan.wait()
+                if self._rescan.is_set():
+                    self._rescan.clear()
+                    self._wake_probes()
+        finally:
+            tasks = list(self._tasks.values()) + list(self._background)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _add(self, group: PortGroup) -> None:
+        old = self._tasks.pop(group.key, None)
+        if old is not None:
+            old.cancel()  # a replug faster than the worker noticed its port go
+        self._keys[group.slot] = group.key
+        self._publish(
+            ModemStatus(
+                slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
+            )
+        )
+        self._tasks[group.key] = asyncio.create_task(
+            self._serve(group, old), name=f"modem {group.slot}"
+        )
+
+    async def _remove(self, group: PortGroup) -> None:
+        task = self._tasks.pop(group.key, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._workers.pop(group.slot, None)
+        previous = self.statuses.get(group.slot, ModemStatus(slot=group.slot))
+        self._publish(
+            ModemStatus(
+                slot=group.slot,
+                label=previous.label,
+                ports=previous.ports,
+                state=ModemState.GONE,
+                fault="unplugged",
+                imei=previous.imei,
+                model=previous.model,
+                iccid=previous.iccid,
+            )
+        )
+
+    def _wake_probes(self) -> None:
+        for wake in self._probe_now.values():
+            wake.set()
+
+    async def _serve(self, group: PortGroup, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        at_group = await self._find_at_port(group)
+        worker = ModemWorker(
+            at_group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
+            slot=group.slot,
+            sink=self.store,
+            on_status=self._publish,
+            settings=self.settings,
+            number_book=self.number_book,
+            ussd_recipes=self.ussd_recipes,
+            label=group.label,
+            usb_path=group.key,
+        )
+        self._workers[group.slot] = worker
+        try:
+            await worker.run()
+        finally:
+            if self._workers.get(group.slot) is worker:
+                del self._workers[group.slot]
+
+    async def _find_at_port(self, group: PortGroup) -> PortGroup:
+        attempt = 0
+        wake = self._probe_now.setdefault(group.slot, asyncio.Event())
+        while True:
+            probed = await probe_group(
+                group, baudrate=self.settings.baudrate, answer_within=self.probe_timeout
+            )
+            if probed.at_port is not None:
+                return probed
+            why = "; ".join(f"{p.device}: {p.why or p.role}" for p in probed.ports)
+            delay = self.reprobe.delay(attempt)
+            log.info("%s: no AT port yet (%s); probing again in %.0f s", group.slot, why, delay)
+            self._publish(
+                ModemStatus(
+                    slot=group.slot,
+                    label=group.label,
+                    ports=tuple(p.device for p in group.ports),
+                    state=ModemState.PROBING,
+                    fault=f"no AT port: {why}",
+                )
+            )
+            attempt += 1
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.wait()
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _publish(self, status: ModemStatus) -> None:
+        previous = self.statuses.get(status.slot)
+        self.statuses[status.slot] = status
+        if previous is None or (previous.state, previous.fault) != (status.state, status.fault):
+            self._log_change(previous, status)
+        if previous is None or _identity(previous) != _identity(status):
+            self._remember(status)
+        self.on_change(status)
+
+    def _log_change(self, previous: ModemStatus | None, status: ModemStatus) -> None:
+        words = f"{status.state}" + (f": {status.fault}" if status.fault else "")
+        level = {
+            ModemState.FAILED: "alarm",
+            ModemState.RECOVERING: "warning",
+            ModemState.GONE: "warning",
+        }.get(status.state, "info")
+        if previous is None or previous.state is not status.state or status.fault:
+            self._spawn(
+                self.store.log_event(
+                    "modem", words, level=level, slot=status.slot, iccid=status.iccid
+                )
+            )
+
+    def _remember(self, status: ModemStatus) -> None:
+        if status.state is ModemState.GONE:
+            return
+        if status.imei or status.model:
+            self._spawn(
+                self.store.upsert_modem(
+                    status.imei,
+                    status.slot,
+                    status.model,
+                    manufacturer=status.manufacturer,
+                    port=status.at_port,
+                )
+            )
+        if status.iccid:
+            self._spawn(
+                self.store.upsert_sim(
+                    status.iccid,
+                    imsi=status.imsi,
+                    operator=status.operator,
+                    slot=status.slot,
+                    imei=status.imei,
+                )
+            )
+
+    def _spawn(self, write: object) -> None:
+        """Run a store write without making the modem wait for it; failures are logged."""
+
+        async def guarded() -> None:
+            try:
+                await write  # type: ignore[misc]
+            except StoreError as exc:
+                log.warning("store write failed: %s", exc)
+
+        task = asyncio.create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _identity(status: ModemStatus) -> tuple[object, ...]:
+    return (status.imei, status.model, status.iccid, status.imsi, status.operator)
+
+
+def _slot_order(slot: str) -> tuple[object, ...]:
+    """Physical order: "1.1.10" after "1.1.9"."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in slot.replace("-", ".").split(".")
+    )

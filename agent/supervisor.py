@@ -1,0 +1,500 @@
+"""The agent process: every part of ``simedge run`` in one event loop, started and stopped
+in order.
+
+    store ─┬─ fleet (hot-plug → one ModemWorker per modem) ── PDUs in
+           ├─ numbers sync (sendNumbersOnline) ◀── fleet changes
+           ├─ outbox pump (addMessage) ◀── store "message ready"
+           ├─ take-off poll (takeOffNumbers) ─▶ marks ─▶ numbers sync
+           ├─ webhook (list online, /healthz, /metrics) ◀── numbers sync
+           └─ control socket (dashboard, CLI) ◀── everything, read-only but for commands
+
+Shutdown (SIGTERM) stops the parts that take work in first (the fleet closes every port;
+an SMS read but not yet durable stays on its SIM), lets in-flight uploads end or stay
+pending in the store, then stops the listeners and closes the store. Nothing is lost: what
+is not done is durable and picked up at the next start.
+
+The agent is also the control socket's handler (:meth:`Agent.handle`) and the webhook's
+view (:meth:`Agent.online_list`, :meth:`Agent.health`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config
+from agent.control.server import ControlServer
+from agent.errors import ControlError
+from agent.logs import get_logger, set_port_trace
+from agent.modem import own_number
+from agent.modem.discovery import BY_PATH_DIR
+from agent.modem.fleet import Fleet
+from agent.modem.hotplug import PortWatcher
+from agent.modem.own_number import StoreNumberBook
+from agent.modem.worker import WorkerCommand, WorkerSettings
+from agent.status import (
+    ModemState,
+    ModemStatus,
+    OutboxStatus,
+    SiteSnapshot,
+    TakeoffMark,
+    UplinkState,
+    UplinkStatus,
+)
+from agent.store import Store, queries
+from agent.store.blocking import BlockRule
+from agent.systemd import Notifier
+from agent.uplink.client import OnlineSimClient, UplinkSettings
+from agent.uplink.numbers import NumbersSync
+from agent.uplink.pump import OutboxPump
+from agent.uplink.state import UplinkState as UplinkTracker
+from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
+from agent.webhook.app import WebhookApp
+from agent.webhook.metrics import Metrics
+from agent.webhook.server import WebhookServer
+
+log = get_logger("agent")
+
+DATABASE = "simedge.db"
+MAINTENANCE_INTERVAL = 60.0  # expire partial multiparts, refresh gauges
+PRUNE_INTERVAL = 6 * 3600.0
+# The per-slot activity and the site's hourly figures scan a day of messages: computed at
+# most once a second after an SMS came or went, and at least every ACTIVITY_CACHE seconds.
+ACTIVITY_CACHE = 10.0
+ACTIVITY_MIN_AGE = 1.0
+
+
+class Agent:
+    """``simedge run``. ``auto_discovery`` off and ``by_path_dir`` let tests and the demo
+    watch only their emulated hub."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        auto_discovery: bool = True,
+        by_path_dir: Path = BY_PATH_DIR,
+        worker_settings: WorkerSettings | None = None,
+        notifier: Notifier | None = None,
+        hotplug_interval: float | None = None,
+    ) -> None:
+        self.config = config
+        self.auto_discovery = auto_discovery
+        self.by_path_dir = by_path_dir
+        self.worker_settings = worker_settings or WorkerSettings.from_config(config.modems)
+        self.notifier = notifier or Notifier()
+        self.hotplug_interval = hotplug_interval
+        self.metrics = Metrics()
+        self.uplink = UplinkTracker()
+        self.started = asyncio.Event()
+        self.store: Store | None = None
+        self.fleet: Fleet | None = None
+        self.numbers: NumbersSync | None = None
+        self.pump: OutboxPump | None = None
+        self.marks: TakeOffMarks | None = None
+        self.takeoff: TakeOffPoller | None = None
+        self.client: OnlineSimClient | None = None
+        self.webhook: WebhookServer | None = None
+        self.control: ControlServer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._activity: tuple[float, Any] | None = None
+        self._activity_stale = False
+        self._activity_recheck = False
+        self._coalesced: set[str] = set()
+        self._changed = asyncio.Event()
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, serve until ``stop`` is set, then shut down in order."""
+        try:
+            await self.start()
+            self.notifier.notify(ready="1", status=self._status_line())
+            stopped = asyncio.create_task(stop.wait())
+            running = set(self._tasks.values())
+            while not stopped.done():
+                done, _ = await asyncio.wait(
+                    {stopped, *running}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done - {stopped}:
+                    running.discard(task)  # a part may end on purpose (take-off disabled)
+                    if not task.cancelled() and task.exception() is not None:
+                        stopped.cancel()
+                        raise RuntimeError(f"the {task.get_name()} task died") from (
+                            task.exception()
+                        )
+        finally:
+            self.notifier.notify(stopping="1", status="shutting down")
+            await self.shutdown()
+
+    async def start(self) -> None:
+        config = self.config
+        data_dir = config.site.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store = await Store.open(
+            data_dir / DATABASE,
+            multipart_timeout=config.store.multipart_timeout,
+            retention_days=config.store.retention_days,
+            block_rules=[
+                BlockRule(rule.name, rule.sender, rule.text) for rule in config.store.block
+            ],
+        )
+        store.on_message_ready(self._message_ready)
+        self.client = OnlineSimClient(UplinkSettings.from_config(config.onlinesim))
+        self.marks = TakeOffMarks(store)
+        await self.marks.load()
+        self.numbers = NumbersSync(
+            self.client,
+            store,
+            self._live_modems,
+            state=self.uplink,
+            metrics=self.metrics,
+            marks=self.marks,
+            takeoff_offline=config.onlinesim.takeoff_action == "offline",
+            debounce=config.onlinesim.numbers_debounce,
+            heartbeat=config.onlinesim.numbers_heartbeat,
+        )
+        self.pump = OutboxPump(
+            self.client,
+            store,
+            numbers=self.numbers,
+            state=self.uplink,
+            metrics=self.metrics,
+            max_in_flight=config.onlinesim.max_in_flight,
+            on_outcome=self._outbox_outcome,
+        )
+        self.takeoff = TakeOffPoller(
+            self.client,
+            self.marks,
+            self.numbers.holders,
+            sum_rub=config.onlinesim.takeoff_sum,
+            interval=config.onlinesim.takeoff_interval,
+            on_marked=self._takeoff_marked,
+            state=self.uplink,
+        )
+        self.uplink.on_change(lambda snapshot: self._publish("uplink", snapshot.to_json()))
+        watcher = PortWatcher(
+            config.modems.ports,
+            labels=config.site.slot_labels,
+            auto=self.auto_discovery,
+            by_path_dir=self.by_path_dir,
+            **({"interval": self.hotplug_interval} if self.hotplug_interval else {}),
+        )
+        self.fleet = Fleet(
+            watcher=watcher,
+            store=store,
+            settings=self.worker_settings,
+            number_book=StoreNumberBook(store),
+            ussd_recipes=own_number.recipes(config.modems.ussd),
+            on_change=self._modem_changed,
+        )
+        self.webhook = WebhookServer(
+            WebhookApp(self, self.metrics, path=config.webhook.path, token=config.webhook.token)
+        )
+        await self.webhook.start(config.webhook.host, config.webhook.port)
+        self.control = ControlServer(config.control_socket, self)
+        await self.control.start()
+        for name, work in (
+            ("fleet", self.fleet.run),
+            ("numbers", self.numbers.run),
+            ("pump", self.pump.run),
+            ("takeoff", self.takeoff.run),
+            ("maintenance", self._maintenance),
+            ("watchdog", lambda: self.notifier.watchdog(self._alive)),
+        ):
+            self._tasks[name] = asyncio.create_task(self._guard(name, work), name=name)
+        await store.log_event("agent", "agent started", level="info")
+        log.info(
+            "agent started: data in %s, webhook on %s:%s, control on %s",
+            data_dir,
+            config.webhook.host,
+            self.webhook.port,
+            config.control_socket,
+        )
+        self.started.set()
+
+    async def shutdown(self) -> None:
+        # Those that take work in first, so that everything they took is durable.
+        for name in ("fleet", "takeoff", "numbers", "maintenance", "pump", "watchdog"):
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.webhook is not None:
+            await self.webhook.stop()
+        if self.control is not None:
+            await self.control.stop()
+        if self.client is not None:
+            await self.client.aclose()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.log_event("agent", "agent stopped", level="info")
+            await self.store.close()
+            self.store = None
+        log.info("agent stopped")
+
+    async def _guard(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """A part that returns is fine (take-off disabled); one that raises is logged with
+        its traceback and ends the agent, so that systemd restarts it clean."""
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the %s task failed", name)
+            raise
+
+    def _alive(self) -> bool:
+        return all(
+            not task.done() or (not task.cancelled() and task.exception() is None)
+            for task in self._tasks.values()
+        )
+
+    async def _maintenance(self) -> None:
+        assert self.store is not None
+        last_prune = 0.0
+        while True:
+            now = time.time()
+            await self.store.expire_partials(now)
+            if now - last_prune > PRUNE_INTERVAL:
+                await self.store.prune(now)
+                last_prune = now
+            self.notifier.notify(status=self._status_line())
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    # -- what the parts tell each other ----------------------------------------------------
+
+    def _live_modems(self) -> list[ModemStatus]:
+        return self.fleet.modems() if self.fleet is not None else []
+
+    def _modem_changed(self, status: ModemStatus) -> None:
+        if self.numbers is not None:
+            self.numbers.notify_change()
+        if self.marks is not None and self.fleet is not None:
+            asyncio.get_running_loop().create_task(self.marks.settle(self.fleet.modems()))
+        counts = {state: 0 for state in ModemState}
+        for modem in self._live_modems():
+            counts[modem.state] += 1
+        self.metrics.set_modems(counts)
+        self._publish("modem", status.to_json())
+
+    def _message_ready(self) -> None:
+        self._activity_stale = True
+        self._publish_later("message")
+
+    def _outbox_outcome(self, _message_id: int, _outcome: str) -> None:
+        self._activity_stale = True
+        self._publish_later("outbox")
+
+    def _takeoff_marked(self) -> None:
+        if self.numbers is not None:
+            self.numbers.notify_change()
+        self._publish_later("takeoff")
+
+    def _publish(self, kind: str, data: Any) -> None:
+        if self.control is not None:
+            self.control.publish(kind, data)
+        # One Event per generation: waiters of this one wake, later waiters get a new one.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, looking again after every change the agent
+        publishes (modems, messages, uplink, outbox, take-off). Tests and benchmarks wait
+        on this inside ``asyncio.timeout`` instead of sleeping."""
+        while not condition():
+            await self._changed.wait()
+
+    def _publish_later(self, kind: str) -> None:
+        """Events that only say "look again": coalesced, at most one per kind per loop turn,
+        so a burst of 100 SMS costs the dashboard one refresh, not 100."""
+        if kind in self._coalesced:
+            return
+        self._coalesced.add(kind)
+
+        def send() -> None:
+            self._coalesced.discard(kind)
+            self._publish(kind, None)
+
+        asyncio.get_running_loop().call_soon(send)
+
+    def _status_line(self) -> str:
+        modems = self._live_modems()
+        ready = sum(1 for m in modems if m.state is ModemState.READY)
+        online = len(self.numbers.current_items()) if self.numbers else 0
+        return (
+            f"{ready}/{len(modems)} modems ready, {online} numbers online, "
+            f"uplink {self.uplink.snapshot.condition}"
+        )
+
+    # -- the webhook's view ----------------------------------------------------------------
+
+    def online_list(self) -> list[dict[str, Any]]:
+        return self.numbers.current_items() if self.numbers is not None else []
+
+    def health(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for modem in self._live_modems():
+            counts[str(modem.state)] = counts.get(str(modem.state), 0) + 1
+        ok = self.started.is_set() and self._alive()
+        return {
+            "agent": "ok" if ok else "failing",
+            "modems": counts,
+            "uplink": self.uplink.snapshot.health(),
+        }
+
+    # -- the control socket ----------------------------------------------------------------
+
+    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        store, fleet = self.store, self.fleet
+        if store is None or fleet is None:
+            raise ControlError("the agent is starting; try again in a moment")
+        if op == "snapshot":
+            return (await self.snapshot()).to_json()
+        if op == "messages":
+            rows = await store.read(
+                lambda: queries.messages(
+                    int(arguments.get("limit", 100)),
+                    arguments.get("query"),
+                    arguments.get("before"),
+                )
+            )
+            return [asdict(row) for row in rows]
+        if op == "message":
+            message_id = int(arguments["message_id"])
+            detail = await store.read(lambda: queries.message_detail(message_id))
+            if detail is None:
+                raise ControlError(f"no message {message_id}")
+            return detail.to_json()
+        if op == "outbox":
+            rows = await store.read(lambda: queries.outbox(arguments.get("state")))
+            return [asdict(row) for row in rows]
+        if op == "rescan":
+            fleet.rescan()
+            return "rescan started"
+        if op == "reset_modem":
+            fleet.command(str(arguments["slot"]), WorkerCommand.RESET)
+            await store.log_event(
+                "modem", "reset asked from the dashboard", level="info", slot=str(arguments["slot"])
+            )
+            return f"resetting {arguments['slot']}"
+        if op == "set_number":
+            return await self._set_number(str(arguments["iccid"]), str(arguments["number"]))
+        if op == "trace":
+            slot, on = str(arguments["slot"]), bool(arguments["on"])
+            fleet.command(slot, WorkerCommand.TRACE_ON if on else WorkerCommand.TRACE_OFF)
+            status = fleet.statuses.get(slot)
+            if status is not None and status.at_port:
+                set_port_trace(status.at_port, on)
+            return f"raw AT trace {'on' if on else 'off'} for {slot}"
+        if op == "add_block_rule":
+            rule = BlockRule(str(arguments["name"]), arguments.get("sender"), arguments.get("text"))
+            await store.add_block_rule(rule)
+            return f"block rule {rule.name} added"
+        if op == "retry":
+            if arguments.get("all_dead"):
+                count = await store.retry_all_dead()
+                return f"{count} dead letters queued again"
+            if "message_id" not in arguments:
+                raise ControlError("retry: give message_id or all_dead")
+            await store.retry(int(arguments["message_id"]))
+            return f"message {arguments['message_id']} queued again"
+        if op == "takeoff_done":
+            assert self.marks is not None
+            await self.marks.done(str(arguments["iccid"]))
+            self._takeoff_marked()
+            return f"take-off mark of {arguments['iccid']} cleared"
+        raise ControlError(f"{op} is not handled by this agent")
+
+    async def _set_number(self, iccid: str, number: str) -> str:
+        assert self.store is not None
+        assert self.fleet is not None
+        await self.store.set_sim_number(iccid, number)
+        for status in self.fleet.modems():
+            if status.iccid == iccid and status.state is not ModemState.GONE:
+                self.fleet.command(status.slot, WorkerCommand.REFRESH_NUMBER)
+        await self.store.log_event("sim", f"number set by hand to {number}", iccid=iccid)
+        return f"number of {iccid} set to {number}"
+
+    async def snapshot(self) -> SiteSnapshot:
+        assert self.store is not None
+        now = time.time()
+        age = now - self._activity[0] if self._activity is not None else float("inf")
+        if age > ACTIVITY_CACHE or (self._activity_stale and age > ACTIVITY_MIN_AGE):
+            self._activity_stale = False
+            self._activity = (now, await self.store.read(lambda: queries.activity(now)))
+        elif self._activity_stale and not self._activity_recheck:
+            # Too soon to scan again: tell the dashboard to look once more when it is time.
+            self._activity_recheck = True
+
+            def recheck() -> None:
+                self._activity_recheck = False
+                self._publish_later("message")
+
+            asyncio.get_running_loop().call_later(ACTIVITY_MIN_AGE - age + 0.01, recheck)
+        activity, forwarded, latency = self._activity[1]
+        counts = await self.store.outbox_counts(now)
+        events = await self.store.read(lambda: queries.events(100))
+        uplink = self.uplink.snapshot
+        disk = shutil.disk_usage(self.config.site.data_dir)
+        return SiteSnapshot(
+            taken_at=now,
+            modems=tuple(self._live_modems()),
+            activity=activity,
+            uplink=UplinkStatus(
+                state=UplinkState(str(uplink.condition)),
+                code=uplink.code,
+                since=uplink.since,
+                last_success_at=uplink.last_success_at,
+                last_error=uplink.last_error,
+                last_error_at=uplink.last_error_at,
+            ),
+            outbox=OutboxStatus(**_outbox_fields(counts)),
+            takeoff=tuple(
+                TakeoffMark(
+                    iccid=mark.iccid,
+                    slot=mark.slot,
+                    number=mark.number,
+                    sum_rub=mark.sum_rub,
+                    marked_at=mark.marked_at,
+                )
+                for mark in (self.marks.open_marks() if self.marks else [])
+            ),
+            sims_online=len(self.online_list()),
+            clock_synced=_clock_synced(),
+            disk_free_bytes=disk.free,
+            forwarded_per_hour=forwarded,
+            latency_per_hour=latency,
+            events=tuple(events),
+        )
+
+
+def _outbox_fields(counts: Any) -> dict[str, Any]:
+    def epoch(value: Any) -> float | None:
+        return value.timestamp() if hasattr(value, "timestamp") else value
+
+    return {
+        "pending": counts.pending,
+        "backing_off": counts.backing_off,
+        "dead": counts.dead,
+        "blocked": counts.blocked,
+        "assembling": counts.assembling,
+        "last_success_at": epoch(counts.last_success_at),
+        "last_error": counts.last_error,
+        "last_error_at": epoch(counts.last_error_at),
+    }
+
+
+def _clock_synced() -> bool | None:
+    """Whether systemd-timesyncd (or chrony via timedatectl's flag file) says the clock
+    is synchronised; None when nothing says (not on systemd)."""
+    flag = Path("/run/systemd/timesync/synchronized")
+    if flag.exists():
+        return True
+    return False if Path("/run/systemd/system").exists() else None
