@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",
+    "tui": "tui",
 }
 
 EXIT_OK = 0

@@ -1,0 +1,89 @@
+"""The agent-down reader: the real store writes a database, tui.offline reads it back."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.errors import StoreError
+from agent.protocol.pdu import encode_deliver
+from agent.store.store import Store
+from tests.tui.site import NOW
+from tui.offline import read_message_detail, read_offline
+
+
+async def make_database(path: Path) -> Path:
+    """Two modems, a SIM with its number, two SMS (one sent), an event."""
+    store = await Store.open(path)
+    try:
+        await store.upsert_modem(
+            imei="860000000000001",
+            slot="1-1.1",
+            model="EC25",
+            manufacturer="Quectel",
+            port="/dev/ttyUSB2",
+            seen_at=NOW - 600,
+        )
+        await store.upsert_modem(
+            imei="860000000000002", slot="1-1.2", model="EC25", seen_at=NOW - 600
+        )
+        await store.upsert_sim(
+            iccid="8970100000000000000",
+            imsi="250020000000000",
+            number="+79161234500",
+            number_source="ussd",
+            operator="25002",
+            slot="1-1.1",
+            seen_at=NOW - 600,
+        )
+        for index, text in enumerate(("Your code: 4821", "[red]x[/] \x1b[2J")):
+            (pdu,) = encode_deliver(text, "VKcom", timestamp=datetime.fromtimestamp(NOW - 900, UTC))
+            await store.ingest_pdu(
+                iccid="8970100000000000000",
+                imei="860000000000001",
+                slot="1-1.1",
+                storage="SM",
+                index=index,
+                pdu_hex=pdu.hex().upper(),
+                read_at=NOW - 800 + index,
+            )
+        await store.log_event("modem", "modem ready", level="info", slot="1-1.1", at=NOW - 700)
+    finally:
+        await store.close()
+    return path
+
+
+async def test_reads_the_last_known_state(tmp_path: Path) -> None:
+    path = await make_database(tmp_path / "simedge.db")
+    before = path.stat().st_mtime_ns
+    view = read_offline(path, now=NOW)
+    snapshot = view.snapshot
+    assert [m.slot for m in snapshot.modems] == ["1-1.1", "1-1.2"]
+    first = snapshot.modems[0]
+    assert (first.number, first.iccid, first.model) == (
+        "+79161234500",
+        "8970100000000000000",
+        "EC25",
+    )
+    assert first.fault
+    assert first.fault.startswith("agent down: last seen")
+    assert snapshot.modems[1].iccid is None
+    assert snapshot.outbox.pending == 2
+    assert snapshot.activity["1-1.1"].last_sms_at == pytest.approx(NOW - 800)
+    assert [e.text for e in snapshot.events] == ["modem ready"]
+    assert [m.text for m in view.messages] == ["[red]x[/] \x1b[2J", "Your code: 4821"]
+    assert path.stat().st_mtime_ns == before  # opened read-only: nothing written
+
+    detail = read_message_detail(path, view.messages[0].id)
+    assert len(detail.pdus) == 1
+    assert detail.pdus[0].storage == "SM"
+    assert read_offline(path, now=NOW, query="nobody").messages == ()
+
+
+def test_a_missing_database_says_which(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"missing\.db: cannot read the agent's database"):
+        read_offline(tmp_path / "missing.db")
+    assert not os.path.exists(tmp_path / "missing.db")

@@ -1,0 +1,96 @@
+"""Run ``simedge tui`` in a real terminal (tmux) and read the screen as a person sees it.
+
+``python -m tests.tui.tmux`` serves the demo site and prints the 80x24 overview; its
+output is docs/dashboard-80x24.txt and the README's picture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from tests.tui.site import SiteStandIn, demo_messages, demo_site, site_in_thread
+
+SIMEDGE = Path(sys.executable).with_name("simedge")
+
+
+class Tmux:
+    """One detached tmux session running a command in a terminal of a fixed size."""
+
+    def __init__(self, command: list[str], *, width: int = 80, height: int = 24) -> None:
+        self.name = f"simedge-{uuid.uuid4().hex[:8]}"
+        environment = {**os.environ, "TERM": "xterm-256color", "TZ": "UTC"}
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                *command,
+            ],
+            check=True,
+            env=environment,
+            timeout=10,
+        )
+
+    def capture(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    def send(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True, timeout=10)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        """The screen once it shows ``text``. tmux has no event for "the screen changed",
+        so the pane is read every 50 ms until the text is there or the time is up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.capture()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen:\n{screen}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, timeout=10)
+
+
+def available() -> bool:
+    return shutil.which("tmux") is not None
+
+
+def tui_command(socket_path: Path, db_path: Path) -> list[str]:
+    return [str(SIMEDGE), "tui", "--socket", str(socket_path), "--db", str(db_path)]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="simedge-tmux-") as directory:
+        socket_path = Path(directory) / "control.sock"
+        now = time.time()
+        with site_in_thread(socket_path, SiteStandIn(demo_site(now), demo_messages(now))):
+            session = Tmux(tui_command(socket_path, Path(directory) / "none.db"))
+            try:
+                print(session.wait_for("● live").rstrip("\n"))
+            finally:
+                session.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The dashboard application, built by :func:`create_app` (tests build it the same way).
+
+The app owns the site's state (:attr:`SimedgeApp.view`) and the link to the agent
+(:attr:`SimedgeApp.link`, followed in one exclusive worker). Screens are Textual modes,
+one per task; only the screen in front is redrawn when the state changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from agent.errors import ControlError
+from tui.client import AgentLink, SiteChanged
+from tui.screens.base import SiteScreen
+from tui.screens.charts import ChartsScreen
+from tui.screens.log import LogScreen
+from tui.screens.messages import MessagesScreen
+from tui.screens.outbox import OutboxScreen
+from tui.screens.overview import OverviewScreen, SlotDetailScreen
+from tui.screens.takeoff import TakeoffScreen
+from tui.view import SiteView
+
+AGE_TICK = 5.0  # seconds between redraws of the ages ("last SMS 3m") when nothing happens
+
+
+class SimedgeApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "simedge"
+    ENABLE_COMMAND_PALETTE = False
+    MODES = {  # noqa: RUF012  (Textual's declaration style)
+        "overview": OverviewScreen,
+        "messages": MessagesScreen,
+        "outbox": OutboxScreen,
+        "takeoff": TakeoffScreen,
+        "charts": ChartsScreen,
+        "log": LogScreen,
+    }
+    BINDINGS = [  # noqa: RUF012
+        *(
+            Binding(key, f"switch_mode('{mode}')", title, show=False)
+            for key, mode, title in (
+                ("1", "overview", "Overview"),
+                ("2", "messages", "Messages"),
+                ("3", "outbox", "Outbox"),
+                ("4", "takeoff", "Take-off"),
+                ("5", "charts", "Charts"),
+                ("6", "log", "Log"),
+            )
+        ),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, link: AgentLink, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.link = link
+        self.clock = clock
+        self.view = SiteView(now=clock())
+        self.traced_slots: set[str] = set()
+        self.updates = 0  # SiteChanged handled: tests wait on it, the benchmark counts it
+
+    def on_mount(self) -> None:
+        self.switch_mode("overview")
+        self.follow_agent()
+        self.set_interval(AGE_TICK, self._tick)
+
+    @work(exclusive=True, group="agent-link")
+    async def follow_agent(self) -> None:
+        await self.link.follow(self.post_message)
+
+    def on_site_changed(self, message: SiteChanged) -> None:
+        self.view = SiteView(
+            snapshot=message.snapshot,
+            live=message.live,
+            problem=message.problem,
+            now=self.clock(),
+            offline_messages=message.offline_messages,
+        )
+        self._redraw()
+        if isinstance(self.screen, MessagesScreen):
+            if message.messages_changed:
+                self.screen.load()
+            elif message.new_messages:
+                self.screen.add_live(message.new_messages)
+        self.updates += 1
+
+    def _tick(self) -> None:
+        self.view = dataclasses.replace(self.view, now=self.clock())
+        self._redraw()
+
+    def _redraw(self) -> None:
+        screen = self.screen
+        if isinstance(screen, SiteScreen | SlotDetailScreen):
+            screen.show(self.view)
+
+    def act(self, op: str, done: str, **arguments: Any) -> None:
+        """Send an action to the agent; the answer (or the refusal) is notified."""
+        self._act(op, done, arguments)
+
+    @work(group="actions")
+    async def _act(self, op: str, done: str, arguments: dict[str, Any]) -> None:
+        try:
+            await self.link.request(op, **arguments)
+        except ControlError as exc:
+            self.notify(str(exc), title=f"{op} failed", severity="error", markup=False)
+            return
+        self.notify(done, markup=False)
+
+    def add_block_rule(self, rule: dict[str, str] | None) -> None:
+        if rule:
+            self.act("add_block_rule", f"block rule {rule['name']!r} added", **rule)
+
+
+def create_app(
+    socket_path: str | Path,
+    db_path: str | Path | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    min_interval: float = 0.25,
+    retry_delays: tuple[float, ...] | None = None,
+) -> SimedgeApp:
+    """The dashboard for the agent listening on ``socket_path``; ``db_path`` is read
+    (read-only) for the last known state when the agent is down."""
+    link_options: dict[str, Any] = {"min_interval": min_interval}
+    if retry_delays is not None:
+        link_options["retry_delays"] = retry_delays
+    return SimedgeApp(AgentLink(socket_path, db_path, **link_options), clock=clock)
