@@ -214,6 +214,7 @@ class NumbersSync:
         self._sent_generation = 0  # ... and the newest one a successful list covered
         self._sent = asyncio.Condition()
         self._lists_sent = 0
+        self._last_items: list[NumberItem] | None = None  # as OnlineSim accepted them
 
     # --- for the modem side, the pump and the webhook -------------------------------------
 
@@ -274,17 +275,23 @@ class NumbersSync:
                     continue  # something changed: work out the deadline again
                 except TimeoutError:
                     pass
+            # A change of a modem's signal or health is a change for the dashboard, not
+            # for OnlineSim: an unchanged list waits for the heartbeat.
+            must_send = self._forced or retry_at is not None or now >= last_sent + self._heartbeat
             try:
-                await self._send_list()
+                sent = await self._send_list(only_if_changed=not must_send)
             except UplinkError as error:
                 failures += 1
                 retry_at = loop.time() + await self._failed(error, failures)
             else:
                 failures = 0
                 retry_at = None
-                last_sent = loop.time()
+                if sent:
+                    last_sent = loop.time()
 
-    async def _send_list(self) -> None:
+    async def _send_list(self, *, only_if_changed: bool = False) -> bool:
+        """Send the list of live numbers; False when ``only_if_changed`` and it is the list
+        OnlineSim already has."""
         generation = self._requested
         self._changed = self._forced = False
         statuses = list(self._live())
@@ -292,6 +299,8 @@ class NumbersSync:
             await self._marks.settle(statuses)
         built = self._build(statuses)
         await self._record_flags(built.flags)
+        if only_if_changed and built.items == self._last_items:
+            return False
         try:
             ids = await self._client.send_numbers_online(built.items)
         except UplinkError:
@@ -305,7 +314,9 @@ class NumbersSync:
         self._sent_generation = max(self._sent_generation, generation)
         async with self._sent:
             self._sent.notify_all()
+        self._last_items = built.items
         log.info("numbers online: %d sent (%d id changes)", len(built.items), len(ids))
+        return True
 
     async def _failed(self, error: UplinkError, failures: int) -> float:
         if self._metrics is not None:
