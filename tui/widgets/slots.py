@@ -65,7 +65,8 @@ COLUMNS = (
         wide_only=True,
     ),
     Column("sim", "SIM", 9, lambda r: fmt.sim_state(r.modem.sim_state)),
-    Column("number", "number", 12, lambda r: safe_text(r.modem.number or "?")),
+    # E.164 is at most 16 characters with its "+": a cut number would be a wrong one.
+    Column("number", "number", 16, lambda r: safe_text(r.modem.number or "?")),
     Column(
         "operator",
         "operator",
