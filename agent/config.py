@@ -319,6 +319,11 @@ class Config:
     log_level: str
     store: StoreConfig = field(default_factory=StoreConfig)
 
+    @property
+    def database(self) -> Path:
+        """The store's SQLite file: the agent writes it; status and the dashboard read it."""
+        return self.site.data_dir / "simedge.db"
+
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
         return tuple(s for s in (self.onlinesim.api_key, self.webhook.token) if s)

@@ -61,7 +61,6 @@ from agent.webhook.server import WebhookServer
 
 log = get_logger("agent")
 
-DATABASE = "simedge.db"
 MAINTENANCE_INTERVAL = 60.0  # expire partial multiparts, refresh gauges
 PRUNE_INTERVAL = 6 * 3600.0
 # The per-slot activity and the site's hourly figures scan a day of messages: computed at
@@ -138,7 +137,7 @@ class Agent:
         data_dir = config.site.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store = await Store.open(
-            data_dir / DATABASE,
+            config.database,
             multipart_timeout=config.store.multipart_timeout,
             retention_days=config.store.retention_days,
             block_rules=[

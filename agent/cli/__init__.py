@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "scan": "scan",
     "status": "status",
+    "sim": "sim",
+    "outbox": "outbox",
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",

@@ -122,7 +122,7 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
     from agent import logs
     from agent.emulate.modems import Hub
     from agent.emulate.onlinesim import OnlineSimStandIn
-    from agent.supervisor import DATABASE, Agent
+    from agent.supervisor import Agent
 
     show_tui = sys.stdout.isatty() and not args.no_tui
     key, token, port = secrets.token_hex(16), secrets.token_hex(16), _free_port()
@@ -171,7 +171,7 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
                 "--socket",
                 str(config.control_socket),
                 "--db",
-                str(config.site.data_dir / DATABASE),
+                str(config.database),
             )
             waiters.append(asyncio.create_task(dashboard.wait()))
         else:

@@ -13,13 +13,11 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 HELP = "show the outbox (pending, back-off, dead, last error) and SIMs to swap"
-DB_NAME = "simedge.db"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"simedge status: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    path = Path(config.site.data_dir) / DB_NAME
+    path = config.database
     if not path.exists():
         print(f"simedge status: no database at {path} (has the agent run?)", file=sys.stderr)
         return EXIT_FAILURE

@@ -10,7 +10,6 @@ from agent.cli import EXIT_OK, EXIT_USAGE
 
 HELP = "the dashboard: the site at a glance, over SSH (talks to the running agent)"
 DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
-DB_NAME = "simedge.db"  # the store's file in [site] data_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"simedge: {exc} (or give --socket and --db)", file=sys.stderr)
             return EXIT_USAGE
         socket_path = socket_path or config.control_socket
-        db_path = db_path or config.site.data_dir / DB_NAME
+        db_path = db_path or config.database
 
     # Looked up by name: the agent's packages never import the dashboard (tests/test_layering
     # checks it), so the agent runs on a system without Textual; only this command needs it.

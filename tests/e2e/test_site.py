@@ -6,7 +6,7 @@ import httpx
 
 from agent.control.client import ControlClient
 from agent.status import ModemState
-from tests.e2e.conftest import TOKEN, StartSite
+from tests.e2e.site import TOKEN, StartSite
 
 
 async def test_every_sms_reaches_onlinesim_with_its_exact_text(start_site: StartSite) -> None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from agent.supervisor import DATABASE
-from tests.e2e.conftest import StartSite, start_site  # noqa: F401  (the fixture)
+from tests.e2e.site import StartSite
 from tests.tui.pilot import cell, column, until
 from tui.app import create_app
 from tui.widgets.slots import SlotTable
 
 
-async def test_overview_messages_and_actions_on_the_real_agent(start_site: StartSite) -> None:  # noqa: F811
+async def test_overview_messages_and_actions_on_the_real_agent(start_site: StartSite) -> None:
     site = await start_site(count=2, profile="sim800")
     await site.ready_modems(2)
     app = create_app(
         site.config.control_socket,
-        site.config.site.data_dir / DATABASE,
+        site.config.database,
         min_interval=0.05,
         retry_delays=(0.1,),
     )

@@ -1,0 +1,132 @@
+"""Commands a person runs on site to steer the agent: ``simedge sim set-number`` and
+``simedge outbox retry``.
+
+Each goes through the running agent's control socket, so the agent acts at once (a set
+number goes online, a retried message is sent) and stays the only writer of its store.
+When the agent is not running, the change is written to the database directly and takes
+effect at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.store import Store
+
+DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=DEFAULT_CONFIG,
+        help=f"configuration file (default {DEFAULT_CONFIG})",
+    )
+
+
+def configure_sim(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+    set_number = sub.add_parser("set-number", help="set a SIM's own number by hand")
+    set_number.add_argument("iccid", help="the SIM's ICCID (simedge scan shows it)")
+    set_number.add_argument("number", help="its number, international: +79161234567")
+    _common(set_number)
+
+
+def configure_outbox(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    retry = sub.add_parser("retry", help="send a dead letter (or all of them) again")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("message_id", nargs="?", type=int, help="the message's number")
+    which.add_argument("--all-dead", action="store_true", help="every dead letter")
+    _common(retry)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    import phonenumbers
+
+    number = args.number.strip()
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        print(
+            f"simedge sim set-number: {number!r}: {exc}; give it as +<country><number>",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not phonenumbers.is_possible_number(parsed):
+        print(f"simedge sim set-number: {number!r} is not a possible phone number", file=sys.stderr)
+        return EXIT_USAGE
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    async def offline(store: Store) -> str:
+        await store.set_sim_number(args.iccid, e164)
+        return f"number of {args.iccid} set to {e164} (the agent takes it at its next start)"
+
+    return _steer(
+        args, "simedge sim set-number", "set_number", {"iccid": args.iccid, "number": e164}, offline
+    )
+
+
+def run_outbox(args: argparse.Namespace) -> int:
+    arguments: dict[str, Any] = (
+        {"all_dead": True} if args.all_dead else {"message_id": args.message_id}
+    )
+
+    async def offline(store: Store) -> str:
+        if args.all_dead:
+            count = await store.retry_all_dead()
+            return f"{count} dead letters queued again (sent when the agent starts)"
+        await store.retry(args.message_id)
+        return f"message {args.message_id} queued again (sent when the agent starts)"
+
+    return _steer(args, "simedge outbox retry", "retry", arguments, offline)
+
+
+def _steer(
+    args: argparse.Namespace,
+    name: str,
+    op: str,
+    arguments: dict[str, Any],
+    offline: Callable[[Store], Awaitable[str]],
+) -> int:
+    from agent import config as config_module
+    from agent.control.client import call
+    from agent.errors import ConfigError, ControlError, SimedgeError
+
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(call(config.control_socket, op, **arguments))
+        return EXIT_OK
+    except ControlError as exc:
+        if "not running" not in str(exc):
+            print(f"{name}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    try:
+        print(asyncio.run(_with_store(config, offline)))
+    except SimedgeError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _with_store(config: Config, work: Callable[[Store], Awaitable[str]]) -> str:
+    from agent.store import Store
+
+    store = await Store.open(config.database)
+    try:
+        return await work(store)
+    finally:
+        await store.close()

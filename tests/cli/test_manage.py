@@ -1,0 +1,88 @@
+"""`simedge sim set-number` and `simedge outbox retry`: through the running agent, or
+straight into the database when it is down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent import config as config_module
+from agent.cli import main
+from agent.store import Store
+from agent.store.models import Sim
+from tests.e2e.site import KEY, TOKEN, StartSite
+from tests.store.conftest import ICCID, T0, ingest, pdus
+
+
+def write_config(folder: Path, base_url: str = "http://127.0.0.1:9/api/resellers") -> Path:
+    path = folder / "simedge.toml"
+    path.write_text(
+        f'[onlinesim]\nbase_url = "{base_url}"\napi_key = "{KEY}"\ntakeoff_sum = 0\n'
+        f'[site]\ndata_dir = "data"\n[modems]\nports = ["{folder / "modems"}/*"]\n'
+        f'[webhook]\nlisten = "127.0.0.1:1"\ntoken = "{TOKEN}"\n'
+        '[control]\nsocket = "control.sock"\n'
+    )
+    return path
+
+
+async def test_set_number_through_the_running_agent(
+    start_site: StartSite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = await start_site(count=1, profile="sim800")
+    await site.ready_modems(1)
+    config = write_config(tmp_path, site.config.onlinesim.base_url)
+    assert config_module.load(config).control_socket == site.config.control_socket
+    iccid = site.hub.slots[0].modem.sim.iccid
+    code = await asyncio.to_thread(
+        main, ["sim", "set-number", iccid, "+7 999 000-11-22", "--config", str(config)]
+    )
+    assert code == 0
+    assert f"number of {iccid} set to +79990001122" in capsys.readouterr().out
+    await site.until(lambda: "+79990001122" in site.standin.state.online)
+
+
+async def test_set_number_with_the_agent_down_goes_to_the_database(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    store = await Store.open(config_module.load(config).database)
+    await ingest(store, pdus("hello")[0])  # the SIM is known to the store
+    await store.close()
+    code = await asyncio.to_thread(
+        main, ["sim", "set-number", ICCID, "+79161230099", "--config", str(config)]
+    )
+    assert code == 0
+    store = await Store.open(config_module.load(config).database)
+    try:
+        row = await store.read(lambda: Sim.get(Sim.iccid == ICCID))
+        assert (row.number, row.number_source) == ("+79161230099", "manual")
+    finally:
+        await store.close()
+
+
+def test_an_impossible_number_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    assert main(["sim", "set-number", ICCID, "+7123", "--config", str(config)]) == 2
+    assert "'+7123' is not a possible phone number" in capsys.readouterr().err
+
+
+async def test_outbox_retry_with_the_agent_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    store = await Store.open(config_module.load(config).database)
+    result = await ingest(store, pdus("dead one")[0])
+    assert result.message_id is not None
+    await store.dead_letter(result.message_id, "NUMBER_FORMAT_ERROR", 400, "NUMBER_FORMAT_ERROR")
+    await store.close()
+    code = await asyncio.to_thread(main, ["outbox", "retry", "--all-dead", "--config", str(config)])
+    assert code == 0
+    assert "1 dead letters queued again" in capsys.readouterr().out
+    store = await Store.open(config_module.load(config).database)
+    try:
+        counts = await store.outbox_counts(T0)
+        assert (counts.dead, counts.pending + counts.backing_off) == (0, 1)
+    finally:
+        await store.close()
