@@ -72,7 +72,12 @@ class Site:
 
 def site_config(folder: Path, standin_url: str, **sections: dict[str, Any]) -> config_module.Config:
     document: dict[str, Any] = {
-        "onlinesim": {"base_url": standin_url, "api_key": KEY, "takeoff_sum": 0},
+        "onlinesim": {
+            "base_url": standin_url,
+            "api_key": KEY,
+            "takeoff_sum": 0,
+            "numbers_debounce": 0.3,
+        },
         "site": {"data_dir": str(folder / "data")},
         "modems": {"ports": [str(folder / "modems" / "*")]},
         "webhook": {"listen": "127.0.0.1:1", "token": TOKEN},
