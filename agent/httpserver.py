@@ -16,12 +16,27 @@ import contextlib
 import socket
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
 # SO_LINGER on, 0 seconds: close() sends RST instead of FIN, which is what "connection
 # reset by peer" is.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+# uvicorn settings of every server embedded in one of our event loops: our logging only
+# (an access line could carry a webhook token), no lifespan or websockets, the caller's loop,
+# and a short graceful stop.
+EMBEDDED: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    "lifespan": "off",
+    "ws": "none",
+    "interface": "asgi3",
+    "loop": "none",
+    "timeout_graceful_shutdown": 2,
+}
 
 
 class QuietServer(uvicorn.Server):

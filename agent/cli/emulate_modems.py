@@ -17,23 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.emulate.modems.hub import FAULT_KINDS
+from agent.emulate.modems.profiles import PROFILE_NAMES
 
 READY_PREFIX = "modem hub ready"
-PROFILE_CHOICES = ("sim800", "ec25", "huawei", "pool", "mixed")
-FAULT_CHOICES = (
-    "hang",
-    "slow",
-    "garbage",
-    "clear",
-    "reboot",
-    "unplug",
-    "replug",
-    "sim-out",
-    "sim-in",
-    "storage-full",
-    "deregister",
-    "reregister",
-)
 
 
 def _tz(text: str) -> int:
@@ -74,7 +61,7 @@ def configure_modems(parser: argparse.ArgumentParser) -> None:
     _add_dir(parser)
     parser.add_argument(
         "--profile",
-        choices=PROFILE_CHOICES,
+        choices=PROFILE_NAMES,
         default="sim800",
         help="which module to emulate (default sim800; mixed draws per slot)",
     )
@@ -189,7 +176,7 @@ FAULT_HELP = "make an emulated modem misbehave (hang, unplug, sim-out, storage-f
 def configure_fault(parser: argparse.ArgumentParser) -> None:
     _add_dir(parser)
     _add_modem(parser)
-    parser.add_argument("--kind", choices=FAULT_CHOICES, help="what goes wrong")
+    parser.add_argument("--kind", choices=FAULT_KINDS, help="what goes wrong")
     parser.add_argument("--clear", action="store_true", help="end hang/slow/garbage")
     parser.add_argument("--seconds", type=float, help="how late a slow modem answers")
 

@@ -32,7 +32,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from agent.errors import ListenError
-from agent.httpserver import QuietServer, listen_socket, reset_transport, start_serving
+from agent.httpserver import (
+    EMBEDDED,
+    QuietServer,
+    listen_socket,
+    reset_transport,
+    start_serving,
+)
 from agent.webhook.app import WebhookApp
 
 
@@ -140,13 +146,7 @@ class WebhookServer:
             limit_concurrency=limits.busy_connections,
             timeout_keep_alive=limits.keep_alive,
             server_header=False,
-            log_config=None,
-            access_log=False,  # the access line would carry the URL, and the URL the token
-            lifespan="off",
-            ws="none",
-            interface="asgi3",
-            loop="none",
-            timeout_graceful_shutdown=2,
+            **EMBEDDED,
         )
         server = QuietServer(config)
         try:

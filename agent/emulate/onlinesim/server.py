@@ -22,7 +22,13 @@ from agent.emulate.onlinesim.app import ApiApp, ControlApp
 from agent.emulate.onlinesim.state import Faults, RecordedRequest, StandInState, WebhookCall, scrub
 from agent.emulate.onlinesim.webhook_caller import WebhookCaller
 from agent.errors import EmulatorError
-from agent.httpserver import QuietServer, listen_socket, reset_transport, start_serving
+from agent.httpserver import (
+    EMBEDDED,
+    QuietServer,
+    listen_socket,
+    reset_transport,
+    start_serving,
+)
 
 
 class OnlineSimStandIn:
@@ -241,17 +247,7 @@ class _Listener:
         except OSError as exc:
             raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            ws="none",
-            interface="asgi3",
-            loop="none",
-            timeout_graceful_shutdown=2,
-        )
+        config = uvicorn.Config(self._app, http="h11", **EMBEDDED)
         server = QuietServer(config)
         try:
             task = await start_serving(server, sock, name=f"onlinesim-{self.url}")
