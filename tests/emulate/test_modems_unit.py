@@ -383,3 +383,15 @@ def test_text_mode_is_minimal_but_readable() -> None:
     assert "Hello text mode\r\n\r\nOK" in answer
     assert rig.talk('AT+CMGL="ALL"').startswith(b'\r\n+CMGL: 1,"REC READ","+79161234567"')
     assert rig.talk("AT+CMEE=1;+CMGL=4") == b"\r\n+CMS ERROR: 302\r\n"
+
+
+def test_ec25_urc_port_is_kept_across_a_reset() -> None:
+    rig = Rig("ec25")
+    rig.quiet()
+    assert rig.talk('AT+QURCCFG="urcport","usbmodem"') == b"\r\nOK\r\n"
+    rig.talk("AT+CFUN=1,1")
+    rig.clock.advance(5)
+    rig.quiet()
+    assert b'+QURCCFG: "urcport","usbmodem"' in rig.talk('AT+QURCCFG="urcport"')
+    assert rig.talk('AT+QURCCFG="urcport","nowhere"').endswith(b"ERROR\r\n")
+    assert Rig("sim800").talk('AT+QURCCFG="urcport"').endswith(b"ERROR\r\n")

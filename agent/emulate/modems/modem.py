@@ -222,6 +222,7 @@ class Modem:
         )
         self.saved = self.factory
         self.settings = self.factory
+        self.urc_port = "usbat"  # AT+QURCCFG, Quectel only; non-volatile
         self.channels: dict[int, _Channel] = {
             spec.interface: _Channel() for spec in profile.ports if spec.role == ROLE_AT
         }
@@ -442,6 +443,8 @@ class Modem:
             table["+QCCID"] = self._qccid
         if "^ICCID" in extras:
             table["^ICCID"] = self._hw_iccid
+        if "+QURCCFG" in extras:
+            table["+QURCCFG"] = self._qurccfg
         if "^CURC" in extras:
             table["^CURC"] = self._setting("^CURC", "curc", (0, 1))
         if "^PORTSEL" in extras:
@@ -507,6 +510,20 @@ class Modem:
     def _qccid(self, form: str, _args: list[str | int | None]) -> list[str]:
         sim = self._need_sim()
         return [] if form == "=?" else [f"+QCCID: {sim.iccid.ljust(20, 'F')}"]
+
+    def _qurccfg(self, form: str, args: list[str | int | None]) -> list[str]:
+        """Quectel's URC port: kept in non-volatile memory as on the module (it outlives a
+        reset). Only if2 is emulated as the URC port, so the choice changes no routing."""
+        ports = ("usbat", "usbmodem", "uart1")
+        if form == "=?":
+            return ['+QURCCFG: "urcport",("usbat","usbmodem","uart1")']
+        if form == "=" and args and str(args[0]).lower() == "urcport":
+            if len(args) == 1:
+                return [f'+QURCCFG: "urcport","{self.urc_port}"']
+            if isinstance(args[1], str) and args[1].lower() in ports:
+                self.urc_port = args[1].lower()
+                return []
+        raise AtError("CME", 50)
 
     def _hw_iccid(self, form: str, _args: list[str | int | None]) -> list[str]:
         sim = self._need_sim()

@@ -136,7 +136,7 @@ EC25 = Profile(
         PortSpec(3, ROLE_AT),
     ),
     iccid_command="+QCCID",
-    extra_commands=frozenset({"+QCCID", "+CGREG", "+CEREG"}),
+    extra_commands=frozenset({"+QCCID", "+QURCCFG", "+CGREG", "+CEREG"}),
     memories=("SM", "ME", "MT"),
     me_capacity=255,
     me_volatile=False,
