@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from agent.errors import ControlError, StoreError
@@ -248,12 +248,12 @@ class Fleet:
                 )
             )
 
-    def _spawn(self, write: object) -> None:
+    def _spawn(self, write: Awaitable[object]) -> None:
         """Run a store write without making the modem wait for it; failures are logged."""
 
         async def guarded() -> None:
             try:
-                await write  # type: ignore[misc]
+                await write
             except StoreError as exc:
                 log.warning("store write failed: %s", exc)
 
