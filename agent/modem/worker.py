@@ -6,7 +6,8 @@ arrives in one inbox and is handled in order:
 - URCs, moved from the session by a forwarder task that never touches the port (a
   ``+CUSD`` answer goes to the USSD question waiting for it instead);
 - the health tick, a timer re-armed after each check (``health_interval``), never a
-  busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?`` and storage use;
+  busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?``, ``+CNMI?`` (still set?) and storage (a sweep
+  when anything is stored that was not taken: a notice lost in noise or a hang);
 - commands from outside (:meth:`ModemWorker.send`): reset, trace on/off, refresh number;
 - the port going away, which ends the worker with state GONE (discovery decides whether a
   new worker starts when the device comes back).
@@ -109,7 +110,6 @@ class WorkerSettings:
     timeouts_before_reset: int = 3
     boot_settle: float = 1.0  # quiet time after boot URCs before setting up again
     reset_wait: float = 20.0  # how long a reset modem may take to answer again
-    storage_near_full: float = 0.8  # share of used slots that triggers a sweep
     disk_full_retry: float = 60.0
     ussd_answer_within: float = 20.0
     power_cycle_command: str = ""
@@ -601,25 +601,43 @@ class ModemWorker:
         if sim is not self.status.sim_state:
             self._publish(sim_state=sim, fault=None if sim is SimState.READY else f"SIM {sim}")
         if sim is SimState.READY and self._sim is not None:
+            if not await self._indications_on():
+                # A modem that reset without a boot line we know (or a missed +CNMA) has
+                # silently stopped telling us of new SMS: set it up again, then sweep.
+                log.warning("%s: new-SMS indications are off: setting up again", self.slot)
+                self._arm(_Tick.SETUP, 0)
+                return
             storage = await startup.storage_usage(session, timeout)
             if storage is not None:
                 self._publish(storage_used=storage.used, storage_total=storage.total)
-                if (
-                    storage.total
-                    and storage.used >= storage.total * self.settings.storage_near_full
-                ):
+                if storage.used:
+                    # Every SMS is read on its +CMTI and deleted, so anything stored now
+                    # was missed (a notice lost in garbage or a hang) or is nearly full.
                     log.warning(
-                        "%s: storage %d of %d used: emptying it",
+                        "%s: %d of %d stored SMS not taken yet: sweeping",
                         self.slot,
                         storage.used,
                         storage.total,
                     )
                     await self._sweep()
 
+    async def _indications_on(self) -> bool:
+        """Whether ``+CNMI?`` still has the mode and SMS indication we set up."""
+        chosen = self._setup.cnmi if self._setup is not None else None
+        if chosen is None:
+            return True
+        try:
+            lines = await self.session.command("AT+CNMI?", timeout=self.settings.command_timeout)
+            current = commands.parse_cnmi(lines)
+        except (CommandFailed, AtParseError):
+            return True  # a modem that cannot say is judged by its other answers
+        wanted = chosen.command.split("=", 1)[1].split(",")
+        return current.mode == int(wanted[0]) and (len(wanted) < 2 or current.mt == int(wanted[1]))
+
     # -- receiving -----------------------------------------------------------------------
 
     async def _sweep(self) -> None:
-        """Read, store and delete everything in storage (start, reset, near full)."""
+        """Read, store and delete everything in storage (start, reset, anything missed)."""
         if self._sim is None or (self._disk_full and _Tick.SWEEP in self._timers):
             return
         self._disk_full = False
