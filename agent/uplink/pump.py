@@ -167,6 +167,9 @@ class OutboxPump:
         # Retry times up to the scan are covered by it: a message due then is in ``due``.
         while self._retry_times and self._retry_times[0] <= scanned_at:
             heapq.heappop(self._retry_times)
+            if not self._retry_times:
+                # Only the earliest time after a restart is known in memory: read the next.
+                await self._load_retry_times(after=scanned_at)
         for message in due:
             if room <= 0:
                 break
@@ -337,15 +340,20 @@ class OutboxPump:
             self._imsi[iccid] = Sim.select(Sim.imsi).where(Sim.iccid == iccid).scalar()
         return self._imsi[iccid]
 
-    async def _load_retry_times(self) -> None:
-        """The earliest persisted retry time: a restart resumes the schedule it left."""
-        earliest = (
-            Message.select(fn.MIN(Message.next_attempt_at))
-            .where((Message.state == literal(PENDING)) & Message.next_attempt_at.is_null(False))
-            .scalar()
-        )
-        if earliest is not None:
-            moment = Message.next_attempt_at.python_value(earliest)
+    async def _load_retry_times(self, after: float | None = None) -> None:
+        """The earliest persisted retry time (later than ``after``): a restart resumes the
+        schedule it left, and when the times known in memory are used up the next one is
+        read again, so no message backing off is ever forgotten."""
+
+        def earliest() -> object:
+            where = (Message.state == literal(PENDING)) & Message.next_attempt_at.is_null(False)
+            if after is not None:
+                where &= Message.next_attempt_at > after
+            return Message.select(fn.MIN(Message.next_attempt_at)).where(where).scalar()
+
+        found = await self._store.read(earliest)
+        if found is not None:
+            moment = Message.next_attempt_at.python_value(found)
             heapq.heappush(self._retry_times, moment.timestamp())
 
     async def _refresh_depth(self, now: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -280,3 +281,18 @@ async def test_the_retry_schedule_survives_a_restart(world: World) -> None:
     await world.store.retry(message)  # by hand: due now
     await restarted.until(lambda: restarted.of(message) == ["sent"])
     assert [m.text for m in world.standin.state.messages] == ["code 1"]
+
+
+async def test_after_a_restart_every_persisted_retry_time_is_kept(world: World) -> None:
+    """Found by make chaos: only the earliest persisted retry time was known after a
+    restart, so a SIM whose retry came later was never tried again."""
+    await online(world, A, B)
+    first = await world.receive(A, "code A")
+    second = await world.receive(B, "code B", slot="usb-1.2")
+    now = time.time()
+    await world.store.schedule_retry(first, 1, now + 0.2, "ReadTimeout: earlier")
+    await world.store.schedule_retry(second, 1, now + 0.6, "ReadTimeout: later")
+    outcomes = Outcomes()
+    world.start(pump_for(world, outcomes).run())
+    await outcomes.until(lambda: outcomes.of(first) == ["sent"] and outcomes.of(second) == ["sent"])
+    assert sorted(m.text for m in world.standin.state.messages) == ["code A", "code B"]
