@@ -190,6 +190,7 @@ class NumbersSync:
         metrics: Metrics | None = None,
         marks: TakeOffMarks | None = None,
         takeoff_offline: bool = True,
+        start_grace: float = 30.0,
     ) -> None:
         self._client = client
         self._store = store
@@ -203,6 +204,9 @@ class NumbersSync:
         self._metrics = metrics
         self._marks = marks
         self._takeoff_offline = takeoff_offline
+        self._start_grace = start_grace
+        # Set while a list is held back after the start (numbers not back yet).
+        self.holding_back = asyncio.Event()
         self._online_since: dict[str, int] = {}  # ICCID -> date_start, in memory
         self._persisted_since: dict[str, int] = {}
         self._flags: dict[str, str] = {}  # as persisted
@@ -257,12 +261,31 @@ class NumbersSync:
         last_sent = -float("inf")
         retry_at: float | None = None
         failures = 0
+        # The numbers online when the agent last stopped: for a while after the start,
+        # a list without some of them is held back, since their modems are most likely
+        # still being found; sent at once, it would take them offline at OnlineSim and
+        # every SMS for them would meet NO_NUMBER until they are back.
+        expected = set(self._persisted_since)
+        grace_end = loop.time() + self._start_grace
         while True:
             now = loop.time()
+            if expected and (now >= grace_end or expected <= self._live_iccids()):
+                expected = set()
             if retry_at is not None:
                 deadline = retry_at
             elif self._forced:
                 deadline = now
+            elif expected:
+                if not self.holding_back.is_set():
+                    log.info(
+                        "numbers: %d of the %d numbers online at the last stop are not back "
+                        "yet; holding the list back for up to %.0f s",
+                        len(expected - self._live_iccids()),
+                        len(expected),
+                        grace_end - now,
+                    )
+                    self.holding_back.set()
+                deadline = grace_end
             elif self._changed:
                 deadline = last_sent + self._debounce
             else:
@@ -344,6 +367,9 @@ class NumbersSync:
         delay = next_delay(failures, policy, error=error)
         log.warning("sendNumbersOnline failed (%s); next try in %.1f s", error.code, delay)
         return delay
+
+    def _live_iccids(self) -> set[str]:
+        return {iccid for iccid, _slot in self._build(list(self._live())).holders.values()}
 
     # --- building the list ----------------------------------------------------------------
 

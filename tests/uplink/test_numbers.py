@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import replace
@@ -114,3 +115,37 @@ def test_national_numbers_take_the_country_of_the_imsi() -> None:
     assert check_number("89161234567", "250011234567890").e164 == "+79161234567"
     assert check_number("08031234567", "621301234567890").e164 == "+2348031234567"
     assert check_number("89161234567", None).e164 is None
+
+
+async def test_after_a_restart_the_list_waits_for_the_numbers_that_were_online(
+    world: World,
+) -> None:
+    """Found by make chaos: at start, before any modem was found, an empty list went up
+    and took every number offline at OnlineSim (NO_NUMBER for each SMS until back)."""
+    for iccid in (A, B):
+        await world.add_sim(iccid, None)
+    await world.store.writer.submit(
+        lambda: Sim.update(online_since=1_700_000_000).where(Sim.iccid.in_([A, B])).execute(),
+        "A and B were online when the agent stopped",
+    )
+    world.modems["usb-1.1"] = sim_status("usb-1.1", A, "+79161230001")  # B not found yet
+    numbers = sync(world, start_grace=60)
+    world.start(numbers.run())
+    async with asyncio.timeout(10):
+        await numbers.holding_back.wait()
+    world.modems["usb-1.2"] = sim_status("usb-1.2", B, "+79161230002")
+    numbers.notify_change()
+    await world.until(lambda state: len(lists(world)) == 1)
+    # The only list sent has both: none went up while B was missing.
+    assert [sorted(sent) for sent in lists(world)] == [["+79161230001", "+79161230002"]]
+
+
+async def test_the_start_grace_ends_with_what_is_live(world: World) -> None:
+    await world.add_sim(A, None)
+    await world.store.writer.submit(
+        lambda: Sim.update(online_since=1_700_000_000).where(Sim.iccid == A).execute(),
+        "A was online when the agent stopped",
+    )
+    world.start(sync(world, start_grace=0.2).run())  # A never comes back
+    await world.until(lambda state: len(lists(world)) == 1)
+    assert lists(world) == [[]]
