@@ -359,3 +359,15 @@ async def test_a_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(directory.iterdir()) == []
     with pytest.raises(EmulatorError, match="profile"):
         Hub(tmp_path, count=1, profile="nokia3310")
+
+
+async def test_concurrent_first_requests_share_one_control_connection(tmp_path: Path) -> None:
+    """Found by make chaos: the client connected outside its lock, so concurrent first
+    requests each opened a connection and replaced each other's streams."""
+    async with Hub(tmp_path / "hub", count=2, profile="sim800", seed=1) as hub:
+        client = ControlClient(hub.control_path)
+        try:
+            answers = await asyncio.gather(*(client.list() for _ in range(8)))
+        finally:
+            await client.close()
+    assert all(len(modems) == 2 for modems in answers)

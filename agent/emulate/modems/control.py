@@ -162,11 +162,13 @@ class ControlClient:
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request; its answer, or ControlError with the hub's reason."""
-        if self._writer is None or self._reader is None:
-            await self.connect()
-        assert self._writer is not None
-        assert self._reader is not None
         async with self._lock:
+            # Connecting inside the lock: concurrent first requests share one connection
+            # instead of each opening its own and replacing the others' streams.
+            if self._writer is None or self._reader is None:
+                await self.connect()
+            assert self._writer is not None
+            assert self._reader is not None
             try:
                 self._writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
                 await self._writer.drain()
