@@ -19,6 +19,9 @@ BENCHES: dict[str, str] = {
     "store_bench": "durable ingests per second; database size per 100,000 messages",
     "scan_bench": "simedge scan of 64 emulated modems plus 64 silent ports",
     "cmti_latency": "+CMTI to PDU handed to the store, 64 modems under load",
+    "e2e_bench": "injected SMS to addMessage at the stand-in, 64 modems, 20/s; rate ramp",
+    "idle_bench": "agent CPU per minute and RSS at rest, 64 and 128 modems",
+    "peers_bench": "simedge beside gammu-smsd, smstools3, python-gsmmodem-new: latency, CPU",
 }
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

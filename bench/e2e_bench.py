@@ -1,0 +1,107 @@
+"""End to end: an SMS injected at an emulated modem until OnlineSim's addMessage has it.
+
+Three processes as on a site (see :mod:`bench.site`): 64 emulated SIM800 modems, the
+OnlineSim stand-in, and ``simedge run`` with an operator's configuration. SMS are injected
+at a steady aggregate rate, round-robin over the modems; each one's latency is the hub's
+``injected`` stamp to the stand-in's receipt of its addMessage, so it covers ``+CMTI``,
+``AT+CMGR``, the SQLite commit, ``AT+CMGD`` and the HTTP upload. Then a rate ramp finds
+the highest rate at which p99 stays under 1 s. That ceiling is the site's on this
+machine: the bench's injector, the hub, the stand-in and the agent share its cores.
+
+Durations keep ``make bench`` bounded; lengthen them with ``SIMEDGE_BENCH_E2E_SECONDS``
+(steady part, default 120) and ``SIMEDGE_BENCH_RAMP_SECONDS`` (each ramp step, default 30: one
+round of health checks, whose burst sets p99, falls in every step).
+
+    python -m bench e2e_bench
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from bench import Result
+from bench.site import percentiles, rss_mib, simedge_load, simedge_site
+
+MODEMS = 64
+RATE = 20.0
+RAMP = (40.0, 80.0, 160.0, 240.0, 320.0)  # after the steady part at RATE
+P99_LIMIT_MS = 1000.0
+COMMAND = "python -m bench e2e_bench"
+
+
+def _seconds(variable: str, default: float) -> float:
+    return float(os.environ.get(variable, default))
+
+
+async def _measure(steady: float, step: float) -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="simedge-e2e-") as directory:
+        async with simedge_site(Path(directory), MODEMS, seed=11) as site:
+            latencies, cpu, sent = await simedge_load(site, MODEMS, RATE, steady, "steady")
+            rss = rss_mib(site.agent.pid)
+            load = (
+                f"{MODEMS} SIM800 modems, {RATE:g} SMS/s for {steady:g} s "
+                f"({len(latencies)}/{sent} delivered)"
+            )
+            for label, value, goal in zip(
+                ("p50", "p99", "max"),
+                percentiles(latencies),
+                ("", "; goal p99 < 100", ""),
+                strict=True,
+            ):
+                results.append(
+                    Result(
+                        f"injected -> addMessage at the stand-in, {label}",
+                        value,
+                        "ms",
+                        COMMAND,
+                        load + goal,
+                    )
+                )
+            results.append(Result("agent CPU under that load", cpu, "CPU s/min", COMMAND, load))
+            results.append(
+                Result("agent RSS after that load", rss, "MiB", COMMAND, load + "; goal < 60")
+            )
+            steady_p99 = percentiles(latencies)[1]
+            kept_up = steady_p99 < P99_LIMIT_MS and len(latencies) == sent
+            best = RATE if kept_up else 0.0
+            steps = [f"{RATE:g}/s: the steady part, p99 {steady_p99:.0f} ms"]
+            for rate in RAMP if kept_up else ():
+                latencies, _cpu, sent = await simedge_load(
+                    site, MODEMS, rate, step, f"ramp{rate:g}"
+                )
+                p50, p99, _worst = percentiles(latencies)
+                steps.append(
+                    f"{rate:g}/s: p50 {p50:.0f}, p99 {p99:.0f} ms, {len(latencies)}/{sent}"
+                )
+                if p99 >= P99_LIMIT_MS or len(latencies) < sent:
+                    break
+                best = rate
+            results.append(
+                Result(
+                    "highest sustained rate with p99 < 1 s",
+                    best,
+                    "SMS/s",
+                    COMMAND,
+                    f"ramp of {step:g} s steps over {MODEMS} modems after the steady part, "
+                    "stops at the first miss: " + "; ".join(steps),
+                )
+            )
+    return results
+
+
+def run() -> list[Result]:
+    """Rows for bench/RESULTS.md."""
+    return asyncio.run(
+        _measure(
+            _seconds("SIMEDGE_BENCH_E2E_SECONDS", 120), _seconds("SIMEDGE_BENCH_RAMP_SECONDS", 30)
+        )
+    )
+
+
+if __name__ == "__main__":
+    for result in run():
+        print(f"{result.name}: {result.cell()} {result.unit} ({result.note})")
