@@ -23,6 +23,7 @@ again with the slot it had.
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,34 @@ class PortWatcher:
         self._present: dict[str, tuple[PortGroup, Fingerprint]] = {}
         self._settling: dict[str, Fingerprint] = {}
         self._first = True
+        self._folders = self._watched_folders()
+        self._folders_seen: tuple[int, ...] | None = None
+
+    def _watched_folders(self) -> tuple[Path, ...] | None:
+        """The folders whose entries change when a port comes or goes; None when a glob's
+        folder is itself a pattern (then every look lists the ports)."""
+        folders = [self.by_path_dir, Path("/dev")] if self.auto else []
+        for pattern in self.globs:
+            folder = os.path.dirname(pattern)
+            if glob.has_magic(folder):
+                return None
+            folders.append(Path(folder or "."))
+        return tuple(dict.fromkeys(folders))
+
+    def _unchanged(self) -> bool:
+        """Whether no watched folder changed since the last look: a udev link or a tty
+        node that comes, goes or is made again changes its folder's mtime. This keeps an
+        idle site from listing every port twice a second."""
+        if self._folders is None or self._first or self._settling:
+            return False
+        marks = []
+        for folder in self._folders:
+            try:
+                marks.append(os.stat(folder).st_mtime_ns)
+            except OSError:
+                marks.append(-1)
+        seen, self._folders_seen = self._folders_seen, tuple(marks)
+        return seen == self._folders_seen
 
     @property
     def present(self) -> list[PortGroup]:
@@ -96,6 +125,8 @@ class PortWatcher:
 
     def poll(self) -> list[HotplugEvent]:
         """Look once; the changes since the previous look, removals first."""
+        if self._unchanged():
+            return []
         ports = enumerate_ports(self.globs, auto=self.auto, by_path_dir=self.by_path_dir)
         seen = {group.key: (group, fingerprint(group)) for group in group_ports(ports, self.labels)}
         events: list[HotplugEvent] = []
