@@ -57,12 +57,24 @@ def machine() -> str:
     )
 
 
+def invocation() -> str:
+    """How this run was asked for: ``make bench``, or the names and the settings given."""
+    settings = " ".join(
+        f"{name}={value}"
+        for name, value in sorted(os.environ.items())
+        if name == "BACKLOG" or name.startswith("SIMEDGE_BENCH_")
+    )
+    names = " ".join(sys.argv[1:])
+    command = f"python -m bench {names}".strip() if names else "make bench"
+    return f"{settings} {command}".strip()
+
+
 def render(rows: list[tuple[str, Result]], took: float) -> str:
     lines = [
         "# Benchmark results",
         "",
         f"Machine: {machine()}.",
-        f"Run: `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"Run: `{invocation()}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{took:.0f} s in all.",
         "",
         "| benchmark | measure | value | unit | command | note |",
