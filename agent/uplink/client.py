@@ -334,26 +334,30 @@ class OnlineSimClient:
             # Without a key, send none: OnlineSim then says ERROR_NO_KEY, which names the
             # problem better than a malformed "Bearer " would.
             headers["Authorization"] = f"Bearer {settings.api_key}"
-        self._http = httpx.AsyncClient(
-            base_url=settings.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-                write=settings.write_timeout,
-                pool=settings.pool_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-            ),
-            # A redirect from the API is news for a person (moved URL, captive portal),
-            # and following it would turn a POST into a GET.
-            follow_redirects=False,
-        )
+        # One single-connection client per connection ("lane") rather than one pool of
+        # max_connections: httpcore's pool inspects every pooled connection on every
+        # request, half of the CPU of a backlog drain; a lane's pool has one to look at.
+        self._lanes = [
+            httpx.AsyncClient(
+                base_url=settings.base_url,
+                headers=headers,
+                timeout=httpx.Timeout(
+                    connect=settings.connect_timeout,
+                    read=settings.read_timeout,
+                    write=settings.write_timeout,
+                    pool=settings.pool_timeout,
+                ),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                # A redirect from the API is news for a person (moved URL, captive portal),
+                # and following it would turn a POST into a GET.
+                follow_redirects=False,
+            )
+            for _ in range(max(1, settings.max_connections))
+        ]
+        self._busy = [0] * len(self._lanes)
 
     def __repr__(self) -> str:
-        return f"OnlineSimClient(base_url={str(self._http.base_url)!r})"
+        return f"OnlineSimClient(base_url={str(self._lanes[0].base_url)!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -368,7 +372,8 @@ class OnlineSimClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._http.aclose()
+        for lane in self._lanes:
+            await lane.aclose()
 
     async def send_numbers_online(
         self, items: list[NumberItem], *, dry_run: bool = False
@@ -435,10 +440,15 @@ class OnlineSimClient:
             content = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = JSON_CONTENT_TYPE
         started = time.monotonic()
-        with map_errors(api_method, secret=self._secret):
-            response = await self._http.request(
-                http_method, api_method, content=content, params=params, headers=headers
-            )
+        lane = self._busy.index(min(self._busy))  # the least busy connection
+        self._busy[lane] += 1
+        try:
+            with map_errors(api_method, secret=self._secret):
+                response = await self._lanes[lane].request(
+                    http_method, api_method, content=content, params=params, headers=headers
+                )
+        finally:
+            self._busy[lane] -= 1
         log.debug(
             "%s: HTTP %d in %.0f ms",
             api_method,
