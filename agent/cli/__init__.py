@@ -9,7 +9,9 @@ their heavy dependencies inside ``run`` so that every command starts fast and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +33,16 @@ COMMANDS: dict[str, str] = {
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # also: configuration errors
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for commands that run until stopped (the agent,
+    the demo, the emulators). Call it inside the running event loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import random
 import secrets
-import signal
 import socket
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_OK
+from agent.cli import EXIT_OK, stop_on_signals
 
 if TYPE_CHECKING:
     from agent.emulate.modems import Hub
@@ -129,10 +128,7 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
     hub = Hub(folder / "modems", count=args.modems, profile=args.profile, seed=args.seed)
     webhook = f"http://127.0.0.1:{port}/onlinesim/numbers?token={token}"
     standin = OnlineSimStandIn(key=key, webhook_url=webhook, webhook_interval=30, seed=args.seed)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     log_file = (folder / "agent.log").open("a")
     try:
         url = await standin.start()

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, stop_on_signals
 from agent.emulate.modems.hub import FAULT_KINDS
 from agent.emulate.modems.profiles import PROFILE_NAMES
 
@@ -103,10 +102,7 @@ async def _serve(args: argparse.Namespace) -> int:
         noise_interval=args.noise_interval,
         cnma_timeout=args.cnma_timeout,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await hub.start()
         ports = sum(len(slot.ports) for slot in hub.slots)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
-from agent.cli import EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_OK, EXIT_USAGE, stop_on_signals
 
 HELP = "run the OnlineSim reseller API stand-in (with fault injection and a control API)"
 READY_PREFIX = "onlinesim stand-in ready"
@@ -91,10 +90,7 @@ async def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         record_path=args.record,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     host, port = args.listen
     try:
         await standin.start(host, port, control_port=args.control_port)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, stop_on_signals
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
 def serve(config: Config) -> int:
     """Run the agent until SIGTERM or SIGINT; exit 0 after a clean shutdown."""
     import asyncio
-    import signal
 
     from agent import logs
     from agent.errors import ListenError, StoreError
@@ -60,10 +59,7 @@ def serve(config: Config) -> int:
     logs.setup(config.log_level, secrets=config.secrets())
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_on_signals()
         await Agent(config).run(stop)
 
     try:
