@@ -152,22 +152,32 @@ async def sim_status(session: AtSession, command_timeout: float) -> SimState:
     """``AT+CPIN?`` as a SimState; a modem without SIM answers with an error code."""
     try:
         lines = await session.command("AT+CPIN?", timeout=command_timeout)
-        return sim_state_of(commands.parse_cpin(lines))
     except CommandFailed as exc:
         if exc.code in (10, 310):
             return SimState.ABSENT
         if exc.code in (14, 314):
             return SimState.BUSY
         return SimState.ERROR
+    return sim_state_from(lines)
+
+
+def sim_state_from(lines: list[str]) -> SimState:
+    """The SimState an ``AT+CPIN?`` answer gives (UNKNOWN when it cannot be read)."""
+    try:
+        return sim_state_of(commands.parse_cpin(lines))
     except AtParseError:
         return SimState.UNKNOWN
 
 
 async def storage_usage(session: AtSession, command_timeout: float) -> StorageUsage | None:
     """Where SMS are received (mem3 of ``AT+CPMS?``) and how full it is."""
-    lines = await _try(session, "AT+CPMS?", command_timeout)
+    return storage_from(await _try(session, "AT+CPMS?", command_timeout) or [])
+
+
+def storage_from(lines: list[str]) -> StorageUsage | None:
+    """mem3 of an ``AT+CPMS?`` answer, or None when it cannot be read."""
     try:
-        usages = commands.parse_cpms_query(lines or [])
+        usages = commands.parse_cpms_query(lines)
     except AtParseError:
         return None
     return usages[-1] if usages else None

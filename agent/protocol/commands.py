@@ -68,6 +68,22 @@ def _content(lines: Sequence[str]) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+def split_chained(lines: Sequence[str], prefixes: Sequence[str]) -> dict[str, list[str]]:
+    """The answer to a chained line (``AT+CSQ;+CREG?``) cut into each command's lines.
+
+    V.250 answers ``;``-chained commands with their information lines in order and one
+    final result code, so each line is given to the prefix it starts with. A line that
+    starts with none of ``prefixes`` raises AtParseError: the caller cannot tell whose it is.
+    """
+    answers: dict[str, list[str]] = {prefix: [] for prefix in prefixes}
+    for line in _content(lines):
+        head = line.partition(":")[0].strip().upper()
+        if head not in answers:
+            raise AtParseError(f"chained answer: {line!r} answers none of {prefixes}", line)
+        answers[head].append(line)
+    return answers
+
+
 def _one_line(lines: Sequence[str], what: str) -> str:
     content = _content(lines)
     if len(content) != 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -12,8 +13,9 @@ import pytest
 
 from agent.emulate.modems import Hub
 from agent.errors import DiskFull
+from agent.logs import TRACE
 from agent.modem.own_number import MemoryNumberBook, StoreNumberBook
-from agent.modem.worker import ModemWorker, PduSink, WorkerCommand
+from agent.modem.worker import HEALTH_LINE, ModemWorker, PduSink, WorkerCommand
 from agent.status import ModemState, NumberSource, SimState
 from agent.store import Store
 from tests.modem.conftest import (
@@ -275,3 +277,80 @@ async def test_direct_delivery_is_acknowledged_after_the_store_has_it(
         assert len(acked) == 2
         assert not [e for e in hub.events if e["kind"] == "unacked"]
         assert sink.calls[0]["index"] is None
+
+
+class WrittenLines(logging.Handler):
+    """The command lines a traced worker writes, with a wait for one of them."""
+
+    def __init__(self) -> None:
+        super().__init__(TRACE)
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.args and record.getMessage().startswith("-> "):
+            self.lines.append(bytes(record.args[0]).decode("latin-1").strip())  # type: ignore[index]
+            self._changed.set()
+
+    async def until(self, line: str, times: int = 1, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while self.lines.count(line) < times:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@asynccontextmanager
+async def written_lines(worker: ModemWorker) -> AsyncIterator[WrittenLines]:
+    written = WrittenLines()
+    trace = logging.getLogger("simedge.trace")
+    trace.addHandler(written)
+    trace.setLevel(TRACE)
+    worker.send(WorkerCommand.TRACE_ON)
+    try:
+        yield written
+    finally:
+        worker.send(WorkerCommand.TRACE_OFF)
+        trace.removeHandler(written)
+        trace.setLevel(logging.NOTSET)
+
+
+ONE_BY_ONE = {"AT+CSQ", "AT+CREG?", "AT+CPIN?", "AT+CNMI?", "AT+CPMS?"}
+
+
+@pytest.mark.parametrize("profile", ["sim800", "ec25", "huawei"])
+async def test_a_health_check_asks_everything_on_one_line(
+    start_hub: StartHub, store: Store, profile: str
+) -> None:
+    hub = await start_hub(profile=profile)
+    settings = replace(FAST, health_interval=0.05)
+    async with running(hub, 0, RecordingSink(store), settings=settings) as (worker, watch, _):
+        await watch.until(ready)
+        async with written_lines(worker) as written:
+            await written.until(HEALTH_LINE, times=3)
+        assert not ONE_BY_ONE & set(written.lines)
+        assert worker.status.state is ModemState.READY
+        assert worker.status.signal_dbm is not None
+        assert worker.status.registration == "home"
+
+
+async def test_a_refused_health_line_is_asked_one_by_one_until_the_next_set_up(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(profile="sim800")
+    settings = replace(FAST, health_interval=0.05)
+    async with running(hub, 0, RecordingSink(store), settings=settings) as (worker, watch, _):
+        await watch.until(ready)
+        async with written_lines(worker) as written:
+            await written.until(HEALTH_LINE)
+            hub.fault(0, "sim-out")  # +CPIN? fails with +CME ERROR: 10, so the whole line does
+            await watch.until(lambda s: s.sim_state is SimState.ABSENT)
+            await written.until("AT+CSQ", times=3)
+            one_by_one = written.lines[written.lines.index("AT+CSQ") :]
+            assert HEALTH_LINE not in one_by_one  # not tried again without a SIM
+            assert set(one_by_one) >= {"AT+CSQ", "AT+CREG?", "AT+CPIN?"}
+            assert worker.status.sim_state is SimState.ABSENT
+            hub.fault(0, "sim-in")
+            await watch.until(lambda s: ready(s) and s.sim_state is SimState.READY, within=10)
+            back_at = len(written.lines)
+            await written.until(HEALTH_LINE, times=3)
+        assert "AT+CSQ" not in written.lines[back_at:]

@@ -572,3 +572,27 @@ def parse_error_of(parser, lines: list[str]) -> AtParseError | None:
     except AtParseError as exc:
         return exc
     return None
+
+
+# -- chained answers ---------------------------------------------------------------------
+
+
+def test_split_chained_gives_each_command_its_lines() -> None:
+    lines = ["+CSQ: 20,99", "", "+CREG: 0,1", "+cpin: READY", '+CPMS: "SM",0,30,"SM",0,30']
+    answers = commands.split_chained(lines, ("+CSQ", "+CREG", "+CPIN", "+CNMI", "+CPMS"))
+    assert answers == {
+        "+CSQ": ["+CSQ: 20,99"],
+        "+CREG": ["+CREG: 0,1"],
+        "+CPIN": ["+cpin: READY"],
+        "+CNMI": [],  # a modem that skipped one: its parser says so, not the split
+        "+CPMS": ['+CPMS: "SM",0,30,"SM",0,30'],
+    }
+    assert commands.parse_csq(answers["+CSQ"]).dbm == -73
+    with pytest.raises(AtParseError, match=r"\+CNMI"):
+        commands.parse_cnmi(answers["+CNMI"])
+
+
+def test_split_chained_refuses_a_line_it_cannot_place() -> None:
+    with pytest.raises(AtParseError, match="'SIM800C R14' answers none of") as caught:
+        commands.split_chained(["+CSQ: 20,99", "SIM800C R14"], ("+CSQ", "+CREG"))
+    assert caught.value.raw == "SIM800C R14"
