@@ -51,7 +51,7 @@ from agent.store import Store, queries
 from agent.store.blocking import BlockRule
 from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
-from agent.uplink.numbers import NumbersSync
+from agent.uplink.numbers import NumbersSync, list_fields
 from agent.uplink.pump import OutboxPump
 from agent.uplink.state import UplinkState as UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
@@ -97,6 +97,7 @@ class Agent:
         self.numbers: NumbersSync | None = None
         self.pump: OutboxPump | None = None
         self.marks: TakeOffMarks | None = None
+        self._list_fields: dict[str, tuple[object, ...]] = {}  # by slot; see _modem_changed
         self.takeoff: TakeOffPoller | None = None
         self.client: OnlineSimClient | None = None
         self.webhook: WebhookServer | None = None
@@ -273,14 +274,20 @@ class Agent:
         return self.fleet.modems() if self.fleet is not None else []
 
     def _modem_changed(self, status: ModemStatus) -> None:
-        if self.numbers is not None:
-            self.numbers.notify_change()
-        if self.marks is not None and self.fleet is not None:
-            asyncio.get_running_loop().create_task(self.marks.settle(self.fleet.modems()))
-        counts = {state: 0 for state in ModemState}
-        for modem in self._live_modems():
-            counts[modem.state] += 1
-        self.metrics.set_modems(counts)
+        # Every health check brings a new signal figure: that is for the dashboard. The
+        # numbers list, the take-off marks and the state counts look again only when
+        # something they are built from changed, which keeps an idle site idle.
+        fields = list_fields(status)
+        if self._list_fields.get(status.slot) != fields:
+            self._list_fields[status.slot] = fields
+            if self.numbers is not None:
+                self.numbers.notify_change()
+            if self.marks is not None and self.fleet is not None:
+                asyncio.get_running_loop().create_task(self.marks.settle(self.fleet.modems()))
+            counts = {state: 0 for state in ModemState}
+            for modem in self._live_modems():
+                counts[modem.state] += 1
+            self.metrics.set_modems(counts)
         self._publish("modem", status.to_json())
 
     def _message_ready(self) -> None:

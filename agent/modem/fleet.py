@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -266,6 +267,7 @@ def _identity(status: ModemStatus) -> tuple[object, ...]:
     return (status.imei, status.model, status.iccid, status.imsi, status.operator)
 
 
+@functools.cache  # a site has a few hundred slot names at most, and sorts them often
 def _slot_order(slot: str) -> tuple[object, ...]:
     """Physical order: "1.1.10" after "1.1.9"."""
     return tuple(

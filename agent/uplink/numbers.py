@@ -157,6 +157,22 @@ def is_live(status: ModemStatus) -> bool:
     )
 
 
+def list_fields(status: ModemStatus) -> tuple[object, ...]:
+    """What of a ModemStatus the numbers list is built from (is_live, the number and its
+    checks, operator, port id): a change elsewhere (signal, storage) cannot change the list."""
+    return (
+        status.slot,
+        status.label,
+        status.state,
+        status.sim_state,
+        status.registered,
+        status.iccid,
+        status.imsi,
+        status.number,
+        status.operator,
+    )
+
+
 def port_id_of(status: ModemStatus) -> str:
     """The slot's label if it has one, else its stable USB path, cut to the API's 100
     characters from the left: the end of a by-path name is the part that differs."""
