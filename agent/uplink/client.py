@@ -1,5 +1,5 @@
 """The HTTP client of OnlineSim's reseller push API (sendNumbersOnline, addMessage,
-takeOffNumbers), over one pooled ``httpx.AsyncClient``.
+takeOffNumbers), over httpx transports of one connection each (see ``OnlineSimClient``).
 
 Every way a call can fail — an httpx exception, an HTTP status, an error code in either
 body form (JSON ``{"response": "CODE"}`` of the v1 document or the bare text code of the
@@ -22,6 +22,8 @@ import logging
 import math
 import re
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -38,6 +40,7 @@ from agent.errors import (
     UplinkRejected,
     UplinkTransient,
 )
+from agent.uplink.network import AsyncioBackend, lane_transport
 
 log = logging.getLogger("simedge.uplink")
 
@@ -315,6 +318,16 @@ def map_errors(method: str, *, secret: str) -> Iterator[None]:
         raise UplinkTransient(f"{method}: {kind}: {detail}", code=kind) from exc
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, minus
+    ``NO_PROXY``), as httpx's client would have taken it; None for a direct connection."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(urllib.parse.urlsplit(url).scheme) or proxies.get("all")
+
+
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "<api-key>") if secret else text
 
@@ -329,35 +342,39 @@ class OnlineSimClient:
 
     def __init__(self, settings: UplinkSettings) -> None:
         self._secret = settings.api_key
+        self._base_url = settings.base_url.rstrip("/") + "/"
+        self._urls: dict[str, httpx.URL] = {}  # by API method: parsed once, not per request
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if settings.api_key:
             # Without a key, send none: OnlineSim then says ERROR_NO_KEY, which names the
             # problem better than a malformed "Bearer " would.
             headers["Authorization"] = f"Bearer {settings.api_key}"
-        # One single-connection client per connection ("lane") rather than one pool of
-        # max_connections: httpcore's pool inspects every pooled connection on every
-        # request, half of the CPU of a backlog drain; a lane's pool has one to look at.
+        self._headers = httpx.Headers(headers)
+        self._json_headers = httpx.Headers({**headers, "Content-Type": JSON_CONTENT_TYPE})
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ).as_dict()
+        # Requests go straight to httpx's transport, one single-connection transport per
+        # connection ("lane"), on asyncio streams (agent.uplink.network). httpx.AsyncClient's
+        # own layer (cookie jar, auth flow, redirects, URL merging, event hooks) is none of
+        # what this API needs and was 40% of the CPU of a backlog drain; redirects are not
+        # followed either way (a moved URL or a captive portal is news for a person, and
+        # would turn a POST into a GET). One pool per lane, not one pool of
+        # max_connections: httpcore's pool inspects every pooled connection per request.
+        ssl_context = httpx.create_ssl_context()  # certifi's roots, SSL_CERT_FILE honoured
+        proxy = environment_proxy(self._base_url)
+        self.network = AsyncioBackend()
         self._lanes = [
-            httpx.AsyncClient(
-                base_url=settings.base_url,
-                headers=headers,
-                timeout=httpx.Timeout(
-                    connect=settings.connect_timeout,
-                    read=settings.read_timeout,
-                    write=settings.write_timeout,
-                    pool=settings.pool_timeout,
-                ),
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                # A redirect from the API is news for a person (moved URL, captive portal),
-                # and following it would turn a POST into a GET.
-                follow_redirects=False,
-            )
+            lane_transport(ssl_context, proxy, self.network)
             for _ in range(max(1, settings.max_connections))
         ]
         self._busy = [0] * len(self._lanes)
 
     def __repr__(self) -> str:
-        return f"OnlineSimClient(base_url={str(self._lanes[0].base_url)!r})"
+        return f"OnlineSimClient(base_url={self._base_url.rstrip('/')!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -435,18 +452,32 @@ class OnlineSimClient:
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         content = None
-        headers = {}
+        headers = self._headers
         if json_body is not None:
             content = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
-            headers["Content-Type"] = JSON_CONTENT_TYPE
+            headers = self._json_headers
+        url = self._urls.get(api_method)
+        if url is None:
+            url = self._urls[api_method] = httpx.URL(self._base_url + api_method)
         started = time.monotonic()
         lane = self._busy.index(min(self._busy))  # the least busy connection
         self._busy[lane] += 1
         try:
             with map_errors(api_method, secret=self._secret):
-                response = await self._lanes[lane].request(
-                    http_method, api_method, content=content, params=params, headers=headers
+                request = httpx.Request(
+                    http_method,
+                    url,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    extensions={"timeout": self._timeout},
                 )
+                response = await self._lanes[lane].handle_async_request(request)
+                response.request = request
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         finally:
             self._busy[lane] -= 1
         log.debug(

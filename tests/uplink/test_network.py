@@ -1,0 +1,191 @@
+"""The uplink's httpx transport on asyncio streams (agent.uplink.network), against real
+servers on loopback: plain HTTP, TLS, keep-alive, a server that closes idle connections,
+one that never answers, and a port nobody listens on."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpcore
+import httpx
+import pytest
+import trustme
+
+from agent.emulate.onlinesim import OnlineSimStandIn
+from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
+from agent.uplink.client import environment_proxy
+from agent.uplink.network import AsyncioBackend, lane_transport
+
+KEY = "sk-network-0123456789"
+ANSWER = b'{"response": 1}'
+
+
+@asynccontextmanager
+async def http_server(
+    *, close_after_answer: bool = False, answer: bool = True, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A small HTTP/1.1 peer: answers each request with ANSWER (keeping the connection
+    unless ``close_after_answer``), or never answers. Yields its URL and the requests."""
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                requests.append(head + await reader.readexactly(length))
+                if not answer:
+                    await reader.read()  # until the client gives up
+                    return
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
+                )
+                await writer.drain()
+                if close_after_answer:
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    scheme = "https" if tls else "http"
+    try:
+        yield f"{scheme}://localhost:{port}", requests
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def transport(
+    backend: AsyncioBackend, context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
+    return lane_transport(context or httpx.create_ssl_context(), None, backend)
+
+
+async def post(lane: httpx.AsyncHTTPTransport, url: str, **extensions: object) -> httpx.Response:
+    request = httpx.Request("POST", f"{url}/api/addMessage", content=b"{}", extensions=extensions)
+    response = await lane.handle_async_request(request)
+    await response.aread()
+    return response
+
+
+async def test_the_client_goes_through_the_asyncio_backend_and_keeps_its_connection() -> None:
+    standin = OnlineSimStandIn(key=KEY)
+    await standin.start("127.0.0.1", 0)
+    client = OnlineSimClient(
+        UplinkSettings(base_url=f"{standin.url}/api/resellers", api_key=KEY, max_connections=1)
+    )
+    try:
+        await client.send_numbers_online(
+            [NumberItem(number="+79161230001", country_id=7, date_start=1)]
+        )
+        for n in range(5):
+            await client.add_message(number="+79161230001", sender="VK", text=f"{n}", date=1)
+        assert client.network.connections == 1  # six requests, one kept-alive connection
+        assert [m.text for m in standin.state.messages] == ["0", "1", "2", "3", "4"]
+    finally:
+        await client.aclose()
+        await standin.stop()
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    async with http_server(close_after_answer=True) as (url, requests):
+        first = await post(lane, url)
+        # Wait until the idle pooled connection has seen the server's close.
+        assert await first.extensions["network_stream"].read(1, timeout=5) == b""
+        second = await post(lane, url)
+    await lane.aclose()
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.content == ANSWER
+    assert len(requests) == 2
+    assert backend.connections == 2
+
+
+async def test_tls_with_the_site_trusting_the_servers_authority() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    backend = AsyncioBackend()
+    lane = transport(backend, client_context)
+    async with http_server(tls=server_context) as (url, requests):
+        answer = await post(lane, url)
+        stranger = transport(AsyncioBackend())  # certifi's roots only: refused
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await post(stranger, url)
+        await stranger.aclose()
+    await lane.aclose()
+    assert answer.content == ANSWER
+    assert answer.extensions["network_stream"].get_extra_info("ssl_object") is not None
+    assert len(requests) == 1
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    lane = transport(AsyncioBackend())
+    timeouts = {"connect": 1.0, "read": 0.2, "write": 1.0, "pool": 1.0}
+    async with http_server(answer=False) as (url, requests):
+        with pytest.raises(httpx.ReadTimeout, match=r"no answer within 0\.2 s"):
+            await post(lane, url, timeout=timeouts)
+    await lane.aclose()
+    assert len(requests) == 1
+
+
+async def test_nobody_listening_is_a_connect_error() -> None:
+    sock_server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = sock_server.sockets[0].getsockname()[1]
+    sock_server.close()
+    await sock_server.wait_closed()
+    lane = transport(AsyncioBackend())
+    with pytest.raises(httpx.ConnectError):
+        await post(lane, f"http://127.0.0.1:{port}")
+    await lane.aclose()
+
+
+def test_with_a_proxy_in_the_environment_httpx_keeps_its_own_pool() -> None:
+    lane = lane_transport(httpx.create_ssl_context(), "http://proxy.example:3128", AsyncioBackend())
+    assert isinstance(lane._pool, httpcore.AsyncHTTPProxy)
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "proxy"),
+    [
+        ({}, "https://onlinesim.example/api/resellers/", None),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128"},
+            "https://onlinesim.example/api/",
+            "http://proxy:3128",
+        ),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8000/api/", None),
+        ({"ALL_PROXY": "http://proxy:3128"}, "http://10.0.0.5/api/", "http://proxy:3128"),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "onlinesim.example"},
+            "https://onlinesim.example/api/",
+            None,
+        ),
+    ],
+)
+def test_environment_proxy(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], url: str, proxy: str | None
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert environment_proxy(url) == proxy
