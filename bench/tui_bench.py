@@ -1,20 +1,21 @@
 """The dashboard's cost on a Pi over SSH: memory, CPU per minute, bytes sent to the terminal.
 
 ``simedge tui`` runs as its own process on a pseudo-terminal of 80x24 (as over SSH),
-against the stand-in site of the dashboard's tests served on a real control socket
-(16 modems). Measured from /proc for the dashboard's process only: CPU seconds per minute
-of wall time and terminal bytes per minute, first idle, then while 20 SMS/s arrive as
-``message`` events (each bumps a slot's counters and the feed); then its resident memory.
+attached to the real agent of a site of 64 emulated modems and the OnlineSim stand-in
+(:mod:`bench.site`). Measured from /proc for the dashboard's process only: CPU seconds per
+minute of wall time and terminal bytes per minute, first idle, then while 20 SMS/s are
+injected into the modems (each one read, stored, uploaded, and shown as it goes); then
+its resident memory.
 
     python -m bench.tui_bench [SECONDS]
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import termios
@@ -23,9 +24,10 @@ import time
 from pathlib import Path
 
 from bench import Result
+from bench.site import inject_steadily, simedge_site
 
 RATE = 20  # SMS per second in the busy window
-SLOTS = 16
+MODEMS = 64
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -64,9 +66,9 @@ class _Terminal:
                 self.seen += chunk
 
 
-def _window(pid: int, terminal: _Terminal, seconds: float) -> tuple[float, float]:
+async def _window(pid: int, terminal: _Terminal, seconds: float) -> tuple[float, float]:
     cpu, sent, start = _cpu_seconds(pid), terminal.received, time.monotonic()
-    time.sleep(seconds)
+    await asyncio.sleep(seconds)
     elapsed = time.monotonic() - start
     return (
         (_cpu_seconds(pid) - cpu) * 60 / elapsed,
@@ -74,76 +76,67 @@ def _window(pid: int, terminal: _Terminal, seconds: float) -> tuple[float, float
     )
 
 
-def run(seconds: float = 20.0) -> list[Result]:
-    from agent.status import MessageSummary
-    from tests.tui.site import SiteStandIn, demo_messages, demo_site, site_in_thread
+async def _measure(folder: Path, seconds: float) -> dict[str, float]:
+    async with simedge_site(folder, MODEMS, seed=9) as site:
+        terminal = _Terminal()
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("simedge")),
+            "tui",
+            "--socket",
+            str(folder / "agent.sock"),
+            "--db",
+            str(folder / "data" / "simedge.db"),
+            stdin=terminal.slave,
+            stdout=terminal.slave,
+            stderr=terminal.slave,
+            env={**os.environ, "TERM": "xterm-256color"},
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while b"live" not in terminal.seen:  # the first live snapshot is drawn
+                if time.monotonic() > deadline or process.returncode is not None:
+                    raise RuntimeError("the dashboard never showed the live site")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)  # start-up work (CSS, first layout) is not "idle"
+            idle_cpu, idle_bytes = await _window(process.pid, terminal, seconds)
+            # Real SMS through the real agent: each one is a message and an outbox event
+            # on the control socket, and a row in the dashboard's feed.
+            feeding = asyncio.create_task(
+                inject_steadily(site.control, MODEMS, RATE, seconds + 5, "tui", site.next_event)
+            )
+            busy_cpu, busy_bytes = await _window(process.pid, terminal, seconds)
+            await feeding
+            return {
+                "idle_cpu": idle_cpu,
+                "idle_bytes": idle_bytes,
+                "busy_cpu": busy_cpu,
+                "busy_bytes": busy_bytes,
+                "rss": _status_kib(process.pid, "VmRSS") / 1024,
+                "peak": _status_kib(process.pid, "VmHWM") / 1024,
+            }
+        finally:
+            process.terminate()
+            async with asyncio.timeout(10):
+                await process.wait()
+            os.close(terminal.slave)
+            os.close(terminal.master)
 
+
+def run(seconds: float = 20.0) -> list[Result]:
     command = f"python -m bench.tui_bench {seconds:g}"
     with tempfile.TemporaryDirectory(prefix="simedge-tui-bench-") as directory:
-        socket_path = Path(directory) / "control.sock"
-        now = time.time()
-        site = SiteStandIn(demo_site(now, slots=SLOTS), demo_messages(now))
-        with site_in_thread(socket_path, site) as loop:
-            terminal = _Terminal()
-            process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("simedge")),
-                    "tui",
-                    "--socket",
-                    str(socket_path),
-                    "--db",
-                    str(Path(directory) / "none.db"),
-                ],
-                stdin=terminal.slave,
-                stdout=terminal.slave,
-                stderr=terminal.slave,
-                env={**os.environ, "TERM": "xterm-256color"},
-                start_new_session=True,
-            )
-            try:
-                deadline = time.monotonic() + 30
-                while b"live" not in terminal.seen:  # the first live snapshot is drawn
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("the dashboard never showed the live site")
-                    time.sleep(0.1)
-                time.sleep(2)  # start-up work (CSS, first layout) is not "idle"
-                idle_cpu, idle_bytes = _window(process.pid, terminal, seconds)
-
-                stop = threading.Event()
-
-                def sms_feed() -> None:
-                    n = 0
-                    while not stop.wait(1 / RATE):
-                        n += 1
-                        message = MessageSummary(
-                            id=1000 + n,
-                            sender="Bank",
-                            text=f"code {n:06d}",
-                            state="pending",
-                            received_at=time.time(),
-                            slot=f"1-1.{n % SLOTS + 1}",
-                        )
-                        loop.call_soon_threadsafe(site.receive, message)
-
-                feeder = threading.Thread(target=sms_feed, daemon=True)
-                feeder.start()
-                busy_cpu, busy_bytes = _window(process.pid, terminal, seconds)
-                stop.set()
-                feeder.join()
-                rss = _status_kib(process.pid, "VmRSS") / 1024
-                peak = _status_kib(process.pid, "VmHWM") / 1024
-            finally:
-                process.terminate()
-                process.wait(10)
-                os.close(terminal.slave)
-                os.close(terminal.master)
+        figures = asyncio.run(_measure(Path(directory), seconds))
+    rss, peak = figures["rss"], figures["peak"]
+    idle_cpu, idle_bytes = figures["idle_cpu"], figures["idle_bytes"]
+    busy_cpu, busy_bytes = figures["busy_cpu"], figures["busy_bytes"]
     return [
         Result(
             "dashboard memory (RSS after the busy window)",
             rss,
             "MiB",
             command,
-            f"peak {peak:.0f} MiB; {SLOTS} modems",
+            f"peak {peak:.0f} MiB; the real agent with {MODEMS} emulated modems",
         ),
         Result(
             "dashboard CPU, idle",
