@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ class Agent:
         self.pump: OutboxPump | None = None
         self.marks: TakeOffMarks | None = None
         self._list_fields: dict[str, tuple[object, ...]] = {}  # by slot; see _modem_changed
+        self._background: set[asyncio.Task[object]] = set()
         self.takeoff: TakeOffPoller | None = None
         self.client: OnlineSimClient | None = None
         self.webhook: WebhookServer | None = None
@@ -283,12 +284,25 @@ class Agent:
             if self.numbers is not None:
                 self.numbers.notify_change()
             if self.marks is not None and self.fleet is not None:
-                asyncio.get_running_loop().create_task(self.marks.settle(self.fleet.modems()))
+                self._in_background(self.marks.settle(self.fleet.modems()), "settle take-off marks")
             counts = {state: 0 for state in ModemState}
             for modem in self._live_modems():
                 counts[modem.state] += 1
             self.metrics.set_modems(counts)
         self._publish("modem", status.to_json())
+
+    def _in_background(self, work: Coroutine[Any, Any, object], what: str) -> None:
+        """Run ``work`` without waiting for it, holding its task until it ends (the loop
+        keeps only a weak reference) and logging its failure."""
+        task = asyncio.get_running_loop().create_task(work, name=what)
+        self._background.add(task)
+
+        def ended(task: asyncio.Task[object]) -> None:
+            self._background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s failed: %s", what, task.exception())
+
+        task.add_done_callback(ended)
 
     def _message_ready(self) -> None:
         self._activity_stale = True
