@@ -7,6 +7,8 @@ output is docs/dashboard-80x24.txt and the README's picture.
 from __future__ import annotations
 
 import os
+import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,18 @@ class Tmux:
             env=environment,
             timeout=10,
         )
+        # tmux has no event for "the screen changed", but it copies whatever the program
+        # writes to its terminal into a command (pipe-pane): here into a FIFO, whose
+        # readiness is that event. Opened first, non-blocking, so the writer never waits.
+        self._folder = Path(tempfile.mkdtemp(prefix="simedge-tmux-"))
+        fifo = self._folder / "output"
+        os.mkfifo(fifo)
+        self._output = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        subprocess.run(
+            ["tmux", "pipe-pane", "-O", "-t", self.name, f"cat > {shlex.quote(str(fifo))}"],
+            check=True,
+            timeout=10,
+        )
 
     def capture(self) -> str:
         return subprocess.run(
@@ -57,19 +71,24 @@ class Tmux:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True, timeout=10)
 
     def wait_for(self, text: str, timeout: float = 15.0) -> str:
-        """The screen once it shows ``text``. tmux has no event for "the screen changed",
-        so the pane is read every 50 ms until the text is there or the time is up."""
+        """The screen once it shows ``text``: read again each time the program has written
+        to the terminal, until the text is there or ``timeout`` seconds have passed."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.capture()
             if text in screen:
                 return screen
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise AssertionError(f"{text!r} never appeared; the screen:\n{screen}")
-            time.sleep(0.05)
+            readable, _, _ = select.select([self._output], [], [], remaining)
+            if readable and not os.read(self._output, 1 << 16):
+                raise AssertionError(f"the program ended before {text!r}; the screen:\n{screen}")
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, timeout=10)
+        os.close(self._output)
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def available() -> bool:
