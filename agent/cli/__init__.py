@@ -34,6 +34,20 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # also: configuration errors
 
+DEFAULT_CONFIG = "/etc/simedge/simedge.toml"  # where deploy/install.sh puts it
+
+
+def add_config_argument(parser: argparse.ArgumentParser, purpose: str = "") -> None:
+    """``--config FILE``, defaulting to the installed site's file; ``purpose`` says what
+    the command reads from it."""
+    what = f", {purpose}" if purpose else ""
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"configuration file{what} (default {DEFAULT_CONFIG})",
+    )
+
 
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM, for commands that run until stopped (the agent,

@@ -15,22 +15,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
 if TYPE_CHECKING:
     from agent.config import Config
     from agent.store import Store
-
-DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=DEFAULT_CONFIG,
-        help=f"configuration file (default {DEFAULT_CONFIG})",
-    )
 
 
 def configure_sim(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +27,7 @@ def configure_sim(parser: argparse.ArgumentParser) -> None:
     set_number = sub.add_parser("set-number", help="set a SIM's own number by hand")
     set_number.add_argument("iccid", help="the SIM's ICCID (simedge scan shows it)")
     set_number.add_argument("number", help="its number, international: +79161234567")
-    _common(set_number)
+    add_config_argument(set_number)
 
 
 def configure_outbox(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +36,7 @@ def configure_outbox(parser: argparse.ArgumentParser) -> None:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("message_id", nargs="?", type=int, help="the message's number")
     which.add_argument("--all-dead", action="store_true", help="every dead letter")
-    _common(retry)
+    add_config_argument(retry)
 
 
 def run_sim(args: argparse.Namespace) -> int:

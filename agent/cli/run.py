@@ -6,22 +6,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, stop_on_signals
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, stop_on_signals
 
 if TYPE_CHECKING:
     from agent.config import Config
 
 HELP = "run the agent on this site's modems (--check-config: only validate the file)"
-DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"configuration file (default {DEFAULT_CONFIG})",
-    )
+    add_config_argument(parser)
     parser.add_argument(
         "--check-config",
         action="store_true",

@@ -15,13 +15,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
 HELP = "show the outbox (pending, back-off, dead, last error) and SIMs to swap"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", default="/etc/simedge/simedge.toml")
+    add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 

@@ -6,19 +6,13 @@ import argparse
 import importlib
 import sys
 
-from agent.cli import EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_OK, EXIT_USAGE, add_config_argument
 
 HELP = "the dashboard: the site at a glance, over SSH (talks to the running agent)"
-DEFAULT_CONFIG = "/etc/simedge/simedge.toml"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"configuration file, for the socket and database paths (default {DEFAULT_CONFIG})",
-    )
+    add_config_argument(parser, "for the socket and database paths")
     parser.add_argument("--socket", metavar="PATH", help="control socket (overrides --config)")
     parser.add_argument(
         "--db", metavar="PATH", help="the agent's database, read when it is down (overrides)"
