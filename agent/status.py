@@ -129,6 +129,9 @@ class UplinkStatus:
     last_error_at: float | None = None
     next_attempt_at: float | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
 
 @dataclass(frozen=True)
 class OutboxStatus:

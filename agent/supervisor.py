@@ -43,9 +43,6 @@ from agent.status import (
     ModemStatus,
     OutboxStatus,
     SiteSnapshot,
-    TakeoffMark,
-    UplinkState,
-    UplinkStatus,
 )
 from agent.store import Store, queries
 from agent.store.blocking import BlockRule
@@ -179,7 +176,9 @@ class Agent:
             on_marked=self._takeoff_marked,
             state=self.uplink,
         )
-        self.uplink.on_change(lambda snapshot: self._publish("uplink", snapshot.to_json()))
+        self.uplink.on_change(
+            lambda snapshot: self._publish("uplink", snapshot.to_status().to_json())
+        )
         watcher = PortWatcher(
             config.modems.ports,
             labels=config.site.slot_labels,
@@ -461,30 +460,15 @@ class Agent:
         activity, forwarded, latency = self._activity[1]
         counts = await self.store.outbox_counts(now)
         events = await self.store.read(lambda: queries.events(100))
-        uplink = self.uplink.snapshot
         disk = shutil.disk_usage(self.config.site.data_dir)
         return SiteSnapshot(
             taken_at=now,
             modems=tuple(self._live_modems()),
             activity=activity,
-            uplink=UplinkStatus(
-                state=UplinkState(str(uplink.condition)),
-                code=uplink.code,
-                since=uplink.since,
-                last_success_at=uplink.last_success_at,
-                last_error=uplink.last_error,
-                last_error_at=uplink.last_error_at,
-            ),
+            uplink=self.uplink.snapshot.to_status(),
             outbox=OutboxStatus(**_outbox_fields(counts)),
             takeoff=tuple(
-                TakeoffMark(
-                    iccid=mark.iccid,
-                    slot=mark.slot,
-                    number=mark.number,
-                    sum_rub=mark.sum_rub,
-                    marked_at=mark.marked_at,
-                )
-                for mark in (self.marks.open_marks() if self.marks else [])
+                mark.to_status() for mark in (self.marks.open_marks() if self.marks else [])
             ),
             sims_online=len(self.online_list()),
             clock_synced=_clock_synced(),

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from agent.errors import UplinkError
+from agent.status import UplinkState as UplinkStatusState
+from agent.status import UplinkStatus
 
 
 class UplinkCondition(StrEnum):
@@ -43,10 +45,17 @@ class UplinkSnapshot:
     last_error: str | None = None
     last_error_at: float | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["condition"] = str(self.condition)
-        return document
+    def to_status(self) -> UplinkStatus:
+        """The shared shape (agent.status) in which the dashboard reads it, from the
+        snapshot and from every "uplink" event alike."""
+        return UplinkStatus(
+            state=UplinkStatusState(str(self.condition)),
+            code=self.code,
+            since=self.since,
+            last_success_at=self.last_success_at,
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+        )
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` shows: no message text, no numbers, no secrets."""

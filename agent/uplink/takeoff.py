@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from agent.errors import ControlError, UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
-from agent.status import ModemStatus
+from agent.status import ModemStatus, TakeoffMark
 from agent.store import Store
 from agent.store.models import Sim
 from agent.uplink.client import OnlineSimClient, TakeOffItem
@@ -47,6 +47,16 @@ class TakeOffMark:
     number: str
     sum_rub: float
     at: datetime
+
+    def to_status(self) -> TakeoffMark:
+        """The shared shape (agent.status) in which the dashboard reads it."""
+        return TakeoffMark(
+            iccid=self.iccid,
+            slot=self.slot,
+            number=self.number,
+            sum_rub=self.sum_rub,
+            marked_at=self.at.timestamp(),
+        )
 
 
 class TakeOffMarks:

@@ -46,6 +46,11 @@ async def test_an_earning_sim_is_marked_in_its_slot_until_it_is_swapped(
         earning,
         75.5,
     )
+    shown = (await site.agent.snapshot()).takeoff  # what the dashboard's Take-off screen lists
+    assert [(m.iccid, m.slot, m.number, m.sum_rub) for m in shown] == [
+        (earning_iccid, earning_slot, earning, 75.5)
+    ]
+    assert shown[0].marked_at == mark.at.timestamp()
     # "offline": the number leaves OnlineSim's list at once; the other one stays.
     await site.until(lambda: set(site.standin.state.online) == {other})
 
