@@ -140,13 +140,21 @@ class TakeOffMarks:
         )
 
     async def _close(self, mark: TakeOffMark, why: str) -> None:
+        # Taken out before the write is awaited: the supervisor (on a modem change) and the
+        # numbers sync (before a list) both settle, and a mark is closed and logged once.
+        if self._open.get(mark.iccid) is not mark:
+            return
+        del self._open[mark.iccid]
         at = datetime.fromtimestamp(self._clock(), UTC)
 
         def job() -> None:
             Sim.update(takeoff_done_at=at).where(Sim.iccid == mark.iccid).execute()
 
-        await self._store.writer.submit(job, f"close the take-off mark of {mark.iccid}")
-        del self._open[mark.iccid]
+        try:
+            await self._store.writer.submit(job, f"close the take-off mark of {mark.iccid}")
+        except BaseException:
+            self._open.setdefault(mark.iccid, mark)  # still open on disk: still open here
+            raise
         await self._store.log_event("takeoff_done", why, slot=mark.slot, iccid=mark.iccid, at=at)
 
 

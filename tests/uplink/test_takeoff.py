@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from agent.store.models import Sim
+from agent.store.models import Event, Sim
+from agent.uplink.client import TakeOffItem
 from agent.uplink.numbers import NumbersSync
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from tests.uplink.world import FAST, World, sim_status, world
@@ -67,6 +69,19 @@ async def test_a_new_iccid_in_the_slot_clears_the_mark(world: World) -> None:
     # A second poll with the old poller's since date still sends the sum.
     await poller.poll_once()
     assert "date" in world.requests("takeOffNumbers")[-1].query
+
+
+async def test_two_settles_at_once_close_a_swapped_mark_once(world: World) -> None:
+    await world.add_sim(A, None, slot="usb-1.1")
+    marks = TakeOffMarks(world.store)
+    await marks.mark(A, "usb-1.1", TakeOffItem(number=NUM_A, id=1, sum=75.5, country="7"))
+    swapped = [sim_status("usb-1.1", NEW, "+79161230009")]
+    # The supervisor (a modem changed) and the numbers sync (a list is due) at once.
+    await asyncio.gather(marks.settle(swapped), marks.settle(swapped))
+    assert marks.open_marks() == []
+    assert Sim.get_by_id(A).takeoff_done_at is not None
+    done = Event.select().where(Event.kind == "takeoff_done")
+    assert [event.iccid for event in done] == [A]
 
 
 async def test_takeoff_sum_zero_disables_polling(world: World) -> None:
