@@ -59,6 +59,7 @@ MAX_CONTINUATION_LINES = 32
 
 _TERMINATOR = re.compile(rb"[\r\n\x1a\x1b]")
 _NMEA = re.compile(r"\$[A-Z]{5},")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 _HEX_LINE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _SUBCOMMAND = re.compile(r"\s*([+^!#$%*][A-Za-z0-9_]+)\s*(=\?|\?|=)?")
 _PROMPTING = frozenset({"+CMGS", "+CMGW", "+CMGC"})
@@ -241,7 +242,7 @@ class AtFramer:
         except UnicodeDecodeError:
             events.append(Garbage(raw, "not UTF-8 text"))
             return None
-        if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in text):
+        if _CONTROL.search(text):
             events.append(Garbage(raw, "control characters in line"))
             return None
         if _NMEA.match(text):
