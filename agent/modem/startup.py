@@ -22,7 +22,13 @@ from agent.errors import AtParseError, CommandFailed
 from agent.logs import get_logger
 from agent.modem.session import AtSession
 from agent.protocol import commands
-from agent.protocol.commands import PinStatus, Registration, RegistrationStatus, StorageUsage
+from agent.protocol.commands import (
+    MessageIndication,
+    PinStatus,
+    Registration,
+    RegistrationStatus,
+    StorageUsage,
+)
 from agent.status import SimState
 
 log = get_logger("modem.startup")
@@ -44,6 +50,12 @@ class CnmiChoice:
 
     command: str
     direct: bool = False
+
+    def matches(self, current: MessageIndication) -> bool:
+        """Whether a ``+CNMI?`` answer has this setting's mode and SMS indication (the
+        fields after them vary by modem and are not ours to judge)."""
+        wanted = self.command.split("=", 1)[1].split(",")
+        return current.mode == int(wanted[0]) and (len(wanted) < 2 or current.mt == int(wanted[1]))
 
 
 # Stored delivery (+CMTI) first: the SMS stays on the SIM until the store has it. Direct

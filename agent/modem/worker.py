@@ -138,6 +138,14 @@ HEALTH_QUESTIONS = {
 HEALTH_LINE = "AT" + ";".join(question[2:] for question in HEALTH_QUESTIONS.values())
 
 
+def _indications_on(chosen: startup.CnmiChoice, lines: list[str]) -> bool:
+    """Whether the ``+CNMI?`` answer still has the mode and SMS indication we set up."""
+    try:
+        return chosen.matches(commands.parse_cnmi(lines))
+    except AtParseError:
+        return True  # a modem that cannot say is judged by its other answers
+
+
 class _Tick(StrEnum):
     HEALTH = "health"
     SETUP = "setup"  # boot URCs settled, or a SIM came: set up again
@@ -635,8 +643,9 @@ class ModemWorker:
         if sim is not self.status.sim_state:
             self._publish(sim_state=sim, fault=None if sim is SimState.READY else f"SIM {sim}")
         if sim is SimState.READY and self._sim is not None:
+            chosen = self._setup.cnmi if self._setup is not None else None
             with contextlib.suppress(CommandFailed):
-                if self._cnmi_chosen() and not self._indications_on(await answer("+CNMI")):
+                if chosen is not None and not _indications_on(chosen, await answer("+CNMI")):
                     # A modem that reset without a boot line we know (or a missed +CNMA)
                     # has silently stopped telling us of new SMS: set it up, then sweep.
                     log.warning("%s: new-SMS indications are off: setting up again", self.slot)
@@ -673,23 +682,6 @@ class ModemWorker:
             log.info("%s: %s failed (%s): asking one by one", self.slot, HEALTH_LINE, exc)
             self._chain_health = False
             return None
-
-    def _cnmi_chosen(self) -> str | None:
-        """The ``AT+CNMI=...`` the set-up chose (None: the modem took none of ours)."""
-        chosen = self._setup.cnmi if self._setup is not None else None
-        return chosen.command if chosen is not None else None
-
-    def _indications_on(self, lines: list[str]) -> bool:
-        """Whether the ``+CNMI?`` answer still has the mode and SMS indication we set up."""
-        chosen = self._cnmi_chosen()
-        if chosen is None:
-            return True
-        try:
-            current = commands.parse_cnmi(lines)
-        except AtParseError:
-            return True  # a modem that cannot say is judged by its other answers
-        wanted = chosen.split("=", 1)[1].split(",")
-        return current.mode == int(wanted[0]) and (len(wanted) < 2 or current.mt == int(wanted[1]))
 
     # -- receiving -----------------------------------------------------------------------
 
