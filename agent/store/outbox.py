@@ -236,6 +236,12 @@ def retry_all_dead(*, at: datetime) -> int:
     return count
 
 
+def pending_count() -> int:
+    """Messages waiting for an attempt, now or at a retry time: the outbox's depth."""
+    (count,) = sql('SELECT COUNT(*) FROM "message" WHERE "state" = ?', (PENDING,)).fetchone()
+    return int(count)
+
+
 def counts(now: datetime) -> OutboxCounts:
     by_state = dict(
         Message.select(Message.state, fn.COUNT(Message.id))

@@ -420,6 +420,10 @@ class Store:
             self._notify_ready()
         return count
 
+    async def outbox_depth(self) -> int:
+        """Pending messages, due now or backing off (one indexed count)."""
+        return outbox.pending_count()
+
     async def outbox_counts(self, now: datetime | float | None = None) -> outbox.OutboxCounts:
         """Pending, backing off, dead, blocked, last success and last error."""
         return outbox.counts(to_utc(now) if now is not None else _now())

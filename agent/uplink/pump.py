@@ -360,5 +360,4 @@ class OutboxPump:
         if self._metrics is None or now - self._depth_at < _DEPTH_INTERVAL:
             return
         self._depth_at = now
-        counts = await self._store.outbox_counts(self._clock())
-        self._metrics.set_outbox_depth(counts.pending + counts.backing_off)
+        self._metrics.set_outbox_depth(await self._store.outbox_depth())

@@ -121,11 +121,13 @@ async def test_a_retry_schedule_survives_a_restart(db_path: Path) -> None:
         assert a1 not in [m.id for m in await store.due_messages(T0, 10)]
         (first, _) = await store.due_messages(T0 + timedelta(minutes=5), 10)
         counts = await store.outbox_counts(T0)
+        depth = await store.outbox_depth()
     finally:
         await store.close()
 
     assert (first.id, first.attempts) == (a1, 3)
     assert (counts.pending, counts.backing_off, counts.last_error) == (2, 1, "timeout")
+    assert depth == 3  # what the outbox-depth gauge shows: due and backing off alike
 
 
 async def test_dead_letters_free_the_line_and_can_be_retried(store: Store, db_path: Path) -> None:
