@@ -5,8 +5,9 @@ and how long to wait after the n-th failure. The wait is one pure function,
 :func:`next_delay`, used in two ways that must agree:
 
 - in memory, by tenacity: :func:`retrying` builds an ``AsyncRetrying`` around a call
-  (sendNumbersOnline, takeOffNumbers, the account probe) and sleeps between attempts,
-  logging one line per sleep;
+  and sleeps between attempts, logging one line per sleep (the take-off poller's
+  takeOffNumbers calls and its account probes); the numbers loop, which must also wake
+  for a new list while it waits, keeps its retry time itself with :func:`next_delay`;
 - persisted, by the outbox: each addMessage keeps its attempt count and next attempt
   time in SQLite, computed with :func:`next_attempt_at`, so that a restart resumes the
   schedule instead of starting it over or hammering OnlineSim.
@@ -172,10 +173,12 @@ def retrying(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    on_retry: Callable[[BaseException], object] | None = None,
 ) -> AsyncRetrying:
     """An ``AsyncRetrying`` that follows ``policy``, re-raising the last error when it stops.
 
-    ``sleep`` is tenacity's hook: tests pass a recorder that does not sleep. Use it as
+    ``sleep`` is tenacity's hook: tests pass a recorder that does not sleep. ``on_retry``
+    sees each failure that will be retried (the uplink state records it). Use it as
     ``await retrying(policy)(client.take_off_numbers, sum_rub=50, since=None)`` or as
     ``async for attempt in retrying(policy): with attempt: ...``.
     """
@@ -185,13 +188,17 @@ def retrying(
         stop=stop_never if policy.max_attempts is None else stop_after_attempt(policy.max_attempts),
         reraise=True,
         sleep=sleep,
-        before_sleep=_log_sleep(policy),
+        before_sleep=_log_sleep(policy, on_retry),
     )
 
 
-def _log_sleep(policy: RetryPolicy) -> Callable[[RetryCallState], None]:
+def _log_sleep(
+    policy: RetryPolicy, on_retry: Callable[[BaseException], object] | None
+) -> Callable[[RetryCallState], None]:
     def before_sleep(retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
+        if on_retry is not None and error is not None:
+            on_retry(error)
         delay = retry_state.upcoming_sleep
         # Our errors' messages never contain the API key (see agent.uplink.client).
         log.warning(

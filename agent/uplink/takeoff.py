@@ -28,7 +28,7 @@ from agent.status import ModemStatus, TakeoffMark
 from agent.store import Store
 from agent.store.models import Sim
 from agent.uplink.client import OnlineSimClient, TakeOffItem
-from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
+from agent.uplink.policy import RetryPolicy, account_probe, retrying, transient_backoff
 from agent.uplink.state import UplinkState
 
 log = get_logger("uplink.takeoff")
@@ -217,33 +217,28 @@ class TakeOffPoller:
         return items
 
     async def run(self) -> None:
-        """Poll until cancelled; returns at once when ``takeoff_sum`` is 0."""
+        """Poll until cancelled; returns at once when ``takeoff_sum`` is 0.
+
+        Each poll is retried by tenacity (agent.uplink.policy.retrying): a flaky link
+        with the transient back-off, a refused account with the slow probe until a
+        person has fixed it. A rejected query waits for the next regular poll."""
         if not self.enabled:
             log.info("take-off polling disabled (takeoff_sum = 0)")
             return
-        failures = 0
         while True:
             try:
-                await self.poll_once()
+                try:
+                    await retrying(self._policy, on_retry=self._failed)(self.poll_once)
+                except UplinkAccountError as error:
+                    self._failed(error)
+                    await retrying(self._probe, on_retry=self._failed)(self.poll_once)
             except UplinkError as error:
-                failures += 1
-                delay = self._failed(error, failures)
-            else:
-                failures = 0
-                delay = self._interval
-            await asyncio.sleep(delay)
+                # A rejected query cannot improve by itself; ask again on the schedule.
+                log.error("takeOffNumbers refused: %s (body %r)", error, error.body)
+            await asyncio.sleep(self._interval)
 
-    def _failed(self, error: UplinkError, failures: int) -> float:
+    def _failed(self, error: BaseException) -> None:
         if isinstance(error, UplinkAccountError):
             self._state.pause(error)
-            policy = self._probe
         elif isinstance(error, UplinkTransient):
             self._state.backing_off(error)
-            policy = self._policy
-        else:
-            # A rejected query cannot improve by itself; ask again on the normal schedule.
-            log.error("takeOffNumbers refused: %s (body %r)", error, error.body)
-            return self._interval
-        delay = next_delay(failures, policy, error=error)
-        log.warning("takeOffNumbers failed (%s); next try in %.1f s", error.code, delay)
-        return delay

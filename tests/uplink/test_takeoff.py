@@ -10,6 +10,8 @@ import pytest
 from agent.store.models import Event, Sim
 from agent.uplink.client import TakeOffItem
 from agent.uplink.numbers import NumbersSync
+from agent.uplink.policy import account_probe
+from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from tests.uplink.world import FAST, World, sim_status, world
 
@@ -82,6 +84,44 @@ async def test_two_settles_at_once_close_a_swapped_mark_once(world: World) -> No
     assert Sim.get_by_id(A).takeoff_done_at is not None
     done = Event.select().where(Event.kind == "takeoff_done")
     assert [event.iccid for event in done] == [A]
+
+
+async def test_the_poller_backs_off_a_flaky_link_probes_a_refused_account_then_marks(
+    world: World,
+) -> None:
+    numbers, _ = await started(world, offline=False)
+    state = UplinkState()
+    seen: list[UplinkCondition] = []
+    changed = asyncio.Event()
+
+    def record(snapshot: UplinkSnapshot) -> None:
+        seen.append(snapshot.condition)
+        changed.set()
+
+    async def until_seen(condition: UplinkCondition) -> None:
+        async with asyncio.timeout(5):
+            while condition not in seen:
+                changed.clear()
+                await changed.wait()
+
+    state.on_change(record)
+    marks, marked = TakeOffMarks(world.store), asyncio.Event()
+    poller = TakeOffPoller(
+        world.client, marks, numbers.holders, sum_rub=50, interval=3600, state=state,
+        policy=FAST, probe=account_probe(interval=0.02, jitter=0), on_marked=marked.set,
+    )  # fmt: skip
+    await world.standin.set_faults(error_rate=1.0)  # 5xx: the transient back-off
+    world.start(poller.run())
+    await until_seen(UplinkCondition.BACKING_OFF)
+    await world.standin.set_faults(clear=True, force="ERROR_WRONG_KEY")
+    await until_seen(UplinkCondition.PAUSED)  # then the slow probe; nothing marked
+    assert not marks.open_marks()
+    await world.standin.set_faults(clear=True)
+    async with asyncio.timeout(5):
+        await marked.wait()
+    assert [mark.iccid for mark in marks.open_marks()] == [A]
+    assert state.snapshot.condition is UplinkCondition.OK
+    assert len(world.requests("takeOffNumbers")) >= 3
 
 
 async def test_takeoff_sum_zero_disables_polling(world: World) -> None:
