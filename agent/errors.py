@@ -22,6 +22,7 @@ can see what arrived.
     │   ├── UplinkRejected          400 that can never succeed as sent: dead letter
     │   └── UplinkNoNumber          400 NO_NUMBER: resend the numbers list, then retry
     ├── ControlError                a dashboard/CLI request over the control socket failed
+    │   └── AgentNotRunning         nobody listens on the socket: the agent is down
     ├── ListenError                 a listener of the agent (the webhook) cannot listen
     └── EmulatorError               the emulated world was told something it cannot do
 """
@@ -164,6 +165,10 @@ class UplinkNoNumber(UplinkError):
 
 class ControlError(SimedgeError):
     """A request over the control socket failed (agent down, bad request, refused)."""
+
+
+class AgentNotRunning(ControlError):
+    """No agent on the control socket (no socket file, or nobody listening on it)."""
 
 
 class ListenError(SimedgeError):

@@ -89,7 +89,7 @@ def _steer(
 ) -> int:
     from agent import config as config_module
     from agent.control.client import call
-    from agent.errors import ConfigError, ControlError, SimedgeError
+    from agent.errors import AgentNotRunning, ConfigError, ControlError, SimedgeError
 
     try:
         config = config_module.load(args.config)
@@ -99,10 +99,11 @@ def _steer(
     try:
         print(call(config.control_socket, op, **arguments))
         return EXIT_OK
+    except AgentNotRunning:
+        pass  # then the database, directly
     except ControlError as exc:
-        if "not running" not in str(exc):
-            print(f"{name}: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         print(asyncio.run(_with_store(config, offline)))
     except SimedgeError as exc:

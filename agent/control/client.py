@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.control.protocol import MAX_LINE, encode
-from agent.errors import ControlError
+from agent.errors import AgentNotRunning, ControlError
 
 
 class ControlClient:
@@ -39,9 +39,9 @@ class ControlClient:
             async with asyncio.timeout(self.timeout):
                 return await asyncio.open_unix_connection(str(self.path), limit=MAX_LINE)
         except FileNotFoundError as exc:
-            raise ControlError(f"the agent is not running (no socket at {self.path})") from exc
+            raise AgentNotRunning(f"the agent is not running (no socket at {self.path})") from exc
         except ConnectionRefusedError as exc:
-            raise ControlError(f"the agent is not running (nobody on {self.path})") from exc
+            raise AgentNotRunning(f"the agent is not running (nobody on {self.path})") from exc
         except PermissionError as exc:
             raise ControlError(
                 f"no permission to use {self.path}: is this user in the agent's group?"
