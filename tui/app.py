@@ -27,6 +27,7 @@ from tui.screens.outbox import OutboxScreen
 from tui.screens.overview import OverviewScreen, SlotDetailScreen
 from tui.screens.takeoff import TakeoffScreen
 from tui.view import SiteView
+from tui.widgets.header import TABS
 
 AGE_TICK = 5.0  # seconds between redraws of the ages ("last SMS 3m") when nothing happens
 
@@ -46,14 +47,7 @@ class SimedgeApp(App[None]):
     BINDINGS = [  # noqa: RUF012
         *(
             Binding(key, f"switch_mode('{mode}')", title, show=False)
-            for key, mode, title in (
-                ("1", "overview", "Overview"),
-                ("2", "messages", "Messages"),
-                ("3", "outbox", "Outbox"),
-                ("4", "takeoff", "Take-off"),
-                ("5", "charts", "Charts"),
-                ("6", "log", "Log"),
-            )
+            for key, mode, title in TABS  # the same tabs the header's tab line shows
         ),
         Binding("q", "quit", "Quit"),
     ]
