@@ -75,7 +75,6 @@ class SimedgeApp(App[None]):
             live=message.live,
             problem=message.problem,
             now=self.clock(),
-            offline_messages=message.offline_messages,
         )
         self._redraw()
         if isinstance(self.screen, MessagesScreen):

@@ -66,7 +66,6 @@ class SiteChanged(Message):
         problem: str | None = None,
         new_messages: Sequence[MessageSummary] = (),
         messages_changed: bool = False,
-        offline_messages: Sequence[MessageSummary] = (),
     ) -> None:
         super().__init__()
         self.snapshot = snapshot
@@ -75,7 +74,6 @@ class SiteChanged(Message):
         self.new_messages = tuple(new_messages)
         # Messages changed but the events did not carry them: lists should be asked again.
         self.messages_changed = messages_changed
-        self.offline_messages = tuple(offline_messages)
 
 
 def _parse(cls: type[Any], data: Any, what: str) -> Any:
@@ -281,14 +279,12 @@ class AgentLink:
             self._post(SiteChanged(self.snapshot, live=False, problem=problem))
             return
         try:
-            view = await asyncio.to_thread(offline.read_offline, self.db_path)
+            snapshot = await asyncio.to_thread(offline.read_offline_snapshot, self.db_path)
         except StoreError as exc:
             self._post(SiteChanged(self.snapshot, live=False, problem=f"{problem}; {exc}"))
             return
-        self.snapshot = view.snapshot
-        self._post(
-            SiteChanged(view.snapshot, live=False, problem=problem, offline_messages=view.messages)
-        )
+        self.snapshot = snapshot
+        self._post(SiteChanged(snapshot, live=False, problem=problem))
 
     # Requests of the screens -------------------------------------------------------------
 
@@ -301,8 +297,10 @@ class AgentLink:
     async def messages(self, query: str = "", limit: int = 200) -> list[MessageSummary]:
         """Newest first, filtered by number or sender; from the database when offline."""
         if not self.live and self.db_path is not None:
-            view = await self._offline_read(offline.read_offline, self.db_path, query=query)
-            return list(view.messages)
+            found = await self._offline_read(
+                offline.read_offline_messages, self.db_path, query=query, limit=limit
+            )
+            return list(found)
         arguments: dict[str, Any] = {"limit": limit}
         if query:
             arguments["query"] = query

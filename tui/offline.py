@@ -15,7 +15,8 @@ import sqlite3
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -42,14 +43,6 @@ RECENT_MESSAGES = 200
 LATENCY_ROWS = 50_000  # enough for a day of a busy site; bounds the read on a Pi
 
 
-@dataclass(frozen=True)
-class OfflineView:
-    """What the database says: the snapshot (stale by nature) and the latest messages."""
-
-    snapshot: SiteSnapshot
-    messages: tuple[MessageSummary, ...]
-
-
 def _epoch(value: str | None) -> float | None:
     if value is None:
         return None
@@ -72,17 +65,26 @@ def connect_read_only(path: str | Path) -> sqlite3.Connection:
     return connection
 
 
-def read_offline(
-    path: str | Path, *, now: float | None = None, query: str = "", limit: int = RECENT_MESSAGES
-) -> OfflineView:
-    """The last known site state from the database at ``path``."""
+def read_offline_snapshot(path: str | Path, *, now: float | None = None) -> SiteSnapshot:
+    """The last known site state (stale by nature) from the database at ``path``."""
     now = time.time() if now is None else now
+    with _reading(path) as connection:
+        return _snapshot(connection, now)
+
+
+def read_offline_messages(
+    path: str | Path, *, query: str = "", limit: int = RECENT_MESSAGES
+) -> tuple[MessageSummary, ...]:
+    """The latest messages (filtered by number or sender) from the database at ``path``."""
+    with _reading(path) as connection:
+        return read_messages(connection, query=query, limit=limit)
+
+
+@contextmanager
+def _reading(path: str | Path) -> Iterator[sqlite3.Connection]:
     connection = connect_read_only(path)
     try:
-        return OfflineView(
-            snapshot=_snapshot(connection, now),
-            messages=read_messages(connection, query=query, limit=limit),
-        )
+        yield connection
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot read the agent's database: {exc}") from exc
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.status import MessageSummary, SiteSnapshot
+from agent.status import SiteSnapshot
 
 
 @dataclass(frozen=True)
@@ -15,4 +15,3 @@ class SiteView:
     live: bool = False
     problem: str | None = "connecting to the agent…"
     now: float = 0.0
-    offline_messages: tuple[MessageSummary, ...] = ()

@@ -12,7 +12,7 @@ from agent.errors import StoreError
 from agent.protocol.pdu import encode_deliver
 from agent.store.store import Store
 from tests.tui.site import NOW
-from tui.offline import read_message_detail, read_offline
+from tui.offline import read_message_detail, read_offline_messages, read_offline_snapshot
 
 
 async def make_database(path: Path) -> Path:
@@ -59,8 +59,8 @@ async def make_database(path: Path) -> Path:
 async def test_reads_the_last_known_state(tmp_path: Path) -> None:
     path = await make_database(tmp_path / "simedge.db")
     before = path.stat().st_mtime_ns
-    view = read_offline(path, now=NOW)
-    snapshot = view.snapshot
+    snapshot = read_offline_snapshot(path, now=NOW)
+    messages = read_offline_messages(path)
     assert [m.slot for m in snapshot.modems] == ["1-1.1", "1-1.2"]
     first = snapshot.modems[0]
     assert (first.number, first.iccid, first.model) == (
@@ -74,16 +74,16 @@ async def test_reads_the_last_known_state(tmp_path: Path) -> None:
     assert snapshot.outbox.pending == 2
     assert snapshot.activity["1-1.1"].last_sms_at == pytest.approx(NOW - 800)
     assert [e.text for e in snapshot.events] == ["modem ready"]
-    assert [m.text for m in view.messages] == ["[red]x[/] \x1b[2J", "Your code: 4821"]
+    assert [m.text for m in messages] == ["[red]x[/] \x1b[2J", "Your code: 4821"]
     assert path.stat().st_mtime_ns == before  # opened read-only: nothing written
 
-    detail = read_message_detail(path, view.messages[0].id)
+    detail = read_message_detail(path, messages[0].id)
     assert len(detail.pdus) == 1
     assert detail.pdus[0].storage == "SM"
-    assert read_offline(path, now=NOW, query="nobody").messages == ()
+    assert read_offline_messages(path, query="nobody") == ()
 
 
 def test_a_missing_database_says_which(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"missing\.db: cannot read the agent's database"):
-        read_offline(tmp_path / "missing.db")
+        read_offline_snapshot(tmp_path / "missing.db")
     assert not os.path.exists(tmp_path / "missing.db")
