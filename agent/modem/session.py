@@ -27,7 +27,16 @@ from typing import Self
 from agent.errors import CommandFailed, CommandTimeout, PortGone
 from agent.logs import TRACE, get_logger, set_port_trace, trace_logger
 from agent.modem.transport import SerialPort
-from agent.protocol.framer import AtFramer, Echo, Event, Garbage, InfoLine, Prompt, encode_command
+from agent.protocol.framer import (
+    NMEA_SENTENCE,
+    AtFramer,
+    Echo,
+    Event,
+    Garbage,
+    InfoLine,
+    Prompt,
+    encode_command,
+)
 from agent.protocol.results import FinalResult, to_command_failed
 from agent.protocol.urc import Urc
 
@@ -179,7 +188,7 @@ class AtSession:
                 log.debug("%s: late final result %r dropped", self.name, event.text)
         elif isinstance(event, Garbage):
             self.garbage += 1
-            if event.reason == "NMEA sentence":
+            if event.reason == NMEA_SENTENCE:
                 self.nmea_lines += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: garbage (%s): %r", self.name, event.reason, event.data[:80])

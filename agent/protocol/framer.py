@@ -59,6 +59,7 @@ MAX_CONTINUATION_LINES = 32
 
 _TERMINATOR = re.compile(rb"[\r\n\x1a\x1b]")
 _NMEA = re.compile(r"\$[A-Z]{5},")
+NMEA_SENTENCE = "NMEA sentence"  # the Garbage reason a probe counts to tell a GPS port
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
 _HEX_LINE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _SUBCOMMAND = re.compile(r"\s*([+^!#$%*][A-Za-z0-9_]+)\s*(=\?|\?|=)?")
@@ -246,7 +247,7 @@ class AtFramer:
             events.append(Garbage(raw, "control characters in line"))
             return None
         if _NMEA.match(text):
-            events.append(Garbage(raw, "NMEA sentence"))
+            events.append(Garbage(raw, NMEA_SENTENCE))
             return None
         return text.strip()
 
