@@ -192,7 +192,8 @@ class NumbersSync:
 
     ``live`` returns the current ModemStatus snapshots (cheap, in memory); the modem side
     calls :meth:`notify_change` on any change of one. ``marks`` and ``takeoff_offline``
-    make SIMs marked for take-off leave the list. ``clock`` gives ``date_start`` values.
+    make SIMs marked for take-off leave the list (the marks are loaded by their owner, the
+    agent). ``clock`` gives ``date_start`` values.
     """
 
     def __init__(
@@ -442,8 +443,6 @@ class NumbersSync:
                 self._online_since[row.iccid] = self._persisted_since[row.iccid] = since
             if row.invalid_number_reason is not None:
                 self._flags[row.iccid] = row.invalid_number_reason
-        if self._marks is not None:
-            await self._marks.load()
 
     async def _record_flags(self, flags: dict[str, str]) -> None:
         # Only SIMs live now are judged; one not live keeps its flag until it is seen again.
