@@ -15,7 +15,8 @@ can see what arrived.
     │   ├── CommandFailed           ERROR / +CME ERROR / +CMS ERROR, with the named code
     │   └── PortGone                the serial device vanished or cannot be opened
     ├── StoreError                  the SQLite store cannot do what was asked
-    │   └── DiskFull                the data folder is out of space
+    │   └── StoreNotWritable        nothing can be written: read-only, I/O error, full
+    │       └── DiskFull            the data folder is out of space
     ├── UplinkError                 a call to OnlineSim did not succeed
     │   ├── UplinkTransient         network error, timeout, 5xx, 429: back off and retry
     │   ├── UplinkAccountError      401/403/405: pause the uplink, alarm, keep everything
@@ -113,7 +114,13 @@ class StoreError(SimedgeError):
     """The SQLite store failed to do what was asked."""
 
 
-class DiskFull(StoreError):
+class StoreNotWritable(StoreError):
+    """The store cannot write at all (a read-only file system or file, an I/O error, a
+    full disk), as opposed to one request it cannot do: whoever waits for a write to be
+    durable (the modems, the outbox pump) holds back until a write succeeds again."""
+
+
+class DiskFull(StoreNotWritable):
     """The data folder has no space left: stop taking SMS off the modems until it has."""
 
 

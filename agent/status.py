@@ -117,6 +117,7 @@ class UplinkState(StrEnum):
     OK = "ok"
     BACKING_OFF = "backing_off"  # the link is flaky: retrying with back-off
     PAUSED = "paused"  # an account error (401/403/405): a person must act
+    STORE_NOT_WRITABLE = "store_not_writable"  # nothing is sent until the store writes again
 
 
 @dataclass(frozen=True)

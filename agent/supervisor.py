@@ -30,7 +30,7 @@ from typing import Any
 
 from agent.config import Config
 from agent.control.server import ControlServer
-from agent.errors import ControlError
+from agent.errors import ControlError, StoreNotWritable
 from agent.logs import get_logger, set_port_trace
 from agent.modem import own_number
 from agent.modem.discovery import BY_PATH_DIR
@@ -50,6 +50,7 @@ from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
 from agent.uplink.numbers import NumbersSync, list_fields
 from agent.uplink.pump import OutboxPump
+from agent.uplink.state import UplinkSnapshot
 from agent.uplink.state import UplinkState as UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from agent.webhook.app import WebhookApp
@@ -176,9 +177,8 @@ class Agent:
             on_marked=self._takeoff_marked,
             state=self.uplink,
         )
-        self.uplink.on_change(
-            lambda snapshot: self._publish("uplink", snapshot.to_status().to_json())
-        )
+        self.uplink.on_change(self._uplink_changed)
+        store.on_writable_change(self._store_writable_changed)
         watcher = PortWatcher(
             config.modems.ports,
             labels=config.site.slot_labels,
@@ -258,13 +258,15 @@ class Agent:
 
     async def _maintenance(self) -> None:
         assert self.store is not None
-        last_prune = 0.0
+        loop = asyncio.get_running_loop()
+        last_prune = -float("inf")  # loop time: a wall-clock jump neither hastens nor delays
         while True:
             now = time.time()
-            await self.store.expire_partials(now)
-            if now - last_prune > PRUNE_INTERVAL:
-                await self.store.prune(now)
-                last_prune = now
+            with contextlib.suppress(StoreNotWritable):  # said by the writer's listener
+                await self.store.expire_partials(now)
+                if loop.time() - last_prune > PRUNE_INTERVAL:
+                    await self.store.prune(now)
+                    last_prune = loop.time()
             self.notifier.notify(status=self._status_line())
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
@@ -289,6 +291,17 @@ class Agent:
                 counts[modem.state] += 1
             self.metrics.set_modems(counts)
         self._publish("modem", status.to_json())
+
+    def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
+        self.metrics.set_uplink_state(str(snapshot.condition))
+        self._publish("uplink", snapshot.to_status().to_json())
+
+    def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
+        # Any write counts, an ingest's DiskFull as much as the pump's mark_sent: /healthz
+        # and the metric say the store cannot write until one commits again.
+        self.metrics.set_store_writable(error is None)
+        if error is not None:
+            log.error("the store cannot write: %s", error)
 
     def _in_background(self, work: Coroutine[Any, Any, object], what: str) -> None:
         """Run ``work`` without waiting for it, holding its task until it ends (the loop
@@ -361,11 +374,13 @@ class Agent:
         counts: dict[str, int] = {}
         for modem in self._live_modems():
             counts[str(modem.state)] = counts.get(str(modem.state), 0) + 1
-        ok = self.started.is_set() and self._alive()
+        writable = self.store is None or self.store.writable
+        ok = self.started.is_set() and self._alive() and writable
         return {
             "agent": "ok" if ok else "failing",
             "modems": counts,
             "uplink": self.uplink.snapshot.health(),
+            "store": {"writable": writable},
         }
 
     # -- the control socket ----------------------------------------------------------------
@@ -376,6 +391,8 @@ class Agent:
             raise ControlError("the agent is starting; try again in a moment")
         if op == "snapshot":
             return (await self.snapshot()).to_json()
+        if op == "health":
+            return self.health()
         if op == "messages":
             rows = await store.read(
                 lambda: queries.messages(

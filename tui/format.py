@@ -36,6 +36,7 @@ UPLINK_STATES: dict[str, tuple[str, str, str]] = {
     UplinkState.OK: ("●", "ok", "green"),
     UplinkState.BACKING_OFF: ("▲", "backing off", "yellow"),
     UplinkState.PAUSED: ("✖", "PAUSED", "bold red"),
+    UplinkState.STORE_NOT_WRITABLE: ("✖", "PAUSED: store not writable", "bold red"),
 }
 LEVELS: dict[str, tuple[str, str]] = {
     "info": ("·", ""),

@@ -2,7 +2,10 @@
 
 Reads the store read-only (SQLite ``mode=ro``), so it is safe beside a running agent:
 pending, in back-off, dead, blocked and assembling messages, the last success and the
-last error, and one line "swap SIM in slot X (sum RUB)" per open take-off mark. Plain
+last error, and one line "swap SIM in slot X (sum RUB)" per open take-off mark. The
+uplink's state and whether the store can write live only in the agent's memory: they
+are asked of the running agent (its ``health``, what ``/healthz`` says), or reported as
+unknown when it does not answer. Plain
 text, or JSON with ``--json``. Exit status 0; 1 when there is no database yet; 2 for a
 configuration error.
 """
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         report = read_status(connection)
     finally:
         connection.close()
+    report["agent"] = agent_health(config.control_socket)
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -96,9 +100,45 @@ def read_status(connection: Any) -> dict[str, Any]:
     }
 
 
+def agent_health(socket: Any) -> dict[str, Any] | None:
+    """The running agent's health (uplink state, store writable), None when it is down."""
+    from agent.control.client import call
+    from agent.errors import ControlError
+
+    from pathlib import Path
+
+    if not Path(socket).exists():
+        return None
+    try:
+        health: dict[str, Any] = call(socket, "health")
+    except (ControlError, OSError):
+        return None
+    return health
+
+
+UPLINK_WORDS = {
+    "ok": "ok",
+    "backing_off": "link down, backing off",
+    "paused": "PAUSED (account refused)",
+    "store_not_writable": "PAUSED: store not writable",
+}
+
+
 def render(report: dict[str, Any]) -> str:
     outbox = report["outbox"]
-    lines = [
+    health = report.get("agent")
+    if health is None:
+        lines = ["agent    not running (uplink state unknown)"]
+    else:
+        uplink = health["uplink"]
+        word = UPLINK_WORDS.get(uplink["state"], uplink["state"])
+        code = f" ({uplink['code']})" if uplink.get("code") else ""
+        lines = [
+            f"agent    {health['agent']}",
+            f"uplink   {word}{code}",
+            f"store    {'writable' if health['store']['writable'] else 'NOT WRITABLE'}",
+        ]
+    lines += [
         "outbox",
         f"  pending      {outbox['pending']}",
         f"  in back-off  {outbox['backing_off']}",

@@ -24,6 +24,7 @@ subscriber gets ``{"event": "overflow"}`` and should take a fresh ``snapshot``.
 Operations (``OPS``) and their arguments:
 
     snapshot                         the whole site: modems, uplink, outbox, take-off, log
+    health                           what /healthz says: agent ok, uplink state, store writable
     subscribe                        live events (see above)
     messages  [limit, query, before] recent messages, newest first; query filters by
                                      number or sender
@@ -56,6 +57,7 @@ EVENT_KINDS = ("modem", "message", "uplink", "outbox", "log", "takeoff", "overfl
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # op: (required arguments, optional arguments)
     "snapshot": ((), ()),
+    "health": ((), ()),
     "subscribe": ((), ()),
     "messages": ((), ("limit", "query", "before")),
     "message": (("message_id",), ()),

@@ -39,7 +39,13 @@ from enum import StrEnum
 from typing import Protocol
 
 from agent.config import ModemsConfig
-from agent.errors import AtParseError, CommandFailed, CommandTimeout, DiskFull, PortGone
+from agent.errors import (
+    AtParseError,
+    CommandFailed,
+    CommandTimeout,
+    PortGone,
+    StoreNotWritable,
+)
 from agent.logs import get_logger
 from agent.modem import own_number, startup
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
@@ -64,7 +70,7 @@ log = get_logger("modem.worker")
 
 class PduSink(Protocol):
     """Where PDUs go; durable when ``ingest_pdu`` returns (agent.store.Store is one).
-    Raises agent.errors.DiskFull when it cannot store anything for now."""
+    Raises agent.errors.StoreNotWritable (DiskFull, ...) when it cannot store anything now."""
 
     async def ingest_pdu(
         self,
@@ -759,7 +765,8 @@ class ModemWorker:
                 pdu_hex=pdu_hex,
                 read_at=time.time(),
             )
-        except DiskFull as exc:
+        except StoreNotWritable as exc:
+            # Full, read-only or failing: the SMS is safe where it is until a write works.
             log.error("%s: %s: SMS stay on the modem until there is space", self.slot, exc)
             self._disk_full = True
             self._publish(fault=self._standing_fault())

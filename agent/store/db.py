@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from peewee import SqliteDatabase
 
-from agent.errors import DiskFull, StoreError
+from agent.errors import DiskFull, StoreError, StoreNotWritable
 
 T = TypeVar("T")
 
@@ -122,12 +122,37 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+#: SQLite's primary result codes that say "nothing can be written here now", whatever
+#: the statement: a read-only file or file system, an I/O error, a file that vanished.
+_UNWRITABLE_CODES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
+)
+_UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+
+
+def is_unwritable(exc: BaseException) -> bool:
+    """True when SQLite or the OS says the store cannot write at all (not full)."""
+    for cause in _walk_causes(exc):
+        if isinstance(cause, sqlite3.Error):
+            code = getattr(cause, "sqlite_errorcode", None)
+            # Extended codes (SQLITE_IOERR_WRITE...) carry the primary one in the low byte.
+            if code is not None and code & 0xFF in _UNWRITABLE_CODES:
+                return True
+            if "readonly database" in str(cause) or "disk I/O error" in str(cause):
+                return True
+        if isinstance(cause, OSError) and cause.errno in _UNWRITABLE_ERRNOS:
+            return True
+    return False
+
+
 def translate(exc: BaseException, what: str) -> StoreError:
     """The one place where peewee/sqlite3/OS errors become our exception tree."""
     if isinstance(exc, StoreError):
         return exc
     if is_disk_full(exc):
         return DiskFull(f"{what}: the data folder is full ({exc})")
+    if is_unwritable(exc):
+        return StoreNotWritable(f"{what}: the store cannot write ({type(exc).__name__}: {exc})")
     return StoreError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -139,6 +164,7 @@ class _Job:
     future: asyncio.Future[Any]
     bare: bool = False  # runs alone, outside a transaction (checkpoint, incremental vacuum)
     outcome: tuple[bool, Any] = field(default=(False, None))
+    wrote: bool = False  # it changed rows and they were committed: proof the store writes
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -148,12 +174,6 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
-
-
-def _deliver(job: _Job) -> None:
-    """Hand the outcome to the job's event loop (from the writer thread)."""
-    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-        job.loop.call_soon_threadsafe(_settle, job.future, *job.outcome)
 
 
 class _TransactionLost(Exception):
@@ -172,7 +192,40 @@ class Writer:
         # Counters for tests and `simedge status`: jobs run vs transactions committed.
         self.jobs_done = 0
         self.transactions = 0
+        # Whether the store can write, judged from real writes (see `writable`).
+        self.unwritable: StoreNotWritable | None = None
+        self._writable_listeners: list[Callable[[StoreNotWritable | None], None]] = []
         self._thread.start()
+
+    @property
+    def writable(self) -> bool:
+        """False from a write that failed with :class:`StoreNotWritable` (full, read-only,
+        I/O error) until a write that changed rows commits again. A job that changed
+        nothing proves nothing (a commit without changes writes no page), so only the
+        ones that did count."""
+        return self.unwritable is None
+
+    def on_writable_change(
+        self, listener: Callable[[StoreNotWritable | None], None]
+    ) -> Callable[[], None]:
+        """Call ``listener`` with the error when the store stops writing, with None when
+        it writes again; returns a function that removes it."""
+        self._writable_listeners.append(listener)
+        return lambda: self._writable_listeners.remove(listener)
+
+    def _judge(self, job: _Job) -> None:
+        """On the event loop, as each job's outcome arrives: track whether writes work."""
+        ok, value = job.outcome
+        if not ok and isinstance(value, StoreNotWritable):
+            changed = self.unwritable is None
+            self.unwritable = value
+        elif ok and job.wrote and self.unwritable is not None:
+            changed, self.unwritable = True, None
+        else:
+            return
+        if changed:
+            for listener in list(self._writable_listeners):
+                listener(self.unwritable)
 
     @property
     def thread_id(self) -> int | None:
@@ -234,13 +287,23 @@ class Writer:
         finally:
             self._database.close()
 
+    def _deliver(self, job: _Job) -> None:
+        """Hand the outcome to the job's event loop (from the writer thread)."""
+
+        def settle() -> None:
+            self._judge(job)
+            _settle(job.future, *job.outcome)
+
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            job.loop.call_soon_threadsafe(settle)
+
     def _run_bare(self, job: _Job) -> None:
         try:
             job.outcome = (True, job.function())
         except Exception as exc:
             job.outcome = (False, translate(exc, job.what))
         self.jobs_done += 1
-        _deliver(job)
+        self._deliver(job)
 
     def _run_batch(self, batch: list[_Job]) -> None:
         if not batch:
@@ -258,7 +321,7 @@ class Writer:
             finished.extend(done)
         self.jobs_done += len(batch)
         for job in finished:
-            _deliver(job)
+            self._deliver(job)
 
     def _transaction(self, jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
         """Run ``jobs`` in one transaction. Returns (settled jobs, jobs to run again)."""
@@ -269,6 +332,7 @@ class Writer:
             with database.atomic("IMMEDIATE"):
                 for index, job in enumerate(jobs):
                     database.execute_sql('SAVEPOINT "job"')
+                    changes = database.connection().total_changes
                     try:
                         result = job.function()
                     except Exception as exc:
@@ -285,6 +349,7 @@ class Writer:
                     else:
                         database.execute_sql('RELEASE "job"')
                         job.outcome = (True, result)
+                        job.wrote = database.connection().total_changes > changes
                     settled.append(job)
         except _TransactionLost:
             return settled, again

@@ -15,7 +15,7 @@ event loop may run directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from peewee import fn
@@ -178,6 +178,40 @@ def schedule_retry(
     DeliveryAttempt.create(
         message=row, at=at, outcome=ATTEMPT_RETRY, http_status=status, body=body, error=error
     )
+
+
+def record_link_failure(
+    message_id: int, error: str, *, at: datetime, status: int | None, body: str | None
+) -> None:
+    """An attempt that failed for the link's sake (network, timeout, 5xx, 429): kept in the
+    history, but the message's own schedule (``attempts``, ``next_attempt_at``) is left
+    alone: the link has one back-off for all messages (docs/uplink.md)."""
+    row = _message(message_id)
+    if row.state != PENDING:
+        raise StoreError(f"message #{message_id} is {row.state}: only pending ones are retried")
+    row.last_error = error
+    row.save()
+    DeliveryAttempt.create(
+        message=row, at=at, outcome=ATTEMPT_RETRY, http_status=status, body=body, error=error
+    )
+
+
+def clamp_retry_times(now: datetime, shift: float, cap: float) -> int:
+    """Move every persisted retry time by ``shift`` seconds (a wall-clock jump the pump
+    saw on the monotonic clock), then bring any still more than ``cap`` seconds after
+    ``now`` back to ``now + cap``: a retry time written before the clock was set right
+    never makes a message wait longer than the policy's cap. Returns how many moved."""
+    latest = now + timedelta(seconds=cap)
+    rows = Message.select(Message.id, Message.next_attempt_at).where(
+        (Message.state == literal(PENDING)) & Message.next_attempt_at.is_null(False)
+    )
+    moved = 0
+    for row in rows:
+        when = min(row.next_attempt_at + timedelta(seconds=shift), latest)
+        if when != row.next_attempt_at:
+            Message.update(next_attempt_at=when).where(Message.id == row.id).execute()
+            moved += 1
+    return moved
 
 
 def dead_letter(

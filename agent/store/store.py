@@ -22,7 +22,7 @@ from typing import ClassVar, TypeVar
 
 from peewee import SqliteDatabase
 
-from agent.errors import PduError, StoreError
+from agent.errors import PduError, StoreError, StoreNotWritable
 from agent.protocol import pdu
 from agent.store import ingest, outbox
 from agent.store.blocking import BlockRule
@@ -179,6 +179,32 @@ class Store:
     @property
     def path(self) -> str:
         return str(self._database.database)
+
+    # --- can it write? --------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False while writes fail with StoreNotWritable (full, read-only, I/O error),
+        whoever's write it was; True again after a write commits (Writer.writable)."""
+        return self._writer.writable
+
+    def on_writable_change(
+        self, listener: Callable[[StoreNotWritable | None], None]
+    ) -> Callable[[], None]:
+        """``listener(error)`` when writes start failing, ``listener(None)`` when they work
+        again; returns a function that removes it."""
+        return self._writer.on_writable_change(listener)
+
+    async def probe_write(self) -> None:
+        """One small real write (a row added and removed in one committed transaction):
+        raises StoreNotWritable while the store cannot write, and, when it succeeds, makes
+        the store writable again for everyone that waits on it."""
+
+        def job() -> None:
+            probe = Event.create(at=_now(), kind="store_probe", level="info", text="probe")
+            Event.delete().where(Event.id == probe.id).execute()
+
+        await self._write(job, "probe the store with a write")
 
     # --- waking the outbox ----------------------------------------------------------------
 
@@ -396,6 +422,23 @@ class Store:
                 body=body,
             ),
             f"schedule retry of message #{msg_id}",
+        )
+
+    async def record_link_failure(
+        self, msg_id: int, error: str, *, status: int | None = None, body: str | None = None
+    ) -> None:
+        """Record an attempt the link failed (network, timeout, 5xx, 429) in the message's
+        history without touching its own schedule: the link backs off, not the message."""
+        await self._write(
+            partial(outbox.record_link_failure, msg_id, error, at=_now(), status=status, body=body),
+            f"record a failed attempt of message #{msg_id}",
+        )
+
+    async def clamp_retry_times(self, now: datetime | float, shift: float, cap: float) -> int:
+        """Shift persisted retry times by a wall-clock jump and cap them at ``now + cap``
+        (see outbox.clamp_retry_times); returns how many moved."""
+        return await self._write(
+            partial(outbox.clamp_retry_times, to_utc(now), shift, cap), "clamp retry times"
         )
 
     async def dead_letter(

@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
-from agent.errors import UplinkAccountError, UplinkError, UplinkTransient
+from agent.errors import StoreNotWritable, UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
 from agent.status import ModemState, ModemStatus, SimState
 from agent.store import Store
 from agent.store.models import Sim
 from agent.uplink.client import NumberItem, OnlineSimClient
 from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
-from agent.uplink.state import UplinkState
+from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
 from agent.uplink.takeoff import TakeOffMarks
 
 if TYPE_CHECKING:
@@ -276,12 +276,35 @@ class NumbersSync:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Send lists until cancelled: at start, on change (throttled), on heartbeat."""
+        """Send lists until cancelled: at start, on change (throttled), on heartbeat.
+
+        After a failure the list waits on the back-off, with two exceptions that do not
+        wait (docs/uplink.md): a NO_NUMBER resync (:meth:`force`) goes at once, and when
+        any other call to OnlineSim succeeds (the link is back) the list goes at once."""
         await self._load()
         loop = asyncio.get_running_loop()
         last_sent = -float("inf")
         retry_at: float | None = None
+        waits_for_link = False  # the failure was the link's or the account's, not the list's
         failures = 0
+        remove_listener = self._state.on_change(self._uplink_changed)
+        try:
+            await self._loop(loop, last_sent, retry_at, waits_for_link, failures)
+        finally:
+            remove_listener()
+
+    def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
+        if snapshot.condition is UplinkCondition.OK:
+            self._wake.set()  # a list held back by the link's back-off may go now
+
+    async def _loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        last_sent: float,
+        retry_at: float | None,
+        waits_for_link: bool,
+        failures: int,
+    ) -> None:
         # The numbers online when the agent last stopped: for a while after the start,
         # a list without some of them is held back, since their modems are most likely
         # still being found; sent at once, it would take them offline at OnlineSim and
@@ -292,10 +315,11 @@ class NumbersSync:
             now = loop.time()
             if expected and (now >= grace_end or expected <= self._live_iccids()):
                 expected = set()
-            if retry_at is not None:
-                deadline = retry_at
-            elif self._forced:
-                deadline = now
+            if self._forced:
+                deadline = now  # NO_NUMBER: honoured at once, even while backing off
+            elif retry_at is not None:
+                link_back = waits_for_link and not (self._state.link_down or self._state.paused)
+                deadline = now if link_back else retry_at
             elif expected:
                 if not self.holding_back.is_set():
                     log.info(
@@ -326,7 +350,16 @@ class NumbersSync:
                 sent = await self._send_list(only_if_changed=not must_send)
             except UplinkError as error:
                 failures += 1
+                waits_for_link = isinstance(error, UplinkTransient | UplinkAccountError)
                 retry_at = loop.time() + await self._failed(error, failures)
+            except StoreNotWritable as error:
+                # The list may have gone up; what it changed on the SIM rows could not be
+                # written. Sent again after the back-off (the list is idempotent).
+                failures += 1
+                waits_for_link = False
+                delay = next_delay(failures, self._policy)
+                log.error("numbers: %s; sending the list again in %.1f s", error, delay)
+                retry_at = loop.time() + delay
             else:
                 failures = 0
                 retry_at = None

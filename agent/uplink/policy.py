@@ -8,9 +8,13 @@ and how long to wait after the n-th failure. The wait is one pure function,
   and sleeps between attempts, logging one line per sleep (the take-off poller's
   takeOffNumbers calls and its account probes); the numbers loop, which must also wake
   for a new list while it waits, keeps its retry time itself with :func:`next_delay`;
-- persisted, by the outbox: each addMessage keeps its attempt count and next attempt
-  time in SQLite, computed with :func:`next_attempt_at`, so that a restart resumes the
-  schedule instead of starting it over or hammering OnlineSim.
+- by the outbox pump, on the monotonic clock: the link's one probe while it is down
+  (``transient_backoff``), the account probe (``account_probe``), the store probe
+  (``store_probe``);
+- persisted, by the outbox, only for answers about one message (NO_NUMBER after a resync
+  that did not help): its attempt count and next attempt time, computed with
+  :func:`next_attempt_at`, so that a restart resumes that schedule. A link fault is never
+  persisted per message (docs/uplink.md, "Link health").
 
 The jitter is "equal jitter": after the n-th failure the wait is drawn uniformly from the
 upper ``jitter`` fraction of the window ``min(cap, initial * growth**(n-1))``. Many sites
@@ -115,6 +119,14 @@ def account_probe(*, interval: float = 300.0, jitter: float = 0.1) -> RetryPolic
         growth=1.0,
         jitter=jitter,
     )
+
+
+def store_probe(*, initial: float = 1.0, cap: float = 30.0) -> RetryPolicy:
+    """While the store cannot write (full, read-only, I/O error): how often the pump tries
+    a small write to see whether it can send again. Short: space freed by a person should
+    put the uplink back to work within seconds. Retries nothing by itself (``retry_on`` is
+    empty): the pump drives it with :func:`next_delay`."""
+    return RetryPolicy(name="store_probe", retry_on=(), initial=initial, cap=cap, jitter=0.2)
 
 
 def next_delay(

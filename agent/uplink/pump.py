@@ -1,9 +1,13 @@
 """The outbox pump: every complete, unblocked SMS to addMessage, in order per SIM.
 
+What each answer does, the link's states and the delivery promise are written down in
+docs/uplink.md; this module is where they are kept.
+
 Wake-ups, not polling: the pump sleeps on one event that the store sets after every
 commit that makes a message due (``Store.on_message_ready``: an ingest, a sent message
-whose SIM has a next one, a retry by hand) and that the uplink state sets when a pause
-ends. Otherwise it sleeps until the earliest persisted retry time.
+whose SIM has a next one, a retry by hand) and that the uplink state sets when it changes.
+Otherwise it sleeps until its next timer, always on the monotonic clock (the event
+loop's): the link's next probe, the store's next probe, or the earliest per-message retry.
 
 Order and parallelism: ``Store.due_messages`` hands out at most the first pending message
 of each SIM, so a SIM's messages go one at a time in receipt order while different SIMs
@@ -12,17 +16,33 @@ go in parallel, up to ``max_in_flight`` requests.
 Each answer, as API-NOTES.md says:
 
 - success: ``mark_sent``; metrics count it and observe receipt-to-acceptance latency;
-- network errors, timeouts, 5xx, 429 (``UplinkTransient``): ``schedule_retry`` with the
-  attempt count and next attempt time from the transient policy, persisted, so that a
-  restart resumes the schedule; the SIM's later messages wait behind it;
+  the link is up for everyone: every SIM's queue resumes at once;
+- network errors, timeouts, 5xx, 429 (``UplinkTransient``): the LINK is down, not the
+  message. The attempt is kept in the message's history (``record_link_failure``) but the
+  message gets no retry time of its own. While the link is down the pump sends one probe
+  at a time (the oldest SIM's first pending message) on the transient policy, and a
+  freshly stored SMS makes its SIM's first pending message a probe at once (bounded:
+  each stored SMS earns at most one call, at most ``max_in_flight`` in flight), so a new
+  code goes up the moment the link is back whatever the probe's back-off has grown to;
 - 401/403/405 (``UplinkAccountError``): the whole uplink pauses with an alarm event;
   nothing is written off; one probe (the next due message) goes up every
   ``account_probe`` interval until one succeeds (or another part of the uplink succeeds);
 - NO_NUMBER: the numbers list is sent again (``NumbersSync.resync``), then the message
-  is tried once more; if it still fails it backs off like a transient error;
+  is tried once more; if it still fails it backs off on its own, persisted retry time;
 - NUMBER_FORMAT_ERROR, ERROR_PARAMS, ERROR_DATE and any other refusal
   (``UplinkRejected``): a dead letter with the reason, the status and the raw answer,
   re-sendable by hand (``Store.retry`` / ``retry_all_dead``).
+
+The store cannot write (``StoreNotWritable``: full, read-only, I/O error), whoever's write
+failed: nothing is sent (the uplink says "paused: store not writable") and the pump
+probes the store on the ``store_probe`` policy until a write commits. A message OnlineSim
+accepted but whose ``mark_sent`` failed is kept in a bounded in-memory set and recorded as
+sent first thing when the store writes again, never sent again (only a crash in between
+sends it twice).
+
+Clocks: every wait is on the event loop's monotonic clock. The wall clock (``clock``) is
+only written into records; a persisted retry time is shifted by any jump of the wall
+clock the pump sees against the monotonic one, and clamped to the policy's cap at start.
 
 What is sent: ``date`` is the SMS's service-centre timestamp in unix seconds (the Pi's
 clock may be wrong, the network's is not), ``from`` the sender, ``message`` the exact
@@ -45,6 +65,8 @@ from typing import TYPE_CHECKING
 from peewee import fn
 
 from agent.errors import (
+    StoreError,
+    StoreNotWritable,
     UplinkAccountError,
     UplinkError,
     UplinkNoNumber,
@@ -59,8 +81,8 @@ from agent.uplink.numbers import NumbersSync, e164_or_raw
 from agent.uplink.policy import (
     RetryPolicy,
     account_probe,
-    next_attempt_at,
     next_delay,
+    store_probe,
     transient_backoff,
 )
 from agent.uplink.state import UplinkState
@@ -73,16 +95,25 @@ log = get_logger("uplink.pump")
 #: How often at most the outbox depth gauge is refreshed (it counts rows).
 _DEPTH_INTERVAL = 1.0
 SIM_BATCH = 32  # a SIM's messages read at once while its queue drains
+#: A wall clock that moved this much more (or less) than the monotonic one jumped.
+CLOCK_JUMP = 2.0
+#: Accepted-but-unrecorded messages kept in memory at most (see ``_unrecorded``). The
+#: pump sends nothing while the store cannot write, so only the requests in flight when a
+#: write failed can land here: at most ``max_in_flight`` per failure. Past this bound
+#: the pump sends nothing more until they are recorded.
+UNRECORDED_LIMIT = 256
 
 
 class OutboxPump:
     """Drains the outbox to addMessage until cancelled. Run :meth:`run` as a task.
 
-    ``policy`` is the transient back-off, ``probe`` the pace of probes while paused (both
-    from :mod:`agent.uplink.policy`; tests inject tiny ones). ``numbers`` answers
-    NO_NUMBER with a new list; ``resync_timeout`` bounds the wait for it. ``on_outcome``
-    is called with (message id, "sent" | "retry" | "dead" | "paused") once each outcome is
-    recorded: for a live view of the outbox, and for tests to wait on.
+    ``policy`` is the link's back-off while it is down (and a message's own back-off after
+    NO_NUMBER), ``probe`` the pace of probes while paused, ``store_policy`` the pace of
+    store probes while it cannot write (all from :mod:`agent.uplink.policy`; tests inject
+    tiny ones). ``numbers`` answers NO_NUMBER with a new list; ``resync_timeout`` bounds the
+    wait for it. ``clock`` is the wall clock, for records only. ``on_outcome`` is called
+    with (message id, "sent" | "retry" | "dead" | "paused" | "unrecorded") once each outcome
+    is handled: for a live view of the outbox, and for tests to wait on.
     """
 
     def __init__(
@@ -92,6 +123,7 @@ class OutboxPump:
         *,
         policy: RetryPolicy | None = None,
         probe: RetryPolicy | None = None,
+        store_policy: RetryPolicy | None = None,
         numbers: NumbersSync | None = None,
         state: UplinkState | None = None,
         metrics: Metrics | None = None,
@@ -107,6 +139,7 @@ class OutboxPump:
         self._store = store
         self._policy = policy or transient_backoff()
         self._probe = probe or account_probe()
+        self._store_policy = store_policy or store_probe()
         self._numbers = numbers
         self._state = state or UplinkState(clock)
         self._metrics = metrics
@@ -117,9 +150,20 @@ class OutboxPump:
         self._on_outcome = on_outcome
         self._wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # ICCID -> its one request
-        self._retry_times: list[float] = []  # heap of persisted next attempt times
+        self._retry_times: list[float] = []  # heap of per-message retry times (loop time)
         self._probe_at = 0.0  # loop time of the next probe while paused
         self._probe_failures = 0
+        # While the link is down: loop time of the next scheduled probe (None: the link
+        # is up), its failures so far, and the fresh SMS that may go at once as probes.
+        self._link_probe_at: float | None = None
+        self._link_failures = 0
+        self._fresh_credits = 0
+        # While the store cannot write: loop time of the next store probe, its failures.
+        self._store_probe_at = 0.0
+        self._store_failures = 0
+        # Accepted by OnlineSim, not recorded (the store failed): id -> wall time accepted.
+        self._unrecorded: dict[int, float] = {}
+        self._skew: float | None = None  # wall minus monotonic at the last look
         self._imsi: dict[str, str | None] = {}
         self._depth_at = -float("inf")
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
@@ -128,54 +172,178 @@ class OutboxPump:
     def state(self) -> UplinkState:
         return self._state
 
+    @property
+    def unrecorded(self) -> frozenset[int]:
+        """Messages OnlineSim accepted whose "sent" could not be written yet."""
+        return frozenset(self._unrecorded)
+
     async def run(self) -> None:
         """Deliver until cancelled; in-flight requests are cancelled with it (their
         messages stay pending and go again after a restart)."""
-        remove_ready = self._store.on_message_ready(self._wake.set)
+        remove_ready = self._store.on_message_ready(self._message_ready)
         remove_state = self._state.on_change(lambda _snapshot: self._wake.set())
+        remove_writable = self._store.on_writable_change(self._writable_changed)
+        if not self._store.writable:
+            self._writable_changed(self._store.writer.unwritable)
         loop = asyncio.get_running_loop()
         try:
+            await self._follow_wall_clock(loop.time(), start=True)
             await self._load_retry_times()
             while True:
                 self._wake.clear()
-                if self._state.paused:
-                    # One probe at a time, every probe interval, until a call succeeds.
-                    wait = self._probe_at - loop.time()
-                    if wait > 0 or self._in_flight:
-                        await self._sleep(wait if wait > 0 else None)
+                now = loop.time()
+                await self._follow_wall_clock(now)
+                if self._state.store_paused:
+                    if now >= self._store_probe_at and not self._in_flight:
+                        await self._probe_store(now)
                         continue
-                    self._probe_at = loop.time() + self._probe_delay()
-                    await self._dispatch(1)
+                elif self._unrecorded:
+                    await self._probe_store(now)
+                    continue
+                elif self._state.paused:
+                    # One probe at a time, every probe interval, until a call succeeds.
+                    if now >= self._probe_at and not self._in_flight:
+                        self._probe_at = now + self._probe_delay()
+                        await self._dispatch(1)
+                elif self._state.link_down:
+                    await self._dispatch(self._link_room(now))
                 else:
+                    self._link_probe_at = None
+                    self._link_failures = self._fresh_credits = 0
                     await self._dispatch(self._max_in_flight - len(self._in_flight))
-                await self._refresh_depth(loop.time())
-                await self._sleep(self._next_retry_in())
+                await self._refresh_depth(now)
+                await self._sleep(self._next_wake_in(loop.time()))
         finally:
             remove_ready()
             remove_state()
+            remove_writable()
             for task in self._in_flight.values():
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
+    # --- the link's one probe ---------------------------------------------------------------
+
+    def _message_ready(self) -> None:
+        """A commit made a message due. While the link is down, a fresh SMS is itself a
+        probe (one call per commit, see _link_room), so that it goes up the moment the link
+        is back rather than at the probe's next back-off."""
+        if self._state.link_down:
+            self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
+        self._wake.set()
+
+    def _link_room(self, now: float) -> int:
+        """How many requests may start while the link is down: the scheduled probe when it
+        is due and nothing is in flight (one at a time), plus one per fresh SMS, never more
+        than ``max_in_flight`` at once."""
+        if self._link_probe_at is None:  # another part of the uplink saw the link go down
+            self._link_probe_at = now + next_delay(1, self._policy)
+        room = self._fresh_credits
+        if now >= self._link_probe_at and not self._in_flight:
+            room += 1
+            # Rescheduled by the probe's failure; until then, not again.
+            self._link_probe_at = now + self._policy.cap
+        room = min(room, self._max_in_flight - len(self._in_flight))
+        self._fresh_credits = max(0, self._fresh_credits - room)
+        return room
+
+    def _link_failed(self, error: UplinkTransient) -> None:
+        self._link_failures += 1
+        delay = next_delay(self._link_failures, self._policy, error=error)
+        self._link_probe_at = asyncio.get_running_loop().time() + delay
+        if error.retry_after is not None:
+            # The server asked for a pause: fresh SMS wait for it too.
+            self._fresh_credits = 0
+        self._state.backing_off(error)
+        log.warning(
+            "uplink: link down (%s); next probe in %.1f s, or at once for a new SMS",
+            error.code,
+            delay,
+        )
+
+    # --- the store's probe ------------------------------------------------------------------
+
+    def _writable_changed(self, error: StoreNotWritable | None) -> None:
+        if error is None:
+            self._store_failures = 0
+            self._state.store_writable()
+            log.info("store writable again: the uplink resumes")
+        else:
+            if not self._state.store_paused:
+                self._store_failures = 0
+                self._schedule_store_probe()
+                log.error("store cannot write (%s): uplink paused until it can", error)
+            self._state.store_unwritable(error)
+        self._wake.set()
+
+    def _schedule_store_probe(self) -> None:
+        self._store_failures += 1
+        delay = next_delay(self._store_failures, self._store_policy)
+        self._store_probe_at = asyncio.get_running_loop().time() + delay
+
+    async def _probe_store(self, now: float) -> None:
+        """A small real write; success ends the pause (through the writer's listener)."""
+        try:
+            if self._unrecorded:
+                await self._record_unrecorded()
+            else:
+                await self._store.probe_write()
+        except StoreNotWritable:
+            self._schedule_store_probe()
+
+    async def _record_unrecorded(self) -> None:
+        """Record as sent what OnlineSim accepted while the store could not write."""
+        for message_id, accepted_at in sorted(self._unrecorded.items()):
+            try:
+                await self._store.mark_sent(message_id, accepted_at, 200, None)
+            except StoreNotWritable:
+                raise
+            except StoreError as error:  # gone or no longer pending: nothing to record
+                log.error("message #%d accepted but cannot be recorded: %s", message_id, error)
+            del self._unrecorded[message_id]
+            log.info("message #%d: recorded as sent (accepted earlier), not sent again", message_id)
+
+    # --- the wall clock -----------------------------------------------------------------------
+
+    async def _follow_wall_clock(self, now: float, *, start: bool = False) -> None:
+        """Shift persisted retry times by any jump of the wall clock (measured against the
+        monotonic one) and cap them at the policy's cap from now: nothing waits for a clock
+        being set right. At start the jump is unknown: only the cap applies."""
+        skew = self._clock() - now
+        start = start or self._skew is None
+        shift = 0.0 if self._skew is None else skew - self._skew
+        if not start and abs(shift) < CLOCK_JUMP:
+            return
+        try:
+            moved = await self._store.clamp_retry_times(self._clock(), shift, self._policy.cap)
+        except StoreNotWritable:
+            return  # tried again on the next turn; the store pause is in force meanwhile
+        self._skew = skew
+        if shift:
+            log.warning("wall clock jumped by %+.0f s: %d retry times moved with it", shift, moved)
+
     # --- dispatch ---------------------------------------------------------------------------
 
     async def _dispatch(self, room: int) -> None:
-        if room <= 0:
+        if room <= 0 or len(self._unrecorded) >= UNRECORDED_LIMIT:
             return
-        scanned_at = self._clock()
-        due = await self._store.due_messages(scanned_at, self._batch)
-        # Retry times up to the scan are covered by it: a message due then is in ``due``.
-        while self._retry_times and self._retry_times[0] <= scanned_at:
+        due = await self._store.due_messages(self._clock(), self._batch)
+        # Retry times up to now are covered by the scan: a message due then is in ``due``.
+        now = asyncio.get_running_loop().time()
+        while self._retry_times and self._retry_times[0] <= now:
             heapq.heappop(self._retry_times)
             if not self._retry_times:
                 # Only the earliest time after a restart is known in memory: read the next.
-                await self._load_retry_times(after=scanned_at)
+                await self._load_retry_times(after=self._clock())
         for message in due:
             if room <= 0:
                 break
-            if message.iccid in self._in_flight or message.number is None:
+            if (
+                message.iccid in self._in_flight
+                or message.number is None
+                or message.id in self._unrecorded
+            ):
                 # Its SIM has a request out, or its number is not known yet (setting the
-                # number wakes the pump).
+                # number wakes the pump), or it went up already and waits to be recorded.
                 continue
             task = asyncio.create_task(self._serve_sim(message), name=f"outbox {message.iccid}")
             self._in_flight[message.iccid] = task
@@ -199,28 +367,43 @@ class OutboxPump:
         except TimeoutError:
             pass
 
-    def _next_retry_in(self) -> float | None:
-        """Seconds to the earliest retry not yet covered by a scan (<= 0: scan now);
-        None while every request slot is taken (a finishing request wakes the pump)."""
+    def _next_wake_in(self, now: float) -> float | None:
+        """Seconds to the pump's next timer (<= 0: look now); None when only a wake-up
+        can bring new work (a finishing request, a commit, a change of the state)."""
+        if self._state.store_paused:
+            return None if self._in_flight else self._store_probe_at - now
+        if self._state.paused:
+            return None if self._in_flight else self._probe_at - now
+        if self._state.link_down:
+            if self._link_probe_at is None or self._in_flight:
+                return None
+            return self._link_probe_at - now
         if not self._retry_times or len(self._in_flight) >= self._max_in_flight:
             return None
-        return self._retry_times[0] - self._clock()
+        return self._retry_times[0] - now
 
     # --- one message ------------------------------------------------------------------------
+
+    def _stopped(self) -> bool:
+        """Whether a SIM's task should stop after its current message."""
+        state = self._state
+        return state.paused or state.link_down or state.store_paused
 
     async def _serve_sim(self, first: OutboxMessage) -> None:
         """One SIM's queue, in order, by one task: ``first``, then whatever is due after it,
         read a batch at a time by the SIM's own index. It stops at the first message that
-        is not accepted (its retry time holds the rest back) or when the uplink pauses; the
-        next scan of the outbox picks the SIM up again."""
+        is not accepted or when the uplink stops; the next scan picks the SIM up again."""
         queue = [first]
-        while queue:
-            for message in queue:
-                if message.number is None or not await self._deliver(message):
-                    return
-                if self._state.paused:
-                    return
-            queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
+        try:
+            while queue:
+                for message in queue:
+                    if message.number is None or not await self._deliver(message):
+                        return
+                    if self._stopped():
+                        return
+                queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
+        except StoreNotWritable:
+            return  # the writer's listener paused the uplink; the store probe resumes it
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """One addMessage and its recorded outcome; True when OnlineSim accepted it."""
@@ -229,6 +412,7 @@ class OutboxPump:
         try:
             await self._add(message, number)
         except UplinkNoNumber as error:
+            self._state.reached()
             if self._numbers is None or not await self._resynced():
                 await self._retry_later(message, error)
                 return False
@@ -240,7 +424,15 @@ class OutboxPump:
         except UplinkError as error:
             await self._failed(message, error)
             return False
-        await self._sent(message)
+        accepted_at = self._clock()
+        try:
+            await self._sent(message, accepted_at)
+        except StoreError:
+            # OnlineSim has it; sending it again would be a duplicate. Kept in memory and
+            # recorded first thing when the store writes again.
+            self._unrecorded[message.id] = accepted_at
+            self._outcome(message, "unrecorded")
+            raise
         return True
 
     async def _add(self, message: OutboxMessage, number: str) -> None:
@@ -263,15 +455,15 @@ class OutboxPump:
             return False
         return True
 
-    async def _sent(self, message: OutboxMessage) -> None:
-        now = self._clock()
-        await self._store.mark_sent(message.id, now, 200, None)
+    async def _sent(self, message: OutboxMessage, accepted_at: float) -> None:
         self._probe_failures = 0
         self._state.succeeded()
+        await self._store.mark_sent(message.id, accepted_at, 200, None)
         self.forwarded += 1
         if self._metrics is not None:
             self._metrics.sms_forwarded()
-            self._metrics.observe_delivery(max(0.0, now - message.received_at.timestamp()))
+            delay = accepted_at - message.received_at.timestamp()
+            self._metrics.observe_delivery(max(0.0, delay))
         self._outcome(message, "sent")
 
     async def _failed(self, message: OutboxMessage, error: UplinkError) -> None:
@@ -281,35 +473,41 @@ class OutboxPump:
             await self._pause(error)
             self._outcome(message, "paused")
         elif isinstance(error, UplinkRejected):
+            self._state.reached()
             reason = f"{error.code}: {error}"
             await self._store.dead_letter(message.id, reason, error.status, error.body)
             if self._metrics is not None:
                 self._metrics.sms_dead()
             log.error("message #%d dead: %s (answer %r)", message.id, reason, error.body)
             self._outcome(message, "dead")
-        else:  # UplinkTransient, and NO_NUMBER after a resync did not help
+        elif isinstance(error, UplinkTransient):
+            self._link_failed(error)
+            await self._store.record_link_failure(
+                message.id, f"{error.code}: {error}", status=error.status, body=error.body or None
+            )
+            self._outcome(message, "retry")
+        else:  # NO_NUMBER after a resync did not help: about this message
             await self._retry_later(message, error)
 
     async def _retry_later(self, message: OutboxMessage, error: UplinkError) -> None:
-        if isinstance(error, UplinkTransient):
-            self._state.backing_off(error)
+        """A back-off of the message's own, persisted (answers about this message only)."""
         attempt = message.attempts + 1
-        next_at = next_attempt_at(attempt, self._policy, now=self._clock(), error=error)
+        delay = next_delay(attempt, self._policy, error=error)
         await self._store.schedule_retry(
             message.id,
             attempt,
-            next_at,
+            self._clock() + delay,
             f"{error.code}: {error}",
             status=error.status,
             body=error.body or None,
         )
-        heapq.heappush(self._retry_times, next_at)
+        heapq.heappush(self._retry_times, asyncio.get_running_loop().time() + delay)
         log.warning(
             "message #%d: attempt %d failed (%s); next at +%.1f s",
             message.id,
             attempt,
             error.code,
-            next_at - self._clock(),
+            delay,
         )
         self._outcome(message, "retry")
 
@@ -341,9 +539,10 @@ class OutboxPump:
         return self._imsi[iccid]
 
     async def _load_retry_times(self, after: float | None = None) -> None:
-        """The earliest persisted retry time (later than ``after``): a restart resumes the
-        schedule it left, and when the times known in memory are used up the next one is
-        read again, so no message backing off is ever forgotten."""
+        """The earliest persisted retry time (later than ``after``, wall clock), as a loop
+        time: a restart resumes the schedule it left, and when the times known in memory
+        are used up the next one is read again, so no message backing off is forgotten.
+        The retry times were capped at start (_follow_wall_clock), so none is far off."""
 
         def earliest() -> object:
             where = (Message.state == literal(PENDING)) & Message.next_attempt_at.is_null(False)
@@ -353,8 +552,9 @@ class OutboxPump:
 
         found = await self._store.read(earliest)
         if found is not None:
-            moment = Message.next_attempt_at.python_value(found)
-            heapq.heappush(self._retry_times, moment.timestamp())
+            moment = Message.next_attempt_at.python_value(found).timestamp()
+            wait = min(max(0.0, moment - self._clock()), self._policy.cap)
+            heapq.heappush(self._retry_times, asyncio.get_running_loop().time() + wait)
 
     async def _refresh_depth(self, now: float) -> None:
         if self._metrics is None or now - self._depth_at < _DEPTH_INTERVAL:

@@ -1,16 +1,23 @@
-"""The uplink's own state, shared by the outbox pump, the numbers sync and the take-off poll.
+"""The uplink's one state machine, shared by the outbox pump, the numbers sync and the
+take-off poll (what each state means and does: docs/uplink.md, "Link health").
 
-Three conditions, as a person on site would want them said:
+Four conditions, as a person on site would want them said:
 
 - ``ok``: the last call succeeded (or none has failed yet);
-- ``backing_off``: the link is flaky (network, timeouts, 5xx, 429); calls are retried on
-  the transient policy, the backlog waits in SQLite;
+- ``backing_off`` (link down): network errors, timeouts, 5xx, 429. The link has ONE
+  back-off, not one per message: the pump sends one probe at a time on the transient
+  policy (plus a freshly stored SMS at once), the backlog waits in SQLite;
 - ``paused``: OnlineSim refused the key, the account or the URL (401/403/405). Nothing is
-  sent but slow probes until one succeeds; nothing is dropped. ``code`` says why.
+  sent but slow probes until one succeeds; nothing is dropped. ``code`` says why;
+- ``store_not_writable`` (paused: store not writable): a write to the store failed because
+  nothing can be written (full, read-only, I/O error). Nothing is sent, since what
+  OnlineSim accepts could not be recorded; it ends when a write commits again. It wins
+  over the link's condition in the snapshot: it is the reason nothing goes out.
 
 Whoever calls OnlineSim reports each outcome here; the dashboard, ``/healthz`` and
-``simedge status`` read :meth:`UplinkState.snapshot`. A success from any caller ends a
-pause for all of them: the account is one.
+``simedge status`` read :meth:`UplinkState.snapshot`. A success from any caller ends a link
+fault or a pause for all of them (the link and the account are one), and every listener
+hears it at once: the pump resumes every SIM, the numbers list goes up again.
 """
 
 from __future__ import annotations
@@ -18,19 +25,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from agent.errors import UplinkError
+from agent.errors import StoreNotWritable, UplinkError
 from agent.status import UplinkState as UplinkStatusState
 from agent.status import UplinkStatus
 
 
 class UplinkCondition(StrEnum):
     OK = "ok"
-    BACKING_OFF = "backing_off"
+    BACKING_OFF = "backing_off"  # the link is down: one probe backs off for all
     PAUSED = "paused"
+    STORE_NOT_WRITABLE = "store_not_writable"
 
 
 @dataclass(frozen=True)
@@ -63,14 +71,21 @@ class UplinkSnapshot:
 
 
 class UplinkState:
-    """The one mutable uplink state of an agent; every change makes a new snapshot."""
+    """The one mutable uplink state of an agent; every change makes a new snapshot.
+
+    ``clock`` is the wall clock, for the records (``since``, ``last_success_at``) only:
+    nothing here schedules anything."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._snapshot = UplinkSnapshot(since=clock())
+        self._link = UplinkSnapshot(since=clock())  # the link's own condition
+        self._store_error: StoreNotWritable | None = None
+        self._store_since = 0.0
+        self._snapshot = self._link
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._listeners: list[Callable[[UplinkSnapshot], None]] = []
+        self.link_failures = 0  # consecutive failed calls since the last success
 
     @property
     def snapshot(self) -> UplinkSnapshot:
@@ -78,7 +93,31 @@ class UplinkState:
 
     @property
     def paused(self) -> bool:
-        return self._snapshot.condition is UplinkCondition.PAUSED
+        """The account refused us (401/403/405)."""
+        return self._link.condition is UplinkCondition.PAUSED
+
+    @property
+    def link_down(self) -> bool:
+        """A transient fault is the last word from the link (no pause, no success since)."""
+        return self._link.condition is UplinkCondition.BACKING_OFF
+
+    @property
+    def store_paused(self) -> bool:
+        """The store cannot write: nothing may be sent until it can."""
+        return self._store_error is not None
+
+    def store_unwritable(self, error: StoreNotWritable) -> None:
+        """A write failed because the store cannot write (full, read-only, I/O error)."""
+        if self._store_error is None:
+            self._store_since = self._clock()
+        self._store_error = error
+        self._set(self._link)
+
+    def store_writable(self) -> None:
+        """A write committed again: the store pause ends."""
+        if self._store_error is not None:
+            self._store_error = None
+            self._set(self._link)
 
     def on_change(self, listener: Callable[[UplinkSnapshot], None]) -> Callable[[], None]:
         """Call ``listener`` with each new snapshot; returns a function that removes it."""
@@ -92,7 +131,8 @@ class UplinkState:
     def succeeded(self) -> None:
         """A call went through: the link and the account are fine."""
         now = self._clock()
-        previous = self._snapshot
+        previous = self._link
+        self.link_failures = 0
         condition_changed = previous.condition is not UplinkCondition.OK
         self._set(
             UplinkSnapshot(
@@ -104,6 +144,15 @@ class UplinkState:
                 last_error_at=previous.last_error_at,
             )
         )
+
+    def reached(self) -> None:
+        """OnlineSim answered about the request itself (a 400: rejected, NO_NUMBER): the
+        link and the account work, though nothing was uploaded."""
+        previous = self._link
+        self.link_failures = 0
+        if previous.condition is not UplinkCondition.OK:
+            now = self._clock()
+            self._set(replace(previous, condition=UplinkCondition.OK, code=None, since=now))
 
     def backing_off(self, error: UplinkError) -> None:
         """A transient failure. It does not end a pause: only a success proves the account."""
@@ -119,7 +168,8 @@ class UplinkState:
 
     def _failed(self, condition: UplinkCondition, error: UplinkError) -> None:
         now = self._clock()
-        previous = self._snapshot
+        previous = self._link
+        self.link_failures += 1
         same = previous.condition is condition and previous.code == error.code
         self._set(
             UplinkSnapshot(
@@ -132,9 +182,19 @@ class UplinkState:
             )
         )
 
-    def _set(self, snapshot: UplinkSnapshot) -> None:
+    def _set(self, link: UplinkSnapshot) -> None:
+        self._link = link
+        snapshot = link
+        if self._store_error is not None:
+            snapshot = replace(
+                link,
+                condition=UplinkCondition.STORE_NOT_WRITABLE,
+                code=type(self._store_error).__name__,
+                since=self._store_since,
+                last_error=str(self._store_error),
+            )
         self._snapshot = snapshot
-        if snapshot.condition is UplinkCondition.PAUSED:
+        if snapshot.condition in (UplinkCondition.PAUSED, UplinkCondition.STORE_NOT_WRITABLE):
             self._resumed.clear()
         else:
             self._resumed.set()

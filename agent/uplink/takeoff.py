@@ -1,9 +1,13 @@
 """Take-off: which SIMs have earned enough to be swapped for new ones.
 
 Every ``interval`` seconds :class:`TakeOffPoller` asks takeOffNumbers for the numbers that
-earned at least ``takeoff_sum`` roubles (with the date of the previous check) and marks
-each listed SIM, by ICCID, with the sum and the time (:class:`TakeOffMarks`, persisted on
-the SIM row). The dashboard and ``simedge status`` show "swap SIM in slot X".
+earned at least ``takeoff_sum`` roubles and marks each listed SIM, by ICCID, with the sum
+and the time (:class:`TakeOffMarks`, persisted on the SIM row). The optional ``date`` is
+not sent: the API describes it only as "Date after number added", which read literally
+filters by when a number was added, so any date later than a number's ``date_start``
+could hide it and its SIM would never be marked (docs/uplink.md, "takeOffNumbers").
+Without it every number at or above the sum is listed; marking is idempotent. The
+dashboard and ``simedge status`` show "swap SIM in slot X".
 
 A mark belongs to a SIM card, not to a slot: when a new ICCID appears in the slot of a
 marked SIM, the swap is done (``takeoff_done_at``) and the new SIM comes online as a new
@@ -29,7 +33,7 @@ from agent.store import Store
 from agent.store.models import Sim
 from agent.uplink.client import OnlineSimClient, TakeOffItem
 from agent.uplink.policy import RetryPolicy, account_probe, retrying, transient_backoff
-from agent.uplink.state import UplinkState
+from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
 
 log = get_logger("uplink.takeoff")
 
@@ -191,7 +195,6 @@ class TakeOffPoller:
         self._policy = policy or transient_backoff()
         self._probe = probe or account_probe()
         self._clock = clock
-        self._last_check: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -199,10 +202,9 @@ class TakeOffPoller:
 
     async def poll_once(self) -> list[TakeOffItem]:
         """One takeOffNumbers call and its marks; raises the client's ``UplinkError``."""
-        started = int(self._clock())
-        items = await self._client.take_off_numbers(sum_rub=self._sum, since=self._last_check)
+        # No ``date``: see the module docstring (it could hide the numbers to mark).
+        items = await self._client.take_off_numbers(sum_rub=self._sum, since=None)
         self._state.succeeded()
-        self._last_check = started
         holders = self._numbers_of()
         marked = False
         for item in items:
@@ -221,21 +223,44 @@ class TakeOffPoller:
 
         Each poll is retried by tenacity (agent.uplink.policy.retrying): a flaky link
         with the transient back-off, a refused account with the slow probe until a
-        person has fixed it. A rejected query waits for the next regular poll."""
+        person has fixed it; either wait ends early when another call succeeds (the link
+        is back). A rejected query waits for the next regular poll. The interval is on
+        the monotonic clock (asyncio's)."""
         if not self.enabled:
             log.info("take-off polling disabled (takeoff_sum = 0)")
             return
         while True:
             try:
                 try:
-                    await retrying(self._policy, on_retry=self._failed)(self.poll_once)
+                    await retrying(self._policy, sleep=self._wait, on_retry=self._failed)(
+                        self.poll_once
+                    )
                 except UplinkAccountError as error:
                     self._failed(error)
-                    await retrying(self._probe, on_retry=self._failed)(self.poll_once)
+                    await retrying(self._probe, sleep=self._wait, on_retry=self._failed)(
+                        self.poll_once
+                    )
             except UplinkError as error:
                 # A rejected query cannot improve by itself; ask again on the schedule.
                 log.error("takeOffNumbers refused: %s (body %r)", error, error.body)
             await asyncio.sleep(self._interval)
+
+    async def _wait(self, seconds: float) -> None:
+        """tenacity's sleep: ``seconds``, or less when another call succeeds meanwhile."""
+        link_back = asyncio.Event()
+
+        def changed(snapshot: UplinkSnapshot) -> None:
+            if snapshot.condition is UplinkCondition.OK:
+                link_back.set()
+
+        remove = self._state.on_change(changed)
+        try:
+            async with asyncio.timeout(seconds):
+                await link_back.wait()
+        except TimeoutError:
+            pass
+        finally:
+            remove()
 
     def _failed(self, error: BaseException) -> None:
         if isinstance(error, UplinkAccountError):

@@ -16,6 +16,8 @@ Families (all prefixed ``simedge_``):
     simedge_sms_dead_total                  SMS given up on (dead letters)
     simedge_outbox_depth                    SMS waiting to be forwarded
     simedge_uplink_errors_total{code}       failed OnlineSim calls by API or network code
+    simedge_uplink_state{state}             1 for the uplink's condition now, 0 for the others
+    simedge_store_writable                  1 while store writes commit, 0 while they fail
     simedge_delivery_latency_seconds        SMS receipt to OnlineSim's acceptance
     simedge_webhook_requests_total{outcome} webhook calls answered or refused
 """
@@ -34,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from agent.status import ModemState
+from agent.status import ModemState, UplinkState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # An SMS carries a code somebody is waiting for: most should land in well under a second;
@@ -85,6 +87,19 @@ class Metrics:
             registry=registry,
         )
         self._error_codes: set[str] = set()
+        self._uplink_state = Gauge(
+            "simedge_uplink_state",
+            "1 for the uplink's condition now (ok, backing_off, paused, store_not_writable).",
+            ["state"],
+            registry=registry,
+        )
+        self.set_uplink_state(UplinkState.OK)
+        self._store_writable = Gauge(
+            "simedge_store_writable",
+            "1 while writes to the store commit, 0 while they fail (full, read-only, I/O).",
+            registry=registry,
+        )
+        self._store_writable.set(1)
         self._delivery_latency = Histogram(
             "simedge_delivery_latency_seconds",
             "Seconds from an SMS committed to the store to OnlineSim accepting it.",
@@ -131,6 +146,14 @@ class Metrics:
                 code = OTHER_CODE
             self._error_codes.add(code)
         self._uplink_errors.labels(code=code).inc()
+
+    def set_uplink_state(self, state: UplinkState | str) -> None:
+        current = UplinkState(state)
+        for each in UplinkState:
+            self._uplink_state.labels(state=each.value).set(1 if each is current else 0)
+
+    def set_store_writable(self, writable: bool) -> None:
+        self._store_writable.set(1 if writable else 0)
 
     def observe_delivery(self, seconds: float) -> None:
         """One SMS delivered ``seconds`` after it was committed to the store."""
