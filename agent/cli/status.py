@@ -102,10 +102,10 @@ def read_status(connection: Any) -> dict[str, Any]:
 
 def agent_health(socket: Any) -> dict[str, Any] | None:
     """The running agent's health (uplink state, store writable), None when it is down."""
+    from pathlib import Path
+
     from agent.control.client import call
     from agent.errors import ControlError
-
-    from pathlib import Path
 
     if not Path(socket).exists():
         return None
