@@ -196,22 +196,29 @@ def record_link_failure(
     )
 
 
-def clamp_retry_times(now: datetime, shift: float, cap: float) -> int:
-    """Move every persisted retry time by ``shift`` seconds (a wall-clock jump the pump
-    saw on the monotonic clock), then bring any still more than ``cap`` seconds after
-    ``now`` back to ``now + cap``: a retry time written before the clock was set right
-    never makes a message wait longer than the policy's cap. Returns how many moved."""
+def clamped_retry_times(now: datetime, shift: float, cap: float) -> dict[int, datetime]:
+    """The persisted retry times to move: each shifted by ``shift`` seconds (a wall-clock
+    jump the pump saw on the monotonic clock), then any still more than ``cap`` seconds
+    after ``now`` brought back to ``now + cap``, so that a retry time written before the
+    clock was set right never makes a message wait longer than the policy's cap.
+    A read: nothing is written when nothing moves."""
     latest = now + timedelta(seconds=cap)
     rows = Message.select(Message.id, Message.next_attempt_at).where(
         (Message.state == literal(PENDING)) & Message.next_attempt_at.is_null(False)
     )
-    moved = 0
+    moves: dict[int, datetime] = {}
     for row in rows:
         when = min(row.next_attempt_at + timedelta(seconds=shift), latest)
         if when != row.next_attempt_at:
-            Message.update(next_attempt_at=when).where(Message.id == row.id).execute()
-            moved += 1
-    return moved
+            moves[row.id] = when
+    return moves
+
+
+def set_retry_times(moves: dict[int, datetime]) -> None:
+    for message_id, when in moves.items():
+        Message.update(next_attempt_at=when).where(
+            (Message.id == message_id) & (Message.state == literal(PENDING))
+        ).execute()
 
 
 def dead_letter(

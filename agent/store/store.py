@@ -436,10 +436,12 @@ class Store:
 
     async def clamp_retry_times(self, now: datetime | float, shift: float, cap: float) -> int:
         """Shift persisted retry times by a wall-clock jump and cap them at ``now + cap``
-        (see outbox.clamp_retry_times); returns how many moved."""
-        return await self._write(
-            partial(outbox.clamp_retry_times, to_utc(now), shift, cap), "clamp retry times"
-        )
+        (see outbox.clamped_retry_times); returns how many moved. Writes only when one
+        moves."""
+        moves = outbox.clamped_retry_times(to_utc(now), shift, cap)
+        if moves:
+            await self._write(partial(outbox.set_retry_times, moves), "clamp retry times")
+        return len(moves)
 
     async def dead_letter(
         self, msg_id: int, reason: str, status: int | None, body: str | None

@@ -113,7 +113,8 @@ class OutboxPump:
     tiny ones). ``numbers`` answers NO_NUMBER with a new list; ``resync_timeout`` bounds the
     wait for it. ``clock`` is the wall clock, for records only. ``on_outcome`` is called
     with (message id, "sent" | "retry" | "dead" | "paused" | "unrecorded") once each outcome
-    is handled: for a live view of the outbox, and for tests to wait on.
+    is handled, and with (0, "store probe") after each store probe that failed: for a live
+    view of the outbox, and for tests to wait on.
     """
 
     def __init__(
@@ -206,7 +207,7 @@ class OutboxPump:
                         self._probe_at = now + self._probe_delay()
                         await self._dispatch(1)
                 elif self._state.link_down:
-                    await self._dispatch(self._link_room(now))
+                    await self._probe_link(now)
                 else:
                     self._link_probe_at = None
                     self._link_failures = self._fresh_credits = 0
@@ -226,25 +227,27 @@ class OutboxPump:
     def _message_ready(self) -> None:
         """A commit made a message due. While the link is down, a fresh SMS is itself a
         probe (one call per commit, see _link_room), so that it goes up the moment the link
-        is back rather than at the probe's next back-off."""
-        if self._state.link_down:
-            self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
+        is back rather than at the probe's next back-off. Counted whatever the state now:
+        the link may go down before the pump looks; while it is up the credits are unused
+        and cleared."""
+        self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
         self._wake.set()
 
-    def _link_room(self, now: float) -> int:
-        """How many requests may start while the link is down: the scheduled probe when it
-        is due and nothing is in flight (one at a time), plus one per fresh SMS, never more
-        than ``max_in_flight`` at once."""
+    async def _probe_link(self, now: float) -> None:
+        """While the link is down, start at most: the scheduled probe when it is due and
+        nothing is in flight (one at a time), plus one request per fresh SMS, never more
+        than ``max_in_flight`` at once. A fresh SMS's credit is spent only by a request
+        that started (its SIM may have one out: it waits for that one to end)."""
         if self._link_probe_at is None:  # another part of the uplink saw the link go down
             self._link_probe_at = now + next_delay(1, self._policy)
-        room = self._fresh_credits
-        if now >= self._link_probe_at and not self._in_flight:
-            room += 1
+        scheduled = now >= self._link_probe_at and not self._in_flight
+        room = min(self._fresh_credits + scheduled, self._max_in_flight - len(self._in_flight))
+        started = await self._dispatch(room)
+        if scheduled and started:
             # Rescheduled by the probe's failure; until then, not again.
             self._link_probe_at = now + self._policy.cap
-        room = min(room, self._max_in_flight - len(self._in_flight))
-        self._fresh_credits = max(0, self._fresh_credits - room)
-        return room
+            started -= 1
+        self._fresh_credits = max(0, self._fresh_credits - started)
 
     def _link_failed(self, error: UplinkTransient) -> None:
         self._link_failures += 1
@@ -289,6 +292,8 @@ class OutboxPump:
                 await self._store.probe_write()
         except StoreNotWritable:
             self._schedule_store_probe()
+            if self._on_outcome is not None:
+                self._on_outcome(0, "store probe")
 
     async def _record_unrecorded(self) -> None:
         """Record as sent what OnlineSim accepted while the store could not write."""
@@ -300,6 +305,8 @@ class OutboxPump:
             except StoreError as error:  # gone or no longer pending: nothing to record
                 log.error("message #%d accepted but cannot be recorded: %s", message_id, error)
             del self._unrecorded[message_id]
+            if self._on_outcome is not None:
+                self._on_outcome(message_id, "sent")
             log.info("message #%d: recorded as sent (accepted earlier), not sent again", message_id)
 
     # --- the wall clock -----------------------------------------------------------------------
@@ -323,9 +330,11 @@ class OutboxPump:
 
     # --- dispatch ---------------------------------------------------------------------------
 
-    async def _dispatch(self, room: int) -> None:
+    async def _dispatch(self, room: int) -> int:
+        """Start up to ``room`` SIM tasks; returns how many started."""
         if room <= 0 or len(self._unrecorded) >= UNRECORDED_LIMIT:
-            return
+            return 0
+        started = 0
         due = await self._store.due_messages(self._clock(), self._batch)
         # Retry times up to now are covered by the scan: a message due then is in ``due``.
         now = asyncio.get_running_loop().time()
@@ -349,6 +358,8 @@ class OutboxPump:
             self._in_flight[message.iccid] = task
             task.add_done_callback(lambda _task, iccid=message.iccid: self._done(iccid))
             room -= 1
+            started += 1
+        return started
 
     def _done(self, iccid: str) -> None:
         task = self._in_flight.pop(iccid)

@@ -194,6 +194,8 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
     metrics.uplink_error("ReadTimeout")
     metrics.observe_delivery(0.2)
     metrics.observe_delivery(42.0)
+    metrics.set_uplink_state("store_not_writable")
+    metrics.set_store_writable(False)
     await client.get(PATH, params={"token": TOKEN})
     await client.get(PATH)
 
@@ -218,8 +220,13 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
         "simedge_uplink_errors",
         "simedge_delivery_latency_seconds",
         "simedge_webhook_requests",
+        "simedge_uplink_state",
+        "simedge_store_writable",
     }
     assert all(f.documentation for f in families.values())
+    uplink = {s.labels["state"]: s.value for s in families["simedge_uplink_state"].samples}
+    assert uplink == {"ok": 0, "backing_off": 0, "paused": 0, "store_not_writable": 1}
+    assert value("simedge_store_writable", "simedge_store_writable") == 0
     modems = {s.labels["state"]: s.value for s in families["simedge_modems"].samples}
     assert modems == {
         "probing": 0,
