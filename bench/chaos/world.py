@@ -130,9 +130,12 @@ class AgentProcess:
     Its stderr (the log) is read line by line into a bounded tail and a file, and the
     "agent started" line sets :attr:`started`, so callers wait on the agent saying so."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.env = env  # added to the agent's environment (libfaketime for clock jumps)
         self.process: asyncio.subprocess.Process | None = None
         self.started = asyncio.Event()
         self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
@@ -157,6 +160,7 @@ class AgentProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **self.env} if self.env else None,
         )
         self.starts += 1
         self._reader = asyncio.create_task(self._read_log(self.process))
@@ -237,6 +241,7 @@ class World:
         profile: str = "sim800",
         seed: int = 1,
         data_dir: Path | None = None,
+        agent_env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
         self.modem_count = modems
@@ -248,6 +253,10 @@ class World:
         self.control_socket = folder / "agent.sock"
         self.webhook_port = free_port()
         self.injected: dict[str, int] = {}
+        self.injected_at: dict[str, float] = {}  # text -> wall time it was injected
+        # text -> stand-in wall time of its first arrival (latency and order figures)
+        self.arrived_at: dict[str, float] = {}
+        self.arrival_order: list[str] = []  # texts in the stand-in's order, first copies
         self._received: collections.Counter[str] = collections.Counter()
         self._since = 0
         self._hub_process: asyncio.subprocess.Process | None = None
@@ -257,7 +266,7 @@ class World:
         self.http = httpx.AsyncClient(timeout=10.0)
         self.standin_url = ""
         self.control_url = ""
-        self.agent = AgentProcess(folder / "simedge.toml", folder / "agent.log")
+        self.agent = AgentProcess(folder / "simedge.toml", folder / "agent.log", agent_env)
 
     async def __aenter__(self) -> World:
         try:
@@ -394,6 +403,7 @@ socket = "{self.control_socket}"
         """One SMS with a text never used before, delivered by the network to ``modem``."""
         text = self._text()
         self.injected[text] = modem
+        self.injected_at[text] = time.time()
         try:
             await self.hub.inject(modem, self.rng.choice(SENDERS), text)
         except ControlError:
@@ -418,8 +428,12 @@ socket = "{self.control_socket}"
         answer.raise_for_status()
         for message in answer.json()["messages"]:
             self._since = max(self._since, int(message["seq"]))
-            if message["text"].startswith(TEXT_PREFIX):
-                self._received[message["text"]] += 1
+            text = message["text"]
+            if text.startswith(TEXT_PREFIX):
+                if text not in self._received:
+                    self.arrived_at[text] = float(message["received_at"])
+                    self.arrival_order.append(text)
+                self._received[text] += 1
         return self.tally()
 
     def tally(self) -> Tally:
@@ -467,6 +481,31 @@ socket = "{self.control_socket}"
             f"{len(held)} of them in the agent's outbox ({overdue} due but not sent), "
             f"{len(texts) - len(held)} not in it"
         )
+
+    def order_broken(self) -> list[int]:
+        """Modems whose SMS reached OnlineSim in another order than they were injected."""
+        broken = []
+        for modem in sorted(set(self.injected.values())):
+            sent = [text for text in self.injected if self.injected[text] == modem]
+            got = [text for text in self.arrival_order if self.injected.get(text) == modem]
+            if got != [text for text in sent if text in self.arrived_at]:
+                broken.append(modem)
+        return broken
+
+    async def add_message_calls(self) -> list[dict[str, Any]]:
+        """Every addMessage request the stand-in's API saw (answered or not)."""
+        answer = await self.http.get(f"{self.control_url}/_standin/requests")
+        answer.raise_for_status()
+        return [r for r in answer.json()["requests"] if r["path"].endswith("/addMessage")]
+
+    async def agent_health(self) -> dict[str, Any] | None:
+        """The running agent's health over the control socket (what /healthz says)."""
+        try:
+            async with AgentControl(self.control_socket) as control:
+                health: dict[str, Any] = await control.request("health")
+                return health
+        except ControlError:
+            return None
 
     async def standin_faults(self, **faults: Any) -> None:
         answer = await self.http.post(f"{self.control_url}/_standin/faults", json=faults)
