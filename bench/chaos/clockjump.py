@@ -36,6 +36,12 @@ LATENCY_WITHIN = 2.0
 CACHE = 1  # seconds libfaketime keeps the offset it read (FAKETIME_CACHE_DURATION)
 
 
+async def _agent_skew(world: World) -> float:
+    """The agent's wall clock minus ours, from the time its snapshot says it was taken."""
+    snapshot = await world.until_snapshot(lambda _snapshot: True, 10.0)
+    return float(snapshot["taken_at"]) - time.time()
+
+
 def _have_libfaketime() -> bool:
     return LIBFAKETIME.exists()
 
@@ -65,6 +71,9 @@ async def run(folder: Path) -> Verdict:
         await asyncio.sleep(8.0)  # probes fail, the link's back-off grows
         offset.write_text(f"-{JUMP}\n")
         await asyncio.sleep(CACHE + 1.0)  # the agent reads the new offset
+        skew = await _agent_skew(world)
+        if abs(skew + JUMP) > 60:
+            return verdict(FAIL, f"the agent's clock is {skew:+.0f} s off, not -{JUMP}")
         await world.standin_faults(clear=True)
         back = time.time()
         tally = await world.until_delivered(DRAIN_WITHIN + 10.0)
@@ -81,8 +90,9 @@ async def run(folder: Path) -> Verdict:
         worst = max(world.arrived_at[text] - world.injected_at[text] for text in fresh)
         ready = await world.until_ready(MODEMS, 10.0)
         figures = (
-            f"clock -1 h: backlog of {len(backlog)} drained {drained:.1f} s after the link was "
-            f"back; clock +1 h: worst SMS {worst:.2f} s; {ready}/{MODEMS} modems ready; "
+            f"agent clock {skew:+.0f} s: backlog of {len(backlog)} drained {drained:.1f} s "
+            f"after the link was back; clock +1 h: worst SMS {worst:.2f} s; "
+            f"{ready}/{MODEMS} modems ready; "
             f"{tally.figures()}; order per SIM "
             f"{'kept' if not world.order_broken() else 'BROKEN'}"
         )
