@@ -9,6 +9,7 @@ world (three processes: modem hub, OnlineSim stand-in, agent) is :mod:`bench.cha
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -25,3 +26,14 @@ class Verdict:
 
     def line(self) -> str:
         return f"{self.outcome} {self.scenario}: {self.detail} ({self.seconds:.0f} s)"
+
+
+class Judge:
+    """The verdicts of one scenario, timed from the moment the judge was made."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.started = time.monotonic()
+
+    def __call__(self, outcome: str, detail: str) -> Verdict:
+        return Verdict(self.scenario, outcome, detail, time.monotonic() - self.started)

@@ -23,7 +23,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from bench.chaos import FAIL, PASS, SKIP, Verdict
+from bench.chaos import FAIL, PASS, SKIP, Judge, Verdict
 from bench.chaos.world import World
 
 NAME = "clockjump"
@@ -47,10 +47,7 @@ def _have_libfaketime() -> bool:
 
 
 async def run(folder: Path) -> Verdict:
-    started = time.monotonic()
-
-    def verdict(outcome: str, detail: str) -> Verdict:
-        return Verdict(NAME, outcome, detail, time.monotonic() - started)
+    verdict = Judge(NAME)
 
     if not _have_libfaketime():
         return Verdict(NAME, SKIP, f"needs libfaketime ({LIBFAKETIME}; apt install faketime)")
@@ -63,8 +60,7 @@ async def run(folder: Path) -> Verdict:
         "DONT_FAKE_MONOTONIC": "1",
     }
     async with World(folder, modems=MODEMS, profile="mixed", seed=41, agent_env=env) as world:
-        await world.start_agent()
-        if await world.until_ready(MODEMS) < MODEMS:
+        if not await world.start_ready():
             return verdict(FAIL, "the modems did not all get ready")
         await world.standin_faults(down=True)
         backlog = [await world.inject(n % MODEMS) for n in range(2 * MODEMS)]

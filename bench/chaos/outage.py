@@ -19,7 +19,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from bench.chaos import FAIL, PASS, Verdict
+from bench.chaos import FAIL, PASS, Judge, Verdict
 from bench.chaos.world import World
 
 NAME = "outage"
@@ -37,14 +37,10 @@ async def run(folder: Path) -> Verdict:
 
 
 async def outage(folder: Path, name: str, down_for: float) -> Verdict:
-    started = time.monotonic()
-
-    def verdict(outcome: str, detail: str) -> Verdict:
-        return Verdict(name, outcome, detail, time.monotonic() - started)
+    verdict = Judge(name)
 
     async with World(folder, modems=MODEMS, profile="mixed", seed=13) as world:
-        await world.start_agent()
-        if await world.until_ready(MODEMS) < MODEMS:
+        if not await world.start_ready():
             return verdict(FAIL, "the modems did not all get ready")
         await world.standin_faults(down=True)
         down_at = time.monotonic()

@@ -14,10 +14,9 @@ Budget: ~20 s setup + 30 s slow + up to 60 s to deliver.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
-from bench.chaos import FAIL, PASS, Verdict
+from bench.chaos import FAIL, PASS, Judge, Verdict
 from bench.chaos.world import World
 
 NAME = "slowserver"
@@ -29,14 +28,10 @@ TIMEOUT = 5.0  # the World's [onlinesim] timeout
 
 
 async def run(folder: Path) -> Verdict:
-    started = time.monotonic()
-
-    def verdict(outcome: str, detail: str) -> Verdict:
-        return Verdict(NAME, outcome, detail, time.monotonic() - started)
+    verdict = Judge(NAME)
 
     async with World(folder, modems=MODEMS, profile="mixed", seed=31) as world:
-        await world.start_agent()
-        if await world.until_ready(MODEMS) < MODEMS:
+        if not await world.start_ready():
             return verdict(FAIL, "the modems did not all get ready")
         before = len(await world.add_message_calls())
         await world.standin_faults(latency=LATENCY)

@@ -58,8 +58,7 @@ async def _until_paused(world: World, seconds: float) -> dict[str, Any] | None:
 async def _phase(folder: Path, data: Path, how: str) -> tuple[bool, str]:
     """One world: backlog, unwritable, observe, fix, deliver. (passed, figures)."""
     async with World(folder, modems=MODEMS, profile="sim800", seed=51, data_dir=data) as world:
-        await world.start_agent()
-        if await world.until_ready(MODEMS) < MODEMS:
+        if not await world.start_ready():
             return False, f"{how}: the modems did not all get ready"
         await world.standin_faults(down=True)
         for n in range(BACKLOG):

@@ -369,6 +369,11 @@ socket = "{self.control_socket}"
         await self.agent.start()
         await self.agent.wait_started(seconds)
 
+    async def start_ready(self) -> bool:
+        """Start the agent; whether all the world's modems got ready in it."""
+        await self.start_agent()
+        return await self.until_ready(self.modem_count) >= self.modem_count
+
     async def until_snapshot(
         self, condition: Callable[[dict[str, Any]], bool], seconds: float
     ) -> dict[str, Any]:
