@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from agent.clock import WallClockWatch
 from agent.config import Config
 from agent.control.server import ControlServer
 from agent.errors import ControlError, StoreNotWritable
@@ -260,9 +261,15 @@ class Agent:
         assert self.store is not None
         loop = asyncio.get_running_loop()
         last_prune = -float("inf")  # loop time: a wall-clock jump neither hastens nor delays
+        watch = WallClockWatch(time.time, loop.time)
         while True:
             now = time.time()
             with contextlib.suppress(StoreNotWritable):  # said by the writer's listener
+                if shift := watch.jumped():
+                    # The multipart timeout counts from each first part's recorded arrival.
+                    moved = await self.store.shift_partials(shift)
+                    watch.settle(shift)
+                    log.warning("wall clock jumped by %+.0f s: %d partial SMS moved", shift, moved)
                 await self.store.expire_partials(now)
                 if loop.time() - last_prune > PRUNE_INTERVAL:
                     await self.store.prune(now)

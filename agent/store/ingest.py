@@ -356,6 +356,22 @@ def finish(
     return row.state
 
 
+def shift_assembling(shift: float) -> int:
+    """Move the receipt times of the long SMS still waiting for parts by ``shift`` seconds,
+    a jump of the wall clock: their timeout then still counts from when they came (see
+    agent.clock). Returns how many messages moved."""
+    delta = timedelta(seconds=shift)
+    waiting = list(
+        Message.select(Message.id, Message.received_at).where(Message.state == literal(ASSEMBLING))
+    )
+    ids = [row.id for row in waiting]
+    for row in waiting:
+        Message.update(received_at=row.received_at + delta).where(Message.id == row.id).execute()
+    for part in Part.select(Part.id, Part.received_at).where(Part.message.in_(ids)):
+        Part.update(received_at=part.received_at + delta).where(Part.id == part.id).execute()
+    return len(ids)
+
+
 def expire(now: datetime, timeout: float, rules: Sequence[BlockRule]) -> list[tuple[int, str]]:
     """Deliver what arrived of multipart messages whose first part is ``timeout`` seconds
     old, marked incomplete. Returns (message id, state) of each, oldest first."""

@@ -281,6 +281,13 @@ class Store:
             self._notify_ready()
         return [message_id for message_id, _ in delivered]
 
+    async def shift_partials(self, shift: float) -> int:
+        """The wall clock jumped by ``shift`` seconds: move the receipt times of the long SMS
+        waiting for parts with it, so their timeout still counts from their arrival."""
+        return await self._write(
+            partial(ingest.shift_assembling, shift), "move partial messages with the clock"
+        )
+
     # --- modems, SIMs, events -------------------------------------------------------------
 
     async def upsert_modem(

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 
 from peewee import fn
 
+from agent.clock import WallClockWatch
 from agent.errors import (
     StoreError,
     StoreNotWritable,
@@ -95,8 +96,6 @@ log = get_logger("uplink.pump")
 #: How often at most the outbox depth gauge is refreshed (it counts rows).
 _DEPTH_INTERVAL = 1.0
 SIM_BATCH = 32  # a SIM's messages read at once while its queue drains
-#: A wall clock that moved this much more (or less) than the monotonic one jumped.
-CLOCK_JUMP = 2.0
 #: Accepted-but-unrecorded messages kept in memory at most (see ``_unrecorded``). The
 #: pump sends nothing while the store cannot write, so only the requests in flight when a
 #: write failed can land here: at most ``max_in_flight`` per failure. Past this bound
@@ -164,7 +163,8 @@ class OutboxPump:
         self._store_failures = 0
         # Accepted by OnlineSim, not recorded (the store failed): id -> wall time accepted.
         self._unrecorded: dict[int, float] = {}
-        self._skew: float | None = None  # wall minus monotonic at the last look
+        self._watch: WallClockWatch | None = None  # made in run(), on the loop's clock
+        self._cap_at_start = True  # persisted retry times not capped yet since the start
         self._imsi: dict[str, str | None] = {}
         self._depth_at = -float("inf")
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
@@ -187,13 +187,14 @@ class OutboxPump:
         if not self._store.writable:
             self._writable_changed(self._store.writer.unwritable)
         loop = asyncio.get_running_loop()
+        self._watch = WallClockWatch(self._clock, loop.time)
         try:
-            await self._follow_wall_clock(loop.time(), start=True)
+            await self._follow_wall_clock()
             await self._load_retry_times()
             while True:
                 self._wake.clear()
+                await self._follow_wall_clock()
                 now = loop.time()
-                await self._follow_wall_clock(now)
                 if self._state.store_paused:
                     if now >= self._store_probe_at and not self._in_flight:
                         await self._probe_store(now)
@@ -311,20 +312,21 @@ class OutboxPump:
 
     # --- the wall clock -----------------------------------------------------------------------
 
-    async def _follow_wall_clock(self, now: float, *, start: bool = False) -> None:
+    async def _follow_wall_clock(self) -> None:
         """Shift persisted retry times by any jump of the wall clock (measured against the
         monotonic one) and cap them at the policy's cap from now: nothing waits for a clock
-        being set right. At start the jump is unknown: only the cap applies."""
-        skew = self._clock() - now
-        start = start or self._skew is None
-        shift = 0.0 if self._skew is None else skew - self._skew
-        if not start and abs(shift) < CLOCK_JUMP:
+        being set right. At start a jump cannot be seen: only the cap applies. Until the
+        store could write the move, the jump stays pending (and the store pause is on)."""
+        assert self._watch is not None
+        shift = self._watch.jumped()
+        if not (self._cap_at_start or shift):
             return
         try:
             moved = await self._store.clamp_retry_times(self._clock(), shift, self._policy.cap)
         except StoreNotWritable:
-            return  # tried again on the next turn; the store pause is in force meanwhile
-        self._skew = skew
+            return
+        self._watch.settle(shift)
+        self._cap_at_start = False
         if shift:
             log.warning("wall clock jumped by %+.0f s: %d retry times moved with it", shift, moved)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.clock import WallClockWatch
 from agent.store import Store
 from agent.store.models import Message
 from tests.store.conftest import T0, count_rows, ingest, pdus
@@ -117,3 +118,37 @@ async def test_what_expired_while_the_agent_was_down_is_delivered_at_open(
 
     (row,) = rows
     assert (row.state, row.complete, row.missing_parts) == ("pending", False, "2,3,4")
+
+
+async def test_a_wall_clock_jump_moves_the_timeout_with_it(store: Store) -> None:
+    """NTP sets the clock an hour back after the first part came: the timeout still
+    counts from its arrival (10 minutes), neither an hour and 10 minutes later nor at once
+    when the clock jumps forward."""
+    parts = pdus(LONG, ref=47)
+    await ingest(store, parts[0], index=0)
+    back = T0 - timedelta(hours=1)
+    assert await store.shift_partials(-3600) == 1
+    assert await store.expire_partials(back + timedelta(minutes=9)) == []
+    assert len(await store.expire_partials(back + timedelta(minutes=10))) == 1
+
+    await ingest(store, pdus(LONG, ref=48)[0], index=5, read_at=back)
+    assert await store.shift_partials(+3600) == 1  # and forward again: nothing early
+    assert await store.expire_partials(T0 + timedelta(minutes=9)) == []
+    assert len(await store.expire_partials(T0 + timedelta(minutes=10))) == 1
+
+
+def test_the_watch_reports_a_jump_until_it_is_settled() -> None:
+    wall, monotonic = [1000.0], [5.0]
+    watch = WallClockWatch(lambda: wall[0], lambda: monotonic[0])
+    wall[0] += 10.0
+    monotonic[0] += 10.0  # both moved alike: no jump
+    assert watch.jumped() == 0.0
+    wall[0] += 1.0  # within the tolerance (NTP slewing, a late wake-up)
+    assert watch.jumped() == 0.0
+    wall[0] -= 3601.0  # an hour back
+    assert watch.jumped() == -3600.0
+    assert watch.jumped() == -3600.0  # still pending: the caller could not move its times
+    watch.settle(-3600.0)
+    assert watch.jumped() == 0.0
+    wall[0] += 3600.0
+    assert watch.jumped() == 3600.0
