@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.cli.status import render
 from agent.protocol.pdu import encode_deliver
 from agent.store import Store
 from agent.store.models import Sim
@@ -70,6 +71,9 @@ async def test_status_shows_the_outbox_and_the_sims_to_swap(
     ]
     assert "swap SIM in slot usb-1.1 (75.5 RUB)" in text
     assert "in back-off  1" in text
+    # No agent answers on the control socket: its in-memory state is unknown, and said so.
+    assert report["agent"] is None
+    assert "agent    not running (uplink state unknown)" in text
 
 
 async def test_a_new_sim_in_the_slot_hides_the_old_mark(
@@ -92,3 +96,24 @@ def test_status_without_a_database_says_so(
 ) -> None:
     assert main(["status", "--config", str(config)]) == 1
     assert "no database" in capsys.readouterr().err
+
+
+def test_status_shows_the_running_agents_uplink_and_store() -> None:
+    report = {
+        "outbox": {
+            "pending": 3, "backing_off": 0, "dead": 0, "blocked": 0, "assembling": 0,
+            "last_success_at": None, "last_error": None, "last_error_at": None,
+        },
+        "takeoff": [],
+        "agent": {
+            "agent": "failing",
+            "uplink": {"state": "store_not_writable", "code": "DiskFull", "since": 1.0},
+            "store": {"writable": False},
+        },
+    }  # fmt: skip
+    lines = render(report).splitlines()
+    assert lines[:3] == [
+        "agent    failing",
+        "uplink   PAUSED: store not writable (DiskFull)",
+        "store    NOT WRITABLE",
+    ]

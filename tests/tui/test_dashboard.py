@@ -10,7 +10,15 @@ import pytest
 from textual.widgets import DataTable, RichLog, Sparkline, Static
 
 from agent.control.server import ControlServer
-from agent.status import AttemptRecord, MessageDetail, MessageSummary, ModemState, PduRecord
+from agent.status import (
+    AttemptRecord,
+    MessageDetail,
+    MessageSummary,
+    ModemState,
+    PduRecord,
+    UplinkState,
+    UplinkStatus,
+)
 from tests.tui.pilot import cell, column, make_app, until
 from tests.tui.site import HOSTILE, NOW, SiteStandIn, demo_messages, start_site
 from tui.screens.messages import MessageDetailScreen, MessagesScreen, detail_text
@@ -63,6 +71,18 @@ async def test_wide_terminal_shows_operator_and_fault(site: SiteStandIn, socket_
         table = app.screen.query_one(SlotTable)
         assert cell(table, "1-1.1", "operator") == "MegaFon"
         assert cell(table, "1-1.5", "fault") == "port gone after reset (CME 10)"
+
+
+async def test_the_header_says_the_uplink_is_paused_while_the_store_cannot_write(
+    site: SiteStandIn, socket_path: Path
+) -> None:
+    app = make_app(socket_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.view.live)
+        paused = UplinkStatus(state=UplinkState.STORE_NOT_WRITABLE, code="DiskFull", since=NOW)
+        site.publish("uplink", paused.to_json())
+        await until(pilot, lambda: "PAUSED: store not writable" in header_text(app))
+        assert "(DiskFull)" in header_text(app)
 
 
 async def test_live_events_update_only_their_cells(site: SiteStandIn, socket_path: Path):
