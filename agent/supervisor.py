@@ -103,7 +103,7 @@ class Agent:
         self.webhook: WebhookServer | None = None
         self.control: ControlServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._activity: tuple[float, Any] | None = None
+        self._activity: tuple[float, Any] | None = None  # (monotonic time taken, figures)
         self._activity_stale = False
         self._activity_recheck = False
         self._coalesced: set[str] = set()
@@ -468,10 +468,12 @@ class Agent:
     async def snapshot(self) -> SiteSnapshot:
         assert self.store is not None
         now = time.time()
-        age = now - self._activity[0] if self._activity is not None else float("inf")
+        # Its age on the monotonic clock: a wall clock set back must not freeze the figures.
+        taken = time.monotonic()
+        age = taken - self._activity[0] if self._activity is not None else float("inf")
         if age > ACTIVITY_CACHE or (self._activity_stale and age > ACTIVITY_MIN_AGE):
             self._activity_stale = False
-            self._activity = (now, await self.store.read(lambda: queries.activity(now)))
+            self._activity = (taken, await self.store.read(lambda: queries.activity(now)))
         elif self._activity_stale and not self._activity_recheck:
             # Too soon to scan again: tell the dashboard to look once more when it is time.
             self._activity_recheck = True
