@@ -157,6 +157,7 @@ class OutboxPump:
         # is up), its failures so far, and the fresh SMS that may go at once as probes.
         self._link_probe_at: float | None = None
         self._link_failures = 0
+        self._probe_out = False  # the scheduled probe is in flight
         self._fresh_credits = 0
         # While the store cannot write: loop time of the next store probe, its failures.
         self._store_probe_at = 0.0
@@ -212,6 +213,7 @@ class OutboxPump:
                 else:
                     self._link_probe_at = None
                     self._link_failures = self._fresh_credits = 0
+                    self._probe_out = False
                     await self._dispatch(self._max_in_flight - len(self._in_flight))
                 await self._refresh_depth(now)
                 await self._sleep(self._next_wake_in(loop.time()))
@@ -244,20 +246,28 @@ class OutboxPump:
         scheduled = now >= self._link_probe_at and not self._in_flight
         room = min(self._fresh_credits + scheduled, self._max_in_flight - len(self._in_flight))
         started = await self._dispatch(room)
-        if scheduled and started:
-            # Rescheduled by the probe's failure; until then, not again.
+        if scheduled:
+            # Rescheduled by the probe's failure; until then (or, with nothing to send, for
+            # the cap: a fresh SMS probes at once anyway), not again.
             self._link_probe_at = now + self._policy.cap
-            started -= 1
+            self._probe_out = started > 0
+            started -= self._probe_out
         self._fresh_credits = max(0, self._fresh_credits - started)
 
     def _link_failed(self, error: UplinkTransient) -> None:
+        """The link's back-off grows with the scheduled probe's own failures (and the one
+        that took the link down), not with every call that failed meanwhile: thirty fresh
+        SMS failing in an outage must not push the next probe to the cap."""
+        self._state.backing_off(error)
+        if self._link_probe_at is not None and not self._probe_out:
+            return  # a fresh SMS's call or one in flight before: the schedule stands
+        self._probe_out = False
         self._link_failures += 1
         delay = next_delay(self._link_failures, self._policy, error=error)
         self._link_probe_at = asyncio.get_running_loop().time() + delay
         if error.retry_after is not None:
             # The server asked for a pause: fresh SMS wait for it too.
             self._fresh_credits = 0
-        self._state.backing_off(error)
         log.warning(
             "uplink: link down (%s); next probe in %.1f s, or at once for a new SMS",
             error.code,

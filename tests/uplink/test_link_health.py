@@ -321,3 +321,24 @@ async def test_a_retry_time_written_under_a_wrong_clock_is_capped_at_start(world
         "retry",
         "sent",
     ]
+
+
+async def test_fresh_sms_failing_in_an_outage_do_not_push_the_probe_to_the_cap(
+    world: World,
+) -> None:
+    """Found by make chaos: 30 SMS in a 5xx stretch each failed as a fresh probe and each
+    grew the link's back-off, so the next probe was 5 minutes away when the link was back
+    and no new SMS came to probe sooner."""
+    await online(world, A, B)
+    outcomes = Outcomes()
+    growing = transient_backoff(initial=0.05, cap=3600, jitter=0.0)
+    world.start(pump_for(world, outcomes, policy=growing).run())
+    await world.standin.set_faults(error_rate=1.0)
+    for n in range(20):
+        await world.receive((A, B)[n % 2], f"code {n}", slot=f"usb-1.{n % 2 + 1}")
+    await outcomes.until(lambda: [o for _, o in outcomes.seen].count("retry") >= 20)
+    await world.standin.set_faults(clear=True)
+    # No new SMS: only the scheduled probe can find the link back, within its own
+    # back-off (0.05 s doubling per scheduled probe), not an hour.
+    await world.until(lambda standin: len(standin.messages) == 20)
+    assert sent_texts(world, A) == [f"code {n}" for n in range(0, 20, 2)]
