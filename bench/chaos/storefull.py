@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.chaos import FAIL, PASS, SKIP, Verdict
 from bench.chaos.diskfull import _command, _fill
-from bench.chaos.world import World
+from bench.chaos.world import World, WorldError
 
 NAME = "storefull"
 BUDGET = 300.0
@@ -116,12 +116,18 @@ async def _output(*argv: str) -> str:
 
 
 async def _remount(data: Path) -> None:
-    """Unmount the read-only ext4, fsck it, mount it again read-write."""
+    """Unmount the read-only ext4, fsck it, mount it again read-write; WorldError when it
+    does not come back read-write (the run then says nothing about the agent)."""
     source = (await _output("findmnt", "-no", "SOURCE", str(data))).strip()
     await _command("umount", str(data))
-    process = await asyncio.create_subprocess_exec("fsck.ext4", "-fy", source)
-    await process.wait()  # 1: errors corrected, as expected after the forced error
+    process = await asyncio.create_subprocess_exec(
+        "fsck.ext4", "-fy", source, stdout=asyncio.subprocess.DEVNULL
+    )
+    checked = await process.wait()  # 1: errors corrected, as expected after the error
     await _command("mount", "-o", "errors=remount-ro", source, str(data))
+    options = (await _output("findmnt", "-no", "SOURCE,OPTIONS", str(data))).strip()
+    if not options.startswith(source) or ",rw" not in f",{options.split()[-1]}":
+        raise WorldError(f"{data} not back read-write after fsck ({checked}): {options!r}")
 
 
 async def run(folder: Path) -> Verdict:

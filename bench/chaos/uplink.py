@@ -7,8 +7,8 @@ the API socket closed (``down``), every request answered 500/502/503 (``error_ra
 3 s late with a third of them 5xx (``latency`` + ``error_rate``). After each stretch the
 stand-in is healthy again and the scenario waits until that stretch's SMS are delivered:
 the link's one probe (its back-off about 8-16 s after 12 s of failures) bounds how long
-that takes when no new SMS comes to probe sooner (docs/uplink.md). Pass: none lost (duplicates are shown; a reset can cut an answer that
-OnlineSim already acted on).
+that takes when no new SMS comes to probe sooner (docs/uplink.md). Pass: none lost
+(duplicates are shown; a reset can cut an answer that OnlineSim already acted on).
 
 Budget: 4 x (12 s + at most 45 s to recover); typically ~90 s.
 """
