@@ -240,6 +240,9 @@ class NumbersSync:
         self._sent = asyncio.Condition()
         self._lists_sent = 0
         self._last_items: list[NumberItem] | None = None  # as OnlineSim accepted them
+        # A failed list waits on its back-off for the link or the account (not for a
+        # refusal of the list itself): any success elsewhere sends it at once.
+        self._held_by_link = False
 
     # --- for the modem side, the pump and the webhook -------------------------------------
 
@@ -285,16 +288,16 @@ class NumbersSync:
         loop = asyncio.get_running_loop()
         last_sent = -float("inf")
         retry_at: float | None = None
-        waits_for_link = False  # the failure was the link's or the account's, not the list's
         failures = 0
         remove_listener = self._state.on_change(self._uplink_changed)
         try:
-            await self._loop(loop, last_sent, retry_at, waits_for_link, failures)
+            await self._loop(loop, last_sent, retry_at, failures)
         finally:
             remove_listener()
 
     def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
-        if snapshot.condition is UplinkCondition.OK:
+        # Only while a failed list waits for the link: every upload is a change of state.
+        if self._held_by_link and snapshot.condition is UplinkCondition.OK:
             self._wake.set()  # a list held back by the link's back-off may go now
 
     async def _loop(
@@ -302,7 +305,6 @@ class NumbersSync:
         loop: asyncio.AbstractEventLoop,
         last_sent: float,
         retry_at: float | None,
-        waits_for_link: bool,
         failures: int,
     ) -> None:
         # The numbers online when the agent last stopped: for a while after the start,
@@ -318,7 +320,7 @@ class NumbersSync:
             if self._forced:
                 deadline = now  # NO_NUMBER: honoured at once, even while backing off
             elif retry_at is not None:
-                link_back = waits_for_link and not (self._state.link_down or self._state.paused)
+                link_back = self._held_by_link and not (self._state.link_down or self._state.paused)
                 deadline = now if link_back else retry_at
             elif expected:
                 if not self.holding_back.is_set():
@@ -350,19 +352,20 @@ class NumbersSync:
                 sent = await self._send_list(only_if_changed=not must_send)
             except UplinkError as error:
                 failures += 1
-                waits_for_link = isinstance(error, UplinkTransient | UplinkAccountError)
+                self._held_by_link = isinstance(error, UplinkTransient | UplinkAccountError)
                 retry_at = loop.time() + await self._failed(error, failures)
             except StoreNotWritable as error:
                 # The list may have gone up; what it changed on the SIM rows could not be
                 # written. Sent again after the back-off (the list is idempotent).
                 failures += 1
-                waits_for_link = False
+                self._held_by_link = False
                 delay = next_delay(failures, self._policy)
                 log.error("numbers: %s; sending the list again in %.1f s", error, delay)
                 retry_at = loop.time() + delay
             else:
                 failures = 0
                 retry_at = None
+                self._held_by_link = False
                 if sent:
                     last_sent = loop.time()
 
