@@ -90,6 +90,7 @@ class Agent:
         self.hotplug_interval = hotplug_interval
         self.metrics = Metrics()
         self.uplink = UplinkTracker()
+        self._uplink_condition = self.uplink.snapshot.condition  # as the metric says
         self.started = asyncio.Event()
         self.store: Store | None = None
         self.fleet: Fleet | None = None
@@ -300,7 +301,9 @@ class Agent:
         self._publish("modem", status.to_json())
 
     def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
-        self.metrics.set_uplink_state(str(snapshot.condition))
+        if snapshot.condition is not self._uplink_condition:  # not on every upload
+            self._uplink_condition = snapshot.condition
+            self.metrics.set_uplink_state(str(snapshot.condition))
         self._publish("uplink", snapshot.to_status().to_json())
 
     def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
