@@ -30,11 +30,11 @@ def write_config(tmp_path: Path, standin_url: str) -> Path:
     return config
 
 
-async def start_agent(config: Path) -> asyncio.subprocess.Process:
-    """`simedge run`, returned once it logged "agent started"."""
+async def start_agent(config: Path, umask: int = -1) -> asyncio.subprocess.Process:
+    """`simedge run` (started with ``umask`` when given), once it logged "agent started"."""
     agent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.cli", "run", "--config", str(config),
-        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, umask=umask,
     )  # fmt: skip
     assert agent.stderr is not None
     async with asyncio.timeout(30):
