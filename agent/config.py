@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
             str, REQUIRED, "OnlineSim API base URL, as partner support gives it", _url_problem
         ),
         "api_key": Key(str, "", "API key (or use api_key_file, or SIMEDGE_API_KEY)"),
-        "api_key_file": Key(str, "", "file holding the API key (mode 0600)"),
+        "api_key_file": Key(
+            str, "", "file holding the API key (mode 0600 or 0400: no group or other access)"
+        ),
         "takeoff_sum": Key(
             (int, float), 50, "RUB earned before a SIM may be swapped; 0 disables", _not_negative
         ),
@@ -235,7 +238,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "listen": Key(str, "0.0.0.0:8085", "address OnlineSim calls", _listen_problem),
         "path": Key(str, "/onlinesim/numbers", "path of the webhook", _path_problem),
         "token": Key(str, "", "secret in the webhook URL (or use token_file)"),
-        "token_file": Key(str, "", "file holding the webhook token"),
+        "token_file": Key(
+            str, "", "file holding the webhook token (mode 0600 or 0400, as api_key_file)"
+        ),
     },
     "control": {
         "socket": Key(str, "/run/simedge/control.sock", "unix socket the dashboard talks to"),
@@ -496,9 +501,27 @@ def _secret(
     if not section[file_key]:
         return str(section[inline]).strip()
     path = base / section[file_key]
+    where = f"[{section_name}] {file_key}"
     try:
-        return path.read_text(encoding="utf-8").strip()
+        with path.open(encoding="utf-8") as file:
+            # The mode of the file read (fstat): a link cannot point elsewhere meanwhile.
+            problem = _secret_file_problem(os.fstat(file.fileno()).st_mode)
+            if problem:
+                raise ConfigError(source, where, f"{path}: {problem}")
+            return file.read().strip()
     except OSError as exc:
-        raise ConfigError(
-            source, f"[{section_name}] {file_key}", f"cannot read {path}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(source, where, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _secret_file_problem(st_mode: int) -> str | None:
+    """Why a secret file's mode is unsafe, or None. As ssh with a private key: any access
+    by the group or others is refused, since they could read the key or swap the token.
+    The owner is not checked: a 0600 file is readable only by its owner and root, so if
+    the agent can read it, it is the agent's own or the agent runs as root (install.sh
+    and the Ansible role give the files to the service user and check them as root)."""
+    mode = stat.S_IMODE(st_mode)
+    if mode & 0o077:
+        return (
+            f"mode {mode:04o}, must not be readable or writable by group or others (chmod 600)"
+        )
+    return None

@@ -55,15 +55,57 @@ def test_environment_overrides_api_key(tmp_path: Path) -> None:
     assert cfg.onlinesim.api_key == "from-env"
 
 
+FILED_SECRETS = MINIMAL.replace('api_key = "k3y"', 'api_key_file = "key"').replace(
+    f'token = "{TOKEN}"', 'token_file = "token"'
+)
+
+
+def write_secrets(tmp_path: Path, key_mode: int = 0o600, token_mode: int = 0o600) -> None:
+    for name, text, mode in (("key", "filed-key", key_mode), ("token", TOKEN, token_mode)):
+        (tmp_path / name).write_text(text + "\n")
+        (tmp_path / name).chmod(mode)
+
+
 def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
-    (tmp_path / "key").write_text("filed-key\n")
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    text = MINIMAL.replace('api_key = "k3y"', 'api_key_file = "key"').replace(
-        f'token = "{TOKEN}"', 'token_file = "token"'
-    )
-    cfg = config.load(write(tmp_path, text), environ={})
+    write_secrets(tmp_path, key_mode=0o600, token_mode=0o400)
+    cfg = config.load(write(tmp_path, FILED_SECRETS), environ={})
     assert cfg.onlinesim.api_key == "filed-key"
     assert cfg.webhook.token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("key_mode", "token_mode", "where", "bad_mode"),
+    [
+        (0o644, 0o600, "[onlinesim] api_key_file: {folder}/key", "0644"),
+        (0o640, 0o600, "[onlinesim] api_key_file: {folder}/key", "0640"),
+        (0o600, 0o666, "[webhook] token_file: {folder}/token", "0666"),
+        (0o600, 0o602, "[webhook] token_file: {folder}/token", "0602"),
+        (0o600, 0o620, "[webhook] token_file: {folder}/token", "0620"),
+    ],
+)
+def test_a_secret_file_open_to_group_or_others_is_refused_naming_it_and_its_mode(
+    tmp_path: Path, key_mode: int, token_mode: int, where: str, bad_mode: str
+) -> None:
+    write_secrets(tmp_path, key_mode, token_mode)
+    path = write(tmp_path, FILED_SECRETS)
+    with pytest.raises(ConfigError) as refused:
+        config.load(path, environ={})
+    assert str(refused.value) == (
+        f"{path}: {where.format(folder=tmp_path)}: mode {bad_mode}, must not be readable or "
+        "writable by group or others (chmod 600)"
+    )
+
+
+def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Path) -> None:
+    write_secrets(tmp_path, key_mode=0o644)
+    path = write(tmp_path, FILED_SECRETS)
+    result = run_cli("run", "--check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"simedge: {path}: [onlinesim] api_key_file: {tmp_path}/key: mode 0644, must not be "
+        "readable or writable by group or others (chmod 600)\n"
+    )
+    assert "filed-key" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
