@@ -521,7 +521,5 @@ def _secret_file_problem(st_mode: int) -> str | None:
     and the Ansible role give the files to the service user and check them as root)."""
     mode = stat.S_IMODE(st_mode)
     if mode & 0o077:
-        return (
-            f"mode {mode:04o}, must not be readable or writable by group or others (chmod 600)"
-        )
+        return f"mode {mode:04o}, must not be readable or writable by group or others (chmod 600)"
     return None
