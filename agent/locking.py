@@ -109,29 +109,47 @@ class DataDirLock:
         with the holder's PID when another process holds it."""
         path = data_dir / LOCK_FILE_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                written = os.pread(fd, 32, 0).decode("ascii", errors="replace")
-            finally:
-                os.close(fd)
-            # The holder may not have written its PID yet: the kernel's table knows it too.
-            pid = _pid_in(written) or next(iter(flock_holders(path)), None)
-            raise AlreadyRunning(str(data_dir), pid) from None
-        except BaseException:
-            os.close(fd)
-            raise
+        _lock_or_refuse(fd, path, data_dir)
         # The file is kept between runs: deleting it would let a third process lock a new
         # file while a second one still waits on the old one.
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         return cls(path, fd)
 
+    @staticmethod
+    def check(data_dir: Path) -> None:
+        """Raise AlreadyRunning when an agent holds ``data_dir``; for commands that must
+        not run beside it. Creates nothing: a lock file made by ``sudo simedge ...`` would
+        belong to root and keep the agent's user from locking it."""
+        path = data_dir / LOCK_FILE_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access
+        except FileNotFoundError:
+            return  # no agent ever ran on this folder
+        _lock_or_refuse(fd, path, data_dir)
+        os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
+
+
+def _lock_or_refuse(fd: int, path: Path, data_dir: Path) -> None:
+    """flock ``fd`` exclusively, or close it and raise AlreadyRunning with the holder."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            written = os.pread(fd, 32, 0).decode("ascii", errors="replace")
+        finally:
+            os.close(fd)
+        # The holder may not have written its PID yet: the kernel's table knows it too.
+        pid = _pid_in(written) or next(iter(flock_holders(path)), None)
+        raise AlreadyRunning(str(data_dir), pid) from None
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def uucp_lock_name(device: str) -> str:

@@ -91,20 +91,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _agent_running(data_dir: Path) -> str | None:
-    """Why the scan must not run (an agent holds ``data_dir``), or None. The lock is
-    taken and let go at once: an agent that starts during the scan finds its ports in use
-    and probes them again later."""
+    """Why the scan must not run (an agent holds ``data_dir``), or None. Nothing is held:
+    an agent that starts during the scan finds its ports in use and probes them later."""
     from agent.errors import AlreadyRunning
     from agent.locking import DataDirLock
 
-    if not data_dir.is_dir():
-        return None  # no agent has ever run here
     try:
-        DataDirLock.acquire(data_dir).release()
+        DataDirLock.check(data_dir)
     except AlreadyRunning as exc:
         return f"{exc}; it owns the modems: ask it with `simedge status` or `simedge tui`"
     except OSError:
-        return None  # not ours to lock (another user's folder): the port locks still hold
+        return None  # not ours to read (another user's folder): the port locks still hold
     return None
 
 
