@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from collections.abc import Callable
 
 import serial
@@ -40,7 +41,7 @@ def _port_busy(device: str, exc: OSError) -> PortBusy:
     holders = [describe(pid) for pid in flock_holders(device)]
     holder = ", ".join(holders) or "another program"
     return PortBusy(
-        f"held by {holder} (exclusive lock: {exc.strerror or exc})", device, holder=holder
+        f"held by {holder} (exclusive lock: {os.strerror(exc.errno or 0)})", device, holder=holder
     )
 
 

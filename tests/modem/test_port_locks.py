@@ -5,6 +5,7 @@ the agent holds are the same to anyone else, a scan among them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +15,11 @@ import pytest
 from agent.emulate.modems import Hub
 from agent.locking import UUCP_LOCK_DIR, process_name, uucp_lock_name
 from agent.modem.discovery import ROLE_BUSY, scan
-from agent.status import ModemState
+from agent.modem.worker import ModemWorker
+from agent.status import ModemState, ModemStatus
 from tests.e2e.site import StartSite
 from tests.locks_helpers import HOLD_NOTHING, HOLD_PORT_FLOCK, holder
+from tests.modem.conftest import FAST
 
 
 def at_link(hub: Hub, index: int) -> str:
@@ -100,3 +103,24 @@ async def test_the_agent_skips_a_held_port_then_takes_it_when_it_is_let_go(
         assert f"held by {process_name(child.pid)} (PID {child.pid})" in (status.fault or "")
     fleet.rescan()
     await site.until(lambda: fleet.statuses[slot].state is ModemState.READY)
+
+
+async def test_a_worker_whose_port_is_taken_hands_the_slot_back_to_probing(hub: Hub) -> None:
+    statuses: list[ModemStatus] = []
+    worker = ModemWorker(
+        at_link(hub, 0), slot="1.1.1", sink=NoSink(), on_status=statuses.append, settings=FAST
+    )
+    with holder(HOLD_PORT_FLOCK, at_link(hub, 0)) as child:
+        async with asyncio.timeout(10):
+            ended = await worker.run()
+    assert ended.state is ModemState.PROBING  # not GONE (it is there), not FAILED
+    assert f"port in use: {at_link(hub, 0)}: held by" in (ended.fault or "")
+    assert f"(PID {child.pid})" in (ended.fault or "")
+    assert ModemState.FAILED not in {status.state for status in statuses}
+
+
+class NoSink:
+    """A worker that never opens its port never hands over a PDU."""
+
+    async def ingest_pdu(self, **fields: object) -> object:
+        raise AssertionError(f"no PDU expected, got {fields}")
