@@ -8,6 +8,8 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from agent.emulate.modems import Hub
@@ -43,58 +45,74 @@ async def start_agent(config: Path, umask: int = -1) -> asyncio.subprocess.Proce
     return agent
 
 
+@asynccontextmanager
+async def emulated_site(
+    tmp_path: Path, count: int, seed: int
+) -> AsyncIterator[tuple[Hub, OnlineSimStandIn, Path]]:
+    """SIM800 modems on ptys and the OnlineSim stand-in, with a configuration file for
+    `simedge run` between them: (hub, stand-in, configuration)."""
+    hub = Hub(tmp_path / "modems", count=count, profile="sim800", seed=seed)
+    standin = OnlineSimStandIn(key=KEY)
+    await hub.start()
+    try:
+        yield hub, standin, write_config(tmp_path, await standin.start())
+    finally:
+        await standin.stop()
+        await hub.stop()
+
+
+async def stop_agent(agent: asyncio.subprocess.Process) -> None:
+    if agent.returncode is None:
+        agent.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await agent.wait()
+
+
 async def test_second_agent_refused_first_unharmed_and_sigkill_leaves_no_lock(
     tmp_path: Path,
 ) -> None:
-    hub = Hub(tmp_path / "modems", count=2, profile="sim800", seed=5)
-    standin = OnlineSimStandIn(key=KEY)
-    await hub.start()
-    url = await standin.start()
-    config = write_config(tmp_path, url)
-    data_dir = tmp_path / "data"
-    agents: list[asyncio.subprocess.Process] = []
-    try:
-        first = await start_agent(config)
-        agents.append(first)
-        async with asyncio.timeout(30):
-            await standin.wait_until(lambda state: len(state.online) == 2)
+    async with emulated_site(tmp_path, count=2, seed=5) as (hub, standin, config):
+        data_dir = tmp_path / "data"
+        agents: list[asyncio.subprocess.Process] = []
+        try:
+            first = await start_agent(config)
+            agents.append(first)
+            async with asyncio.timeout(30):
+                await standin.wait_until(lambda state: len(state.online) == 2)
 
-        second = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "run", "--config", str(config),
-            cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        async with asyncio.timeout(30):
-            _, stderr = await second.communicate()
-        message = stderr.decode()
-        assert second.returncode == 1, message
-        assert f"{data_dir}: another simedge agent (PID {first.pid}) is already running" in message
-        assert message.count("\n") == 1, message  # one clear line, no traceback
-
-        # The first agent did not notice: its modems answer it, an SMS goes through.
-        hub.inject(1, "+79161234567", "after the second agent")
-        async with asyncio.timeout(20):
-            await standin.wait_until(
-                lambda state: any(m.text == "after the second agent" for m in state.messages)
+            second = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent.cli", "run", "--config", str(config),
+                cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(30):
+                _, stderr = await second.communicate()
+            message = stderr.decode()
+            assert second.returncode == 1, message
+            assert (
+                f"{data_dir}: another simedge agent (PID {first.pid}) is already running" in message
             )
-        assert first.returncode is None
+            assert message.count("\n") == 1, message  # one clear line, no traceback
 
-        # SIGKILL: no shutdown code runs; the kernel drops the lock with the process.
-        os.kill(first.pid, signal.SIGKILL)
-        await first.wait()
-        assert (data_dir / "simedge.lock").read_text() == f"{first.pid}\n"  # left, unlocked
-        third = await start_agent(config)
-        agents.append(third)
-        assert (data_dir / "simedge.lock").read_text() == f"{third.pid}\n"
-        hub.inject(0, "+79161234567", "after the kill")
-        async with asyncio.timeout(20):
-            await standin.wait_until(
-                lambda state: any(m.text == "after the kill" for m in state.messages)
-            )
-    finally:
-        for agent in agents:
-            if agent.returncode is None:
-                agent.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(30):
-                    await agent.wait()
-        await standin.stop()
-        await hub.stop()
+            # The first agent did not notice: its modems answer it, an SMS goes through.
+            hub.inject(1, "+79161234567", "after the second agent")
+            async with asyncio.timeout(20):
+                await standin.wait_until(
+                    lambda state: any(m.text == "after the second agent" for m in state.messages)
+                )
+            assert first.returncode is None
+
+            # SIGKILL: no shutdown code runs; the kernel drops the lock with the process.
+            os.kill(first.pid, signal.SIGKILL)
+            await first.wait()
+            assert (data_dir / "simedge.lock").read_text() == f"{first.pid}\n"  # left, unlocked
+            third = await start_agent(config)
+            agents.append(third)
+            assert (data_dir / "simedge.lock").read_text() == f"{third.pid}\n"
+            hub.inject(0, "+79161234567", "after the kill")
+            async with asyncio.timeout(20):
+                await standin.wait_until(
+                    lambda state: any(m.text == "after the kill" for m in state.messages)
+                )
+        finally:
+            for agent in agents:
+                await stop_agent(agent)

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import stat
 from pathlib import Path
 
 import pytest
 
-from agent.emulate.modems import Hub
-from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.store import datadir
-from tests.e2e.site import KEY
-from tests.e2e.test_one_agent import start_agent, write_config
+from tests.e2e.test_one_agent import emulated_site, start_agent, stop_agent
 
 
 def mode(path: Path) -> int:
@@ -24,28 +20,22 @@ def mode(path: Path) -> int:
 
 
 async def test_the_agent_started_with_umask_022_keeps_every_file_private(tmp_path: Path) -> None:
-    hub = Hub(tmp_path / "modems", count=1, profile="sim800", seed=9)
-    standin = OnlineSimStandIn(key=KEY)
-    await hub.start()
-    url = await standin.start()
-    config = write_config(tmp_path, url)
     data = tmp_path / "data"
-    agent = await start_agent(config, umask=0o022)
-    try:
-        hub.inject(0, "+79161234567", "private")
-        async with asyncio.timeout(20):
-            await standin.wait_until(lambda state: any(m.text == "private" for m in state.messages))
-        files = {path.name: mode(path) for path in data.iterdir()}
-        assert mode(data) == 0o750
-        # The WAL and its index exist while the agent runs; the same goes for them.
-        assert {"simedge.db", "simedge.db-wal", "simedge.db-shm", "simedge.lock"} <= set(files)
-        assert {name: bits & 0o037 for name, bits in files.items()} == dict.fromkeys(files, 0)
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            await agent.wait()
-        await standin.stop()
-        await hub.stop()
+    async with emulated_site(tmp_path, count=1, seed=9) as (hub, standin, config):
+        agent = await start_agent(config, umask=0o022)
+        try:
+            hub.inject(0, "+79161234567", "private")
+            async with asyncio.timeout(20):
+                await standin.wait_until(
+                    lambda state: any(m.text == "private" for m in state.messages)
+                )
+            files = {path.name: mode(path) for path in data.iterdir()}
+        finally:
+            await stop_agent(agent)
+    assert mode(data) == 0o750
+    # The WAL and its index exist while the agent runs; the same goes for them.
+    assert {"simedge.db", "simedge.db-wal", "simedge.db-shm", "simedge.lock"} <= set(files)
+    assert {name: bits & 0o037 for name, bits in files.items()} == dict.fromkeys(files, 0)
 
 
 def test_a_folder_and_database_left_open_by_an_older_start_are_tightened(
