@@ -1,4 +1,6 @@
 """One agent per data folder, one program per serial port: the locks, and who holds them.
+The conventions this follows (flock, UUCP lock files, ``/proc/locks``) are described in
+``docs/locks.md``.
 
 **The data folder** (:class:`DataDirLock`): ``flock(LOCK_EX | LOCK_NB)`` on
 ``DATA_DIR/simedge.lock``, held for the agent's whole life. The kernel lets go of it when
