@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
             str, REQUIRED, "OnlineSim API base URL, as partner support gives it", _url_problem
         ),
         "api_key": Key(str, "", "API key (or use api_key_file, or SIMEDGE_API_KEY)"),
-        "api_key_file": Key(str, "", "file holding the API key (mode 0600)"),
+        "api_key_file": Key(
+            str, "", "file holding the API key (mode 0600 or 0400: no group or other access)"
+        ),
         "takeoff_sum": Key(
             (int, float), 50, "RUB earned before a SIM may be swapped; 0 disables", _not_negative
         ),
@@ -235,7 +238,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "listen": Key(str, "0.0.0.0:8085", "address OnlineSim calls", _listen_problem),
         "path": Key(str, "/onlinesim/numbers", "path of the webhook", _path_problem),
         "token": Key(str, "", "secret in the webhook URL (or use token_file)"),
-        "token_file": Key(str, "", "file holding the webhook token"),
+        "token_file": Key(
+            str, "", "file holding the webhook token (mode 0600 or 0400, as api_key_file)"
+        ),
     },
     "control": {
         "socket": Key(str, "/run/simedge/control.sock", "unix socket the dashboard talks to"),
@@ -481,6 +486,87 @@ def _check(raw: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return values
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n"}
+_TOML_ESCAPES |= {"\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: quotes, backslashes and every control character
+    escaped, everything else verbatim (TOML v1.0.0, "Basic strings")."""
+
+    def escape(ch: str) -> str:
+        if ch in _TOML_ESCAPES:
+            return _TOML_ESCAPES[ch]
+        return f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+
+    return '"' + "".join(map(escape, value)) + '"'
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$")
+
+
+def set_string(path: str | os.PathLike[str], dotted: str, value: str) -> None:
+    """Set the string key ``dotted`` ("section.key") to ``value`` in the file ``path``,
+    keeping every other line (comments too). The value is checked against SCHEMA first
+    and written as a TOML string, so whatever it holds (``&``, ``#``, ``\\``, quotes) is
+    read back verbatim; the file is then parsed again and must give exactly ``value``,
+    else it is left untouched. Replaced atomically, keeping its mode and owner. Raises
+    ConfigError naming the file and key."""
+    source = str(path)
+    section, _, name = dotted.partition(".")
+    where = f"[{section}] {name}"
+    key = SCHEMA.get(section, {}).get(name)
+    if key is None:
+        raise ConfigError(source, dotted, "unknown key (expected SECTION.KEY of the schema)")
+    if key.type is not str:
+        raise ConfigError(source, where, "only string keys can be set this way")
+    if key.check is not None and (problem := key.check(value)):
+        raise ConfigError(source, where, problem)
+    target = Path(path)
+    try:
+        # Split on "\n" only: str.splitlines would also cut inside a value at U+2028.
+        lines = target.read_text(encoding="utf-8").split("\n")
+        info = target.stat()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, None, f"cannot read: {exc}") from exc
+    line = f"{name} = {toml_string(value)}"
+    assignment = re.compile(rf"^\s*{re.escape(name)}\s*=")
+    current = None
+    header_at = None
+    for number, text in enumerate(lines):
+        if (header := _TABLE_HEADER.match(text)) is not None:
+            current = header[1]
+            if current == section:
+                header_at = number
+        elif current == section and assignment.match(text):
+            lines[number] = line
+            break
+    else:
+        if header_at is not None:
+            lines.insert(header_at + 1, line)
+        else:
+            if lines[-1] == "":
+                lines.pop()  # the file's last newline: the new section follows it
+            lines += ["", f"[{section}]", line, ""]
+    text = "\n".join(lines)
+    try:
+        written = tomllib.loads(text).get(section, {}).get(name)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, where, f"the file would not be valid TOML: {exc}") from exc
+    if written != value:
+        raise ConfigError(source, where, "the file's layout hides the key; set it by hand")
+    staged = target.with_name(target.name + ".new")
+    try:
+        staged.write_text(text, encoding="utf-8")
+        os.chmod(staged, stat.S_IMODE(info.st_mode))
+        if os.geteuid() == 0:
+            os.chown(staged, info.st_uid, info.st_gid)
+        os.replace(staged, target)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise ConfigError(source, None, f"cannot write: {exc}") from exc
+
+
 def _secret(
     section: Mapping[str, Any],
     inline: str,
@@ -496,9 +582,25 @@ def _secret(
     if not section[file_key]:
         return str(section[inline]).strip()
     path = base / section[file_key]
+    where = f"[{section_name}] {file_key}"
     try:
-        return path.read_text(encoding="utf-8").strip()
+        with path.open(encoding="utf-8") as file:
+            # The mode of the file read (fstat): a link cannot point elsewhere meanwhile.
+            problem = _secret_file_problem(os.fstat(file.fileno()).st_mode)
+            if problem:
+                raise ConfigError(source, where, f"{path}: {problem}")
+            return file.read().strip()
     except OSError as exc:
-        raise ConfigError(
-            source, f"[{section_name}] {file_key}", f"cannot read {path}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(source, where, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _secret_file_problem(st_mode: int) -> str | None:
+    """Why a secret file's mode is unsafe, or None. As ssh with a private key: any access
+    by the group or others is refused, since they could read the key or swap the token.
+    The owner is not checked: a 0600 file is readable only by its owner and root, so if
+    the agent can read it, it is the agent's own or the agent runs as root (install.sh
+    and the Ansible role give the files to the service user and check them as root)."""
+    mode = stat.S_IMODE(st_mode)
+    if mode & 0o077:
+        return f"mode {mode:04o}, must not be readable or writable by group or others (chmod 600)"
+    return None

@@ -14,6 +14,7 @@ can see what arrived.
     │   ├── CommandTimeout          no final result code in time
     │   ├── CommandFailed           ERROR / +CME ERROR / +CMS ERROR, with the named code
     │   └── PortGone                the serial device vanished or cannot be opened
+    │       └── PortBusy            another program holds the port (who, in ``holder``)
     ├── StoreError                  the SQLite store cannot do what was asked
     │   └── StoreNotWritable        nothing can be written: read-only, I/O error, full
     │       └── DiskFull            the data folder is out of space
@@ -25,6 +26,7 @@ can see what arrived.
     ├── ControlError                a dashboard/CLI request over the control socket failed
     │   └── AgentNotRunning         nobody listens on the socket: the agent is down
     ├── ListenError                 a listener of the agent (the webhook) cannot listen
+    ├── AlreadyRunning              another agent holds the data folder (its PID, if known)
     └── EmulatorError               the emulated world was told something it cannot do
 """
 
@@ -110,6 +112,15 @@ class PortGone(ModemError):
     """The serial device vanished (unplugged) or cannot be opened."""
 
 
+class PortBusy(PortGone):
+    """Another program holds the serial device (a lock file or an exclusive lock).
+    ``holder`` says who, e.g. ``minicom (PID 812)``: the port is skipped, not failed."""
+
+    def __init__(self, message: str, port: str = "", *, holder: str = "") -> None:
+        self.holder = holder
+        super().__init__(message, port)
+
+
 class StoreError(SimedgeError):
     """The SQLite store failed to do what was asked."""
 
@@ -185,6 +196,20 @@ class ListenError(SimedgeError):
     def __init__(self, message: str, address: str) -> None:
         self.address = address
         super().__init__(f"{address}: {message}")
+
+
+class AlreadyRunning(SimedgeError):
+    """Another agent holds the data folder's lock. ``pid`` is the PID it wrote into the
+    lock file (None when it could not be read)."""
+
+    def __init__(self, data_dir: str, pid: int | None) -> None:
+        self.data_dir = data_dir
+        self.pid = pid
+        who = f"PID {pid}" if pid is not None else "a process whose PID could not be read"
+        super().__init__(
+            f"{data_dir}: another simedge agent ({who}) is already running on this data folder;"
+            " stop it first (one agent per data folder)"
+        )
 
 
 class EmulatorError(SimedgeError):

@@ -32,6 +32,7 @@ from agent.clock import WallClockWatch
 from agent.config import Config
 from agent.control.server import ControlServer
 from agent.errors import ControlError, StoreNotWritable
+from agent.locking import DataDirLock
 from agent.logs import get_logger, set_port_trace
 from agent.modem import own_number
 from agent.modem.discovery import BY_PATH_DIR
@@ -45,7 +46,7 @@ from agent.status import (
     OutboxStatus,
     SiteSnapshot,
 )
-from agent.store import Store, queries
+from agent.store import Store, datadir, queries
 from agent.store.blocking import BlockRule
 from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
@@ -93,6 +94,7 @@ class Agent:
         self._uplink_condition = self.uplink.snapshot.condition  # as the metric says
         self.started = asyncio.Event()
         self.store: Store | None = None
+        self._data_lock: DataDirLock | None = None
         self.fleet: Fleet | None = None
         self.numbers: NumbersSync | None = None
         self.pump: OutboxPump | None = None
@@ -137,7 +139,8 @@ class Agent:
     async def start(self) -> None:
         config = self.config
         data_dir = config.site.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # First of all: a second agent on the same folder would drive the same modems.
+        self._data_lock = datadir.claim(data_dir, config.database)
         self.store = store = await Store.open(
             config.database,
             multipart_timeout=config.store.multipart_timeout,
@@ -239,7 +242,10 @@ class Agent:
                 await self.store.log_event("agent", "agent stopped", level="info")
             await self.store.close()
             self.store = None
-        log.info("agent stopped")
+        if self._data_lock is not None:  # else another agent has the folder: not us to stop
+            self._data_lock.release()
+            self._data_lock = None
+            log.info("agent stopped")
 
     async def _guard(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """A part that returns is fine (take-off disabled); one that raises is logged with

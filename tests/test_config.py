@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -55,15 +56,57 @@ def test_environment_overrides_api_key(tmp_path: Path) -> None:
     assert cfg.onlinesim.api_key == "from-env"
 
 
+FILED_SECRETS = MINIMAL.replace('api_key = "k3y"', 'api_key_file = "key"').replace(
+    f'token = "{TOKEN}"', 'token_file = "token"'
+)
+
+
+def write_secrets(tmp_path: Path, key_mode: int = 0o600, token_mode: int = 0o600) -> None:
+    for name, text, mode in (("key", "filed-key", key_mode), ("token", TOKEN, token_mode)):
+        (tmp_path / name).write_text(text + "\n")
+        (tmp_path / name).chmod(mode)
+
+
 def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
-    (tmp_path / "key").write_text("filed-key\n")
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    text = MINIMAL.replace('api_key = "k3y"', 'api_key_file = "key"').replace(
-        f'token = "{TOKEN}"', 'token_file = "token"'
-    )
-    cfg = config.load(write(tmp_path, text), environ={})
+    write_secrets(tmp_path, key_mode=0o600, token_mode=0o400)
+    cfg = config.load(write(tmp_path, FILED_SECRETS), environ={})
     assert cfg.onlinesim.api_key == "filed-key"
     assert cfg.webhook.token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("key_mode", "token_mode", "where", "bad_mode"),
+    [
+        (0o644, 0o600, "[onlinesim] api_key_file: {folder}/key", "0644"),
+        (0o640, 0o600, "[onlinesim] api_key_file: {folder}/key", "0640"),
+        (0o600, 0o666, "[webhook] token_file: {folder}/token", "0666"),
+        (0o600, 0o602, "[webhook] token_file: {folder}/token", "0602"),
+        (0o600, 0o620, "[webhook] token_file: {folder}/token", "0620"),
+    ],
+)
+def test_a_secret_file_open_to_group_or_others_is_refused_naming_it_and_its_mode(
+    tmp_path: Path, key_mode: int, token_mode: int, where: str, bad_mode: str
+) -> None:
+    write_secrets(tmp_path, key_mode, token_mode)
+    path = write(tmp_path, FILED_SECRETS)
+    with pytest.raises(ConfigError) as refused:
+        config.load(path, environ={})
+    assert str(refused.value) == (
+        f"{path}: {where.format(folder=tmp_path)}: mode {bad_mode}, must not be readable or "
+        "writable by group or others (chmod 600)"
+    )
+
+
+def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Path) -> None:
+    write_secrets(tmp_path, key_mode=0o644)
+    path = write(tmp_path, FILED_SECRETS)
+    result = run_cli("run", "--check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"simedge: {path}: [onlinesim] api_key_file: {tmp_path}/key: mode 0644, must not be "
+        "readable or writable by group or others (chmod 600)\n"
+    )
+    assert "filed-key" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -221,3 +264,82 @@ def test_readme_documents_every_key() -> None:
         assert f"`[{section}]`" in readme, section
         for key in keys:
             assert f"`{key}`" in readme, f"[{section}] {key} missing from the README"
+
+
+HOSTILE_URLS = [
+    "https://partner.example/api?a=1&b=2",
+    "https://partner.example/api#frag",
+    "https://partner.example/a\\b\\\\c\\n",
+    "https://partner.example/\"quoted\"/'single'",
+    "https://partner.example/$(touch x)`id`\x7f\u00fc\u2028",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_set_string_writes_any_value_verbatim_and_keeps_the_rest(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "simedge.toml"
+    path.write_text(EXAMPLE.read_text())
+    path.chmod(0o640)
+    config.set_string(path, "onlinesim.base_url", url)
+    assert tomllib.loads(path.read_text())["onlinesim"]["base_url"] == url
+    before, after = EXAMPLE.read_text().split("\n"), path.read_text().split("\n")
+    assert [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b] == [6]
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_set_string_adds_a_missing_key_and_a_missing_section(tmp_path: Path) -> None:
+    path = write(tmp_path, '# base_url = "commented out"\n[webhook]\ntoken = "x"')
+    config.set_string(path, "onlinesim.base_url", "https://a.example/")
+    config.set_string(path, "webhook.path", "/hook#1")
+    document = tomllib.loads(path.read_text())
+    assert document == {
+        "onlinesim": {"base_url": "https://a.example/"},
+        "webhook": {"token": "x", "path": "/hook#1"},
+    }
+    assert path.read_text().startswith('# base_url = "commented out"\n')
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("onlinesim.base_url", "ftp://x", 'expected an http:// or https:// URL, got "ftp://x"'),
+        ("onlinesim.nope", "x", "onlinesim.nope: unknown key (expected SECTION.KEY"),
+        ("modems.baudrate", "9600", "[modems] baudrate: only string keys can be set this way"),
+    ],
+)
+def test_set_string_refuses_what_the_schema_refuses_and_leaves_the_file(
+    tmp_path: Path, key: str, value: str, problem: str
+) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        config.set_string(path, key, value)
+    assert path.read_text() == MINIMAL
+
+
+def test_set_string_refuses_a_layout_that_would_hide_the_key(tmp_path: Path) -> None:
+    # The key's line sits inside a multi-line string: replacing it would not set the key.
+    text = '[onlinesim]\napi_key = """\nbase_url = "x"\n"""\nbase_url = "https://a.example"\n'
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match="the file's layout hides the key"):
+        config.set_string(path, "onlinesim.base_url", "https://b.example")
+    assert path.read_text() == text
+
+
+def test_config_set_reads_the_value_from_stdin(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    url = HOSTILE_URLS[4]
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "config", "set", "onlinesim.base_url",
+         "--config", str(path)],
+        input=url + "\n", capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert config.load(path, environ={}).onlinesim.base_url == url
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "config", "set", "onlinesim.base_url",
+         "--config", str(path)],
+        input="https://a.example\nb", capture_output=True, text=True, cwd=ROOT, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (f"simedge: {path}: onlinesim.base_url: the value holds a line break\n")

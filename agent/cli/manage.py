@@ -113,8 +113,12 @@ def _steer(
 
 
 async def _with_store(config: Config, work: Callable[[Store], Awaitable[str]]) -> str:
+    from agent.locking import DataDirLock
     from agent.store import Store
 
+    # No answer on the control socket, yet an agent may hold the folder (starting, or its
+    # socket elsewhere): then it is the one writer, and this refuses with its PID.
+    DataDirLock.check(config.site.data_dir)
     store = await Store.open(config.database)
     try:
         return await work(store)

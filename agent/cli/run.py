@@ -43,13 +43,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(config: Config) -> int:
-    """Run the agent until SIGTERM or SIGINT; exit 0 after a clean shutdown."""
+    """Run the agent until SIGTERM or SIGINT; exit 0 after a clean shutdown, 1 when it
+    cannot start (another agent holds the data folder, a port or the store fails)."""
     import asyncio
+    import os
 
     from agent import logs
-    from agent.errors import ListenError, StoreError
+    from agent.errors import AlreadyRunning, ListenError, StoreError
+    from agent.store.datadir import AGENT_UMASK
     from agent.supervisor import Agent
 
+    # Whatever started us (a shell's umask 022, cron): SMS are for our user and group only.
+    os.umask(AGENT_UMASK)
     logs.setup(config.log_level, secrets=config.secrets())
 
     async def main() -> None:
@@ -58,7 +63,7 @@ def serve(config: Config) -> int:
 
     try:
         asyncio.run(main())
-    except (ListenError, StoreError) as exc:
+    except (AlreadyRunning, ListenError, StoreError) as exc:
         print(f"simedge: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -4,10 +4,14 @@ Works before a configuration exists (USB auto-discovery plus ``--port`` globs) a
 one (``--config``: its globs, slot labels and baud rate). Progress goes to stderr, the
 result to stdout: a plain-text listing, or JSON with ``--json``
 (``{"modems": [...], "ignored": [...]}``, the shape of :class:`agent.status.ScanResult`).
-Exit status 0 when the scan ran, even if it found no modem; 2 for a configuration error.
+Exit status 0 when the scan ran, even if it found no modem; 2 for a configuration error;
+1 when the agent of that configuration is running.
 
-The ports are opened for the scan: stop the agent first, or it and the scan will fight
-over them.
+The scan opens the ports, so it does not run beside the agent, which owns them: with
+``--config`` it refuses at once, naming the running agent's PID (the agent knows its
+modems: see ``simedge status`` and the dashboard). Without a configuration it cannot know
+the agent's data folder, but each port is locked as serial programs lock them, so a port
+the agent (or minicom, or gammu) holds is listed as in use with its holder, never opened.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.cli import EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from agent.status import ModemStatus, PortInfo, ScanResult
 
 HELP = "find the modems: ports, slots, IMEI, SIM, number, operator, signal"
@@ -60,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"simedge scan: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        refusal = _agent_running(config.site.data_dir)
+        if refusal:
+            print(f"simedge scan: {refusal}", file=sys.stderr)
+            return EXIT_FAILURE
         globs = [*config.modems.ports, *globs]
         options = {
             "labels": config.site.slot_labels,
@@ -78,6 +88,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(result))
     return EXIT_OK
+
+
+def _agent_running(data_dir: Path) -> str | None:
+    """Why the scan must not run (an agent holds ``data_dir``), or None. Nothing is held:
+    an agent that starts during the scan finds its ports in use and probes them later."""
+    from agent.errors import AlreadyRunning
+    from agent.locking import DataDirLock
+
+    try:
+        DataDirLock.check(data_dir)
+    except AlreadyRunning as exc:
+        return f"{exc}; it owns the modems: ask it with `simedge status` or `simedge tui`"
+    except OSError:
+        return None  # not ours to read (another user's folder): the port locks still hold
+    return None
 
 
 class Progress:

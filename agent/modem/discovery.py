@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.errors import AtParseError, CommandFailed, CommandTimeout, PortGone
+from agent.errors import AtParseError, CommandFailed, CommandTimeout, PortBusy, PortGone
 from agent.logs import get_logger
 from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
@@ -64,8 +64,9 @@ ROLE_NMEA = "nmea"
 ROLE_AUDIO = "audio"
 ROLE_SILENT = "silent"
 ROLE_GONE = "gone"
+ROLE_BUSY = "busy"  # another program holds the port: skipped (and asked again), not failed
 ROLE_UNKNOWN = "unknown"  # not classified yet: to be probed
-IGNORED_ROLES = frozenset({ROLE_DIAG, ROLE_NMEA, ROLE_AUDIO, ROLE_SILENT, ROLE_GONE})
+IGNORED_ROLES = frozenset({ROLE_DIAG, ROLE_NMEA, ROLE_AUDIO, ROLE_SILENT, ROLE_GONE, ROLE_BUSY})
 
 PROBE_ATTEMPTS = 3
 PROBE_TIMEOUT = 0.5  # per AT; a modem answers in milliseconds, a booting one may not
@@ -457,6 +458,8 @@ async def probe_port(
 
     try:
         session = await AtSession.open(port.device, baudrate=baudrate, name=port.device)
+    except PortBusy as exc:
+        return replace(port, role=ROLE_BUSY, why=f"in use, skipped: {exc}")
     except PortGone as exc:
         return replace(port, role=ROLE_GONE, why=f"cannot be opened: {exc}")
     try:

@@ -154,24 +154,28 @@ class Fleet:
     async def _serve(self, group: PortGroup, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        at_group = await self._find_at_port(group)
-        worker = ModemWorker(
-            at_group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
-            slot=group.slot,
-            sink=self.store,
-            on_status=self._publish,
-            settings=self.settings,
-            number_book=self.number_book,
-            ussd_recipes=self.ussd_recipes,
-            label=group.label,
-            usb_path=group.key,
-        )
-        self._workers[group.slot] = worker
-        try:
-            await worker.run()
-        finally:
-            if self._workers.get(group.slot) is worker:
-                del self._workers[group.slot]
+        while True:
+            at_group = await self._find_at_port(group)
+            worker = ModemWorker(
+                at_group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
+                slot=group.slot,
+                sink=self.store,
+                on_status=self._publish,
+                settings=self.settings,
+                number_book=self.number_book,
+                ussd_recipes=self.ussd_recipes,
+                label=group.label,
+                usb_path=group.key,
+            )
+            self._workers[group.slot] = worker
+            try:
+                ended = await worker.run()
+            finally:
+                if self._workers.get(group.slot) is worker:
+                    del self._workers[group.slot]
+            if ended.state is not ModemState.PROBING:
+                return  # gone: the watcher brings it back when it is plugged in again
+            # Its port was taken by another program: probe again, on the back-off.
 
     async def _find_at_port(self, group: PortGroup) -> PortGroup:
         attempt = 0

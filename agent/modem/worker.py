@@ -43,6 +43,7 @@ from agent.errors import (
     AtParseError,
     CommandFailed,
     CommandTimeout,
+    PortBusy,
     PortGone,
     StoreNotWritable,
 )
@@ -220,8 +221,9 @@ class ModemWorker:
     # -- life ------------------------------------------------------------------------
 
     async def run(self) -> ModemStatus:
-        """Serve the modem until its port goes away (returns the GONE status) or the
-        task is cancelled (the session is closed either way)."""
+        """Serve the modem until its port goes away (returns the GONE status), another
+        program holds it (returns a PROBING status: probe the slot again), or the task is
+        cancelled (the session is closed either way)."""
         try:
             self._publish(state=ModemState.STARTING, fault=None)
             await self._open()
@@ -234,6 +236,12 @@ class ModemWorker:
                 if item is _Tick.GONE:
                     raise self._gone_reason()
                 await self._guarded(self._handle, item)
+        except PortBusy as exc:
+            # Another program took the port after the probe (or during a reopen): the
+            # modem is neither gone nor failed; the fleet probes the slot again.
+            log.warning("%s: port in use, handed back to probing: %s", self.slot, exc)
+            self._publish(state=ModemState.PROBING, fault=f"port in use: {exc}")
+            return self.status
         except PortGone as exc:
             log.info("%s: port gone: %s", self.slot, exc)
             self._publish(state=ModemState.GONE, fault=str(exc))

@@ -24,7 +24,7 @@ from peewee import SqliteDatabase
 
 from agent.errors import PduError, StoreError, StoreNotWritable
 from agent.protocol import pdu
-from agent.store import ingest, outbox
+from agent.store import datadir, ingest, outbox
 from agent.store.blocking import BlockRule
 from agent.store.db import DEFAULT_MAX_BATCH, Writer, open_database, prepare_file
 from agent.store.migrations import upgrade
@@ -103,10 +103,7 @@ class Store:
         path = Path(path)
         if cls._open_path is not None:
             raise StoreError(f"{path}: a store ({cls._open_path}) is already open in this process")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{path.parent}: cannot create the data folder: {exc}") from exc
+        datadir.make(path.parent)
         database = open_database(path)
         database.bind(MODELS)
         writer = Writer(database, max_batch=max_batch)

@@ -32,6 +32,7 @@ SCENARIOS: dict[str, str] = {
     "storefull": "the store full, then read-only, with a backlog: <= 2 calls per SMS",
     "clockjump": "the wall clock an hour back, then forward: nothing waits for it",
     "slowserver": "OnlineSim answers after the timeout: duplicates <= timeouts",
+    "single": "a second agent on the same data folder refused; the first unharmed",
 }
 # Run only when named (``python -m bench.chaos outage10``): they take many minutes.
 LONG: dict[str, str] = {

@@ -13,6 +13,7 @@ from agent.cli import main
 from agent.store import Store
 from agent.store.models import Sim
 from tests.e2e.site import KEY, TOKEN, StartSite
+from tests.locks_helpers import HOLD_DATA_DIR, holder
 from tests.store.conftest import ICCID, T0, ingest, pdus
 
 
@@ -86,3 +87,27 @@ async def test_outbox_retry_with_the_agent_down(
         assert (counts.dead, counts.pending + counts.backing_off) == (0, 1)
     finally:
         await store.close()
+
+
+def test_with_the_agent_holding_the_folder_but_not_answering_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    data = config_module.load(config).site.data_dir
+    data.mkdir()
+    with holder(HOLD_DATA_DIR, str(data)) as agent:  # an agent still starting, say
+        code = main(["outbox", "retry", "--all-dead", "--config", str(config)])
+    assert code == 1
+    assert capsys.readouterr().err.startswith(
+        f"simedge outbox retry: {data}: another simedge agent (PID {agent.pid}) is already running"
+    )
+    assert sorted(path.name for path in data.iterdir()) == ["simedge.lock"]  # no database
+
+
+def test_a_check_beside_no_agent_creates_no_lock_file(tmp_path: Path) -> None:
+    # `sudo simedge ...` must not leave a root-owned lock file the agent could not open.
+    config = write_config(tmp_path)
+    data = config_module.load(config).site.data_dir
+    data.mkdir()
+    assert main(["outbox", "retry", "--all-dead", "--config", str(config)]) == 0
+    assert "simedge.lock" not in {path.name for path in data.iterdir()}

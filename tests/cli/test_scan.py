@@ -13,6 +13,7 @@ import pytest
 
 from agent.cli import main
 from tests.emulate.modems_fixtures import HubThread, modem_hub
+from tests.locks_helpers import HOLD_DATA_DIR, holder
 
 __all__ = ["modem_hub"]  # the fixture, used by name
 
@@ -146,3 +147,24 @@ def test_a_bad_configuration_is_exit_2_naming_file_and_key(
 
 def code(arguments: list[str]) -> int:
     return main(["scan", *arguments])
+
+
+def test_refused_while_the_agent_of_the_configuration_runs(
+    modem_hub: StartHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub = modem_hub(count=1, profile="sim800")
+    data = tmp_path / "data"
+    data.mkdir()
+    config = config_file(
+        tmp_path, f'[site]\ndata_dir = "{data}"\n[modems]\nports = ["{hub.hub.directory}/*"]\n'
+    )
+    with holder(HOLD_DATA_DIR, str(data)) as agent:
+        assert code(["--config", str(config), "--no-auto"]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith(
+            f"simedge scan: {data}: another simedge agent (PID {agent.pid}) is already running"
+        )
+        assert "simedge status" in err
+    assert code(["--config", str(config), "--no-auto"]) == 0
+    assert "found 1 modems" in capsys.readouterr().err

@@ -169,6 +169,8 @@ def test_ansible_template_renders_a_configuration_the_agent_accepts(tmp_path: Pa
     ansible = _tool("ansible")
     (tmp_path / "api_key").write_text("key-0123456789\n")
     (tmp_path / "webhook_token").write_text("token-0123456789abcdef\n")
+    for secret in ("api_key", "webhook_token"):
+        (tmp_path / secret).chmod(0o600)  # as the role writes them: the agent refuses more
     variables = {
         "simedge_config_dir": str(tmp_path),
         "simedge_base_url": "https://partner.example/api/resellers",

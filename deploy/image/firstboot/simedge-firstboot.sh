@@ -2,27 +2,32 @@
 # Apply the site settings a reseller left on the SD card's boot partition: the API key,
 # the webhook token, the OnlineSim base URL, Wi-Fi, the hostname, the dashboard's SSH key,
 # or a whole simedge.toml. Runs at boot (simedge-firstboot.service, before simedge) when
-# one of the files is there, and by hand with a file argument. Secrets are removed from
-# the boot partition once applied: it is a FAT file system that any computer can read.
+# one of the files is there, and by hand with a file argument. Settings are data: read
+# line by line (never sourced or evaluated), the base URL written through the agent's own
+# configuration code (escaped as TOML, checked against the schema). The boot partition is
+# a FAT file system any computer can read: its files are overwritten and removed as soon
+# as they are read, and again on any exit (trap EXIT), whatever failed in between.
 set -euo pipefail
 
 BOOT_DIR=/boot/firmware
 [ -d "$BOOT_DIR" ] || BOOT_DIR=/boot
-CONF_DIR=/etc/simedge
-STATE_FILE=$CONF_DIR/install.env
+ROOT=""  # --root: the system to change lives under this folder (tests, image builds)
 SERVICE_USER=simedge
 PREFIX=/opt/simedge
 DASHBOARD_USER=""
+BOOT_FILES=()  # files on the boot partition to wipe on exit
 
 usage() {
     cat <<USAGE
-Usage: simedge-firstboot [--boot-dir DIR] [SETTINGS_FILE]
+Usage: simedge-firstboot [--boot-dir DIR] [--root DIR] [SETTINGS_FILE]
 
 Applies DIR/simedge.txt and DIR/simedge.toml (DIR: /boot/firmware, or /boot on older
-systems), or the given settings file, then deletes the applied files and writes
-DIR/simedge-firstboot.log (no secrets in it).
+systems), or the given settings file. The boot partition's files are overwritten and
+deleted once read, whatever happens next; DIR/simedge-firstboot.log (no secrets in it)
+tells what was done. --root DIR changes the system under DIR (/etc/... is DIR/etc/...).
 
-simedge.txt holds KEY=value lines (not a shell script; quotes around values are optional):
+simedge.txt holds KEY=value lines (not a shell script; quotes around values are optional;
+a value is taken verbatim, & # \ quotes included, and cannot span lines):
   API_KEY=...            the OnlineSim reseller API key            -> $CONF_DIR/api_key
   WEBHOOK_TOKEN=...      the webhook secret, 16+ characters;      -> $CONF_DIR/webhook_token
                          one is generated when none exists yet
@@ -33,6 +38,14 @@ simedge.txt holds KEY=value lines (not a shell script; quotes around values are 
 simedge.toml, when present, replaces $CONF_DIR/simedge.toml if it passes --check-config.
 USAGE
 }
+
+set_root() {
+    ROOT=$1
+    CONF_DIR=$ROOT/etc/simedge
+    STATE_FILE=$CONF_DIR/install.env
+    NM_DIR=$ROOT/etc/NetworkManager/system-connections
+}
+set_root ""
 
 log_lines=()
 say() {
@@ -77,18 +90,28 @@ write_secret() {
 }
 
 set_base_url() {
-    local url=$1 config=$CONF_DIR/simedge.toml
-    if [[ ! "$url" =~ ^https?://[^[:space:]\"]+$ ]]; then
-        say "BASE_URL ignored: expected an http(s) URL without spaces or quotes"
-        return
+    local url=$1 result
+    # On stdin, so no quoting or pattern of ours can change a byte of it; the agent checks
+    # it against its schema and writes it as a TOML string.
+    if result=$(printf '%s' "$url" | "$PREFIX/venv/bin/simedge" config set onlinesim.base_url \
+        --config "$CONF_DIR/simedge.toml" 2>&1); then
+        say "[onlinesim] base_url set to $url"
+    else
+        say "BASE_URL not applied: $result"
     fi
-    # Only the first base_url line, which belongs to [onlinesim] in the shipped file.
-    sed -i "0,/^base_url[[:space:]]*=.*/s##base_url = \"$url\"#" "$config"
-    say "[onlinesim] base_url set to $url"
+}
+
+# A value for a NetworkManager keyfile (GKeyFile): backslashes doubled, a leading space
+# and tabs escaped, so that the SSID and password are read back as they were written.
+keyfile_value() {
+    local value=${1//\\/\\\\}
+    value=${value//$'\t'/\\t}
+    [[ "$value" == " "* ]] && value="\\s${value:1}"
+    printf '%s' "$value"
 }
 
 set_wifi() {
-    local ssid=$1 password=$2 country=$3 file=/etc/NetworkManager/system-connections/simedge-wifi.nmconnection
+    local ssid=$1 password=$2 country=$3 file=$NM_DIR/simedge-wifi.nmconnection
     if [ -n "$country" ]; then
         if command -v raspi-config >/dev/null; then
             raspi-config nonint do_wifi_country "$country" || say "could not set the Wi-Fi country $country"
@@ -97,14 +120,14 @@ set_wifi() {
         fi
     fi
     if command -v rfkill >/dev/null; then rfkill unblock wifi || true; fi
-    install -d -m 0755 /etc/NetworkManager/system-connections
+    install -d -m 0755 "$NM_DIR"
     (
         umask 077
         {
             printf '[connection]\nid=simedge-wifi\ntype=wifi\nautoconnect=true\n\n'
-            printf '[wifi]\nmode=infrastructure\nssid=%s\n\n' "$ssid"
+            printf '[wifi]\nmode=infrastructure\nssid=%s\n\n' "$(keyfile_value "$ssid")"
             if [ -n "$password" ]; then
-                printf '[wifi-security]\nkey-mgmt=wpa-psk\npsk=%s\n\n' "$password"
+                printf '[wifi-security]\nkey-mgmt=wpa-psk\npsk=%s\n\n' "$(keyfile_value "$password")"
             fi
             printf '[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n'
         } >"$file"
@@ -121,13 +144,14 @@ set_hostname() {
         say "HOSTNAME ignored: letters, digits and inner hyphens only, up to 63 characters"
         return
     fi
-    printf '%s\n' "$name" >/etc/hostname
-    if grep -q '^127\.0\.1\.1' /etc/hosts; then
-        sed -i "s/^127\.0\.1\.1.*/127.0.1.1\t$name/" /etc/hosts
+    printf '%s\n' "$name" >"$ROOT/etc/hostname"
+    # $name is letters, digits and hyphens (checked above): safe in the sed expression.
+    if grep -q '^127\.0\.1\.1' "$ROOT/etc/hosts"; then
+        sed -i "s/^127\.0\.1\.1.*/127.0.1.1\t$name/" "$ROOT/etc/hosts"
     else
-        printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
+        printf '127.0.1.1\t%s\n' "$name" >>"$ROOT/etc/hosts"
     fi
-    hostname "$name" 2>/dev/null || true
+    [ -n "$ROOT" ] || hostname "$name" 2>/dev/null || true
     say "hostname set to $name"
 }
 
@@ -137,7 +161,7 @@ add_dashboard_key() {
         say "DASHBOARD_SSH_KEY ignored: installed without --dashboard-user"
         return
     fi
-    home=$(getent passwd "$DASHBOARD_USER" | cut -d: -f6)
+    home=$ROOT$(getent passwd "$DASHBOARD_USER" | cut -d: -f6)
     install -d -m 0700 -o "$DASHBOARD_USER" -g "$DASHBOARD_USER" "$home/.ssh"
     touch "$home/.ssh/authorized_keys"
     grep -qxF "$key" "$home/.ssh/authorized_keys" || printf '%s\n' "$key" >>"$home/.ssh/authorized_keys"
@@ -163,12 +187,49 @@ replace_config() {
     fi
 }
 
+# Overwrite, then delete: a deleted file's clusters on FAT keep its bytes until reused.
+wipe() {
+    local file
+    for file in "$@"; do
+        [ -f "$file" ] || continue
+        if ! shred --iterations=0 --zero --remove "$file" 2>/dev/null; then
+            : >"$file" || true
+            rm -f "$file"
+        fi
+    done
+}
+
+WRITE_LOG=0
+STAGED_TOML=""
+# Whatever ended the run (done, a failed command under set -e, a signal): the boot
+# partition's settings go, and the log says how far it got.
+# shellcheck disable=SC2317  # called by the EXIT trap, which shellcheck does not follow
+on_exit() {
+    local status=$?
+    set +e
+    wipe "${BOOT_FILES[@]}"
+    [ -z "$STAGED_TOML" ] || rm -f "$STAGED_TOML"
+    if [ "$WRITE_LOG" = 1 ]; then
+        if [ "$status" != 0 ]; then
+            log_lines+=("FAILED (exit $status) after the lines above; what is not listed was not applied." \
+                "The settings file was removed all the same (it holds secrets): write it again.")
+        fi
+        {
+            echo "simedge-firstboot $(date -u +%Y-%m-%dT%H:%M:%SZ) (the clock may be wrong before NTP)"
+            printf '%s\n' "${log_lines[@]}"
+        } >"$BOOT_DIR/simedge-firstboot.log"
+        sync
+    fi
+    exit "$status"
+}
+
 main() {
-    local settings_file="" toml_file="" manual=0
+    local settings_file="" toml_file="" manual=0 value
     while [ $# -gt 0 ]; do
         case $1 in
             -h | --help) usage; exit 0 ;;
             --boot-dir) BOOT_DIR=${2:?--boot-dir needs a folder}; shift 2 ;;
+            --root) set_root "${2:?--root needs a folder}"; shift 2 ;;
             -*) echo "simedge-firstboot: unknown option $1 (see --help)" >&2; exit 2 ;;
             *) settings_file=$1; manual=1; shift ;;
         esac
@@ -177,6 +238,8 @@ main() {
     if [ -r "$STATE_FILE" ]; then
         PREFIX=$(sed -n 's/^PREFIX=//p' "$STATE_FILE")
         DASHBOARD_USER=$(sed -n 's/^DASHBOARD_USER=//p' "$STATE_FILE")
+        value=$(sed -n 's/^SERVICE_USER=//p' "$STATE_FILE")
+        SERVICE_USER=${value:-$SERVICE_USER}
     fi
     if [ "$manual" = 0 ]; then
         if [ -f "$BOOT_DIR/simedge.txt" ]; then settings_file=$BOOT_DIR/simedge.txt; fi
@@ -186,9 +249,25 @@ main() {
         echo "simedge-firstboot: nothing to apply (no simedge.txt or simedge.toml in $BOOT_DIR)"
         exit 0
     fi
+    if [ "$manual" = 0 ]; then
+        BOOT_FILES=("$BOOT_DIR/simedge.txt" "$BOOT_DIR/simedge.toml")
+        WRITE_LOG=1
+        trap on_exit EXIT
+        trap 'exit 129' HUP
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        if [ -n "$toml_file" ]; then
+            # Read now into a root-only copy, so the card holds no secret from here on.
+            STAGED_TOML=$(umask 077 && mktemp)
+            cat "$toml_file" >"$STAGED_TOML"
+            wipe "$toml_file"
+            toml_file=$STAGED_TOML
+        fi
+    fi
 
     if [ -n "$settings_file" ]; then
         read_settings "$settings_file"
+        if [ "$manual" = 0 ]; then wipe "$settings_file"; fi
         if [ -n "${SETTINGS[API_KEY]:-}" ]; then
             write_secret "$CONF_DIR/api_key" "${SETTINGS[API_KEY]}"
             say "API key written to $CONF_DIR/api_key"
@@ -218,14 +297,7 @@ main() {
     else
         say "check FAILED, simedge will not start until this is fixed: $verdict"
     fi
-    if [ "$manual" = 0 ]; then
-        # The secrets must not stay on a card anyone can read; the log holds none.
-        rm -f "$BOOT_DIR/simedge.txt" "$BOOT_DIR/simedge.toml"
-        {
-            echo "simedge-firstboot $(date -u +%Y-%m-%dT%H:%M:%SZ) (the clock may be wrong before NTP)"
-            printf '%s\n' "${log_lines[@]}"
-        } >"$BOOT_DIR/simedge-firstboot.log"
-    elif command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    if [ "$manual" = 1 ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl try-restart --no-block simedge.service
     fi
 }
