@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "storm": "hangs, reboots, unplugs, SIM swaps, storage full, garbage on many modems",
     "diskfull": "the data folder full: SMS stay on the SIM until space returns",
     "fuzz": "random and mutated PDUs and AT output, malformed webhook requests",
+    "control_flood": "control clients that send 20,000 and 60,000 snapshots and never read",
 }
 MARGIN = 60.0  # seconds beyond a scenario's budget before it is cut off
 
