@@ -28,6 +28,7 @@ SCENARIOS: dict[str, str] = {
     "diskfull": "the data folder full: SMS stay on the SIM until space returns",
     "fuzz": "random and mutated PDUs and AT output, malformed webhook requests",
     "control_flood": "control clients that send 20,000 and 60,000 snapshots and never read",
+    "log_flood": "2,000 malformed webhook requests from one source, counted in log lines",
 }
 MARGIN = 60.0  # seconds beyond a scenario's budget before it is cut off
 
