@@ -29,6 +29,7 @@ SCENARIOS: dict[str, str] = {
     "fuzz": "random and mutated PDUs and AT output, malformed webhook requests",
     "control_flood": "control clients that send 20,000 and 60,000 snapshots and never read",
     "log_flood": "2,000 malformed webhook requests from one source, counted in log lines",
+    "webhook_hog": "500 held and 50 slowloris connections from one source; OnlineSim calls",
 }
 MARGIN = 60.0  # seconds beyond a scenario's budget before it is cut off
 
