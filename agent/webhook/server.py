@@ -1,6 +1,7 @@
 """The webhook listener: uvicorn in the agent's event loop, set up for the open internet.
 
-What uvicorn gives, and what is added here (``Limits`` holds every number):
+What uvicorn gives, and what is added here (``Limits`` holds every number; docs/bounds.md
+says why each is what it is):
 
 - Header size: h11 refuses a request whose head grows past ``max_header_bytes`` (400 and
   close), so a 1 MB header line costs 16 KiB of buffer, not 1 MB.
