@@ -107,8 +107,9 @@ def setup(
     return redactor
 
 
-# What one LogLimiter lets through (see docs/bounds.md). journald's default allows 10,000
-# lines per 30 s for the whole unit; these keep one noisy source far from that.
+# What one LogLimiter lets through (see docs/bounds.md). journald drops every line of the
+# unit past its rate limit (deploy/journald/simedge.conf: 20,000 per 30 s); these keep
+# one noisy source, or many, far from that.
 LINES_PER_SOURCE = 3  # lines of one (kind, source) per window before it is only counted
 LINES_PER_KIND = 10  # lines of one kind per window, all sources together
 SUMMARY_WINDOW = 60.0  # seconds; one summary line per counted (kind, source) per window
@@ -166,15 +167,17 @@ class LogLimiter:
         """(kind, source) windows held now: what ``max_sources`` bounds."""
         return len(self._windows)
 
-    def warning(self, kind: str, source: str, message: str, *args: Any) -> None:
-        self.log(logging.WARNING, kind, source, message, *args)
+    def warning(self, kind: str, source: str, message: str, *args: Any, **options: Any) -> None:
+        self.log(logging.WARNING, kind, source, message, *args, **options)
 
-    def error(self, kind: str, source: str, message: str, *args: Any) -> None:
-        self.log(logging.ERROR, kind, source, message, *args)
+    def error(self, kind: str, source: str, message: str, *args: Any, **options: Any) -> None:
+        self.log(logging.ERROR, kind, source, message, *args, **options)
 
-    def log(self, level: int, kind: str, source: str, message: str, *args: Any) -> None:
-        """Log ``message % args`` if the budget of ``kind`` and ``source`` allows, else
-        count it for the summary."""
+    def log(
+        self, level: int, kind: str, source: str, message: str, *args: Any, **options: Any
+    ) -> None:
+        """Log ``message % args`` (``options`` as for ``Logger.log``, e.g. ``exc_info``)
+        if the budget of ``kind`` and ``source`` allows, else count it for the summary."""
         now = self._clock()
         self.close_windows(now)
         self._levels[kind] = max(level, self._levels.get(kind, level))
@@ -192,7 +195,7 @@ class LogLimiter:
         if window.lines < self.per_source and total.lines < self.per_kind:
             window.lines += 1
             total.lines += 1
-            self.logger.log(level, message, *args)
+            self.logger.log(level, message, *args, **options)
         else:
             window.counted += 1
             self._arm_timer(now)

@@ -34,6 +34,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from agent.control.protocol import MAX_REQUEST, SUBSCRIBER_QUEUE, encode, parse_request
 from agent.errors import ControlError, SimedgeError
+from agent.logs import LogLimiter
 
 log = logging.getLogger("simedge.control")
 
@@ -72,6 +73,8 @@ class ControlServer:
         self.max_clients = max_clients
         self.send_timeout = send_timeout
         self.cut_off = 0  # clients disconnected for not reading their answers
+        # A client can repeat what makes these lines as fast as it likes.
+        self._log = LogLimiter(log)
         self._server: asyncio.Server | None = None
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -138,7 +141,9 @@ class ControlServer:
             pass
         except TimeoutError:
             self.cut_off += 1
-            log.warning(
+            self._log.warning(
+                "clients disconnected (answers unread)",
+                str(self.path),
                 "control: a client left its answers unread for %.0f s: disconnected",
                 self.send_timeout,
             )
@@ -191,7 +196,9 @@ class ControlServer:
         except SimedgeError as exc:
             return {"id": request_id, "ok": False, "error": str(exc)}
         except Exception as exc:  # a handler bug must not cut the dashboard off
-            log.exception("control op %s failed", op)
+            self._log.error(
+                "failed requests", f"op {op}", "control op %s failed", op, exc_info=True
+            )
             return {"id": request_id, "ok": False, "error": f"internal error: {exc!r}"}
 
     async def _stream_events(self, writer: asyncio.StreamWriter, request_id: Any) -> None:

@@ -33,8 +33,8 @@ PARALLEL = 8  # the per-source cap: more would only be reset on arrival
 GARBAGE = b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n"  # e.g. TLS at a plain port
 
 
-async def _malformed(port: int, source: str) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+async def _malformed(world: World, source: str) -> None:
+    reader, writer = await world.connect_webhook(source)
     try:
         writer.write(GARBAGE)
         with contextlib.suppress(ConnectionError):
@@ -51,7 +51,6 @@ async def run(folder: Path) -> Verdict:
     async with World(folder, modems=1, webhook_calls=True) as world:
         await world.start_agent()
         await world.until_ready(1)
-        port = world.webhook_port
         first_line = world.agent.lines
         marked = asyncio.create_task(
             world.agent.wait_log(lambda line: f"from {MARKER}" in line, 30, coming_only=True)
@@ -60,11 +59,11 @@ async def run(folder: Path) -> Verdict:
 
         async def share(count: int) -> None:
             for _ in range(count):
-                await _malformed(port, FLOODER)
+                await _malformed(world, FLOODER)
 
         await asyncio.gather(*(share(REQUESTS // PARALLEL) for _ in range(PARALLEL)))
         flood_seconds = time.monotonic() - flood_started
-        await _malformed(port, MARKER)
+        await _malformed(world, MARKER)
         if not await marked:
             return Verdict(NAME, FAIL, "the marker request was not logged", 0.0)
         lines = world.agent.lines - first_line - 1

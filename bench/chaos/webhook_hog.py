@@ -32,10 +32,10 @@ CALLS = 10
 HOSTILE = "127.0.0.2"
 
 
-async def _slowloris(port: int, head: bytes, connects: list[int]) -> None:
+async def _slowloris(world: World, head: bytes, connects: list[int]) -> None:
     while True:
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(HOSTILE, 0))
+            _, writer = await world.connect_webhook(HOSTILE)
         except OSError:
             continue
         connects[0] += 1
@@ -53,11 +53,11 @@ async def _slowloris(port: int, head: bytes, connects: list[int]) -> None:
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-async def _hold(port: int, count: int) -> list[Connection]:
+async def _hold(world: World, count: int) -> list[Connection]:
     held = []
     for _ in range(count):
         with contextlib.suppress(OSError):
-            held.append(await asyncio.open_connection("127.0.0.1", port, local_addr=(HOSTILE, 0)))
+            held.append(await world.connect_webhook(HOSTILE))
     return held
 
 
@@ -80,17 +80,16 @@ async def run(folder: Path) -> Verdict:
     async with World(folder, modems=2, webhook_calls=True) as world:
         await world.start_agent()
         await world.until_ready(2)
-        port = world.webhook_port
-        path = world.webhook_url.removeprefix(f"http://127.0.0.1:{port}")
+        path = world.webhook_url.removeprefix(f"http://127.0.0.1:{world.webhook_port}")
         head = f"GET {path} HTTP/1.1\r\nHost: site\r\n".encode()
         # First, how many of 500 the agent keeps: only those can be answered.
-        probe = await _hold(port, HELD)
+        probe = await _hold(world, HELD)
         kept = sum(await asyncio.gather(*(_answered(c, head) for c in probe)))
         # Then the siege: 500 held again, slowloris on top, and OnlineSim's calls.
-        held = await _hold(port, HELD)
+        held = await _hold(world, HELD)
         connects = [0]
         attackers = [
-            asyncio.create_task(_slowloris(port, head, connects)) for _ in range(SLOWLORIS)
+            asyncio.create_task(_slowloris(world, head, connects)) for _ in range(SLOWLORIS)
         ]
         calls = []
         try:

@@ -493,6 +493,13 @@ socket = "{self.control_socket}"
         """The agent's webhook as OnlineSim calls it (the default path of the config)."""
         return f"http://127.0.0.1:{self.webhook_port}/onlinesim/numbers?token={TOKEN}"
 
+    async def connect_webhook(
+        self, source: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection to the agent's webhook from ``source``, an address of
+        127.0.0.0/8 (Linux routes all of it to lo): another client than OnlineSim's."""
+        return await asyncio.open_connection("127.0.0.1", self.webhook_port, local_addr=(source, 0))
+
     async def call_webhook(self) -> dict[str, Any]:
         """Have the stand-in call the agent's webhook now (needs ``webhook_calls``):
         ``{seq, at, duration, status, body, numbers, error}``."""
