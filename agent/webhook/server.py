@@ -187,7 +187,7 @@ class _SourceLogger:
     def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
         text = message % args if args else message
         kind = _CLIENT_WARNINGS.get(message, "unusual requests")
-        self._limiter.warning(kind, self._source, "webhook: %s from %s", text, self._source)
+        self._limiter.warning(kind, self._source, "webhook: from %s: %s", self._source, text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._logger, name)
