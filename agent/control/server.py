@@ -10,6 +10,9 @@ its minute, so every client is bounded (the figures are in docs/bounds.md):
   a longer line is answered with an error and the connection closed;
 - one request at a time per connection: the next line is not read before the answer is
   written, so a client that floods requests only fills its own socket;
+- ``max_working`` requests in the handler at once, all clients together (the rest wait
+  their turn, first come first served): what clients can make the agent's threads and
+  store do at a time is bounded however many there are;
 - the answers waiting to be read: the transport buffers ``OUTPUT_BUFFER`` bytes, then the
   server waits for the client to read; a client that reads nothing for ``send_timeout``
   seconds is cut off (the buffer is dropped with it);
@@ -41,6 +44,9 @@ log = logging.getLogger("simedge.control")
 T = TypeVar("T")
 
 MAX_CLIENTS = 16  # a dashboard takes 2 connections, a CLI command 1
+# Requests being handled at once, all clients together: heavier reads run in asyncio's
+# default thread pool (6 threads on 2 cores), which hot-plug polling needs too.
+MAX_WORKING = 4
 OUTPUT_BUFFER = 256 * 1024  # bytes of answers buffered per client before waiting for it
 SEND_TIMEOUT = 10.0  # seconds a client may leave its answers unread before it is cut off
 # After a refusal that closes the connection, what the client still sends is read and
@@ -65,12 +71,14 @@ class ControlServer:
         *,
         mode: int = 0o660,
         max_clients: int = MAX_CLIENTS,
+        max_working: int = MAX_WORKING,
         send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self.path = path
         self.handler = handler
         self.mode = mode
         self.max_clients = max_clients
+        self._working = asyncio.Semaphore(max_working)
         self.send_timeout = send_timeout
         self.cut_off = 0  # clients disconnected for not reading their answers
         # A client can repeat what makes these lines as fast as it likes.
@@ -191,7 +199,8 @@ class ControlServer:
 
     async def _answer(self, request_id: Any, op: str, arguments: dict[str, Any]) -> dict[str, Any]:
         try:
-            result = await self.handler.handle(op, arguments)
+            async with self._working:
+                result = await self.handler.handle(op, arguments)
             return {"id": request_id, "ok": True, "result": result}
         except SimedgeError as exc:
             return {"id": request_id, "ok": False, "error": str(exc)}

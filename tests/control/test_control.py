@@ -264,6 +264,48 @@ async def test_clients_are_capped(tmp_path: Path) -> None:
         await server.stop()
 
 
+class Gate(RecordingHandler):
+    """Holds every request until released; counts how many are inside at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = 0
+        self.most_inside = 0
+        self.arrived = asyncio.Condition()
+
+    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        async with self.arrived:
+            self.arrived.notify_all()
+        try:
+            await self.release.wait()
+        finally:
+            self.inside -= 1
+        return "done"
+
+
+async def test_requests_in_the_handler_at_once_are_bounded_for_all_clients(
+    tmp_path: Path,
+) -> None:
+    handler = Gate()
+    server = ControlServer(tmp_path / "control.sock", handler, max_working=3)
+    await server.start()
+    clients = [ControlClient(server.path) for _ in range(10)]
+    try:
+        asking = [asyncio.create_task(client.request("snapshot")) for client in clients]
+        async with asyncio.timeout(5), handler.arrived:
+            await handler.arrived.wait_for(lambda: handler.inside >= 3)
+        handler.release.set()
+        async with asyncio.timeout(5):
+            assert await asyncio.gather(*asking) == ["done"] * 10
+        assert handler.most_inside == 3
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()
+
+
 async def test_coalesced_callers_share_one_computation_started_after_they_asked() -> None:
     started = asyncio.Event()
     release = asyncio.Event()
