@@ -168,9 +168,11 @@ class LogLimiter:
         return len(self._windows)
 
     def warning(self, kind: str, source: str, message: str, *args: Any, **options: Any) -> None:
+        options.setdefault("stacklevel", 3)  # the record's place is our caller's
         self.log(logging.WARNING, kind, source, message, *args, **options)
 
     def error(self, kind: str, source: str, message: str, *args: Any, **options: Any) -> None:
+        options.setdefault("stacklevel", 3)
         self.log(logging.ERROR, kind, source, message, *args, **options)
 
     def log(
@@ -195,6 +197,7 @@ class LogLimiter:
         if window.lines < self.per_source and total.lines < self.per_kind:
             window.lines += 1
             total.lines += 1
+            options.setdefault("stacklevel", 2)
             self.logger.log(level, message, *args, **options)
         else:
             window.counted += 1
