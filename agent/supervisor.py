@@ -30,7 +30,7 @@ from typing import Any
 
 from agent.clock import WallClockWatch
 from agent.config import Config
-from agent.control.server import ControlServer
+from agent.control.server import Coalesced, ControlServer
 from agent.errors import ControlError, StoreNotWritable
 from agent.locking import DataDirLock
 from agent.logs import get_logger, set_port_trace
@@ -67,6 +67,9 @@ PRUNE_INTERVAL = 6 * 3600.0
 # most once a second after an SMS came or went, and at least every ACTIVITY_CACHE seconds.
 ACTIVITY_CACHE = 10.0
 ACTIVITY_MIN_AGE = 1.0
+# Control clients asking for snapshots share them (see Coalesced): however many ask, the
+# store reads one at a time, at most this often, so no client can slow an SMS down.
+SNAPSHOT_INTERVAL = 0.2
 
 
 class Agent:
@@ -109,6 +112,7 @@ class Agent:
         self._activity: tuple[float, Any] | None = None  # (monotonic time taken, figures)
         self._activity_stale = False
         self._activity_recheck = False
+        self._snapshots = Coalesced(self._snapshot_json, min_interval=SNAPSHOT_INTERVAL)
         self._coalesced: set[str] = set()
         self._changed = asyncio.Event()
 
@@ -406,7 +410,7 @@ class Agent:
         if store is None or fleet is None:
             raise ControlError("the agent is starting; try again in a moment")
         if op == "snapshot":
-            return (await self.snapshot()).to_json()
+            return await self._snapshots.get()
         if op == "health":
             return self.health()
         if op == "messages":
@@ -473,6 +477,9 @@ class Agent:
                 self.fleet.command(status.slot, WorkerCommand.REFRESH_NUMBER)
         await self.store.log_event("sim", f"number set by hand to {number}", iccid=iccid)
         return f"number of {iccid} set to {number}"
+
+    async def _snapshot_json(self) -> dict[str, Any]:
+        return (await self.snapshot()).to_json()
 
     async def snapshot(self) -> SiteSnapshot:
         assert self.store is not None

@@ -2,7 +2,9 @@
 
 The dashboard (``simedge tui``) and the CLI (``simedge sim set-number``, ``simedge outbox
 retry``...) talk to the running agent through it. One JSON object per line, UTF-8, each
-way; a request line is at most ``MAX_LINE`` bytes.
+way. A request line is at most ``MAX_REQUEST`` bytes and nested at most ``MAX_DEPTH``
+deep (requests are flat; the bound is checked before the JSON parser recurses); an answer
+or event line is at most ``MAX_LINE`` bytes.
 
 Requests carry an ``id`` (any JSON value, echoed back) and an ``op``; ``id`` and ``op``
 are the envelope, so no operation has an argument of either name::
@@ -45,11 +47,14 @@ modem answers) is untrusted: a client must display it as plain text.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from agent.errors import ControlError
 
-MAX_LINE = 1 << 20  # one request or event line; a snapshot of 128 modems is ~100 KiB
+MAX_LINE = 1 << 20  # one answer or event line; a snapshot of 128 modems is ~100 KiB
+MAX_REQUEST = 64 * 1024  # one request line; the longest real one (a block rule) is < 1 KiB
+MAX_DEPTH = 8  # JSON nesting of a request; real ones are 1 deep (an object of scalars)
 SUBSCRIBER_QUEUE = 1000  # events buffered per subscriber before "overflow"
 
 EVENT_KINDS = ("modem", "message", "uplink", "outbox", "log", "takeoff", "overflow")
@@ -79,6 +84,8 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def parse_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
     """(id, op, arguments) of one request line, or ControlError saying what is wrong."""
+    if too_deep(line, MAX_DEPTH):
+        raise ControlError(f"request nested deeper than {MAX_DEPTH} levels")
     try:
         request = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -97,3 +104,25 @@ def parse_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
     if unknown:
         raise ControlError(f"{op}: unknown argument {', '.join(unknown)}")
     return request.get("id"), op, arguments
+
+
+# A JSON string, escapes included (unrolled so that it runs in one pass); the line it runs
+# on is at most MAX_REQUEST bytes.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[][{}]")
+
+
+def too_deep(line: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of ``line`` nest deeper than ``limit``.
+
+    ``json.loads`` recurses once per level and raises RecursionError near 1,000: counted
+    here first, without recursion, brackets inside strings not counted."""
+    depth = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub(b'""', line)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False

@@ -1,10 +1,27 @@
 """The agent's side of the control socket: serve requests, fan events out.
 
 The server only transports: what each operation does is the handler's business
-(:class:`Handler`, implemented by the supervisor). Two rules keep the agent safe from its
-clients: a request is answered by its own task, so a slow operation blocks nobody else;
-and events go through a bounded queue per subscriber, so a stalled dashboard on a slow
-SSH link can never hold the agent back (it is told it overflowed and re-reads).
+(:class:`Handler`, implemented by the supervisor). A client is a local user of the
+agent's group, but a buggy or hostile one must not cost the agent its memory or an SMS
+its minute, so every client is bounded (the figures are in docs/bounds.md):
+
+- at most ``max_clients`` connections; one more is told so and closed;
+- a request line of at most ``MAX_REQUEST`` bytes, nested at most ``MAX_DEPTH`` deep;
+  a longer line is answered with an error and the connection closed;
+- one request at a time per connection: the next line is not read before the answer is
+  written, so a client that floods requests only fills its own socket;
+- ``max_working`` requests in the handler at once, all clients together (the rest wait
+  their turn, first come first served): what clients can make the agent's threads and
+  store do at a time is bounded however many there are;
+- the answers waiting to be read: the transport buffers ``OUTPUT_BUFFER`` bytes, then the
+  server waits for the client to read; a client that reads nothing for ``send_timeout``
+  seconds is cut off (the buffer is dropped with it);
+- events go through a bounded queue per subscriber: a stalled dashboard is told it
+  overflowed and re-reads, and one that reads nothing for ``send_timeout`` is cut off.
+
+Each connection has its own task, so a slow operation blocks nobody else; expensive
+answers the handler shares between clients (:class:`Coalesced`), so that no number of
+requests makes the agent's store do more than one snapshot at a time.
 """
 
 from __future__ import annotations
@@ -13,13 +30,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from agent.control.protocol import MAX_LINE, SUBSCRIBER_QUEUE, encode, parse_request
+from agent.control.protocol import MAX_REQUEST, SUBSCRIBER_QUEUE, encode, parse_request
 from agent.errors import ControlError, SimedgeError
+from agent.logs import LogLimiter
 
 log = logging.getLogger("simedge.control")
+
+T = TypeVar("T")
+
+MAX_CLIENTS = 16  # a dashboard takes 2 connections, a CLI command 1
+# Requests being handled at once, all clients together: heavier reads run in asyncio's
+# default thread pool (6 threads on 2 cores), which hot-plug polling needs too.
+MAX_WORKING = 4
+OUTPUT_BUFFER = 256 * 1024  # bytes of answers buffered per client before waiting for it
+SEND_TIMEOUT = 10.0  # seconds a client may leave its answers unread before it is cut off
+# After a refusal that closes the connection, what the client still sends is read and
+# dropped for this long: closing a unix socket with unread input resets it, and the
+# client would see "connection reset" instead of the reason.
+REFUSAL_LINGER = 1.0
 
 
 class Handler(Protocol):
@@ -31,24 +64,49 @@ class Handler(Protocol):
 class ControlServer:
     """A unix-socket JSON-lines server; ``publish`` sends an event to every subscriber."""
 
-    def __init__(self, path: Path, handler: Handler, *, mode: int = 0o660) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handler: Handler,
+        *,
+        mode: int = 0o660,
+        max_clients: int = MAX_CLIENTS,
+        max_working: int = MAX_WORKING,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> None:
         self.path = path
         self.handler = handler
         self.mode = mode
+        self.max_clients = max_clients
+        self._working = asyncio.Semaphore(max_working)
+        self.send_timeout = send_timeout
+        self.cut_off = 0  # clients disconnected for not reading their answers
+        # A client can repeat what makes these lines as fast as it likes.
+        self._log = LogLimiter(log)
         self._server: asyncio.Server | None = None
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def clients(self) -> int:
+        """Connections open now: what ``max_clients`` bounds."""
+        return len(self._connections)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of answers and events written but not yet taken by clients, all together."""
+        return sum(w.transport.get_write_buffer_size() for w in self._connections.values())
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a socket left by a killed agent
         self._server = await asyncio.start_unix_server(
-            self._serve_connection, path=str(self.path), limit=MAX_LINE
+            self._serve_connection, path=str(self.path), limit=MAX_REQUEST
         )
         os.chmod(self.path, self.mode)
 
@@ -78,85 +136,167 @@ class ControlServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
-        write_lock = asyncio.Lock()
-        requests: set[asyncio.Task[None]] = set()
+        writer.transport.set_write_buffer_limits(high=OUTPUT_BUFFER)
+        if len(self._connections) >= self.max_clients:
+            await _refuse(
+                reader, writer, f"too many control clients ({self.max_clients}); try later"
+            )
+            return
+        self._connections[task] = writer
         try:
-            while True:
-                try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    await _send(
-                        writer,
-                        write_lock,
-                        {"id": None, "ok": False, "error": f"request over {MAX_LINE} bytes"},
-                    )
-                    break
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    request_id, op, arguments = parse_request(line)
-                except ControlError as exc:
-                    await _send(writer, write_lock, {"id": None, "ok": False, "error": str(exc)})
-                    continue
-                if op == "subscribe":
-                    await self._stream_events(writer, write_lock, request_id)
-                    break
-                request = asyncio.create_task(
-                    self._answer(writer, write_lock, request_id, op, arguments)
-                )
-                requests.add(request)
-                request.add_done_callback(requests.discard)
+            await self._serve_requests(reader, writer)
         except (ConnectionError, BrokenPipeError):
             pass
+        except TimeoutError:
+            self.cut_off += 1
+            self._log.warning(
+                "clients disconnected (answers unread)",
+                str(self.path),
+                "control: a client left its answers unread for %.0f s: disconnected",
+                self.send_timeout,
+            )
         except asyncio.CancelledError:
             # stop() cancels connections; asyncio's stream server would log the
             # cancellation of its callback task as an error on Python 3.11.
             pass
         finally:
-            for request in requests:
-                request.cancel()
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, BrokenPipeError):
-                await writer.wait_closed()
+            del self._connections[task]
+            # abort, not close: what the client left unread is dropped now, not kept
+            # until it reads (it may never).
+            writer.transport.abort()
 
-    async def _answer(
-        self,
-        writer: asyncio.StreamWriter,
-        lock: asyncio.Lock,
-        request_id: Any,
-        op: str,
-        arguments: dict[str, Any],
+    async def _serve_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                await _refuse(
+                    reader, writer, f"request line over {MAX_REQUEST:,} bytes: disconnected"
+                )
+                return
+            if not line:
+                return
+            if not line.strip():
+                continue
+            try:
+                request_id, op, arguments = parse_request(line)
+            except ControlError as exc:
+                writer.write(_refusal(str(exc)))
+            else:
+                if op == "subscribe":
+                    await self._stream_events(writer, request_id)
+                    return
+                writer.write(encode(await self._answer(request_id, op, arguments)))
+            await self._drain(writer)
+
+    async def _drain(self, writer: asyncio.StreamWriter) -> None:
+        """Wait while more than OUTPUT_BUFFER bytes are unread; TimeoutError after
+        ``send_timeout`` seconds of that."""
+        async with asyncio.timeout(self.send_timeout):
+            await writer.drain()
+
+    async def _answer(self, request_id: Any, op: str, arguments: dict[str, Any]) -> dict[str, Any]:
         try:
-            result = await self.handler.handle(op, arguments)
-            answer = {"id": request_id, "ok": True, "result": result}
+            async with self._working:
+                result = await self.handler.handle(op, arguments)
+            return {"id": request_id, "ok": True, "result": result}
         except SimedgeError as exc:
-            answer = {"id": request_id, "ok": False, "error": str(exc)}
+            return {"id": request_id, "ok": False, "error": str(exc)}
         except Exception as exc:  # a handler bug must not cut the dashboard off
-            log.exception("control op %s failed", op)
-            answer = {"id": request_id, "ok": False, "error": f"internal error: {exc!r}"}
-        with contextlib.suppress(ConnectionError, BrokenPipeError):
-            await _send(writer, lock, answer)
+            self._log.error(
+                "failed requests", f"op {op}", "control op %s failed", op, exc_info=True
+            )
+            return {"id": request_id, "ok": False, "error": f"internal error: {exc!r}"}
 
-    async def _stream_events(
-        self, writer: asyncio.StreamWriter, lock: asyncio.Lock, request_id: Any
-    ) -> None:
+    async def _stream_events(self, writer: asyncio.StreamWriter, request_id: Any) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
         # Registered before the answer: every event published after the client read "ok"
         # reaches it, so a snapshot taken then misses nothing.
         self._subscribers.add(queue)
         try:
-            await _send(writer, lock, {"id": request_id, "ok": True, "result": None})
+            writer.write(encode({"id": request_id, "ok": True, "result": None}))
+            await self._drain(writer)
             while (line := await queue.get()) is not None:
-                async with lock:
-                    writer.write(line)
-                    await writer.drain()
+                writer.write(line)
+                await self._drain(writer)
         finally:
             self._subscribers.discard(queue)
+
+
+class Coalesced(Generic[T]):
+    """One computation shared by every caller that asks while it is due.
+
+    ``await get()`` returns a result computed after the call (never an older one, so a
+    snapshot asked after an event shows it), but however many callers ask, at most one
+    computation runs at a time and they start at least ``min_interval`` seconds apart:
+    callers that ask meanwhile share the next one.
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[], Awaitable[T]],
+        *,
+        min_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._compute = compute
+        self._min_interval = min_interval
+        self._clock = clock
+        self._next: asyncio.Future[T] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._last_start = float("-inf")
+        self.computations = 0
+
+    async def get(self) -> T:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            # Retrieved here so that a result nobody waits for any more (its callers
+            # left) is not reported as "never retrieved".
+            self._next.add_done_callback(_retrieve)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name="coalesced")
+        # shield: a caller that leaves must not cancel what the others wait for.
+        return await asyncio.shield(self._next)
+
+    async def _run(self) -> None:
+        while (due := self._next) is not None:
+            wait = self._last_start + self._min_interval - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the spacing is the point, not a wait for a state
+            self._next = None  # callers from now on wait for the computation after this
+            self._last_start = self._clock()
+            self.computations += 1
+            try:
+                due.set_result(await self._compute())
+            except asyncio.CancelledError:
+                due.cancel()
+                raise
+            except Exception as exc:
+                due.set_exception(exc)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _refusal(error: str) -> bytes:
+    return encode({"id": None, "ok": False, "error": error})
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: str) -> None:
+    """Say ``error``, end our side, and drop what the client still sends for at most
+    REFUSAL_LINGER seconds; the caller closes."""
+    writer.write(_refusal(error))
+    with contextlib.suppress(TimeoutError, ConnectionError, BrokenPipeError):
+        async with asyncio.timeout(REFUSAL_LINGER):
+            await writer.drain()
+            writer.write_eof()
+            while await reader.read(MAX_REQUEST):
+                pass
+    writer.transport.abort()
 
 
 def _offer(queue: asyncio.Queue[bytes | None], line: bytes | None) -> None:
@@ -169,9 +309,3 @@ def _offer(queue: asyncio.Queue[bytes | None], line: bytes | None) -> None:
         queue.put_nowait(encode({"event": "overflow", "data": None}))
         if line is None:
             queue.put_nowait(None)
-
-
-async def _send(writer: asyncio.StreamWriter, lock: asyncio.Lock, message: dict[str, Any]) -> None:
-    async with lock:
-        writer.write(encode(message))
-        await writer.drain()

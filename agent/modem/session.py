@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Self
 
 from agent.errors import CommandFailed, CommandTimeout, PortGone
-from agent.logs import TRACE, get_logger, set_port_trace, trace_logger
+from agent.logs import TRACE, LogLimiter, get_logger, set_port_trace, trace_logger
 from agent.modem.transport import SerialPort
 from agent.protocol.framer import (
     NMEA_SENTENCE,
@@ -43,9 +43,10 @@ from agent.protocol.urc import Urc
 log = get_logger("modem.session")
 
 URC_QUEUE_LIMIT = 1024
-"""URCs held for a consumer that does not keep up; beyond it new ones are dropped (and
-logged): a flooding port must not grow memory without bound. A dropped +CMTI is not lost
-for good: its SMS stays in storage and the next sweep reads it."""
+"""URCs held for a consumer that does not keep up; beyond it new ones are dropped and
+logged (a few lines, then a summary a minute: see LogLimiter): a flooding port must not
+grow memory or the journal without bound. A dropped +CMTI is not lost for good: its SMS
+stays in storage and the next sweep reads it."""
 
 
 class AtSession:
@@ -72,6 +73,7 @@ class AtSession:
         self._response: asyncio.Future[FinalResult] | None = None
         self._info: list[str] = []
         self._trace = trace_logger(self.name)
+        self._flood_log = LogLimiter(log)
         self._byte_arrived = asyncio.Event()  # for resync's wait for a quiet line
 
     @classmethod
@@ -178,7 +180,13 @@ class AtSession:
                 self.urcs.put_nowait(event)
             except asyncio.QueueFull:
                 self.urcs_dropped += 1
-                log.warning("%s: URC queue full, dropped %r", self.name, event.line)
+                self._flood_log.warning(
+                    "URCs dropped (queue full)",
+                    self.name,
+                    "%s: URC queue full, dropped %r",
+                    self.name,
+                    event.line,
+                )
         elif isinstance(event, InfoLine):
             self._info.append(event.text)
         elif isinstance(event, FinalResult):

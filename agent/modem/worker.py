@@ -47,7 +47,7 @@ from agent.errors import (
     PortGone,
     StoreNotWritable,
 )
-from agent.logs import get_logger
+from agent.logs import LogLimiter, get_logger
 from agent.modem import own_number, startup
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
 from agent.modem.session import AtSession
@@ -189,6 +189,8 @@ class ModemWorker:
         self._recipes = dict(ussd_recipes) if ussd_recipes is not None else own_number.recipes({})
         self.status = ModemStatus(slot=slot, label=label, ports=(device,), at_port=device)
         self._session: AtSession | None = None
+        # A broken modem can fail the same command every few seconds for days.
+        self._errors = LogLimiter(log)
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
         self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
         self._forwarder: asyncio.Task[None] | None = None
@@ -333,7 +335,7 @@ class ModemWorker:
             await self._timed_out(exc)
         except CommandFailed as exc:
             # A refusal the handler did not expect: logged, and the next item goes on.
-            log.warning("%s: %s", self.slot, exc)
+            self._errors.warning("modem errors", self.slot, "%s: %s", self.slot, exc)
 
     async def _timed_out(self, exc: CommandTimeout) -> None:
         """Re-sync and set up again; after ``timeouts_before_reset`` timeouts in a row,
@@ -708,7 +710,9 @@ class ModemWorker:
             lines = await self.session.command("AT+CMGL=4", timeout=self.settings.command_timeout)
             stored = commands.parse_cmgl(lines)
         except (CommandFailed, AtParseError) as exc:
-            log.warning("%s: sweep: AT+CMGL=4: %s", self.slot, exc)
+            self._errors.warning(
+                "modem errors", self.slot, "%s: sweep: AT+CMGL=4: %s", self.slot, exc
+            )
             return
         storage = startup.STORAGE
         for message in stored:
@@ -735,7 +739,15 @@ class ModemWorker:
                 if message is not None:
                     await self._keep_and_delete(storage, index, message.pdu_hex)
             except (CommandFailed, AtParseError) as exc:
-                log.warning("%s: reading %s index %d: %s", self.slot, storage, index, exc)
+                self._errors.warning(
+                    "modem errors",
+                    self.slot,
+                    "%s: reading %s index %d: %s",
+                    self.slot,
+                    storage,
+                    index,
+                    exc,
+                )
             finally:
                 if storage.upper() != startup.STORAGE:
                     await self.session.command(
@@ -759,7 +771,7 @@ class ModemWorker:
             try:
                 await self.session.command("AT+CNMA", timeout=self.settings.command_timeout)
             except CommandFailed as exc:
-                log.warning("%s: AT+CNMA: %s", self.slot, exc)
+                self._errors.warning("modem errors", self.slot, "%s: AT+CNMA: %s", self.slot, exc)
 
     async def _ingest(self, storage: str, index: int | None, pdu_hex: str) -> bool:
         assert self._sim is not None
@@ -775,7 +787,13 @@ class ModemWorker:
             )
         except StoreNotWritable as exc:
             # Full, read-only or failing: the SMS is safe where it is until a write works.
-            log.error("%s: %s: SMS stay on the modem until there is space", self.slot, exc)
+            self._errors.error(
+                "SMS left on the modem (store not writable)",
+                self.slot,
+                "%s: %s: SMS stay on the modem until there is space",
+                self.slot,
+                exc,
+            )
             self._disk_full = True
             self._publish(fault=self._standing_fault())
             self._arm(_Tick.SWEEP, self.settings.disk_full_retry)

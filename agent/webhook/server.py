@@ -1,6 +1,7 @@
 """The webhook listener: uvicorn in the agent's event loop, set up for the open internet.
 
-What uvicorn gives, and what is added here (``Limits`` holds every number):
+What uvicorn gives, and what is added here (``Limits`` holds every number; docs/bounds.md
+says why each is what it is):
 
 - Header size: h11 refuses a request whose head grows past ``max_header_bytes`` (400 and
   close), so a 1 MB header line costs 16 KiB of buffer, not 1 MB.
@@ -11,6 +12,13 @@ What uvicorn gives, and what is added here (``Limits`` holds every number):
 - Added: a hard cap, ``max_connections``: a connection beyond it is reset as soon as it
   is accepted, so that a flood cannot take the file descriptors the modems and the store
   need.
+- Added: a cap per source, ``max_per_source`` open connections from one IPv4 address or
+  one IPv6 /64 (what one client can get hold of); one more is reset as soon as it is
+  accepted, so one client, slowloris or not, can hold at most that many of the slots and
+  OnlineSim's call from its own address always finds one free.
+- Added: the warnings uvicorn logs for what a client sends (malformed requests, refused
+  upgrades, 503 when busy) go through a LogLimiter keyed by source: a few lines, then a
+  summary a minute, so that a client cannot flood the journal.
 - Added: a deadline per connection. uvicorn has a keep-alive timeout, but any byte
   cancels it, so a client trickling a header one byte at a time (slowloris) would hold
   its connection for ever. Here, from the moment a connection is open or has had its
@@ -24,6 +32,9 @@ What uvicorn gives, and what is added here (``Limits`` holds every number):
 from __future__ import annotations
 
 import asyncio
+import collections
+import ipaddress
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +50,16 @@ from agent.httpserver import (
     reset_transport,
     start_serving,
 )
+from agent.logs import LogLimiter, get_logger
 from agent.webhook.app import WebhookApp
+
+log = get_logger("webhook")
+
+# uvicorn's warnings about what a client sent, by the summary's name for them.
+_CLIENT_WARNINGS = {
+    "Invalid HTTP request received.": "malformed requests",
+    "Exceeded concurrency limit.": "requests answered 503 (busy)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,11 @@ class Limits:
     max_header_bytes: int = 16 * 1024
     busy_connections: int = 200
     max_connections: int = 256
+    # OnlineSim calls one at a time; 8 leaves room for its retries and for a health check
+    # and a scraper sharing its address (or a reverse proxy in front, where every
+    # connection comes from the proxy). A constant, not a setting: no honest client
+    # needs more, and 8 from each of 32 sources are needed to fill max_connections.
+    max_per_source: int = 8
 
 
 class _GuardedConfig(uvicorn.Config):
@@ -59,6 +84,10 @@ class _GuardedConfig(uvicorn.Config):
     def __init__(self, app: WebhookApp, limits: Limits, **options: Any) -> None:
         super().__init__(app, **options)
         self.limits = limits
+        # Open connections by source: only sources with one open, so at most
+        # max_connections keys.
+        self.per_source: collections.Counter[str] = collections.Counter()
+        self.log_limiter = LogLimiter(log)
 
 
 class _GuardedH11Protocol(H11Protocol):
@@ -73,15 +102,40 @@ class _GuardedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = config.limits
+        self._per_source = config.per_source
+        self._log_limiter = config.log_limiter
+        self._source: str | None = None  # counted in per_source while open
         self._deadline: asyncio.TimerHandle | None = None
         self._cycle_at_deadline: RequestResponseCycle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self._limits.max_connections:
-            reset_transport(transport)
+        source = source_of(self.client[0] if self.client else "")
+        # uvicorn logs through this attribute; its warnings are the client's doing.
+        self.logger = _SourceLogger(self.logger, self._log_limiter, source)
+        if self._per_source[source] >= self._limits.max_per_source:
+            self._log_limiter.warning(
+                "connections refused (per-source cap)",
+                source,
+                "webhook: %s has %d connections open already: refused",
+                source,
+                self._limits.max_per_source,
+            )
+            self._refuse(transport)
             return
+        if len(self.connections) > self._limits.max_connections:
+            self._refuse(transport)
+            return
+        self._source = source
+        self._per_source[source] += 1
         self._arm_deadline()
+
+    def _refuse(self, transport: asyncio.Transport) -> None:
+        """Reset at once, and stop counting this connection as open now: asyncio accepts
+        connections in batches, and a batch being refused must not, until its resets are
+        done, count against the caps (or take the 503 threshold) of those let in."""
+        self.connections.discard(self)
+        reset_transport(transport)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -90,6 +144,11 @@ class _GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
+        if self._source is not None:
+            self._per_source[self._source] -= 1
+            if not self._per_source[self._source]:
+                del self._per_source[self._source]
+            self._source = None
         super().connection_lost(exc)
 
     def _arm_deadline(self) -> None:
@@ -114,6 +173,38 @@ class _GuardedH11Protocol(H11Protocol):
             )
             return
         reset_transport(self.transport)
+
+
+class _SourceLogger:
+    """uvicorn's logger for one connection: warnings about what the client sent go
+    through the limiter, keyed by its source, as simedge lines; the rest pass through."""
+
+    def __init__(self, logger: logging.Logger, limiter: LogLimiter, source: str) -> None:
+        self._logger = logger
+        self._limiter = limiter
+        self._source = source
+
+    def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
+        text = message % args if args else message
+        kind = _CLIENT_WARNINGS.get(message, "unusual requests")
+        self._limiter.warning(kind, self._source, "webhook: from %s: %s", self._source, text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
+def source_of(host: str) -> str:
+    """What counts as one client: an IPv4 address, or the /64 of an IPv6 one (a single
+    host is usually given a whole /64). Anything else (a unix socket) is itself."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class WebhookServer:

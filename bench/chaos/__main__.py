@@ -33,6 +33,9 @@ SCENARIOS: dict[str, str] = {
     "clockjump": "the wall clock an hour back, then forward: nothing waits for it",
     "slowserver": "OnlineSim answers after the timeout: duplicates <= timeouts",
     "single": "a second agent on the same data folder refused; the first unharmed",
+    "control_flood": "control clients that send 20,000 and 60,000 snapshots and never read",
+    "log_flood": "2,000 malformed webhook requests from one source, counted in log lines",
+    "webhook_hog": "500 held and 50 slowloris connections from one source; OnlineSim calls",
 }
 # Run only when named (``python -m bench.chaos outage10``): they take many minutes.
 LONG: dict[str, str] = {

@@ -139,6 +139,7 @@ class AgentProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.started = asyncio.Event()
         self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
+        self.lines = 0  # log lines read so far, all starts together
         self.starts = 0
         self.kills = 0
         self._reader: asyncio.Task[None] | None = None
@@ -172,12 +173,22 @@ class AgentProcess:
             while raw := await process.stderr.readline():
                 line = raw.decode(errors="replace").rstrip()
                 log_file.write(line + "\n")
+                self.lines += 1
                 self.tail.append(line)
                 if "agent started" in line:
                     self.started.set()
                 for matches, event in self._watchers:
                     if matches(line):
                         event.set()
+
+    def rss_bytes(self) -> int:
+        """The agent process's resident memory now (Linux: VmRSS of /proc/PID/status)."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text(encoding="ascii")
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise WorldError(f"no VmRSS for the agent (pid {self.process.pid})")
 
     async def wait_started(self, seconds: float = 30.0) -> None:
         """Until the agent logs "agent started"; WorldError if it exits or stays silent."""
@@ -195,9 +206,12 @@ class AgentProcess:
             why = "exited" if exited in done else f"did not start within {seconds:.0f} s"
             raise WorldError(f"the agent {why}; log tail: {list(self.tail)[-5:]}")
 
-    async def wait_log(self, matches: Callable[[str], bool], seconds: float) -> bool:
-        """Whether a log line (already seen or coming) matches within ``seconds``."""
-        if any(matches(line) for line in self.tail):
+    async def wait_log(
+        self, matches: Callable[[str], bool], seconds: float, *, coming_only: bool = False
+    ) -> bool:
+        """Whether a log line (already seen, unless ``coming_only``, or coming) matches
+        within ``seconds``."""
+        if not coming_only and any(matches(line) for line in self.tail):
             return True
         event = asyncio.Event()
         watcher = (matches, event)
@@ -242,8 +256,10 @@ class World:
         seed: int = 1,
         data_dir: Path | None = None,
         agent_env: dict[str, str] | None = None,
+        webhook_calls: bool = False,
     ) -> None:
         self.folder = folder
+        self.webhook_calls = webhook_calls
         self.modem_count = modems
         self.profile = profile
         self.seed = seed
@@ -305,6 +321,9 @@ class World:
         await self.hub.connect()
 
     async def _start_standin(self) -> None:
+        # With webhook_calls, the stand-in calls the agent's webhook as OnlineSim does, but
+        # only when asked (call_webhook): the hour between calls never comes in a run.
+        webhook = ("--webhook", self.webhook_url, "--webhook-interval", "3600")
         self._standin_process = await asyncio.create_subprocess_exec(
             *SIMEDGE,
             "emulate",
@@ -315,6 +334,7 @@ class World:
             KEY,
             "--seed",
             str(self.seed),
+            *(webhook if self.webhook_calls else ()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -511,6 +531,44 @@ socket = "{self.control_socket}"
                 return health
         except ControlError:
             return None
+
+    @property
+    def webhook_url(self) -> str:
+        """The agent's webhook as OnlineSim calls it (the default path of the config)."""
+        return f"http://127.0.0.1:{self.webhook_port}/onlinesim/numbers?token={TOKEN}"
+
+    async def connect_webhook(
+        self, source: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection to the agent's webhook from ``source``, an address of
+        127.0.0.0/8 (Linux routes all of it to lo): another client than OnlineSim's."""
+        return await asyncio.open_connection("127.0.0.1", self.webhook_port, local_addr=(source, 0))
+
+    async def call_webhook(self) -> dict[str, Any]:
+        """Have the stand-in call the agent's webhook now (needs ``webhook_calls``):
+        ``{seq, at, duration, status, body, numbers, error}``."""
+        answer = await self.http.post(f"{self.control_url}/_standin/webhook/call")
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    async def forwarded_in(self, modem: int, seconds: float = 10.0) -> float | None:
+        """Inject one SMS into ``modem`` and return how long it took to reach the stand-in
+        (its receipt time less the injection time), or ``None`` if not within ``seconds``."""
+        injected_at = time.time()
+        text = await self.inject(modem)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            answer = await self.http.get(
+                f"{self.control_url}/_standin/messages", params={"since": self._since}
+            )
+            answer.raise_for_status()
+            for message in answer.json()["messages"]:
+                if message["text"] == text:
+                    return float(message["received_at"]) - injected_at
+            await asyncio.sleep(0.05)  # the stand-in has no event stream; receipt is timed
+        return None
 
     async def standin_faults(self, **faults: Any) -> None:
         answer = await self.http.post(f"{self.control_url}/_standin/faults", json=faults)

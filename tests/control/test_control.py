@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.control.client import ControlClient
-from agent.control.protocol import MAX_LINE, SUBSCRIBER_QUEUE
-from agent.control.server import ControlServer
+from agent.control.protocol import MAX_DEPTH, MAX_REQUEST, SUBSCRIBER_QUEUE, too_deep
+from agent.control.server import OUTPUT_BUFFER, Coalesced, ControlServer
 from agent.errors import ControlError
 
 
@@ -122,15 +124,230 @@ async def test_a_stalled_subscriber_overflows_instead_of_holding_the_agent(serve
     writer.close()
 
 
-async def test_an_oversized_request_is_refused(served) -> None:
+async def test_an_oversized_request_is_refused_and_disconnected(served) -> None:
     server, _ = served
-    reader, writer = await asyncio.open_unix_connection(str(server.path), limit=MAX_LINE * 2)
-    writer.write(b'{"op": "snapshot", "pad": "' + b"x" * (MAX_LINE + 10) + b'"}\n')
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    writer.write(b'{"op": "snapshot", "pad": "' + b"x" * (MAX_REQUEST * 4) + b'"}\n')
     await writer.drain()
-    answer = json.loads(await reader.readline())
-    assert answer["ok"] is False
-    assert "over" in answer["error"]
+    async with asyncio.timeout(5):
+        answer = json.loads(await reader.readline())
+        assert await reader.readline() == b""  # then the agent closed the connection
+    assert answer == {
+        "id": None,
+        "ok": False,
+        "error": f"request line over {MAX_REQUEST:,} bytes: disconnected",
+    }
     writer.close()
+
+
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> Any:
+    writer.write(line + b"\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        return json.loads(await reader.readline())
+
+
+async def test_deep_nesting_is_refused_before_parsing(served) -> None:
+    server, _ = served
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    # 30,000 levels: json.loads alone would raise RecursionError.
+    answer = await _ask(reader, writer, b"[" * 30_000 + b"]" * 30_000)
+    assert answer["error"] == f"request nested deeper than {MAX_DEPTH} levels"
+    nested = b'{"op": "snapshot", "x": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    answer = await _ask(reader, writer, nested)
+    assert answer["error"] == "snapshot: unknown argument x"  # at the bound: parsed
+    answer = await _ask(reader, writer, nested.replace(b"[", b"[[", 1).replace(b"]", b"]]", 1))
+    assert answer["error"] == f"request nested deeper than {MAX_DEPTH} levels"
+    # The connection lives on.
+    answer = await _ask(reader, writer, b'{"id": 3, "op": "snapshot"}')
+    assert answer == {"id": 3, "ok": True, "result": {"op": "snapshot"}}
+    writer.close()
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    assert not too_deep(b'{"name": "[[[[[[[[[[[[", "text": "{{{{{{{{{{"}', 8)
+    assert not too_deep(b'{"name": "\\"[[[[[[[[[[[[\\"]"}', 8)
+    assert too_deep(b'{"a": [[[[[[[[["\\"]]]]]]]]]}', 8)
+
+
+class BigAnswers(RecordingHandler):
+    """Answers of ~10 KiB, and what the server had buffered each time it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server: ControlServer | None = None
+        self.buffered: list[int] = []
+
+    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        assert self.server is not None
+        self.buffered.append(self.server.buffered)
+        return "x" * 10_000
+
+
+class LogEvent(logging.Handler):
+    """Sets ``seen`` when a record containing ``text`` is logged: a log line to wait on."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@pytest.fixture
+def cut_off():
+    watcher = LogEvent("left its answers unread")
+    logger = logging.getLogger("simedge.control")
+    logger.addHandler(watcher)
+    yield watcher.seen
+    logger.removeHandler(watcher)
+
+
+async def test_a_client_that_never_reads_is_bounded_and_cut_off(
+    tmp_path: Path, cut_off: asyncio.Event
+) -> None:
+    handler = BigAnswers()
+    server = ControlServer(tmp_path / "control.sock", handler, send_timeout=0.5)
+    handler.server = server
+    await server.start()
+    try:
+        _, flood = await asyncio.open_unix_connection(str(server.path))
+        flood.write(b'{"op": "snapshot"}\n' * 20_000)  # and never reads an answer
+        async with ControlClient(server.path) as other:
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            async with asyncio.timeout(5):
+                assert await other.request("snapshot") == "x" * 10_000
+            assert loop.time() - asked < 1.0
+            # The flooder fills what the server may buffer for it, then is cut off.
+            async with asyncio.timeout(10):
+                await cut_off.wait()
+            assert server.cut_off == 1
+            assert server.clients == 1  # the other client only
+            assert server.buffered == 0  # what the flooder left unread is gone
+            assert await other.request("snapshot") == "x" * 10_000
+        # Never more buffered than the bound plus the one answer written past it.
+        assert max(handler.buffered) <= OUTPUT_BUFFER + 10_100
+        assert max(handler.buffered) > OUTPUT_BUFFER // 2  # the flood did fill it
+        assert len(handler.buffered) < 20_000  # most requests were never even read
+        flood.close()
+    finally:
+        await server.stop()
+
+
+async def test_clients_are_capped(tmp_path: Path) -> None:
+    server = ControlServer(tmp_path / "control.sock", RecordingHandler(), max_clients=3)
+    await server.start()
+    try:
+        clients = [ControlClient(server.path) for _ in range(3)]
+        for client in clients:
+            assert await client.request("snapshot") == {"op": "snapshot"}
+        async with ControlClient(server.path) as refused:
+            with pytest.raises(ControlError, match=r"too many control clients \(3\)"):
+                await refused.request("snapshot")
+        await clients[0].close()
+        # The server sees that client leave in its own time: ask until it has (each try
+        # is answered at once, refused or served).
+        for _ in range(100):
+            with contextlib.suppress(ControlError):
+                async with ControlClient(server.path) as late:
+                    assert await late.request("snapshot") == {"op": "snapshot"}
+                    break
+        else:
+            pytest.fail("a place freed by a client that left was never given to another")
+        for client in clients[1:]:
+            await client.close()
+    finally:
+        await server.stop()
+
+
+class Gate(RecordingHandler):
+    """Holds every request until released; counts how many are inside at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = 0
+        self.most_inside = 0
+        self.arrived = asyncio.Condition()
+
+    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        async with self.arrived:
+            self.arrived.notify_all()
+        try:
+            await self.release.wait()
+        finally:
+            self.inside -= 1
+        return "done"
+
+
+async def test_requests_in_the_handler_at_once_are_bounded_for_all_clients(
+    tmp_path: Path,
+) -> None:
+    handler = Gate()
+    server = ControlServer(tmp_path / "control.sock", handler, max_working=3)
+    await server.start()
+    clients = [ControlClient(server.path) for _ in range(10)]
+    try:
+        asking = [asyncio.create_task(client.request("snapshot")) for client in clients]
+        async with asyncio.timeout(5), handler.arrived:
+            await handler.arrived.wait_for(lambda: handler.inside >= 3)
+        handler.release.set()
+        async with asyncio.timeout(5):
+            assert await asyncio.gather(*asking) == ["done"] * 10
+        assert handler.most_inside == 3
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()
+
+
+async def test_coalesced_callers_share_one_computation_started_after_they_asked() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    runs = 0
+
+    async def compute() -> int:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await release.wait()
+        return runs
+
+    shared = Coalesced(compute)
+    first = asyncio.create_task(shared.get())
+    async with asyncio.timeout(5):
+        await started.wait()
+    # Asked while the first computation runs: they need a newer one, and share it.
+    later = [asyncio.create_task(shared.get()) for _ in range(1000)]
+    await asyncio.sleep(0)
+    release.set()
+    async with asyncio.timeout(5):
+        assert await first == 1
+        assert set(await asyncio.gather(*later)) == {2}
+    assert shared.computations == 2
+
+
+async def test_a_coalesced_caller_that_leaves_does_not_cancel_the_others() -> None:
+    release = asyncio.Event()
+
+    async def compute() -> str:
+        await release.wait()
+        return "done"
+
+    shared = Coalesced(compute)
+    leaving = asyncio.create_task(shared.get())
+    staying = asyncio.create_task(shared.get())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    release.set()
+    async with asyncio.timeout(5):
+        assert await staying == "done"
+    assert leaving.cancelled()
 
 
 async def test_garbage_lines_get_an_error_and_the_connection_lives_on(served) -> None:

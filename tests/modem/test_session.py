@@ -4,14 +4,16 @@ the emulated modems (for real behaviour: errors, URCs, unplug)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Callable
 
 import pytest
 
 from agent.errors import CommandFailed, CommandTimeout, PortGone
-from agent.logs import TRACE, trace_logger
-from agent.modem.session import AtSession
+from agent.logs import LINES_PER_SOURCE, TRACE, trace_logger
+from agent.modem.session import URC_QUEUE_LIMIT, AtSession
 from agent.protocol.urc import RegistrationChanged, SmsStored
 from tests.modem.conftest import Reply, ScriptedPeer, StartHub, at_link
 
@@ -111,6 +113,39 @@ async def test_exchange_holds_the_port_for_its_whole_length(scripted_peer: MakeP
         await exchange
         await other
         assert peer.lines == ["AT+CMGR=1", "AT+CMGD=1", "AT+CSQ"]
+    finally:
+        await session.close()
+
+
+async def test_a_urc_flood_is_dropped_past_the_queue_and_logged_a_few_times(
+    scripted_peer: MakePeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="simedge.modem.session")
+    flood = 3 * URC_QUEUE_LIMIT
+    # The answer comes after the flood: when it is in, every URC before it was framed.
+    answer = b"\r\n" + b"+CREG: 1\r\n" * flood + b"\r\nOK\r\n"
+
+    def pour(_line: str) -> bytes:
+        # More than a pty holds: written as the far end makes room.
+        loop, rest = asyncio.get_running_loop(), [memoryview(answer)]
+
+        def writable() -> None:
+            with contextlib.suppress(BlockingIOError):
+                rest[0] = rest[0][os.write(peer.master, rest[0]) :]
+            if not rest[0]:
+                loop.remove_writer(peer.master)
+
+        loop.add_writer(peer.master, writable)
+        return b""
+
+    peer = scripted_peer({"AT": pour})
+    session = await AtSession.open(peer.device)
+    try:
+        await session.command("AT")
+        assert session.urcs.qsize() == URC_QUEUE_LIMIT  # nobody consumes them here
+        assert session.urcs_dropped == flood - URC_QUEUE_LIMIT
+        lines = [r.getMessage() for r in caplog.records if "URC queue full" in r.getMessage()]
+        assert len(lines) == LINES_PER_SOURCE  # not 2,048: the rest are counted
     finally:
         await session.close()
 

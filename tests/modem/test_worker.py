@@ -13,7 +13,7 @@ import pytest
 
 from agent.emulate.modems import Hub
 from agent.errors import DiskFull
-from agent.logs import TRACE
+from agent.logs import LINES_PER_SOURCE, TRACE
 from agent.modem.own_number import MemoryNumberBook, StoreNumberBook
 from agent.modem.worker import HEALTH_LINE, ModemWorker, PduSink, WorkerCommand
 from agent.status import ModemState, NumberSource, SimState
@@ -246,6 +246,24 @@ async def test_disk_full_leaves_sms_on_the_sim_and_retries(
         await settled(worker)
         await watch.until(lambda s: s.fault is None)
         assert stored_on_modem(hub, 0) == 0
+
+
+async def test_a_disk_full_met_at_every_retry_is_logged_a_few_times(
+    start_hub: StartHub, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="simedge.modem.worker")
+    hub = await start_hub(profile="ec25")
+    sink = FullDisk(store)
+    async with running(hub, 0, sink) as (_, watch, _):
+        await watch.until(ready)
+        hub.inject(0, "+79161234567", "kept while the disk is full")
+        while sink.refused < 4 * LINES_PER_SOURCE:  # a retry every 0.2 s
+            sink.refusal.clear()
+            await asyncio.wait_for(sink.refusal.wait(), 5)
+        lines = [r for r in caplog.records if "until there is space" in r.getMessage()]
+        assert len(lines) == LINES_PER_SOURCE  # the rest are counted for the summary
+        sink.space = True
+        await sink.inner.until(1)
 
 
 async def test_direct_delivery_is_acknowledged_after_the_store_has_it(
