@@ -143,6 +143,18 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
             '[store] block: rule "codes": text is not a regular expression',
         ),
         (
+            lambda t: t + '\n[[store.block]]\nname = "all"\ntext = ".*"\n',
+            '[store] block: rule "all": text matches an empty value, so it matches every SMS',
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "big"\nsender = "(?:a{100}){100}"\n',
+            '[store] block: rule "big": sender has counted repetitions that multiply to 10,000',
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "long"\ntext = "' + "x" * 300 + '"\n',
+            '[store] block: rule "long": text is 300 characters long (at most 256)',
+        ),
+        (
             lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\ntakeoff_action = "drop"'),
             '[onlinesim] takeoff_action: expected "offline" or "keep"',
         ),
