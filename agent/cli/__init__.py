@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "status": "status",
     "sim": "sim",
     "outbox": "outbox",
+    "block": "block",
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",
