@@ -108,7 +108,7 @@ async def _act(args: argparse.Namespace, send: Send) -> int:
         print(await send("remove_block_rule", name=args.name))
         return EXIT_OK
     patterns = {k: v for k, v in (("sender", args.sender), ("text", args.text)) if v is not None}
-    trial = await send("preview_block_rule", **patterns)
+    trial = await send("preview_block_rule", name=args.name, **patterns)
     print(f"rule {args.name!r} {trial['summary']}")
     force = False
     if trial["withholds_most"]:

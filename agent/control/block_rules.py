@@ -8,6 +8,7 @@ then not the store's writer, so nothing races it). Their shapes are in
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from agent.errors import ControlError
@@ -26,7 +27,7 @@ def _optional_text(op: str, arguments: dict[str, Any], key: str) -> str | None:
 
 def _rule(op: str, arguments: dict[str, Any]) -> BlockRule:
     """The rule the arguments describe; BlockRuleError names what is wrong with it."""
-    name = arguments.get("name", "(preview)")
+    name = arguments.get("name", "new rule")  # a preview may come before the name
     if not isinstance(name, str):
         raise ControlError(f"{op}: name must be a string, not {type(name).__name__}")
     return BlockRule(
@@ -38,7 +39,7 @@ async def block_rule_op(store: Store, op: str, arguments: dict[str, Any]) -> Any
     """Answer one of ``BLOCK_RULE_OPS``; refusals are SimedgeErrors a person can read."""
     if op == "block_rules":
         return [
-            {**rule.to_json(), "timing_out": store.block_rule_timing_out(rule)}
+            asdict(rule.status(timing_out=store.block_rule_timing_out(rule)))
             for rule in store.block_rules
         ]
     if op == "preview_block_rule":

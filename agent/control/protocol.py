@@ -34,7 +34,8 @@ Operations (``OPS``) and their arguments:
     set_number   iccid, number       a person's word for a SIM's own number
     trace        slot, on            raw AT trace of a slot's port, on or off
     block_rules                      the block rules in force, with where each lives
-    preview_block_rule [sender], [text]   how many of the last stored SMS it would withhold
+    preview_block_rule [name], [sender], [text]   check a rule and say how many of the
+                                     last stored SMS it would have withheld
     add_block_rule name, [sender], [text], [force]   keep matching SMS, never upload them;
                                      refused when it would withhold most recent SMS,
                                      unless force=true (a person confirmed)
@@ -70,7 +71,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "set_number": (("iccid", "number"), ()),
     "trace": (("slot", "on"), ()),
     "block_rules": ((), ()),
-    "preview_block_rule": ((), ("sender", "text")),
+    "preview_block_rule": ((), ("name", "sender", "text")),
     "add_block_rule": (("name",), ("sender", "text", "force")),
     "remove_block_rule": (("name",), ()),
     "retry": ((), ("message_id", "all_dead")),

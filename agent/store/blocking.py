@@ -37,6 +37,7 @@ from enum import Enum
 import regex
 
 from agent.errors import BlockRuleError
+from agent.status import BlockRuleStatus, RuleSource
 
 RULE_TIMEOUT = 0.05  # seconds one rule may search one SMS (sender and text together)
 MAX_PATTERN_LENGTH = 256  # characters of one pattern
@@ -46,8 +47,8 @@ MAX_RULES = 32  # rules from the configuration; as many again added at run time
 PREVIEW_MESSAGES = 200  # stored SMS a new rule is tried on before it is added
 PREVIEW_BUDGET = 1.0  # seconds that trial may take in all
 
-CONFIGURED = "config"  # the rule is in the configuration file: edit the file to remove it
-ADDED = "added"  # added at run time (dashboard, control socket, CLI): kept in the database
+CONFIGURED = RuleSource.CONFIG  # in the configuration file: edit the file to remove it
+ADDED = RuleSource.ADDED  # added at run time (dashboard, control socket, CLI): in the database
 
 # A counted repetition {m}, {m,}, {,n} or {m,n}; a brace that is not one is a literal.
 _COUNTED = re.compile(r"\{(\d*)(?:,(\d*))?\}")
@@ -156,7 +157,7 @@ class BlockRule:
     name: str
     sender: str | None = None
     text: str | None = None
-    source: str = ADDED
+    source: RuleSource = RuleSource.ADDED
     _sender: regex.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _text: regex.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -199,8 +200,8 @@ class BlockRule:
             return Outcome.TIMED_OUT
         return Outcome.MATCH
 
-    def to_json(self) -> dict[str, str | None]:
-        return {"name": self.name, "sender": self.sender, "text": self.text, "source": self.source}
+    def status(self, *, timing_out: bool) -> BlockRuleStatus:
+        return BlockRuleStatus(self.name, self.source, self.sender, self.text, timing_out)
 
 
 class BlockRules:
@@ -227,7 +228,7 @@ class BlockRules:
     def remove(self, name: str) -> None:
         self._rules = tuple(rule for rule in self._rules if rule.name != name)
 
-    def count(self, source: str) -> int:
+    def count(self, source: RuleSource) -> int:
         return sum(1 for rule in self._rules if rule.source == source)
 
     def first_match(self, sender: str, text: str) -> str | None:
