@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "storm": "hangs, reboots, unplugs, SIM swaps, storage full, garbage on many modems",
     "diskfull": "the data folder full: SMS stay on the SIM until space returns",
     "fuzz": "random and mutated PDUs and AT output, malformed webhook requests",
+    "blockrule": "a catastrophic block rule: other SMS, control and /healthz within 1 s",
 }
 MARGIN = 60.0  # seconds beyond a scenario's budget before it is cut off
 
