@@ -71,7 +71,12 @@ def _repeat_weight(pattern: str) -> int:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
-            previous, i = 1, i + 2
+            if pattern.startswith("N{", i + 1):  # \N{NAME}: one character, named
+                closing = pattern.find("}", i)
+                i = len(pattern) if closing < 0 else closing + 1
+            else:
+                i += 2
+            previous = 1
         elif char == "[":
             end = i + 1
             if end < len(pattern) and pattern[end] == "^":
