@@ -151,6 +151,12 @@ def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
             '[store] block: rule "big": sender has counted repetitions that multiply to 10,000',
         ),
         (
+            lambda t: (
+                t + "".join(f'\n[[store.block]]\nname = "r{n}"\ntext = "c{n}"\n' for n in range(33))
+            ),
+            "[store] block: 33 rules (at most 32",
+        ),
+        (
             lambda t: t + '\n[[store.block]]\nname = "long"\ntext = "' + "x" * 300 + '"\n',
             '[store] block: rule "long": text is 300 characters long (at most 256)',
         ),
