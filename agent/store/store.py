@@ -163,10 +163,9 @@ class Store:
             except BlockRuleError as exc:
                 # Stored by an older version that checked less: skipped, and said, so the
                 # agent still starts and a person can remove it.
-                await self._report(
+                await self._warn(
                     "block_rule",
                     f"{exc}; not applied (remove it: simedge block remove {row.name!r})",
-                    level="warning",
                 )
                 continue
             self._block_rules.add(rule)
@@ -187,7 +186,8 @@ class Store:
         trial = await self.preview_block_rule(rule)
         if trial.withholds_most and not force:
             raise StoreError(
-                f"block rule {rule.name!r} {trial.describe()}: confirm to add it anyway"
+                f"block rule {rule.name!r} {trial.describe()}: a person must confirm it"
+                " (add it with force)"
             )
 
         def job() -> None:
@@ -256,10 +256,10 @@ class Store:
 
         await self._write(job, "report block rules that ran out of time")
 
-    async def _report(self, kind: str, text: str, *, level: str) -> None:
+    async def _warn(self, kind: str, text: str) -> None:
         """A problem for the agent's log and the dashboard's event log alike."""
         log.warning(text)
-        await self.log_event(kind, text, level=level)
+        await self.log_event(kind, text, level="warning")
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close this thread's connection."""

@@ -191,7 +191,7 @@ async def test_a_rule_that_would_withhold_most_sms_needs_force(store: Store, db_
     everything = BlockRule("everything", text=".")
     trial = await store.preview_block_rule(everything)
     assert (trial.withheld, trial.checked) == (7, 7)
-    with pytest.raises(StoreError, match="would have withheld 7 of the last 7 SMS: confirm"):
+    with pytest.raises(StoreError, match="withheld 7 of the last 7 SMS: a person must confirm"):
         await store.add_block_rule(everything)
     assert store.block_rules == ()
 
