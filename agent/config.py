@@ -108,7 +108,16 @@ def _power_cycle_problem(command: str) -> str | None:
 
 
 def _block_problem(rules: list[dict[str, Any]]) -> str | None:
-    """Each rule: name and a sender and/or text regular expression."""
+    """Each rule: a name and a sender and/or text pattern, checked by the very code the
+    agent matches with (agent.store.blocking), so a rule that loads is a rule that runs."""
+    if not rules:
+        return None
+    # Imported here: the store package loads peewee, which a config without rules skips.
+    from agent.errors import BlockRuleError
+    from agent.store.blocking import CONFIGURED, MAX_RULES, BlockRule
+
+    if len(rules) > MAX_RULES:
+        return f"{len(rules)} rules (at most {MAX_RULES}: each costs time on every SMS)"
     names: set[str] = set()
     for number, rule in enumerate(rules, 1):
         name = rule.get("name")
@@ -120,16 +129,11 @@ def _block_problem(rules: list[dict[str, Any]]) -> str | None:
         unknown = set(rule) - {"name", "sender", "text"}
         if unknown:
             return f'rule "{name}": unknown key {sorted(unknown)[0]} (known: name, sender, text)'
-        patterns = {k: v for k, v in rule.items() if k in ("sender", "text")}
-        if not patterns:
-            return f'rule "{name}": give a sender or a text pattern'
-        for key, pattern in patterns.items():
-            if not isinstance(pattern, str):
-                return f'rule "{name}": {key} must be a string'
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                return f'rule "{name}": {key} is not a regular expression: {exc}'
+        try:
+            BlockRule(name, rule.get("sender"), rule.get("text"), source=CONFIGURED)
+        except BlockRuleError as exc:
+            where = f"{exc.part} " if exc.part else ""
+            return f'rule "{name}": {where}{exc.problem}'
     return None
 
 

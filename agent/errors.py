@@ -7,6 +7,7 @@ can see what arrived.
 
     SimedgeError
     ├── ConfigError                 a configuration file, key and problem
+    ├── BlockRuleError              a block rule that cannot be used: rule, field, problem
     ├── ProtocolError               bytes from a modem that do not parse (pure layer)
     │   ├── AtParseError            an AT response line that is not what it claims
     │   └── PduError                an SMS PDU, with the octet offset and field that failed
@@ -46,6 +47,19 @@ class ConfigError(SimedgeError):
         self.problem = problem
         where = f"{file}: {key}: " if key else f"{file}: "
         super().__init__(where + problem)
+
+
+class BlockRuleError(SimedgeError):
+    """A block rule refused where it is added (configuration, dashboard, control socket,
+    CLI), e.g. ``block rule 'spam' text: is not a regular expression: ...``. ``part`` is
+    the field at fault ("name", "sender", "text") or None for the rule as a whole."""
+
+    def __init__(self, rule: str, part: str | None, problem: str) -> None:
+        self.rule = rule
+        self.part = part
+        self.problem = problem
+        where = f"block rule {rule!r} {part}" if part else f"block rule {rule!r}"
+        super().__init__(f"{where}: {problem}")
 
 
 class ProtocolError(SimedgeError):

@@ -44,6 +44,24 @@ class NumberSource(StrEnum):
     UNKNOWN = "unknown"
 
 
+class RuleSource(StrEnum):
+    """Where a block rule lives, which says where it can be removed."""
+
+    CONFIG = "config"  # the configuration file: removed by editing it
+    ADDED = "added"  # added at run time (dashboard, CLI): removed the same ways
+
+
+@dataclass(frozen=True)
+class BlockRuleStatus:
+    """A block rule in force. Patterns are regular expressions a person wrote."""
+
+    name: str
+    source: RuleSource
+    sender: str | None = None
+    text: str | None = None
+    timing_out: bool = False  # ran out of time on an SMS since the agent started
+
+
 @dataclass(frozen=True)
 class PortInfo:
     """One serial device and what is known of it before anyone talks to it."""

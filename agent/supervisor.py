@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.clock import WallClockWatch
 from agent.config import Config
+from agent.control.block_rules import BLOCK_RULE_OPS, block_rule_op
 from agent.control.server import Coalesced, ControlServer
 from agent.errors import ControlError, StoreNotWritable
 from agent.locking import DataDirLock
@@ -47,7 +48,7 @@ from agent.status import (
     SiteSnapshot,
 )
 from agent.store import Store, datadir, queries
-from agent.store.blocking import BlockRule
+from agent.store.blocking import CONFIGURED, BlockRule
 from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
 from agent.uplink.numbers import NumbersSync, list_fields
@@ -150,7 +151,8 @@ class Agent:
             multipart_timeout=config.store.multipart_timeout,
             retention_days=config.store.retention_days,
             block_rules=[
-                BlockRule(rule.name, rule.sender, rule.text) for rule in config.store.block
+                BlockRule(rule.name, rule.sender, rule.text, source=CONFIGURED)
+                for rule in config.store.block
             ],
         )
         store.on_message_ready(self._message_ready)
@@ -449,10 +451,8 @@ class Agent:
             if status is not None and status.at_port:
                 set_port_trace(status.at_port, on)
             return f"raw AT trace {'on' if on else 'off'} for {slot}"
-        if op == "add_block_rule":
-            rule = BlockRule(str(arguments["name"]), arguments.get("sender"), arguments.get("text"))
-            await store.add_block_rule(rule)
-            return f"block rule {rule.name} added"
+        if op in BLOCK_RULE_OPS:
+            return await block_rule_op(store, op, arguments)
         if op == "retry":
             if arguments.get("all_dead"):
                 count = await store.retry_all_dead()

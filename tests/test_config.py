@@ -186,6 +186,24 @@ def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Pa
             '[store] block: rule "codes": text is not a regular expression',
         ),
         (
+            lambda t: t + '\n[[store.block]]\nname = "all"\ntext = ".*"\n',
+            '[store] block: rule "all": text matches an empty value, so it matches every SMS',
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "big"\nsender = "(?:a{100}){100}"\n',
+            '[store] block: rule "big": sender has counted repetitions that multiply to 10,000',
+        ),
+        (
+            lambda t: (
+                t + "".join(f'\n[[store.block]]\nname = "r{n}"\ntext = "c{n}"\n' for n in range(33))
+            ),
+            "[store] block: 33 rules (at most 32",
+        ),
+        (
+            lambda t: t + '\n[[store.block]]\nname = "long"\ntext = "' + "x" * 300 + '"\n',
+            '[store] block: rule "long": text is 300 characters long (at most 256)',
+        ),
+        (
             lambda t: t.replace('api_key = "k3y"', 'api_key = "k3y"\ntakeoff_action = "drop"'),
             '[onlinesim] takeoff_action: expected "offline" or "keep"',
         ),

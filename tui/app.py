@@ -21,6 +21,7 @@ from agent.errors import ControlError
 from tui.client import AgentLink, SiteChanged
 from tui.screens.base import SiteScreen
 from tui.screens.charts import ChartsScreen
+from tui.screens.dialogs import BlockRuleProposal, ConfirmDialog
 from tui.screens.log import LogScreen
 from tui.screens.messages import MessagesScreen
 from tui.screens.outbox import OutboxScreen
@@ -106,9 +107,39 @@ class SimedgeApp(App[None]):
             return
         self.notify(done, markup=False)
 
-    def add_block_rule(self, rule: dict[str, str] | None) -> None:
-        if rule:
-            self.act("add_block_rule", f"block rule {rule['name']!r} added", **rule)
+    def propose_block_rule(
+        self, proposal: BlockRuleProposal | None, then: Callable[[], object] | None = None
+    ) -> None:
+        """Add a rule the agent checked (BlockRuleDialog); one that would have withheld
+        most recent SMS is asked about a second time. ``then`` runs after it is added."""
+        if proposal is None:
+            return
+        if not proposal.withholds_most:
+            self._add_block_rule(proposal.rule, False, then)
+            return
+        question = (
+            f"Rule {proposal.rule['name']!r} {proposal.trial.get('summary', '')}.\n"
+            "Most SMS would stay on site and never be sold. Add it anyway?"
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._add_block_rule(proposal.rule, True, then)
+
+        self.push_screen(ConfirmDialog(question), answered)
+
+    @work(group="actions")
+    async def _add_block_rule(
+        self, rule: dict[str, str], force: bool, then: Callable[[], object] | None
+    ) -> None:
+        try:
+            done = await self.link.request("add_block_rule", **rule, force=force)
+        except ControlError as exc:
+            self.notify(str(exc), title="block rule refused", severity="error", markup=False)
+            return
+        self.notify(str(done), markup=False)
+        if then is not None:
+            then()
 
 
 def create_app(

@@ -31,6 +31,7 @@ from textual.message import Message
 from agent.control.client import ControlClient
 from agent.errors import ControlError, StoreError
 from agent.status import (
+    BlockRuleStatus,
     LogEvent,
     MessageDetail,
     MessageSummary,
@@ -318,6 +319,11 @@ class AgentLink:
         """Messages waiting: pending, backing off, dead."""
         answer = await self.request("outbox")
         return [_parse(MessageSummary, item, "outbox") for item in answer or ()]
+
+    async def block_rules(self) -> list[BlockRuleStatus]:
+        """The block rules in force (only the running agent knows the configured ones)."""
+        answer = await self.request("block_rules")
+        return [_parse(BlockRuleStatus, item, "block rule list") for item in answer or ()]
 
     async def _offline_read(self, function: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         try:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sim": "sim",
     "outbox": "outbox",
     "config": "settings",
+    "block": "block",
     "decode": "decode",
     "emulate": "emulate",
     "demo": "demo",

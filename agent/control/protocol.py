@@ -36,7 +36,13 @@ Operations (``OPS``) and their arguments:
     reset_modem  slot                climb the recovery ladder from a +CFUN reset
     set_number   iccid, number       a person's word for a SIM's own number
     trace        slot, on            raw AT trace of a slot's port, on or off
-    add_block_rule name, [sender], [text]   keep matching SMS, never upload them
+    block_rules                      the block rules in force, with where each lives
+    preview_block_rule [name], [sender], [text]   check a rule and say how many of the
+                                     last stored SMS it would have withheld
+    add_block_rule name, [sender], [text], [force]   keep matching SMS, never upload them;
+                                     refused when it would withhold most recent SMS,
+                                     unless force=true (a person confirmed)
+    remove_block_rule name           a rule added at run time (configured ones: the file)
     retry        message_id | all_dead=true   send dead letters again
     takeoff_done iccid               the SIM was swapped by hand: clear the mark
 
@@ -71,7 +77,10 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reset_modem": (("slot",), ()),
     "set_number": (("iccid", "number"), ()),
     "trace": (("slot", "on"), ()),
-    "add_block_rule": (("name",), ("sender", "text")),
+    "block_rules": ((), ()),
+    "preview_block_rule": ((), ("name", "sender", "text")),
+    "add_block_rule": (("name",), ("sender", "text", "force")),
+    "remove_block_rule": (("name",), ()),
     "retry": ((), ("message_id", "all_dead")),
     "takeoff_done": (("iccid",), ()),
 }

@@ -29,7 +29,7 @@ from peewee import fn
 from agent.errors import PduError
 from agent.protocol import concat
 from agent.protocol.pdu import SmsDeliver
-from agent.store.blocking import BlockRule, first_match
+from agent.store.blocking import BlockRules
 from agent.store.models import (
     ASSEMBLING,
     BLOCKED,
@@ -130,7 +130,7 @@ def log_event(
 def ingest(
     received: ReceivedSms,
     decoded: object,
-    rules: Sequence[BlockRule],
+    rules: BlockRules,
     assembly_timeout: float,
 ) -> IngestResult:
     """Store one received PDU. ``decoded`` is what ``pdu.decode`` returned or raised."""
@@ -181,12 +181,10 @@ def ingest(
     return _add_part(received, decoded, pdu_id, rules, assembly_timeout)
 
 
-def _single(
-    received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: Sequence[BlockRule]
-) -> IngestResult:
+def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRules) -> IngestResult:
     """A one-part SMS: deliverable at once, in two statements, with no ``part`` row (the
     message and its PDU hold all of it)."""
-    blocked_rule = first_match(rules, sms.sender, sms.text)
+    blocked_rule = rules.first_match(sms.sender, sms.text)
     read_at = db_time(received.read_at)
     scts, offset = db_time(sms.timestamp), offset_minutes(sms.timestamp)
     message_id = sql(
@@ -249,7 +247,7 @@ def _add_part(
     received: ReceivedSms,
     sms: SmsDeliver,
     pdu_id: int,
-    rules: Sequence[BlockRule],
+    rules: BlockRules,
     assembly_timeout: float,
 ) -> IngestResult:
     """One part of a multipart SMS: joined with the parts stored before it."""
@@ -334,11 +332,9 @@ def _recent_copy(
     )
 
 
-def finish(
-    row: Message, whole: concat.Message, rules: Sequence[BlockRule], *, ready_at: datetime
-) -> str:
+def finish(row: Message, whole: concat.Message, rules: BlockRules, *, ready_at: datetime) -> str:
     """Turn an assembling row into a deliverable message; return its state."""
-    blocked_rule = first_match(rules, whole.sender, whole.text)
+    blocked_rule = rules.first_match(whole.sender, whole.text)
     next_seq = Message.select(fn.COALESCE(fn.MAX(Message.seq), 0) + 1).scalar()
     row.text = whole.text
     row.encoding = whole.encoding
@@ -372,7 +368,7 @@ def shift_assembling(shift: float) -> int:
     return len(ids)
 
 
-def expire(now: datetime, timeout: float, rules: Sequence[BlockRule]) -> list[tuple[int, str]]:
+def expire(now: datetime, timeout: float, rules: BlockRules) -> list[tuple[int, str]]:
     """Deliver what arrived of multipart messages whose first part is ``timeout`` seconds
     old, marked incomplete. Returns (message id, state) of each, oldest first."""
     cutoff = now - timedelta(seconds=timeout)

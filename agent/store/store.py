@@ -12,7 +12,6 @@ One store is open per process at a time: the models are bound to its database at
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,13 +21,25 @@ from typing import ClassVar, TypeVar
 
 from peewee import SqliteDatabase
 
-from agent.errors import PduError, StoreError, StoreNotWritable
+from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
+from agent.logs import get_logger
 from agent.protocol import pdu
 from agent.store import datadir, ingest, outbox
-from agent.store.blocking import BlockRule
+from agent.store.blocking import (
+    ADDED,
+    CONFIGURED,
+    MAX_RULES,
+    PREVIEW_MESSAGES,
+    RULE_TIMEOUT,
+    BlockRule,
+    BlockRules,
+    Preview,
+    preview,
+)
 from agent.store.db import DEFAULT_MAX_BATCH, Writer, open_database, prepare_file
 from agent.store.migrations import upgrade
 from agent.store.models import (
+    ASSEMBLING,
     BLOCKED,
     MODELS,
     PENDING,
@@ -44,6 +55,8 @@ from agent.store.models import (
 )
 
 T = TypeVar("T")
+
+log = get_logger("store")
 
 MANUAL = "manual"
 DEFAULT_EVENT_CAP = 20_000
@@ -81,7 +94,7 @@ class Store:
         self._database = database
         self._writer = writer
         self._multipart_timeout = multipart_timeout
-        self._block_rules = tuple(block_rules)
+        self._block_rules = BlockRules(block_rules)
         self._retention = timedelta(days=retention_days)
         self._event_cap = event_cap
         self._ready_callbacks: list[Callable[[], None]] = []
@@ -128,36 +141,122 @@ class Store:
 
     @property
     def block_rules(self) -> tuple[BlockRule, ...]:
-        return self._block_rules
+        """The rules in force: the configured ones first, then those added at run time."""
+        return self._block_rules.rules
+
+    def block_rule_timing_out(self, rule: BlockRule) -> bool:
+        """Whether ``rule`` ran out of time on an SMS since the store was opened."""
+        return self._block_rules.timing_out(rule)
 
     async def _load_added_block_rules(self) -> None:
         def rows() -> list[BlockRuleRow]:
             return list(BlockRuleRow.select().order_by(BlockRuleRow.id))
 
-        configured = {rule.name for rule in self._block_rules}
-        added = tuple(
-            BlockRule(row.name, row.sender, row.text)
-            for row in await self.read(rows)
-            if row.name not in configured
-        )
-        self._block_rules += added
+        for row in await self.read(rows):
+            if self._block_rules.get(row.name) is not None:
+                continue  # the configuration's rule of that name wins
+            try:
+                rule = BlockRule(row.name, row.sender, row.text, source=ADDED)
+            except BlockRuleError as exc:
+                # Stored by an older version that checked less: skipped, and said, so the
+                # agent still starts and a person can remove it.
+                await self._warn(
+                    "block_rule",
+                    f"{exc}; not applied (remove it: simedge block remove {row.name!r})",
+                )
+                continue
+            self._block_rules.add(rule)
 
-    async def add_block_rule(self, rule: BlockRule) -> None:
-        """Keep SMS matching ``rule`` from now on (and after restarts); never uploaded."""
-        if any(existing.name == rule.name for existing in self._block_rules):
+    async def add_block_rule(self, rule: BlockRule, *, force: bool = False) -> Preview:
+        """Keep SMS matching ``rule`` from now on (and after restarts); never uploaded.
+
+        The rule is first tried on the last stored SMS; when it would have withheld most
+        of them it is refused (a StoreError saying how many) unless ``force``: a rule such
+        as text ``.`` would otherwise silence the site."""
+        if self._block_rules.get(rule.name) is not None:
             raise StoreError(f"a block rule named {rule.name!r} exists already")
-        sender = rule.sender.pattern if isinstance(rule.sender, re.Pattern) else rule.sender
-        text = rule.text.pattern if isinstance(rule.text, re.Pattern) else rule.text
+        if self._block_rules.count(ADDED) >= MAX_RULES:
+            raise StoreError(
+                f"block rule {rule.name!r}: {MAX_RULES} rules were added already (the most);"
+                " remove one first"
+            )
+        trial = await self.preview_block_rule(rule)
+        if trial.withholds_most and not force:
+            raise StoreError(
+                f"block rule {rule.name!r} {trial.describe()}: a person must confirm it"
+                " (add it with force)"
+            )
 
         def job() -> None:
-            BlockRuleRow.create(name=rule.name, sender=sender, text=text, added_at=_now())
+            BlockRuleRow.create(name=rule.name, sender=rule.sender, text=rule.text, added_at=_now())
 
         await self._write(job, f"add block rule {rule.name}")
-        self._block_rules += (rule,)
+        self._block_rules.add(rule)
         await self.log_event(
             "block_rule",
-            f"block rule {rule.name} added (sender {sender or 'any'}, text {text or 'any'})",
+            f"block rule {rule.name} added (sender {rule.sender or 'any'},"
+            f" text {rule.text or 'any'}); it {trial.describe()}",
         )
+        return trial
+
+    async def remove_block_rule(self, name: str) -> None:
+        """Stop applying a rule added at run time and forget it. A configured rule is
+        refused: it lives in the configuration file and comes back at every start."""
+        rule = self._block_rules.get(name)
+        if rule is not None and rule.source == CONFIGURED:
+            raise StoreError(
+                f"block rule {name!r} comes from the configuration file: remove it from"
+                " [[store.block]] there and restart the agent"
+            )
+
+        def job() -> int:
+            return BlockRuleRow.delete().where(BlockRuleRow.name == name).execute()
+
+        deleted = await self._write(job, f"remove block rule {name}")
+        if rule is None and not deleted:
+            known = ", ".join(repr(rule.name) for rule in self._block_rules.rules) or "none"
+            raise StoreError(f"no block rule named {name!r} (rules: {known})")
+        self._block_rules.remove(name)
+        await self.log_event("block_rule", f"block rule {name} removed")
+
+    async def preview_block_rule(self, rule: BlockRule) -> Preview:
+        """What ``rule`` would have done to the last ``PREVIEW_MESSAGES`` stored SMS, tried
+        in a worker thread within ``PREVIEW_BUDGET`` seconds."""
+
+        def trial() -> Preview:
+            recent = (
+                Message.select(Message.sender, Message.text)
+                .where(Message.state != literal(ASSEMBLING))
+                .order_by(Message.id.desc())
+                .limit(PREVIEW_MESSAGES)
+                .tuples()
+            )
+            return preview(rule, ((sender, text or "") for sender, text in recent))
+
+        return await self.read(trial)
+
+    async def _report_rule_timeouts(self) -> None:
+        texts = [
+            f"block rule {rule.name!r} took longer than {RULE_TIMEOUT * 1000:.0f} ms on an SMS"
+            " and was skipped (the SMS is forwarded); simplify or remove it. Said once per rule."
+            for rule in self._block_rules.take_timeouts()
+        ]
+        if not texts:
+            return
+        for text in texts:
+            log.warning(text)
+        at = _now()
+
+        def job() -> None:  # one transaction for all: the SMS that found them waits on it
+            for text in texts:
+                ingest.log_event("block_rule", text, at=at, level="warning")
+
+        await self._write(job, "report block rules that ran out of time")
+
+    async def _warn(self, kind: str, text: str) -> None:
+        """A problem for the agent's log and the dashboard's event log alike."""
+        log.warning(text)
+        await self.log_event(kind, text, level="warning")
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close this thread's connection."""
@@ -265,6 +364,7 @@ class Store:
         )
         if result.message_id is not None and not result.blocked:
             self._notify_ready()
+        await self._report_rule_timeouts()
         return result
 
     async def expire_partials(self, now: datetime | float) -> list[int]:
@@ -276,6 +376,7 @@ class Store:
         )
         if any(state == PENDING for _, state in delivered):
             self._notify_ready()
+        await self._report_rule_timeouts()
         return [message_id for message_id, _ in delivered]
 
     async def shift_partials(self, shift: float) -> int:

@@ -36,6 +36,7 @@ SCENARIOS: dict[str, str] = {
     "control_flood": "control clients that send 20,000 and 60,000 snapshots and never read",
     "log_flood": "2,000 malformed webhook requests from one source, counted in log lines",
     "webhook_hog": "500 held and 50 slowloris connections from one source; OnlineSim calls",
+    "blockrule": "a catastrophic block rule: other SMS, control and /healthz within 1 s",
 }
 # Run only when named (``python -m bench.chaos outage10``): they take many minutes.
 LONG: dict[str, str] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError, StoreError
+from agent.errors import BlockRuleError, StoreError
 from agent.store import BlockRule, Store
 from agent.store.models import DeliveryAttempt
 from tests.store.conftest import ICCID, OTHER_ICCID, T0, count_rows, ingest, pdus
@@ -78,9 +78,9 @@ async def test_a_rule_added_at_run_time_blocks_and_survives_a_restart(db_path: P
 
 
 def test_a_bad_pattern_names_the_rule() -> None:
-    with pytest.raises(ConfigError, match="block rule 'broken' text: not a regular expression"):
+    with pytest.raises(BlockRuleError, match="block rule 'broken' text: is not a regular"):
         BlockRule("broken", text="([a-z")
-    with pytest.raises(ConfigError, match="give a sender or a text pattern"):
+    with pytest.raises(BlockRuleError, match="give a sender or a text pattern"):
         BlockRule("empty")
 
 

@@ -152,12 +152,6 @@ async def test_actions_reach_the_agent(site: SiteStandIn, socket_path: Path) -> 
         table = app.screen.query_one(SlotTable)
         await until(pilot, lambda: cell(table, "1-1.2", "number") == "+79990001122")
 
-        await pilot.press("b", *"spam", "tab", *"Casino", "tab", "enter")
-        await until(
-            pilot,
-            lambda: ("add_block_rule", {"name": "spam", "sender": "Casino"}) in site.calls,
-        )
-
 
 async def test_outbox_and_retry(site: SiteStandIn, socket_path: Path) -> None:
     app = make_app(socket_path)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from agent.errors import ControlError
 from tui.safe import safe_text
 
 NUMBER = re.compile(r"\+?[0-9]{6,15}")
@@ -76,38 +80,70 @@ class SetNumberDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class BlockRuleDialog(ModalScreen[dict[str, str] | None]):
-    """A rule that keeps matching SMS on site and never uploads them."""
+@dataclass(frozen=True)
+class BlockRuleProposal:
+    """A rule the person filled in and the agent accepted as valid, with what it would
+    have withheld of the last stored SMS (the agent's ``preview_block_rule`` answer)."""
+
+    rule: dict[str, str]
+    trial: dict[str, Any]
+
+    @property
+    def withholds_most(self) -> bool:
+        return bool(self.trial.get("withholds_most"))
+
+
+class BlockRuleDialog(ModalScreen[BlockRuleProposal | None]):
+    """A rule that keeps matching SMS on site and never uploads them.
+
+    On enter the agent checks the patterns and tries the rule on the last stored SMS; a
+    refusal (bad pattern, empty, too long...) is shown here and the dialog stays open,
+    so the person corrects it without typing it all again."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]  # noqa: RUF012
     FIELDS = ("name", "sender", "text")
 
-    def __init__(self, sender: str = "") -> None:
+    def __init__(self, sender_pattern: str = "") -> None:
         super().__init__(classes="dialog")
-        self.sender = sender
+        self.sender_pattern = sender_pattern
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
             yield Label("Block rule: matching SMS are kept, never uploaded")
             yield Input(placeholder="rule name", id="name")
-            yield Input(self.sender, placeholder="sender (exact)", id="sender")
-            yield Input(placeholder="text contains", id="text")
-            yield Static("enter in the last field to add, escape to cancel")
+            yield Input(self.sender_pattern, placeholder="sender pattern: ^Tele2$", id="sender")
+            yield Input(placeholder="text pattern: (?i)access code", id="text")
+            yield Static(
+                Text("regular expressions, found anywhere; enter in the last field to check")
+            )
+            yield Static(id="problem")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "text":
             self.focus_next()
             return
-        rule = {
-            key: self.query_one(f"#{key}", Input).value.strip()
-            for key in ("name", "sender", "text")
-        }
+        rule = {key: self.query_one(f"#{key}", Input).value.strip() for key in self.FIELDS}
         if not rule["name"] or not (rule["sender"] or rule["text"]):
-            self.app.notify(
-                "a rule needs a name and a sender or a text", severity="error", markup=False
-            )
+            self._problem("a rule needs a name and a sender or a text pattern")
             return
-        self.dismiss({key: value for key, value in rule.items() if value})
+        self._check({key: value for key, value in rule.items() if value})
+
+    @work(exclusive=True, group="block-rule-check")
+    async def _check(self, rule: dict[str, str]) -> None:
+        from tui.app import SimedgeApp
+
+        app = self.app
+        assert isinstance(app, SimedgeApp)
+        self._problem("checking with the agent…")
+        try:
+            trial = await app.link.request("preview_block_rule", **rule)
+        except ControlError as exc:
+            self._problem(str(exc))
+            return
+        self.dismiss(BlockRuleProposal(rule, trial))
+
+    def _problem(self, text: str) -> None:
+        self.query_one("#problem", Static).update(safe_text(text, "bold red", keep_newlines=True))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

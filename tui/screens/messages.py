@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 
@@ -149,8 +150,9 @@ class MessagesScreen(SiteScreen):
             self.app.push_screen(MessageDetailScreen(message.id))
 
     def action_block_sender(self) -> None:
-        sender = self.selected.sender if self.selected else ""
-        self.app.push_screen(BlockRuleDialog(sender), self.site_app.add_block_rule)
+        # The sender as a pattern that matches it alone: "+7916..." is not a valid regex.
+        sender = f"^{re.escape(self.selected.sender)}$" if self.selected else ""
+        self.app.push_screen(BlockRuleDialog(sender), self.site_app.propose_block_rule)
 
 
 def detail_text(detail: MessageDetail) -> Text:

@@ -13,7 +13,8 @@ from agent.status import ModemStatus, SlotActivity
 from tui import format as fmt
 from tui.safe import safe_text
 from tui.screens.base import SiteScreen
-from tui.screens.dialogs import BlockRuleDialog, ConfirmDialog, SetNumberDialog
+from tui.screens.block_rules import BlockRulesScreen
+from tui.screens.dialogs import ConfirmDialog, SetNumberDialog
 from tui.view import SiteView
 from tui.widgets.header import HeaderBar
 from tui.widgets.line import TextBlock
@@ -44,7 +45,7 @@ class OverviewScreen(SiteScreen):
         Binding("x", "reset", "Reset modem"),
         Binding("n", "set_number", "Number"),
         Binding("t", "trace", "AT trace"),
-        Binding("b", "block_rule", "Block rule"),
+        Binding("b", "block_rules", "Block rules"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -127,8 +128,8 @@ class OverviewScreen(SiteScreen):
         word = "on" if on else "off"
         self.site_app.act("trace", f"AT trace {word} for {modem.slot}", slot=modem.slot, on=on)
 
-    def action_block_rule(self) -> None:
-        self.app.push_screen(BlockRuleDialog(), self.site_app.add_block_rule)
+    def action_block_rules(self) -> None:
+        self.app.push_screen(BlockRulesScreen())
 
 
 class SlotDetailScreen(Screen[None]):
