@@ -15,7 +15,8 @@ can see what arrived.
     │   ├── CommandFailed           ERROR / +CME ERROR / +CMS ERROR, with the named code
     │   └── PortGone                the serial device vanished or cannot be opened
     ├── StoreError                  the SQLite store cannot do what was asked
-    │   └── DiskFull                the data folder is out of space
+    │   ├── DiskFull                the data folder is out of space
+    │   └── StoreDamaged            the database file is damaged: a person must act
     ├── UplinkError                 a call to OnlineSim did not succeed
     │   ├── UplinkTransient         network error, timeout, 5xx, 429: back off and retry
     │   ├── UplinkAccountError      401/403/405: pause the uplink, alarm, keep everything
@@ -115,6 +116,12 @@ class StoreError(SimedgeError):
 
 class DiskFull(StoreError):
     """The data folder has no space left: stop taking SMS off the modems until it has."""
+
+
+class StoreDamaged(StoreError):
+    """The database file is damaged (0 bytes, not a database, a corrupt page). Restarting
+    cannot fix it: the message names the file, what is wrong and the way out
+    (``simedge db check``, ``simedge db recover``)."""
 
 
 class UplinkError(SimedgeError):

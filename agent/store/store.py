@@ -23,8 +23,9 @@ from typing import ClassVar, TypeVar
 from peewee import SqliteDatabase
 
 from agent.errors import PduError, StoreError
+from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.store import ingest, outbox
+from agent.store import ingest, integrity, outbox
 from agent.store.blocking import BlockRule
 from agent.store.db import DEFAULT_MAX_BATCH, Writer, open_database, prepare_file
 from agent.store.migrations import upgrade
@@ -44,6 +45,7 @@ from agent.store.models import (
 )
 
 T = TypeVar("T")
+log = get_logger("store")
 
 MANUAL = "manual"
 DEFAULT_EVENT_CAP = 20_000
@@ -107,6 +109,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{path.parent}: cannot create the data folder: {exc}") from exc
+        await asyncio.to_thread(_check_or_create, path)
         database = open_database(path)
         database.bind(MODELS)
         writer = Writer(database, max_batch=max_batch)
@@ -469,6 +472,20 @@ class Store:
     async def table_counts(self) -> dict[str, int]:
         """Rows per table (for `simedge status` and tests)."""
         return {model._meta.table_name: model.select().count() for model in MODELS}
+
+
+def _check_or_create(path: Path) -> None:
+    """Refuse a damaged file (StoreDamaged); create a missing one whole (see integrity)."""
+    checked = integrity.check_before_open(path)
+    if checked is None:
+        integrity.create_atomically(path)
+    elif not checked.finished:
+        log.warning(
+            "%s: the quick check at open did not finish in %.0f s; the agent starts "
+            "unchecked (run `simedge db check` when it can stop)",
+            path,
+            checked.seconds,
+        )
 
 
 def _prune_messages(cutoff: datetime, chunk: int) -> int:
