@@ -120,13 +120,6 @@ def test_a_corrupt_page_mid_file_stops_the_open_not_the_prune(db_path: Path) -> 
     assert f"Page {page}:" in message or "malformed" in message, message
 
 
-def test_garbage_instead_of_a_database_is_refused(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
-    db_path.write_bytes(random.Random(1).randbytes(8192))
-    with pytest.raises(StoreDamaged, match="not a database"):
-        open_and_close(db_path)
-
-
 def test_quick_check_is_cut_short_by_its_budget(db_path: Path) -> None:
     fill(db_path, 50)
     started = time.monotonic()
