@@ -48,10 +48,11 @@ from urllib.parse import quote
 from agent.errors import StoreDamaged, StoreError
 
 #: Seconds ``quick_check`` may take at open before it is cut short (and the agent starts
-#: anyway, saying so). Measured: 0.25 s for a 100,000-message database (78 MB) on the
-#: 2-core EPYC of bench/RESULTS.md (``python -m bench integrity_bench``); an SD card on a
-#: Pi reads 40 MB/s or more, so a year of a busy site is checked well inside this budget,
-#: and systemd's TimeoutStartSec (180 s) is never at risk.
+#: anyway, saying so). Measured with ``python -m bench integrity_bench``: 0.29 s for a
+#: 100,000-message database (78 MB) on the 2-core EPYC of bench/RESULTS.md, shared with
+#: other work (``integrity_check``, the ``simedge db check``, 1.15 s). A Pi 4 reading an SD
+#: card is some ten times slower: about 3 s, well inside this budget, and systemd's
+#: TimeoutStartSec (180 s, which also covers discovery) is never at risk.
 QUICK_CHECK_BUDGET = 20.0
 #: Problems reported by a check; the first few say what is wrong, a thousand say no more.
 MAX_PROBLEMS = 20
