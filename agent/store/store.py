@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from peewee import SqliteDatabase
 
 from agent.errors import PduError, StoreError
 from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.store import ingest, integrity, outbox
+from agent.store import facts, ingest, integrity, outbox
 from agent.store.blocking import BlockRule
 from agent.store.db import DEFAULT_MAX_BATCH, Writer, open_database, prepare_file
 from agent.store.migrations import upgrade
@@ -350,6 +350,10 @@ class Store:
             partial(ingest.log_event, kind, text, at=moment, level=level, slot=slot, iccid=iccid),
             f"log event {kind}",
         )
+
+    async def record_fact(self, name: str, value: dict[str, Any]) -> None:
+        """Keep one fact for the readers that cannot ask the agent (see store.facts)."""
+        await self._write(partial(facts.write_fact, name, value), f"record the {name} fact")
 
     async def recent_events(self, limit: int = 100) -> list[Event]:
         """The newest events, newest first."""

@@ -22,6 +22,12 @@ came online, persisted on the SIM so a restart keeps it), ``operator`` (MCC+MNC)
 ``port_id`` (the slot's label or stable USB path). The ids OnlineSim answers are stored
 on the SIM rows (``onlinesim_id``) for the dashboard; the pump addresses addMessage by
 number (see :mod:`agent.uplink.pump` for why).
+
+"Online" means what OnlineSim was told and accepted: the count and time of the last list
+it answered 1 to (:attr:`NumbersSync.accepted`, kept as the ``numbers_online`` site fact in
+the transaction that records the list, so a restart and the readers of the database
+agree). The dashboard, ``simedge status`` and the ``simedge_sims_online`` gauge show that,
+not the SIMs that look ready here: with a wrong key every SIM is ready and none is online.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +44,16 @@ import phonenumbers
 
 from agent.errors import UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
-from agent.status import ModemState, ModemStatus, SimState
+from agent.status import (
+    FACT_NUMBERS_ONLINE,
+    ModemState,
+    ModemStatus,
+    NumbersOnline,
+    SimState,
+    from_json,
+)
 from agent.store import Store
+from agent.store.facts import read_fact, write_fact
 from agent.store.models import Sim
 from agent.uplink.client import NumberItem, OnlineSimClient
 from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
@@ -240,6 +254,7 @@ class NumbersSync:
         self._sent = asyncio.Condition()
         self._lists_sent = 0
         self._last_items: list[NumberItem] | None = None  # as OnlineSim accepted them
+        self._accepted: NumbersOnline | None = None  # persisted as a site fact
 
     # --- for the modem side, the pump and the webhook -------------------------------------
 
@@ -272,6 +287,12 @@ class NumbersSync:
     @property
     def lists_sent(self) -> int:
         return self._lists_sent
+
+    @property
+    def accepted(self) -> NumbersOnline | None:
+        """The last list OnlineSim accepted (this run's, or the one before the restart):
+        what "SIMs online" means everywhere. None until one was accepted."""
+        return self._accepted
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -352,9 +373,9 @@ class NumbersSync:
             raise
         self._state.succeeded()
         self._lists_sent += 1
-        if self._metrics is not None:
-            self._metrics.set_sims_online(len(built.items))
-        await self._record_sent(built, ids)
+        accepted = NumbersOnline(count=len(built.items), accepted_at=self._clock())
+        await self._record_sent(built, ids, accepted)
+        self._set_accepted(accepted)
         self._sent_generation = max(self._sent_generation, generation)
         async with self._sent:
             self._sent.notify_all()
@@ -433,7 +454,18 @@ class NumbersSync:
 
     # --- persistence (SIM rows, through the store's single writer) ------------------------
 
+    def _set_accepted(self, accepted: NumbersOnline) -> None:
+        self._accepted = accepted
+        if self._metrics is not None:
+            self._metrics.set_sims_online(accepted.count)
+
     async def _load(self) -> None:
+        earlier = read_fact(FACT_NUMBERS_ONLINE)
+        if earlier is not None:
+            try:
+                self._set_accepted(from_json(NumbersOnline, earlier, where="numbers_online"))
+            except ValueError as exc:
+                log.warning("%s; the last accepted numbers list is unknown", exc)
         rows = Sim.select(Sim.iccid, Sim.online_since, Sim.invalid_number_reason).where(
             Sim.online_since.is_null(False) | Sim.invalid_number_reason.is_null(False)
         )
@@ -462,7 +494,9 @@ class NumbersSync:
             await self._store.log_event("number_flagged", reason, level="warning", iccid=iccid)
         self._flags.update(changed)
 
-    async def _record_sent(self, built: _Built, ids: dict[str, int | None]) -> None:
+    async def _record_sent(
+        self, built: _Built, ids: dict[str, int | None], accepted: NumbersOnline
+    ) -> None:
         previous = self._sent_holders
         self._sent_holders = built.holders
         id_updates: dict[str, int | None] = {}
@@ -482,10 +516,9 @@ class NumbersSync:
             if iccid in {holder[0] for holder in built.holders.values()}
             and iccid not in built.flags
         ]
-        if not (id_updates or since_updates or gone or cleared):
-            return
 
         def job() -> None:
+            write_fact(FACT_NUMBERS_ONLINE, asdict(accepted))
             for iccid, number_id in id_updates.items():
                 Sim.update(onlinesim_id=number_id).where(Sim.iccid == iccid).execute()
             for iccid, since in since_updates.items():
