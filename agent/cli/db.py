@@ -54,6 +54,9 @@ def _check(path: Path) -> int:
     from agent.store import integrity
 
     result = integrity.run_check(path, thorough=True)
+    if result.unchecked is not None:
+        print(f"{path}: cannot check it: {result.unchecked}", file=sys.stderr)
+        return EXIT_FAILURE
     if result.ok:
         print(f"{path}: ok (integrity_check, {result.seconds:.1f} s)")
         return EXIT_OK

@@ -72,16 +72,23 @@ def way_out(path: Path) -> str:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What a check found. ``finished`` is False when its time budget ran out first."""
+    """What a check found. ``finished`` is False when its time budget ran out first;
+    ``unchecked`` says why the file could not be checked at all (not readable, locked by
+    another program): that is not damage, and says nothing about the file."""
 
     path: Path
     problems: tuple[str, ...]
     finished: bool
     seconds: float
+    unchecked: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.finished and not self.problems
+        return self.finished and not self.problems and self.unchecked is None
+
+
+# SQLite's answers that are about access to the file, not its contents.
+_NOT_DAMAGE = ("unable to open", "locked", "busy", "readonly", "permission")
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -100,16 +107,19 @@ def run_check(path: Path, *, thorough: bool, budget: float | None = None) -> Che
     try:
         connection = _read_only(path)
     except sqlite3.Error as exc:
-        return CheckResult(path, (f"cannot open it: {exc}",), True, 0.0)
+        return CheckResult(path, (), False, 0.0, unchecked=f"cannot open it: {exc}")
     if budget is not None:
         deadline = started + budget
         connection.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
     try:
         rows = connection.execute(f"PRAGMA {pragma}({MAX_PROBLEMS})").fetchall()
     except sqlite3.OperationalError as exc:
+        seconds = time.monotonic() - started
         if "interrupted" in str(exc):
-            return CheckResult(path, (), False, time.monotonic() - started)
-        problems: tuple[str, ...] = (f"{type(exc).__name__}: {exc}",)
+            return CheckResult(path, (), False, seconds)
+        if any(words in str(exc).lower() for words in _NOT_DAMAGE):
+            return CheckResult(path, (), False, seconds, unchecked=f"{exc}")
+        problems: tuple[str, ...] = (f"{exc}",)  # "disk I/O error": a bad sector
     except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
         problems = (f"{exc}",)
     else:
@@ -138,9 +148,17 @@ def check_before_open(path: Path, *, budget: float | None = None) -> CheckResult
             "on it as if it were new. Restore the file from a backup, or run "
             "`simedge db recover` to move it aside and start with a new database"
         )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"{path}: the agent cannot read and write its database file (mode "
+            f"{path.stat().st_mode & 0o777:04o}, owner uid {path.stat().st_uid}); give it "
+            "back to the agent's user (chown simedge: on an installed site)"
+        )
     result = run_check(
         path, thorough=False, budget=QUICK_CHECK_BUDGET if budget is None else budget
     )
+    if result.unchecked is not None:
+        raise StoreError(f"{path}: cannot check the database at start: {result.unchecked}")
     if result.problems:
         shown = "; ".join(result.problems[:3])
         more = f" (and {len(result.problems) - 3} more)" if len(result.problems) > 3 else ""

@@ -70,3 +70,15 @@ def test_run_refuses_a_zero_byte_database(config: Path, capsys: pytest.CaptureFi
     assert main(["db", "recover", "--config", str(config)]) == 0
     assert "nothing could be read" in capsys.readouterr().out
     assert not db.exists()
+
+
+def test_status_on_a_damaged_database_points_to_db_check(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = config.parent / "data" / "simedge.db"
+    db.parent.mkdir()
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8176)  # a header, then garbage
+    assert main(["status", "--config", str(config)]) == 1
+    error = capsys.readouterr().err
+    assert str(db) in error
+    assert "simedge db check" in error
