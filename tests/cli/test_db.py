@@ -10,17 +10,6 @@ from agent.cli import main
 from tests.store.test_store_integrity import MESSAGES, damage_page, fill
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "simedge.toml"
-    path.write_text(
-        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\napi_key = "k"\n'
-        '[webhook]\ntoken = "0123456789abcdef0123"\n[site]\ndata_dir = "data"\n'
-        f'[control]\nsocket = "{tmp_path / "control.sock"}"\n'
-    )
-    return path
-
-
 def test_check_says_ok_of_a_whole_database(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

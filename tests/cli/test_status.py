@@ -16,16 +16,6 @@ from agent.store.models import Sim
 ICCID, NEW_ICCID = "8970101234567890001", "8970101234567890009"
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "simedge.toml"
-    path.write_text(
-        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\napi_key = "k"\n'
-        '[webhook]\ntoken = "0123456789abcdef0123"\n[site]\ndata_dir = "data"\n'
-    )
-    return path
-
-
 async def _fill(db: Path) -> None:
     store = await Store.open(db)
     try:

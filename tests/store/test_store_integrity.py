@@ -36,6 +36,13 @@ def open_and_close(path: Path) -> None:
     asyncio.run(work())
 
 
+def refusal(path: Path) -> str:
+    """What the store says when it refuses to open ``path``."""
+    with pytest.raises(StoreDamaged) as caught:
+        open_and_close(path)
+    return str(caught.value)
+
+
 async def _fill(path: Path, count: int) -> None:
     store = await Store.open(path)
     try:
@@ -86,10 +93,7 @@ def test_a_zero_byte_database_is_refused_with_the_way_out(db_path: Path) -> None
     fill(db_path, 10)
     db_path.write_bytes(b"")  # a restore that failed half-way
 
-    with pytest.raises(StoreDamaged) as caught:
-        open_and_close(db_path)
-
-    message = str(caught.value)
+    message = refusal(db_path)
     assert str(db_path) in message
     assert "0 bytes" in message
     assert "simedge db recover" in message
@@ -108,10 +112,7 @@ def test_a_corrupt_page_mid_file_stops_the_open_not_the_prune(db_path: Path) -> 
     fill(db_path)
     page = damage_page(db_path)
 
-    with pytest.raises(StoreDamaged) as caught:
-        open_and_close(db_path)
-
-    message = str(caught.value)
+    message = refusal(db_path)
     assert str(db_path) in message
     assert "damaged" in message
     assert "simedge db check" in message
