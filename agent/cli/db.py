@@ -88,10 +88,6 @@ def _recover(config: Config, name: str) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"damaged file kept as {report.kept}")
-    if not report.rows or not any(report.rows.values()):
-        print(f"nothing could be read; the agent starts with a new {path.name}")
-        return EXIT_OK
-    print(f"recovered into {path} in {report.seconds:.1f} s:")
     for table in report.tables:
         if table.error is not None:
             print(f"  {table.table:<17} not read: {table.error}")
@@ -102,9 +98,10 @@ def _recover(config: Config, name: str) -> int:
             more = f" and {len(table.unreadable) - 5} more" if len(table.unreadable) > 5 else ""
             line += f"; rowids not readable: {spans}{more}"
         print(line)
-    if report.broken_references:
-        print(
-            f"  {report.broken_references} rows refer to a row that was lost "
-            "(kept; the dashboard shows what it can of them)"
-        )
+    if not any(report.rows.values()):
+        print(f"nothing could be read; the agent starts with a new {path.name}")
+        return EXIT_OK
+    print(f"recovered into {path} in {report.seconds:.1f} s")
+    for what, count in report.mended.items():
+        print(f"  {count:,} {what}")
     return EXIT_OK

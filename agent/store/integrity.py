@@ -40,7 +40,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -228,7 +228,7 @@ class RecoveryReport:
     path: Path  # the database the agent opens: the recovered one (absent: nothing read)
     kept: Path  # the damaged file, renamed
     tables: tuple[TableRecovery, ...] = ()
-    broken_references: int = 0  # rows that refer to a row that was lost
+    mended: dict[str, int] = field(default_factory=dict)  # what _mend did, by what
     seconds: float = 0.0
 
     @property
@@ -262,7 +262,7 @@ def recover(path: Path, *, now: datetime | None = None) -> RecoveryReport:
                         member, Path(work) / ("damaged.db" + member.name[len(kept.name) :])
                     )
             create_atomically(building)
-            tables, broken = _copy_rows(source, building)
+            tables, mended = _copy_rows(source, building)
         if any(table.saved for table in tables):
             _fsync(building)
             os.replace(building, path)
@@ -275,10 +275,10 @@ def recover(path: Path, *, now: datetime | None = None) -> RecoveryReport:
         if not path.exists():
             _move_family(kept, path)
         raise
-    return RecoveryReport(path, kept, tables, broken, time.monotonic() - started)
+    return RecoveryReport(path, kept, tables, mended, time.monotonic() - started)
 
 
-def _copy_rows(source: Path, target: Path) -> tuple[tuple[TableRecovery, ...], int]:
+def _copy_rows(source: Path, target: Path) -> tuple[tuple[TableRecovery, ...], dict[str, int]]:
     with (
         contextlib.closing(sqlite3.connect(source, isolation_level=None)) as reader,
         contextlib.closing(sqlite3.connect(target, isolation_level=None)) as writer,
@@ -297,10 +297,49 @@ def _copy_rows(source: Path, target: Path) -> tuple[tuple[TableRecovery, ...], i
         # The versions the damaged file went through, as far as they read: the new file
         # has the newest schema already, so only rows it lacks are added.
         results.append(_copy_table(reader, writer, "schema_version", replace=False))
+        mended = _mend(writer)
         writer.execute("COMMIT")
-        broken = len(writer.execute("PRAGMA foreign_key_check").fetchall())
+        left = len(writer.execute("PRAGMA foreign_key_check").fetchall())
+        if left:
+            raise StoreError(f"{target}: {left} rows still refer to lost rows after mending")
         writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    return tuple(results), broken
+    return tuple(results), {what: count for what, count in mended.items() if count}
+
+
+# What becomes of rows whose parent row was on a bad page, so that the new file holds no
+# reference to a missing row (the agent's queries join on them) and loses nothing it can
+# keep: a message whose SIM was lost gets a SIM row again (its number is found anew); a
+# raw PDU whose message was lost is kept unattached, as an undecodable one is (the
+# retention prunes it in time); the parts and upload attempts of a lost message are
+# dropped (the parts are rebuilt from PDUs, the attempts describe nothing left).
+_MENDING: tuple[tuple[str, str], ...] = (
+    (
+        "SIM rows made again for messages and PDUs that refer to them",
+        'INSERT INTO "sim" ("iccid", "first_seen", "last_seen")'
+        ' SELECT "iccid", MIN("at"), MAX("at") FROM ('
+        '  SELECT "iccid", "received_at" AS "at" FROM "message"'
+        '  UNION ALL SELECT "iccid", "read_at" FROM "received_pdu")'
+        ' WHERE "iccid" NOT IN (SELECT "iccid" FROM "sim") GROUP BY "iccid"',
+    ),
+    (
+        "raw PDUs of lost messages kept unattached",
+        'UPDATE "received_pdu" SET "message_id" = NULL WHERE "message_id" IS NOT NULL'
+        ' AND "message_id" NOT IN (SELECT "id" FROM "message")',
+    ),
+    (
+        "parts of lost messages or PDUs dropped",
+        'DELETE FROM "part" WHERE "message_id" NOT IN (SELECT "id" FROM "message")'
+        ' OR "pdu_id" NOT IN (SELECT "id" FROM "received_pdu")',
+    ),
+    (
+        "upload attempts of lost messages dropped",
+        'DELETE FROM "delivery_attempt" WHERE "message_id" NOT IN (SELECT "id" FROM "message")',
+    ),
+)
+
+
+def _mend(writer: sqlite3.Connection) -> dict[str, int]:
+    return {what: writer.execute(statement).rowcount for what, statement in _MENDING}
 
 
 def _copy_table(

@@ -170,6 +170,13 @@ def test_recover_saves_what_reads_and_keeps_the_damaged_file(db_path: Path) -> N
     assert MESSAGES * 0.8 <= messages.saved < MESSAGES, report
     assert messages.saved + lost >= MESSAGES, "rows lost beyond the ranges reported"
     assert report.rows["received_pdu"] == MESSAGES  # other tables whole
+    # The raw PDU of each lost message is kept, unattached; nothing refers to a lost row.
+    assert count_rows(db_path, "received_pdu", "message_id IS NULL") == MESSAGES - messages.saved
+    assert (
+        count_rows(db_path, "delivery_attempt", "message_id NOT IN (SELECT id FROM message)") == 0
+    )
+    with sqlite3.connect(db_path) as connection:
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
     assert report.rows["schema_version"] >= 1
     # The agent opens the recovered file and keeps working on it.
 
