@@ -358,7 +358,10 @@ def _copy_table(
     verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
     insert = f'{verb} INTO "{table}" (rowid, {names}) VALUES (?{", ?" * len(columns)})'
     one = select.replace(f"LIMIT {_BATCH}", "LIMIT 1")
-    saved, unreadable, start = 0, [], -(2**63)  # start: the lowest rowid not yet read
+    # ``start``: the lowest rowid not yet read. The agent's tables number their rows from 1
+    # (INTEGER PRIMARY KEY, or SQLite's own rowid), so the search for readable rows past a
+    # bad first page starts from 0, not from the most negative rowid.
+    saved, unreadable, start = 0, [], 0
     while True:
         try:
             rows = reader.execute(select, (start,)).fetchall()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
+from agent.control.server import ControlServer
 from tests.store.test_store_integrity import MESSAGES, damage_page, fill
 
 
@@ -71,3 +73,25 @@ def test_status_on_a_damaged_database_points_to_db_check(
     error = capsys.readouterr().err
     assert str(db) in error
     assert "simedge db check" in error
+
+
+class AnsweringAgent:
+    """Answers the control socket as a running agent does (the real server, our handler)."""
+
+    async def handle(self, op: str, arguments: dict[str, object]) -> object:
+        return {"op": op}
+
+
+async def test_recover_refuses_while_an_agent_answers(config: Path) -> None:
+    db = config.parent / "data" / "simedge.db"
+    await asyncio.to_thread(fill, db, 5)
+    before = await asyncio.to_thread(db.read_bytes)
+    server = ControlServer(config.parent / "control.sock", AnsweringAgent())
+    await server.start()
+    try:
+        code = await asyncio.to_thread(main, ["db", "recover", "--config", str(config)])
+    finally:
+        await server.stop()
+    assert code == 1
+    assert await asyncio.to_thread(db.read_bytes) == before
+    assert not await asyncio.to_thread(lambda: list(db.parent.glob("*.damaged-*")))

@@ -61,19 +61,19 @@ def page_size(path: Path) -> int:
         return int(connection.execute("PRAGMA page_size").fetchone()[0])
 
 
-def damage_page(path: Path, table: str = "message", seed: int = 7) -> int:
-    """Overwrite with random bytes a leaf page of ``table`` a quarter into it (among the
-    sent messages, which the prune deletes); return its page number."""
+def damage_page(path: Path, table: str = "message", *, at: float = 0.25, seed: int = 7) -> int:
+    """Overwrite with random bytes a leaf page of ``table``, ``at`` of the way into it (a
+    quarter: among the sent messages, which the prune deletes); return its number."""
     with sqlite3.connect(path) as connection:
         size = int(connection.execute("PRAGMA page_size").fetchone()[0])
         leaves = [
             page
             for (page,) in connection.execute(
-                "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
+                "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path",
                 (table,),
             )
         ]
-    page = leaves[len(leaves) // 4]
+    page = leaves[min(len(leaves) - 1, int(len(leaves) * at))]
     with path.open("r+b") as file:
         file.seek((page - 1) * size)  # SQLite counts pages from 1
         file.write(random.Random(seed).randbytes(size))
@@ -190,6 +190,22 @@ def test_recover_saves_what_reads_and_keeps_the_damaged_file(db_path: Path) -> N
             await store.close()
 
     assert asyncio.run(work_on()) is not None
+
+
+@pytest.mark.parametrize("at", [0.0, 1.0], ids=["first-page", "last-page"])
+def test_recover_past_a_bad_first_or_last_page(db_path: Path, at: float) -> None:
+    fill(db_path)
+    damage_page(db_path, at=at)
+    report = integrity.recover(db_path)
+    (messages,) = [table for table in report.tables if table.table == "message"]
+    (first, last) = messages.unreadable[0]
+    assert len(messages.unreadable) == 1
+    assert MESSAGES * 0.8 <= messages.saved < MESSAGES
+    if at == 1.0:
+        assert last == 2**63 - 1  # nothing read after it: the table's end
+    else:
+        assert first == 0  # nothing read before it: from the table's start
+    assert integrity.run_check(db_path, thorough=True).ok
 
 
 def test_recover_of_a_zero_byte_file_moves_it_aside_for_a_new_start(db_path: Path) -> None:
