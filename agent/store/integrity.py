@@ -54,7 +54,7 @@ from agent.errors import StoreDamaged, StoreError
 #: card is some ten times slower: about 3 s, well inside this budget, and systemd's
 #: TimeoutStartSec (180 s, which also covers discovery) is never at risk.
 QUICK_CHECK_BUDGET = 20.0
-#: Problems reported by a check; the first few say what is wrong, a thousand say no more.
+#: Problems a check reports at most: the first few say what is wrong, more say no more.
 MAX_PROBLEMS = 20
 _MAX_ROWID = 2**63 - 1
 _BATCH = 500  # rows read per query while copying
@@ -228,7 +228,7 @@ class RecoveryReport:
     path: Path  # the database the agent opens: the recovered one (absent: nothing read)
     kept: Path  # the damaged file, renamed
     tables: tuple[TableRecovery, ...] = ()
-    mended: dict[str, int] = field(default_factory=dict)  # what _mend did, by what
+    mended: dict[str, int] = field(default_factory=dict)  # rows changed, by what (_MENDING)
     seconds: float = 0.0
 
     @property
@@ -283,7 +283,7 @@ def _copy_rows(source: Path, target: Path) -> tuple[tuple[TableRecovery, ...], d
         contextlib.closing(sqlite3.connect(source, isolation_level=None)) as reader,
         contextlib.closing(sqlite3.connect(target, isolation_level=None)) as writer,
     ):
-        # Rows go in whatever order they read; references are counted afterwards.
+        # Rows go in whatever order they read; references to lost rows are mended after.
         writer.execute("PRAGMA foreign_keys = OFF")
         tables = [
             name
