@@ -6,8 +6,8 @@ them with :mod:`agent.readonly`). Each is the JSON of an :mod:`agent.status` sha
   error with its time. Kept by :class:`UplinkRecorder`, which also carries the last error
   of an earlier run into this one: a restart does not make "last error none" true.
 - ``numbers_online`` (:data:`~agent.status.FACT_NUMBERS_ONLINE`): the numbers in the last
-  list OnlineSim accepted, written by the numbers sync in the transaction that records
-  the list (:mod:`agent.uplink.numbers`).
+  list OnlineSim accepted and when, written by the numbers sync after each accepted list
+  (:mod:`agent.uplink.numbers`).
 """
 
 from __future__ import annotations

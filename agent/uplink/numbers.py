@@ -24,8 +24,8 @@ on the SIM rows (``onlinesim_id``) for the dashboard; the pump addresses addMess
 number (see :mod:`agent.uplink.pump` for why).
 
 "Online" means what OnlineSim was told and accepted: the count and time of the last list
-it answered 1 to (:attr:`NumbersSync.accepted`, kept as the ``numbers_online`` site fact in
-the transaction that records the list, so a restart and the readers of the database
+it answered 1 to (:attr:`NumbersSync.accepted`, kept as the ``numbers_online`` site fact
+after each list, heartbeats included, so a restart and the readers of the database
 agree). The dashboard, ``simedge status`` and the ``simedge_sims_online`` gauge show that,
 not the SIMs that look ready here: with a wrong key every SIM is ready and none is online.
 """
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
-from agent.errors import UplinkAccountError, UplinkError, UplinkTransient
+from agent.errors import StoreError, UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
 from agent.status import (
     FACT_NUMBERS_ONLINE,
@@ -53,7 +53,7 @@ from agent.status import (
     from_json,
 )
 from agent.store import Store
-from agent.store.facts import read_fact, write_fact
+from agent.store.facts import read_fact
 from agent.store.models import Sim
 from agent.uplink.client import NumberItem, OnlineSimClient
 from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
@@ -373,9 +373,9 @@ class NumbersSync:
             raise
         self._state.succeeded()
         self._lists_sent += 1
-        accepted = NumbersOnline(count=len(built.items), accepted_at=self._clock())
-        await self._record_sent(built, ids, accepted)
-        self._set_accepted(accepted)
+        self._set_accepted(NumbersOnline(count=len(built.items), accepted_at=self._clock()))
+        await self._record_sent(built, ids)
+        await self._record_accepted()
         self._sent_generation = max(self._sent_generation, generation)
         async with self._sent:
             self._sent.notify_all()
@@ -494,9 +494,16 @@ class NumbersSync:
             await self._store.log_event("number_flagged", reason, level="warning", iccid=iccid)
         self._flags.update(changed)
 
-    async def _record_sent(
-        self, built: _Built, ids: dict[str, int | None], accepted: NumbersOnline
-    ) -> None:
+    async def _record_accepted(self) -> None:
+        # Every accepted list, heartbeats too: the time says how fresh "online" is. A full
+        # disk must not stop the lists (OnlineSim's proof of life): the fact then lags.
+        assert self._accepted is not None
+        try:
+            await self._store.record_fact(FACT_NUMBERS_ONLINE, asdict(self._accepted))
+        except StoreError as exc:
+            log.warning("the accepted numbers list was not saved: %s", exc)
+
+    async def _record_sent(self, built: _Built, ids: dict[str, int | None]) -> None:
         previous = self._sent_holders
         self._sent_holders = built.holders
         id_updates: dict[str, int | None] = {}
@@ -516,9 +523,10 @@ class NumbersSync:
             if iccid in {holder[0] for holder in built.holders.values()}
             and iccid not in built.flags
         ]
+        if not (id_updates or since_updates or gone or cleared):
+            return
 
         def job() -> None:
-            write_fact(FACT_NUMBERS_ONLINE, asdict(accepted))
             for iccid, number_id in id_updates.items():
                 Sim.update(onlinesim_id=number_id).where(Sim.iccid == iccid).execute()
             for iccid, since in since_updates.items():
