@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
-HELP = "show the outbox (pending, back-off, dead, last error) and SIMs to swap"
+HELP = "show the uplink and its last error, the numbers online, the outbox and SIMs to swap"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

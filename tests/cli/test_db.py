@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,20 @@ import pytest
 from agent.cli import main
 from agent.control.server import ControlServer
 from tests.store.test_store_integrity import MESSAGES, damage_page, fill
+
+SIMEDGE = Path(sys.executable).with_name("simedge")
+
+
+def run_agent(config: Path) -> subprocess.CompletedProcess[str]:
+    """`simedge run` in a process of its own, as systemd starts it (it sets up logging for
+    the whole process, which a test must not do to the test runner)."""
+    return subprocess.run(
+        [str(SIMEDGE), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_check_says_ok_of_a_whole_database(
@@ -26,8 +42,9 @@ def test_check_recover_and_start_again(config: Path, capsys: pytest.CaptureFixtu
     page = damage_page(db)
 
     # The agent refuses the file, with exit 2 (no restart loop under systemd).
-    assert main(["run", "--config", str(config)]) == 2
-    refused = capsys.readouterr().err
+    agent = run_agent(config)
+    assert agent.returncode == 2
+    refused = agent.stderr
     assert str(db) in refused
     assert "simedge db recover" in refused
 
@@ -55,8 +72,9 @@ def test_run_refuses_a_zero_byte_database(config: Path, capsys: pytest.CaptureFi
     db = config.parent / "data" / "simedge.db"
     db.parent.mkdir()
     db.write_bytes(b"")
-    assert main(["run", "--config", str(config)]) == 2
-    assert "0 bytes" in capsys.readouterr().err
+    agent = run_agent(config)
+    assert agent.returncode == 2
+    assert "0 bytes" in agent.stderr
     assert db.stat().st_size == 0
     assert main(["db", "recover", "--config", str(config)]) == 0
     assert "nothing could be read" in capsys.readouterr().out
