@@ -18,7 +18,8 @@ can see what arrived.
     │       └── PortBusy            another program holds the port (who, in ``holder``)
     ├── StoreError                  the SQLite store cannot do what was asked
     │   └── StoreNotWritable        nothing can be written: read-only, I/O error, full
-    │       └── DiskFull            the data folder is out of space
+    │   │   └── DiskFull            the data folder is out of space
+    │   └── StoreDamaged            the database file is damaged: a person must act
     ├── UplinkError                 a call to OnlineSim did not succeed
     │   ├── UplinkTransient         network error, timeout, 5xx, 429: back off and retry
     │   ├── UplinkAccountError      401/403/405: pause the uplink, alarm, keep everything
@@ -147,6 +148,12 @@ class StoreNotWritable(StoreError):
 
 class DiskFull(StoreNotWritable):
     """The data folder has no space left: stop taking SMS off the modems until it has."""
+
+
+class StoreDamaged(StoreError):
+    """The database file is damaged (0 bytes, not a database, a corrupt page). Restarting
+    cannot fix it: the message names the file, what is wrong and the way out
+    (``simedge db check``, ``simedge db recover``)."""
 
 
 class UplinkError(SimedgeError):

@@ -9,7 +9,7 @@ Values here are snapshots: whoever owns a piece of state builds a new one when i
 from __future__ import annotations
 
 import functools
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -163,6 +163,32 @@ class OutboxStatus:
     last_error: str | None = None
     last_error_at: float | None = None
 
+    def with_uplink_error(self, uplink: UplinkStatus) -> OutboxStatus:
+        """The last error is the newer of the last failed attempt and the uplink's last
+        error: a pause on a wrong key fails no attempt (no message is tried while paused),
+        and neither does a refused numbers list, yet each is why nothing goes up."""
+        if uplink.last_error is None or uplink.last_error_at is None:
+            return self
+        if self.last_error_at is not None and self.last_error_at >= uplink.last_error_at:
+            return self
+        return replace(self, last_error=uplink.last_error, last_error_at=uplink.last_error_at)
+
+
+@dataclass(frozen=True)
+class NumbersOnline:
+    """The numbers list OnlineSim last accepted (answer 1 to sendNumbersOnline): what
+    "online" means on the dashboard, in ``simedge status`` and on /metrics. No such list
+    yet is ``None`` where this is used, shown as "not yet sent"."""
+
+    count: int
+    accepted_at: float
+
+
+# Names of the facts persisted in the database's site_fact table (JSON of the shapes
+# above), for the readers that cannot ask the running agent.
+FACT_UPLINK = "uplink"  # UplinkStatus, with the last error of this run or an earlier one
+FACT_NUMBERS_ONLINE = "numbers_online"  # NumbersOnline
+
 
 @dataclass(frozen=True)
 class TakeoffMark:
@@ -207,7 +233,7 @@ class SiteSnapshot:
     uplink: UplinkStatus = field(default_factory=UplinkStatus)
     outbox: OutboxStatus = field(default_factory=OutboxStatus)
     takeoff: tuple[TakeoffMark, ...] = ()
-    sims_online: int = 0
+    numbers_online: NumbersOnline | None = None  # None: no list accepted yet
     clock_synced: bool | None = None
     disk_free_bytes: int | None = None
     forwarded_per_hour: tuple[int, ...] = ()  # the site, last 24 hours, oldest first

@@ -25,6 +25,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,16 @@ from agent.modem.hotplug import PortWatcher
 from agent.modem.own_number import StoreNumberBook
 from agent.modem.worker import WorkerCommand, WorkerSettings
 from agent.status import (
+    FACT_UPLINK,
     ModemState,
     ModemStatus,
     OutboxStatus,
     SiteSnapshot,
+    UplinkStatus,
 )
 from agent.store import Store, datadir, queries
 from agent.store.blocking import CONFIGURED, BlockRule
+from agent.store.facts import UplinkRecorder, read_fact
 from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
 from agent.uplink.numbers import NumbersSync, list_fields
@@ -103,6 +107,7 @@ class Agent:
         self.numbers: NumbersSync | None = None
         self.pump: OutboxPump | None = None
         self.marks: TakeOffMarks | None = None
+        self.uplink_record: UplinkRecorder | None = None
         self._list_fields: dict[str, tuple[object, ...]] = {}  # by slot; see _modem_changed
         self._background: set[asyncio.Task[object]] = set()
         self.takeoff: TakeOffPoller | None = None
@@ -156,6 +161,10 @@ class Agent:
             ],
         )
         store.on_message_ready(self._message_ready)
+        self.uplink_record = UplinkRecorder(
+            partial(store.record_fact, FACT_UPLINK),
+            await store.read(partial(read_fact, FACT_UPLINK)),
+        )
         self.client = OnlineSimClient(UplinkSettings.from_config(config.onlinesim))
         self.marks = TakeOffMarks(store)
         await self.marks.load()
@@ -243,6 +252,8 @@ class Agent:
             await self.control.stop()
         if self.client is not None:
             await self.client.aclose()
+        if self.uplink_record is not None:
+            await self.uplink_record.flush()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.log_event("agent", "agent stopped", level="info")
@@ -338,6 +349,17 @@ class Agent:
 
         task.add_done_callback(ended)
 
+    def _uplink_status(self) -> UplinkStatus:
+        """The uplink now, with the last error of an earlier run if none came since."""
+        live = self.uplink.snapshot.to_status()
+        return self.uplink_record.status(live) if self.uplink_record is not None else live
+
+    def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
+        status = self._uplink_status()
+        if self.uplink_record is not None:
+            self.uplink_record.update(snapshot.to_status())
+        self._publish("uplink", status.to_json())
+
     def _message_ready(self) -> None:
         self._activity_stale = True
         self._publish_later("message")
@@ -381,10 +403,10 @@ class Agent:
     def _status_line(self) -> str:
         modems = self._live_modems()
         ready = sum(1 for m in modems if m.state is ModemState.READY)
-        online = len(self.numbers.current_items()) if self.numbers else 0
+        accepted = self.numbers.accepted if self.numbers else None
+        online = "numbers list not yet sent" if accepted is None else f"{accepted.count} online"
         return (
-            f"{ready}/{len(modems)} modems ready, {online} numbers online, "
-            f"uplink {self.uplink.snapshot.condition}"
+            f"{ready}/{len(modems)} modems ready, {online}, uplink {self.uplink.snapshot.condition}"
         )
 
     # -- the webhook's view ----------------------------------------------------------------
@@ -503,16 +525,17 @@ class Agent:
         counts = await self.store.outbox_counts(now)
         events = await self.store.read(lambda: queries.events(100))
         disk = shutil.disk_usage(self.config.site.data_dir)
+        uplink = self._uplink_status()
         return SiteSnapshot(
             taken_at=now,
             modems=tuple(self._live_modems()),
             activity=activity,
-            uplink=self.uplink.snapshot.to_status(),
-            outbox=OutboxStatus(**_outbox_fields(counts)),
+            uplink=uplink,
+            outbox=OutboxStatus(**_outbox_fields(counts)).with_uplink_error(uplink),
             takeoff=tuple(
                 mark.to_status() for mark in (self.marks.open_marks() if self.marks else [])
             ),
-            sims_online=len(self.online_list()),
+            numbers_online=self.numbers.accepted if self.numbers is not None else None,
             clock_synced=_clock_synced(),
             disk_free_bytes=disk.free,
             forwarded_per_hour=forwarded,

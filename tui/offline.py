@@ -4,7 +4,8 @@ The dashboard must still say something useful when the agent is not running: whi
 modems and SIMs were last seen where, what is waiting in the outbox, the last events and
 messages. It reads the SQLite file **read-only** (``mode=ro`` URI: this process can never
 write to it, so it cannot damage the store or hold its write lock) with the standard
-library only: the dashboard does not import the agent's store layer.
+library only, through :mod:`agent.readonly`, which ``simedge status`` reads through too:
+the dashboard does not import the agent's store layer.
 
 Times in the database are naive UTC text (``2026-03-01 12:00:00.250000``).
 """
@@ -17,11 +18,17 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from agent.errors import StoreError
+from agent.readonly import (
+    connect_read_only,
+    db_time,
+    epoch,
+    read_numbers_online,
+    read_outbox,
+    read_uplink,
+)
 from agent.status import (
     AttemptRecord,
     LogEvent,
@@ -30,39 +37,17 @@ from agent.status import (
     ModemState,
     ModemStatus,
     NumberSource,
-    OutboxStatus,
     PduRecord,
     SimState,
     SiteSnapshot,
     SlotActivity,
+    UplinkStatus,
 )
 
 HOURS = 24
 RECENT_EVENTS = 200
 RECENT_MESSAGES = 200
 LATENCY_ROWS = 50_000  # enough for a day of a busy site; bounds the read on a Pi
-
-
-def _epoch(value: str | None) -> float | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
-
-
-def _db_time(epoch: float) -> str:
-    return str(datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None))
-
-
-def connect_read_only(path: str | Path) -> sqlite3.Connection:
-    """A connection that cannot write; StoreError names the file when it cannot open."""
-    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True, timeout=2.0)
-        connection.execute("SELECT 1 FROM schema_version LIMIT 1")
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot read the agent's database: {exc}") from exc
-    connection.row_factory = sqlite3.Row
-    return connection
 
 
 def read_offline_snapshot(path: str | Path, *, now: float | None = None) -> SiteSnapshot:
@@ -101,7 +86,7 @@ def read_message_detail(path: str | Path, message_id: int) -> MessageDetail:
         pdus = tuple(
             PduRecord(
                 pdu_hex=row["pdu_hex"],
-                read_at=_epoch(row["read_at"]) or 0.0,
+                read_at=epoch(row["read_at"]) or 0.0,
                 storage=row["storage"],
                 index=row["storage_index"],
                 status=row["status"],
@@ -113,7 +98,7 @@ def read_message_detail(path: str | Path, message_id: int) -> MessageDetail:
         )
         attempts = tuple(
             AttemptRecord(
-                at=_epoch(row["at"]) or 0.0,
+                at=epoch(row["at"]) or 0.0,
                 outcome=row["outcome"],
                 http_status=row["http_status"],
                 body=row["body"] or row["error"],
@@ -155,14 +140,14 @@ def read_messages(
             sender=row["sender"],
             text=row["text"],
             state=row["state"],
-            received_at=_epoch(row["received_at"]) or 0.0,
+            received_at=epoch(row["received_at"]) or 0.0,
             slot=row["slot"],
             iccid=row["iccid"],
             number=row["own_number"],
             scts=row["scts"],
             attempts=row["attempts"],
-            next_attempt_at=_epoch(row["next_attempt_at"]),
-            sent_at=_epoch(row["sent_at"]),
+            next_attempt_at=epoch(row["next_attempt_at"]),
+            sent_at=epoch(row["sent_at"]),
             complete=bool(row["complete"]),
             missing_parts=row["missing_parts"],
             blocked_rule=row["blocked_rule"],
@@ -173,6 +158,7 @@ def read_messages(
 
 
 def _snapshot(connection: sqlite3.Connection, now: float) -> SiteSnapshot:
+    uplink = read_uplink(connection)
     day_start = now - now % 86400
     window_start = now - HOURS * 3600
     modems = []
@@ -202,18 +188,20 @@ def _snapshot(connection: sqlite3.Connection, now: float) -> SiteSnapshot:
                     else NumberSource.UNKNOWN
                 ),
                 operator=row["operator"],
-                updated_at=_epoch(row["last_seen"]) or 0.0,
+                updated_at=epoch(row["last_seen"]) or 0.0,
             )
         )
     return SiteSnapshot(
         taken_at=now,
         modems=tuple(modems),
         activity=_activity(connection, day_start, window_start),
-        outbox=_outbox(connection, now),
+        uplink=uplink or UplinkStatus(),
+        outbox=read_outbox(connection, now, uplink),
+        numbers_online=read_numbers_online(connection),
         forwarded_per_hour=_per_hour(
             connection.execute(
                 "SELECT sent_at FROM message WHERE state = 'sent' AND sent_at >= ?",
-                (_db_time(window_start),),
+                (db_time(window_start),),
             ),
             window_start,
         ),
@@ -222,7 +210,7 @@ def _snapshot(connection: sqlite3.Connection, now: float) -> SiteSnapshot:
             reversed(
                 [
                     LogEvent(
-                        at=_epoch(row["at"]) or 0.0,
+                        at=epoch(row["at"]) or 0.0,
                         level=row["level"],
                         kind=row["kind"],
                         text=row["text"],
@@ -245,7 +233,7 @@ def _hour_index(epoch: float, window_start: float) -> int:
 def _per_hour(rows: sqlite3.Cursor, window_start: float) -> tuple[int, ...]:
     counts = [0] * HOURS
     for (at,) in rows:
-        counts[_hour_index(_epoch(at) or window_start, window_start)] += 1
+        counts[_hour_index(epoch(at) or window_start, window_start)] += 1
     return tuple(counts)
 
 
@@ -257,9 +245,9 @@ def _activity(
     last: dict[str, float] = {}
     for row in connection.execute(
         "SELECT slot, received_at FROM message WHERE slot IS NOT NULL AND received_at >= ?",
-        (_db_time(min(day_start, window_start)),),
+        (db_time(min(day_start, window_start)),),
     ):
-        at = _epoch(row["received_at"]) or 0.0
+        at = epoch(row["received_at"]) or 0.0
         if at >= window_start:
             per_hour[row["slot"]][_hour_index(at, window_start)] += 1
         if at >= day_start:
@@ -267,7 +255,7 @@ def _activity(
     for row in connection.execute(
         "SELECT slot, max(received_at) AS last FROM message WHERE slot IS NOT NULL GROUP BY slot"
     ):
-        last[row["slot"]] = _epoch(row["last"]) or 0.0
+        last[row["slot"]] = epoch(row["last"]) or 0.0
     return {
         slot: SlotActivity(
             sms_today=today.get(slot, 0),
@@ -278,42 +266,13 @@ def _activity(
     }
 
 
-def _outbox(connection: sqlite3.Connection, now: float) -> OutboxStatus:
-    counts: dict[str, int] = dict(
-        connection.execute(
-            "SELECT state, count(*) FROM message WHERE state != 'sent' GROUP BY state"
-        ).fetchall()
-    )
-    (backing_off,) = connection.execute(
-        "SELECT count(*) FROM message WHERE state = 'pending' AND next_attempt_at > ?",
-        (_db_time(now),),
-    ).fetchone()
-    (last_sent,) = connection.execute(
-        "SELECT max(sent_at) FROM message WHERE state = 'sent'"
-    ).fetchone()
-    failure = connection.execute(
-        "SELECT at, coalesce(error, body, outcome) FROM delivery_attempt "
-        "WHERE outcome != 'sent' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return OutboxStatus(
-        pending=counts.get("pending", 0) - backing_off,
-        backing_off=backing_off,
-        dead=counts.get("dead", 0),
-        blocked=counts.get("blocked", 0),
-        assembling=counts.get("assembling", 0),
-        last_success_at=_epoch(last_sent),
-        last_error=failure[1] if failure else None,
-        last_error_at=_epoch(failure[0]) if failure else None,
-    )
-
-
 def _latency(connection: sqlite3.Connection, window_start: float) -> tuple[float | None, ...]:
     delays: list[list[float]] = [[] for _ in range(HOURS)]
     for sent_at, received_at in connection.execute(
         "SELECT sent_at, received_at FROM message WHERE state = 'sent' AND sent_at >= ? "
         "ORDER BY sent_at DESC LIMIT ?",
-        (_db_time(window_start), LATENCY_ROWS),
+        (db_time(window_start), LATENCY_ROWS),
     ):
-        sent, received = _epoch(sent_at) or 0.0, _epoch(received_at) or 0.0
+        sent, received = epoch(sent_at) or 0.0, epoch(received_at) or 0.0
         delays[_hour_index(sent, window_start)].append(max(0.0, sent - received))
     return tuple(statistics.median(hour) if hour else None for hour in delays)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "scan": "scan",
     "status": "status",
+    "db": "db",
     "sim": "sim",
     "outbox": "outbox",
     "config": "settings",

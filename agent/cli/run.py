@@ -49,7 +49,7 @@ def serve(config: Config) -> int:
     import os
 
     from agent import logs
-    from agent.errors import AlreadyRunning, ListenError, StoreError
+    from agent.errors import AlreadyRunning, ListenError, StoreDamaged, StoreError
     from agent.store.datadir import AGENT_UMASK
     from agent.supervisor import Agent
 
@@ -63,6 +63,16 @@ def serve(config: Config) -> int:
 
     try:
         asyncio.run(main())
+    except StoreDamaged as exc:
+        # Like a configuration error, restarting cannot fix it: exit 2, which the unit's
+        # RestartPreventExitStatus keeps from a restart loop that would hide the message.
+        print(f"simedge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:  # a part died of it while running (the prune met a bad page)
+        if not isinstance(exc.__cause__, StoreDamaged):
+            raise
+        print(f"simedge: {exc.__cause__}", file=sys.stderr)
+        return EXIT_USAGE
     except (AlreadyRunning, ListenError, StoreError) as exc:
         print(f"simedge: {exc}", file=sys.stderr)
         return EXIT_FAILURE

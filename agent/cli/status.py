@@ -1,12 +1,15 @@
-"""``simedge status``: the outbox and the take-off marks, read from the database.
+"""``simedge status``: the uplink, the outbox and the take-off marks, from the database.
 
-Reads the store read-only (SQLite ``mode=ro``), so it is safe beside a running agent:
-pending, in back-off, dead, blocked and assembling messages, the last success and the
-last error, and one line "swap SIM in slot X (sum RUB)" per open take-off mark. The
-uplink's state and whether the store can write live only in the agent's memory: they
-are asked of the running agent (its ``health``, what ``/healthz`` says), or reported as
-unknown when it does not answer. Plain
-text, or JSON with ``--json``. Exit status 0; 1 when there is no database yet; 2 for a
+Reads the store read-only (SQLite ``mode=ro``, through :mod:`agent.readonly` as the
+dashboard does when the agent is down), so it is safe beside a running agent: the
+uplink's last recorded state, the numbers OnlineSim last accepted ("not yet sent" before
+any), pending, in back-off, dead, blocked and assembling messages, the last success and
+the last error (the uplink's included: a pause on a wrong key fails no message), and one
+line "swap SIM in slot X (sum RUB)" per open take-off mark. Whether the store can write
+now lives only in the running agent's memory: it is asked of the agent (its ``health``,
+what ``/healthz`` says), whose live uplink state then replaces the recorded one; when it
+does not answer, that is said. Plain text, or JSON with ``--json``. Exit status 0; 1 when
+there is no database yet or it cannot be read; 2 for a
 configuration error.
 """
 
@@ -15,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
-HELP = "show the outbox (pending, back-off, dead, last error) and SIMs to swap"
+HELP = "show the uplink and its last error, the numbers online, the outbox and SIMs to swap"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from agent.config import load
-    from agent.errors import ConfigError
+    from agent.errors import ConfigError, StoreError
+    from agent.readonly import connect_read_only
 
     try:
         config = load(args.config)
@@ -43,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"simedge status: no database at {path} (has the agent run?)", file=sys.stderr)
         return EXIT_FAILURE
-    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
-        report = read_status(connection)
-    finally:
-        connection.close()
+        connection = connect_read_only(path)
+        try:
+            report = read_status(connection)
+        finally:
+            connection.close()
+    except (StoreError, sqlite3.Error) as exc:
+        print(f"simedge status: {path}: {exc}; `simedge db check` says more", file=sys.stderr)
+        return EXIT_FAILURE
     report["agent"] = agent_health(config.control_socket)
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
@@ -58,22 +67,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_status(connection: Any) -> dict[str, Any]:
-    """The outbox counts and open take-off marks, from a read-only sqlite3 connection."""
-    states = dict(
-        connection.execute(
-            "SELECT state, COUNT(*) FROM message WHERE state != 'sent' GROUP BY state"
-        ).fetchall()
-    )
-    (backing_off,) = connection.execute(
-        "SELECT COUNT(*) FROM message WHERE state = 'pending' AND next_attempt_at > ?",
-        (_utc_now_text(),),
-    ).fetchone()
-    (last_success,) = connection.execute(
-        "SELECT MAX(sent_at) FROM message WHERE state = 'sent'"
-    ).fetchone()
-    last_error = connection.execute(
-        "SELECT at, error FROM delivery_attempt WHERE outcome != 'sent' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    """The uplink, the numbers online, the outbox counts and open take-off marks, from a
+    read-only sqlite3 connection."""
+    from agent import readonly
+
+    uplink = readonly.read_uplink(connection)
+    outbox = readonly.read_outbox(connection, time.time(), uplink)
+    accepted = readonly.read_numbers_online(connection)
     # Open marks of the SIM each slot holds now (the most recently seen one there).
     marks = connection.execute(
         "SELECT last_slot, iccid, number, takeoff_sum, takeoff_at FROM sim AS s"
@@ -83,18 +83,30 @@ def read_status(connection: Any) -> dict[str, Any]:
         " ORDER BY last_slot"
     ).fetchall()
     return {
+        "uplink": None
+        if uplink is None
+        else {"state": str(uplink.state), "code": uplink.code, "since": _iso(uplink.since)},
+        "numbers_online": None
+        if accepted is None
+        else {"count": accepted.count, "accepted_at": _iso(accepted.accepted_at)},
         "outbox": {
-            "pending": states.get("pending", 0) - backing_off,
-            "backing_off": backing_off,
-            "dead": states.get("dead", 0),
-            "blocked": states.get("blocked", 0),
-            "assembling": states.get("assembling", 0),
-            "last_success_at": _utc(last_success),
-            "last_error": last_error[1] if last_error else None,
-            "last_error_at": _utc(last_error[0]) if last_error else None,
+            "pending": outbox.pending,
+            "backing_off": outbox.backing_off,
+            "dead": outbox.dead,
+            "blocked": outbox.blocked,
+            "assembling": outbox.assembling,
+            "last_success_at": _iso(outbox.last_success_at),
+            "last_error": outbox.last_error,
+            "last_error_at": _iso(outbox.last_error_at),
         },
         "takeoff": [
-            {"slot": slot, "iccid": iccid, "number": number, "sum": total, "at": _utc(at)}
+            {
+                "slot": slot,
+                "iccid": iccid,
+                "number": number,
+                "sum": total,
+                "at": _iso(readonly.epoch(at)),
+            }
             for slot, iccid, number, total, at in marks
         ],
     }
@@ -125,20 +137,34 @@ UPLINK_WORDS = {
 
 
 def render(report: dict[str, Any]) -> str:
-    outbox = report["outbox"]
+    outbox, accepted = report["outbox"], report["numbers_online"]
     health = report.get("agent")
     if health is None:
-        lines = ["agent    not running (uplink state unknown)"]
+        lines = ["agent          not running (uplink as last recorded)"]
+        uplink = report["uplink"]
     else:
+        lines = [f"agent          {health['agent']}"]
         uplink = health["uplink"]
-        word = UPLINK_WORDS.get(uplink["state"], uplink["state"])
-        code = f" ({uplink['code']})" if uplink.get("code") else ""
-        lines = [
-            f"agent    {health['agent']}",
-            f"uplink   {word}{code}",
-            f"store    {'writable' if health['store']['writable'] else 'NOT WRITABLE'}",
-        ]
+    if uplink is None:
+        uplink_line = "unknown (not recorded yet)"
+    else:
+        uplink_line = UPLINK_WORDS.get(uplink["state"], uplink["state"])
+        uplink_line += f" ({uplink['code']})" if uplink.get("code") else ""
+        since = uplink.get("since")
+        if isinstance(since, str):  # the recorded state's time; the live one says "now"
+            uplink_line += f" since {since}"
+    lines.append(f"uplink         {uplink_line}")
+    if health is not None:
+        lines.append(
+            f"store          {'writable' if health['store']['writable'] else 'NOT WRITABLE'}"
+        )
     lines += [
+        "numbers online "
+        + (
+            "not yet sent (OnlineSim has accepted no list)"
+            if accepted is None
+            else f"{accepted['count']} (list accepted at {accepted['accepted_at']})"
+        ),
         "outbox",
         f"  pending      {outbox['pending']}",
         f"  in back-off  {outbox['backing_off']}",
@@ -159,10 +185,13 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _utc_now_text() -> str:
-    return str(datetime.now(UTC).replace(tzinfo=None))
-
-
-def _utc(text: str | None) -> str | None:
-    """The store's naive-UTC text as ISO 8601 with its zone."""
-    return None if text is None else text.replace(" ", "T") + "Z"
+def _iso(seconds: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC, to the second."""
+    if seconds is None:
+        return None
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .replace(microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )

@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 from peewee import SqliteDatabase
 
-from agent.errors import DiskFull, StoreError, StoreNotWritable
+from agent.errors import DiskFull, StoreDamaged, StoreError, StoreNotWritable
+from agent.store.integrity import way_out
 
 T = TypeVar("T")
 
@@ -145,12 +146,30 @@ def is_unwritable(exc: BaseException) -> bool:
     return False
 
 
-def translate(exc: BaseException, what: str) -> StoreError:
+def is_damaged(exc: BaseException) -> bool:
+    """True when SQLite says the file is corrupt or not a database at all."""
+    damaged = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+    return any(
+        isinstance(cause, sqlite3.DatabaseError)
+        and (
+            getattr(cause, "sqlite_errorcode", None) in damaged
+            or "database disk image is malformed" in str(cause)
+        )
+        for cause in _walk_causes(exc)
+    )
+
+
+def translate(exc: BaseException, what: str, path: str | Path = "") -> StoreError:
     """The one place where peewee/sqlite3/OS errors become our exception tree."""
     if isinstance(exc, StoreError):
         return exc
     if is_disk_full(exc):
         return DiskFull(f"{what}: the data folder is full ({exc})")
+    if is_damaged(exc):
+        # Found while running (a card that wore out under the agent): stop, and say how
+        # out. The check at the next open refuses the file with the same advice.
+        where = Path(path) if path else Path("the database")
+        return StoreDamaged(f"{what}: {where}: the database is damaged ({exc}); {way_out(where)}")
     if is_unwritable(exc):
         return StoreNotWritable(f"{what}: the store cannot write ({type(exc).__name__}: {exc})")
     return StoreError(f"{what}: {type(exc).__name__}: {exc}")
@@ -301,7 +320,7 @@ class Writer:
         try:
             job.outcome = (True, job.function())
         except Exception as exc:
-            job.outcome = (False, translate(exc, job.what))
+            job.outcome = (False, translate(exc, job.what, self._database.database))
         self.jobs_done += 1
         self._deliver(job)
 
@@ -315,7 +334,7 @@ class Writer:
                 done, todo = self._transaction(todo)
             except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is durable
                 for job in todo:
-                    job.outcome = (False, translate(exc, job.what))
+                    job.outcome = (False, translate(exc, job.what, self._database.database))
                 finished.extend(todo)
                 break
             finished.extend(done)
@@ -337,7 +356,7 @@ class Writer:
                         result = job.function()
                     except Exception as exc:
                         if not database.connection().in_transaction:
-                            job.outcome = (False, translate(exc, job.what))
+                            job.outcome = (False, translate(exc, job.what, self._database.database))
                             # The jobs before this one lost their writes with the
                             # transaction; the ones after have not run: all run again.
                             settled = [job]
@@ -345,7 +364,7 @@ class Writer:
                             raise _TransactionLost from exc
                         database.execute_sql('ROLLBACK TO "job"')
                         database.execute_sql('RELEASE "job"')
-                        job.outcome = (False, translate(exc, job.what))
+                        job.outcome = (False, translate(exc, job.what, self._database.database))
                     else:
                         database.execute_sql('RELEASE "job"')
                         job.outcome = (True, result)

@@ -121,6 +121,15 @@ def _v4_block_rules(database: SqliteDatabase, _migrator: SqliteMigrator) -> None
     database.execute_sql('CREATE UNIQUE INDEX "block_rule_name" ON "block_rule" ("name")')
 
 
+def _v5_site_facts(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
+    # What the agent knows only in memory (the uplink's last error, the numbers OnlineSim
+    # accepted) must reach `simedge status` and the dashboard while the agent is down.
+    database.execute_sql(
+        'CREATE TABLE "site_fact" ("name" VARCHAR(255) NOT NULL PRIMARY KEY,'
+        ' "value" TEXT NOT NULL, "updated_at" DATETIME NOT NULL)'
+    )
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -132,6 +141,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
         _v3_uplink_sim_fields,
     ),
     (4, "block_rule: rules added at run time", _v4_block_rules),
+    (5, "site_fact: the uplink's state, the numbers OnlineSim accepted", _v5_site_facts),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -300,6 +300,20 @@ class BlockRuleRow(BaseModel):
         table_name = "block_rule"
 
 
+class SiteFact(BaseModel):
+    """A fact the agent knows in memory, kept for the readers that cannot ask it
+    (``simedge status``, the dashboard while the agent is down): the uplink's state and
+    last error, the numbers OnlineSim last accepted. ``value`` is JSON of an
+    :mod:`agent.status` shape; see :mod:`agent.store.facts`."""
+
+    name = CharField(primary_key=True)
+    value = TextField()
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "site_fact"
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Modem,
@@ -310,4 +324,5 @@ MODELS: tuple[type[BaseModel], ...] = (
     DeliveryAttempt,
     Event,
     BlockRuleRow,
+    SiteFact,
 )

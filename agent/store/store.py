@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from peewee import SqliteDatabase
 
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.store import datadir, ingest, outbox
+from agent.store import datadir, facts, ingest, integrity, outbox
 from agent.store.blocking import (
     ADDED,
     CONFIGURED,
@@ -55,7 +55,6 @@ from agent.store.models import (
 )
 
 T = TypeVar("T")
-
 log = get_logger("store")
 
 MANUAL = "manual"
@@ -117,6 +116,7 @@ class Store:
         if cls._open_path is not None:
             raise StoreError(f"{path}: a store ({cls._open_path}) is already open in this process")
         datadir.make(path.parent)
+        await asyncio.to_thread(_check_or_create, path)
         database = open_database(path)
         database.bind(MODELS)
         writer = Writer(database, max_batch=max_batch)
@@ -479,6 +479,10 @@ class Store:
             f"log event {kind}",
         )
 
+    async def record_fact(self, name: str, value: dict[str, Any]) -> None:
+        """Keep one fact for the readers that cannot ask the agent (see store.facts)."""
+        await self._write(partial(facts.write_fact, name, value), f"record the {name} fact")
+
     async def recent_events(self, limit: int = 100) -> list[Event]:
         """The newest events, newest first."""
         return list(Event.select().order_by(Event.id.desc()).limit(limit))
@@ -619,6 +623,20 @@ class Store:
     async def table_counts(self) -> dict[str, int]:
         """Rows per table (for `simedge status` and tests)."""
         return {model._meta.table_name: model.select().count() for model in MODELS}
+
+
+def _check_or_create(path: Path) -> None:
+    """Refuse a damaged file (StoreDamaged); create a missing one whole (see integrity)."""
+    checked = integrity.check_before_open(path)
+    if checked is None:
+        integrity.create_atomically(path)
+    elif not checked.finished:
+        log.warning(
+            "%s: the quick check at open did not finish in %.0f s; the agent starts "
+            "unchecked (run `simedge db check` when it can stop)",
+            path,
+            checked.seconds,
+        )
 
 
 def _prune_messages(cutoff: datetime, chunk: int) -> int:

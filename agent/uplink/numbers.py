@@ -22,6 +22,12 @@ came online, persisted on the SIM so a restart keeps it), ``operator`` (MCC+MNC)
 ``port_id`` (the slot's label or stable USB path). The ids OnlineSim answers are stored
 on the SIM rows (``onlinesim_id``) for the dashboard; the pump addresses addMessage by
 number (see :mod:`agent.uplink.pump` for why).
+
+"Online" means what OnlineSim was told and accepted: the count and time of the last list
+it answered 1 to (:attr:`NumbersSync.accepted`, kept as the ``numbers_online`` site fact
+after each list, heartbeats included, so a restart and the readers of the database
+agree). The dashboard, ``simedge status`` and the ``simedge_sims_online`` gauge show that,
+not the SIMs that look ready here: with a wrong key every SIM is ready and none is online.
 """
 
 from __future__ import annotations
@@ -30,16 +36,30 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
-from agent.errors import StoreNotWritable, UplinkAccountError, UplinkError, UplinkTransient
+from agent.errors import (
+    StoreError,
+    StoreNotWritable,
+    UplinkAccountError,
+    UplinkError,
+    UplinkTransient,
+)
 from agent.logs import get_logger
-from agent.status import ModemState, ModemStatus, SimState
+from agent.status import (
+    FACT_NUMBERS_ONLINE,
+    ModemState,
+    ModemStatus,
+    NumbersOnline,
+    SimState,
+    from_json,
+)
 from agent.store import Store
+from agent.store.facts import read_fact
 from agent.store.models import Sim
 from agent.uplink.client import NumberItem, OnlineSimClient
 from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
@@ -243,6 +263,7 @@ class NumbersSync:
         # A failed list waits on its back-off for the link or the account (not for a
         # refusal of the list itself): any success elsewhere sends it at once.
         self._held_by_link = False
+        self._accepted: NumbersOnline | None = None  # persisted as a site fact
 
     # --- for the modem side, the pump and the webhook -------------------------------------
 
@@ -275,6 +296,12 @@ class NumbersSync:
     @property
     def lists_sent(self) -> int:
         return self._lists_sent
+
+    @property
+    def accepted(self) -> NumbersOnline | None:
+        """The last list OnlineSim accepted (this run's, or the one before the restart):
+        what "SIMs online" means everywhere. None until one was accepted."""
+        return self._accepted
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -388,9 +415,9 @@ class NumbersSync:
             raise
         self._state.succeeded()
         self._lists_sent += 1
-        if self._metrics is not None:
-            self._metrics.set_sims_online(len(built.items))
+        self._set_accepted(NumbersOnline(count=len(built.items), accepted_at=self._clock()))
         await self._record_sent(built, ids)
+        await self._record_accepted()
         self._sent_generation = max(self._sent_generation, generation)
         async with self._sent:
             self._sent.notify_all()
@@ -469,7 +496,18 @@ class NumbersSync:
 
     # --- persistence (SIM rows, through the store's single writer) ------------------------
 
+    def _set_accepted(self, accepted: NumbersOnline) -> None:
+        self._accepted = accepted
+        if self._metrics is not None:
+            self._metrics.set_sims_online(accepted.count)
+
     async def _load(self) -> None:
+        earlier = read_fact(FACT_NUMBERS_ONLINE)
+        if earlier is not None:
+            try:
+                self._set_accepted(from_json(NumbersOnline, earlier, where="numbers_online"))
+            except ValueError as exc:
+                log.warning("%s; the last accepted numbers list is unknown", exc)
         rows = Sim.select(Sim.iccid, Sim.online_since, Sim.invalid_number_reason).where(
             Sim.online_since.is_null(False) | Sim.invalid_number_reason.is_null(False)
         )
@@ -497,6 +535,15 @@ class NumbersSync:
             log.warning("SIM %s: %s", iccid, reason)
             await self._store.log_event("number_flagged", reason, level="warning", iccid=iccid)
         self._flags.update(changed)
+
+    async def _record_accepted(self) -> None:
+        # Every accepted list, heartbeats too: the time says how fresh "online" is. A full
+        # disk must not stop the lists (OnlineSim's proof of life): the fact then lags.
+        assert self._accepted is not None
+        try:
+            await self._store.record_fact(FACT_NUMBERS_ONLINE, asdict(self._accepted))
+        except StoreError as exc:
+            log.warning("the accepted numbers list was not saved: %s", exc)
 
     async def _record_sent(self, built: _Built, ids: dict[str, int | None]) -> None:
         previous = self._sent_holders

@@ -9,7 +9,7 @@ their series into ours.
 Families (all prefixed ``simedge_``):
 
     simedge_modems{state}                   modems by state (every state present, 0 or more)
-    simedge_sims_online                     SIMs whose numbers are reported online
+    simedge_sims_online                     numbers in the last list OnlineSim accepted
     simedge_sms_received_total              SMS committed to the store
     simedge_sms_forwarded_total             SMS accepted by OnlineSim
     simedge_sms_blocked_total               SMS withheld by the blocking rules
@@ -63,7 +63,9 @@ class Metrics:
         for state in ModemState:
             self._modems.labels(state=state.value).set(0)
         self._sims_online = Gauge(
-            "simedge_sims_online", "SIMs whose numbers are reported online.", registry=registry
+            "simedge_sims_online",
+            "Numbers in the last list OnlineSim accepted (sendNumbersOnline answered 1).",
+            registry=registry,
         )
         self._received = Counter(
             "simedge_sms_received", "SMS committed to the store.", registry=registry

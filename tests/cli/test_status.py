@@ -17,16 +17,6 @@ from agent.store.models import Sim
 ICCID, NEW_ICCID = "8970101234567890001", "8970101234567890009"
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "simedge.toml"
-    path.write_text(
-        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\napi_key = "k"\n'
-        '[webhook]\ntoken = "0123456789abcdef0123"\n[site]\ndata_dir = "data"\n'
-    )
-    return path
-
-
 async def _fill(db: Path) -> None:
     store = await Store.open(db)
     try:
@@ -73,7 +63,7 @@ async def test_status_shows_the_outbox_and_the_sims_to_swap(
     assert "in back-off  1" in text
     # No agent answers on the control socket: its in-memory state is unknown, and said so.
     assert report["agent"] is None
-    assert "agent    not running (uplink state unknown)" in text
+    assert "agent          not running (uplink as last recorded)" in text
 
 
 async def test_a_new_sim_in_the_slot_hides_the_old_mark(
@@ -105,6 +95,8 @@ def test_status_shows_the_running_agents_uplink_and_store() -> None:
             "last_success_at": None, "last_error": None, "last_error_at": None,
         },
         "takeoff": [],
+        "uplink": {"state": "ok", "code": None, "since": "2026-12-01T00:00:00Z"},
+        "numbers_online": None,
         "agent": {
             "agent": "failing",
             "uplink": {"state": "store_not_writable", "code": "DiskFull", "since": 1.0},
@@ -113,7 +105,7 @@ def test_status_shows_the_running_agents_uplink_and_store() -> None:
     }  # fmt: skip
     lines = render(report).splitlines()
     assert lines[:3] == [
-        "agent    failing",
-        "uplink   PAUSED: store not writable (DiskFull)",
-        "store    NOT WRITABLE",
+        "agent          failing",
+        "uplink         PAUSED: store not writable (DiskFull)",
+        "store          NOT WRITABLE",
     ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import DiskFull, StoreError
+from agent.errors import DiskFull, StoreDamaged, StoreError
 from agent.store import Store
 from agent.store.models import Event
 from tests.store.conftest import (
@@ -260,7 +260,7 @@ def not_a_database(db_path: Path) -> Path:
 
 
 async def test_a_file_that_is_not_a_database_is_a_store_error(not_a_database: Path) -> None:
-    with pytest.raises(StoreError, match=f"open {not_a_database}: DatabaseError"):
+    with pytest.raises(StoreDamaged, match=f"{not_a_database}: .*file is not a database"):
         await Store.open(not_a_database)
     assert file_size(not_a_database) == 3200  # left as it was
     # the failed open released the process's one store

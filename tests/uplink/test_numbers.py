@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from agent.status import FACT_NUMBERS_ONLINE
+from agent.store.facts import read_fact
 from agent.store.models import Sim
 from agent.uplink.numbers import NumbersSync, check_number, region_of_imsi
 from tests.uplink.world import FAST, World, sim_status, world
@@ -149,3 +151,26 @@ async def test_the_start_grace_ends_with_what_is_live(world: World) -> None:
     world.start(sync(world, start_grace=0.2).run())  # A never comes back
     await world.until(lambda state: len(lists(world)) == 1)
     assert lists(world) == [[]]
+
+
+async def test_online_is_the_accepted_list_and_outlives_a_restart(world: World) -> None:
+    await world.add_sim(A, None)
+    world.modems["usb-1.1"] = sim_status("usb-1.1", A, "+79161230001")
+    numbers = sync(world)
+    assert numbers.accepted is None  # nothing accepted yet: "not yet sent"
+    world.start(numbers.run())
+    await numbers.resync()  # returns once a list was accepted and recorded
+    accepted = numbers.accepted
+    assert accepted is not None
+    assert accepted.count == len(world.standin.state.online) == 1
+    stored = await world.store.read(lambda: read_fact(FACT_NUMBERS_ONLINE))
+    assert stored == {"count": 1, "accepted_at": accepted.accepted_at}
+    await world.stop_tasks()
+
+    # The next run's list is refused (the key was changed): online is still the list
+    # OnlineSim accepted last, not the SIMs ready here and not zero.
+    await world.standin.set_faults(force="ERROR_WRONG_KEY")
+    again = sync(world)
+    world.start(again.run())
+    await world.until(lambda _state: len(world.requests("sendNumbersOnline")) == 2)
+    assert again.accepted == accepted

@@ -59,8 +59,13 @@ class HeaderBar(TextBlock):
             second.append(f" ✖{outbox.dead} dead", style="red")
         lines.append(second)
 
-        online = sum(1 for m in snapshot.modems if m.state == "ready" and m.sim_state == "ready")
-        third = Text(f"SIMs online {snapshot.sims_online or online}/{len(snapshot.modems)}")
+        # Online is what OnlineSim accepted, not what looks ready here (agent.status).
+        accepted = snapshot.numbers_online
+        if accepted is None:
+            third = Text("SIMs online ")
+            third.append("not yet sent", style="yellow")
+        else:
+            third = Text(f"SIMs online {accepted.count}/{len(snapshot.modems)}")
         clock = {True: ("✔ synced", "green"), False: ("▲ not synced", "yellow")}.get(
             snapshot.clock_synced, ("? unknown", "bright_black")
         )
