@@ -323,12 +323,6 @@ class Agent:
             self.metrics.set_modems(counts)
         self._publish("modem", status.to_json())
 
-    def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
-        if snapshot.condition is not self._uplink_condition:  # not on every upload
-            self._uplink_condition = snapshot.condition
-            self.metrics.set_uplink_state(str(snapshot.condition))
-        self._publish("uplink", snapshot.to_status().to_json())
-
     def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
         # Any write counts, an ingest's DiskFull as much as the pump's mark_sent: /healthz
         # and the metric say the store cannot write until one commits again.
@@ -355,6 +349,9 @@ class Agent:
         return self.uplink_record.status(live) if self.uplink_record is not None else live
 
     def _uplink_changed(self, snapshot: UplinkSnapshot) -> None:
+        if snapshot.condition is not self._uplink_condition:  # not on every upload
+            self._uplink_condition = snapshot.condition
+            self.metrics.set_uplink_state(str(snapshot.condition))
         status = self._uplink_status()
         if self.uplink_record is not None:
             self.uplink_record.update(snapshot.to_status())
