@@ -121,6 +121,12 @@ def _v4_block_rules(database: SqliteDatabase, _migrator: SqliteMigrator) -> None
     database.execute_sql('CREATE UNIQUE INDEX "block_rule_name" ON "block_rule" ("name")')
 
 
+def _v5_message_problems(_database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    # A readable SMS with a faulty field is forwarded (docs/pdu-decoder.md), and a person
+    # must see what was wrong with it: the decoder's problems go with the message.
+    migrate(migrator.add_column("message", "problems", TextField(null=True)))
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -132,6 +138,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
         _v3_uplink_sim_fields,
     ),
     (4, "block_rule: rules added at run time", _v4_block_rules),
+    (5, "message.problems: faults the decoder salvaged around", _v5_message_problems),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
