@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.protocol.pdu import encode_deliver
 from agent.store import Store
 from agent.store.queries import message_detail
-from tests.store.conftest import T0, count_rows, ingest, plain_connection, pdus
+from tests.store.conftest import T0, count_rows, ingest, pdus, plain_connection
 from tui.offline import read_message_detail
 from tui.screens.messages import detail_text
 
@@ -26,7 +26,8 @@ async def test_a_bad_time_zone_is_forwarded_at_the_read_time(store: Store, db_pa
     faulty = with_zone(good.upper(), "C2")
     result = await ingest(store, faulty)
 
-    assert result.message_id is not None and not result.error
+    assert result.message_id is not None
+    assert not result.error
     (due,) = await store.due_messages(T0.replace(year=2027), 10)
     assert due.text == "Your code: 5120"
     assert due.scts == T0  # the SCTS was unusable: the time the agent read it
@@ -43,7 +44,8 @@ async def test_a_bad_time_zone_is_forwarded_at_the_read_time(store: Store, db_pa
     assert count_rows(db_path, "event", "kind = 'pdu_salvaged' AND level = 'warning'") == 1
 
     detail = await store.read(lambda: message_detail(result.message_id))
-    assert detail is not None and detail.message.problems == expected
+    assert detail is not None
+    assert detail.message.problems == expected
     shown = detail_text(detail).plain
     assert f"salvaged  {expected}" in shown
     assert faulty in shown  # the raw PDU, on the dashboard too
@@ -92,6 +94,7 @@ async def test_no_readable_text_stays_undecodable(store: Store, db_path: Path) -
     cut = good.upper()[: STAMP_AT + 16]  # ends after the user data length: no text
     result = await ingest(store, with_zone(cut, "C2"))
     assert result.message_id is None
-    assert result.error is not None and "no readable text is left" in result.error
+    assert result.error is not None
+    assert "no readable text is left" in result.error
     assert count_rows(db_path, "received_pdu", "status = 'undecodable'") == 1
     assert count_rows(db_path, "message") == 0
