@@ -351,7 +351,9 @@ def from_mapping(
     """Check a parsed TOML document against SCHEMA and build the typed Config."""
     values = _check(raw, source)
     environ = {} if environ is None else environ
-    base = Path(source).parent if source != "<built-in>" else Path.cwd()
+    # Absolute, so every path read from the file is too: `--config simedge.toml` run from
+    # its folder must give the same paths as the full name (a SQLite URI needs them so).
+    base = Path(source).absolute().parent if source != "<built-in>" else Path.cwd()
 
     onlinesim = values["onlinesim"]
     api_key = environ.get(API_KEY_ENV) or _secret(
