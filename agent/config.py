@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.usbpath import label_key_problem
 
 API_KEY_ENV = "SIMEDGE_API_KEY"
 
@@ -95,6 +96,14 @@ def _ussd_problem(recipes: dict[str, Any]) -> str | None:
             re.compile(recipe.get("pattern", ""))
         except re.error as exc:
             return f'"{network}": pattern is not a regular expression: {exc}'
+    return None
+
+
+def _slot_labels_problem(labels: dict[str, str]) -> str | None:
+    """Each key names a slot as hardware.md documents: by-path name or short slot."""
+    for key in labels:
+        if problem := label_key_problem(key):
+            return problem
     return None
 
 
@@ -183,7 +192,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "site": {
         "data_dir": Key(str, "/var/lib/simedge", "folder of the SQLite store"),
-        "slot_labels": Key(dict, {}, "USB path -> label painted on the hub", item_type=str),
+        "slot_labels": Key(
+            dict,
+            {},
+            "USB path -> label painted on the hub",
+            _slot_labels_problem,
+            item_type=str,
+        ),
     },
     "modems": {
         "ports": Key(list, [], "extra globs of serial devices to watch", item_type=str),

@@ -49,6 +49,7 @@ from agent.logs import get_logger
 from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
 from agent.status import ModemState, ModemStatus, NumberSource, PortInfo, ScanResult, SimState
+from agent.usbpath import UsbPath, label_index, parse_by_path, parse_sysfs_location
 
 if TYPE_CHECKING:
     from agent.modem.own_number import NumberBook, UssdRecipe
@@ -202,66 +203,6 @@ def classify_by_table(port: PortInfo) -> PortInfo:
     return replace(port, role=role, why=reasons[role])
 
 
-# -------------------------------------------------------------------- by-path names
-
-# udev's path_id: <controller>-usb-0:<port chain>:<config>.<interface>[-port<n>]
-# (newer udev also writes "usbv2-0:..."); ACM ttys have no -port suffix.
-_BY_PATH = re.compile(
-    r"^(?P<controller>.+?)-usb(?:v\d+)?-\d+:(?P<chain>\d+(?:\.\d+)*)"
-    r":(?P<config>\d+)\.(?P<interface>\d+)(?:-port(?P<port>\d+))?$"
-)
-# sysfs interface name as pyserial's ``location`` gives it: 1-1.2.3:1.2
-_SYSFS_LOCATION = re.compile(
-    r"^(?P<bus>\d+)-(?P<chain>\d+(?:\.\d+)*):(?P<config>\d+)\.(?P<iface>\d+)$"
-)
-
-
-@dataclass(frozen=True)
-class UsbPath:
-    """Where a tty sits on the USB tree: controller, port chain, interface, UART."""
-
-    controller: str  # by-path prefix, e.g. "platform-fd500000.pcie-pci-0000:01:00.0"
-    chain: str  # hub ports from the root, e.g. "1.2.3"
-    interface: int
-    port: int = 0  # UART within the interface (multi-port bridges)
-
-    @property
-    def parent(self) -> str:
-        """The USB device's identity: every interface of one device shares it."""
-        return f"{self.controller}-usb-0:{self.chain}"
-
-    @property
-    def slot(self) -> str:
-        """A short stable name for a person: the port chain, tagged with the controller
-        when it is not the first one (e.g. a Pi 5's second xHCI: ``c1-1.2``)."""
-        bus = re.fullmatch(r"usb(\d+)", self.controller)  # from sysfs: buses count from 1
-        number = re.search(r"(\d+)$", self.controller)
-        index = int(bus.group(1)) - 1 if bus else int(number.group(1)) if number else 0
-        return (f"c{index}-" if index else "") + self.chain
-
-
-def parse_by_path(name: str) -> UsbPath | None:
-    """Parse a ``/dev/serial/by-path`` entry name (or path); None when it is not one."""
-    match = _BY_PATH.match(os.path.basename(name))
-    if match is None:
-        return None
-    return UsbPath(
-        controller=match["controller"],
-        chain=match["chain"],
-        interface=int(match["interface"]),
-        port=int(match["port"] or 0),
-    )
-
-
-def parse_sysfs_location(location: str) -> UsbPath | None:
-    """Parse pyserial's ``location`` (``1-1.2.3:1.2``) for ports with no by-path link."""
-    match = _SYSFS_LOCATION.match(location or "")
-    if match is None:
-        return None
-    bus = int(match["bus"])
-    return UsbPath(controller=f"usb{bus}", chain=match["chain"], interface=int(match["iface"]))
-
-
 # --------------------------------------------------------------------- enumeration
 
 
@@ -396,23 +337,21 @@ def _group_place(port: PortInfo) -> tuple[str, str]:
         return port.device, os.path.basename(port.device)
     device = known_device(port.vid_pid)
     if device is not None and device.bridge:
-        suffix = (f"-if{usb.interface}" if usb.interface else "") + (
-            f"-p{usb.port}" if usb.port else ""
-        )
-        return f"{usb.parent}:{usb.interface}.{usb.port}", usb.slot + suffix
+        return usb.uart_key, usb.uart_slot
     return usb.parent, usb.slot
 
 
-def slot_label(key: str, slot: str, labels: Mapping[str, str]) -> str | None:
-    """The configured label of a group: keyed by its slot name or its full USB path."""
-    return labels.get(slot) or labels.get(key)
+def slot_label(key: str, slot: str, index: Mapping[str, str]) -> str | None:
+    """The configured label of a group, from :func:`agent.usbpath.label_index`: by its USB
+    path (the documented by-path name) first, then by its short slot name."""
+    return index.get(key) or index.get(slot)
 
 
 def group_ports(
     ports: Iterable[PortInfo], labels: Mapping[str, str] | None = None
 ) -> list[PortGroup]:
     """Ports -> physical modems, by USB parent (never by IMEI: pools share IMEIs)."""
-    labels = labels or {}
+    index = label_index(labels or {})
     members: dict[str, list[PortInfo]] = {}
     slots: dict[str, str] = {}
     for port in ports:
@@ -423,7 +362,7 @@ def group_ports(
         PortGroup(
             key=key,
             slot=slots[key],
-            label=slot_label(key, slots[key], labels),
+            label=slot_label(key, slots[key], index),
             ports=tuple(sorted(found, key=_port_order)),
         )
         for key, found in members.items()
