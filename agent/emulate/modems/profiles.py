@@ -8,9 +8,11 @@ field (see /work/shared/FIELD-NOTES.md):
   Autobauds after power-up (the first ``AT`` goes unanswered; no boot URCs until then) until
   ``AT+IPR=<rate>`` fixes the rate, which the module keeps across restarts. Indices from 1.
   ``AT+CCID``. No ``+CEREG`` (2G only). ``AT+CUSD`` takes the code as plain text.
+  When the SIM is full a new SMS goes to the module's own memory ("ME").
 - ``ec25``: Quectel EC25 (2c7c:0125): four interfaces, if0 DIAG (binary noise), if1 NMEA,
   if2 AT (URCs go here), if3 a second AT port sharing the modem's state. ``AT+QCCID``
-  (19-digit ICCIDs printed with their ``F`` pad). ``+CEREG``. Indices from 0.
+  (19-digit ICCIDs printed with their ``F`` pad). ``+CEREG``. Indices from 0. Spills
+  into its own memory ("ME") when the SIM is full.
 - ``huawei``: Huawei E173 stick (12d1:1436), the PCUI port (interface 2). Floods ``^RSSI``
   / ``^MODE`` URCs until ``AT^CURC=0``; ``AT^ICCID?`` answers nibble-swapped like EF_ICCID;
   says ``^SMMEMFULL`` when its storage fills; refuses CNMI ``<ds>=1``; wants the USSD code
@@ -75,6 +77,10 @@ class Profile:
     curc_noise: bool
     memory_aliases: dict[str, str] = field(default_factory=dict)
     board_size: int = 0  # >0: modules of a board share one IMEI (modem pools)
+    # +CPMS after power-up, before any host chose: what SMS arriving then are stored in.
+    default_cpms: tuple[str, str, str] = ("SM", "SM", "SM")
+    # A new SMS for a full SIM goes to the modem's own memory, with +CMTI: "ME",<index>.
+    spill_to_me: bool = False
 
 
 def _ranges(*values: tuple[int, ...]) -> tuple[frozenset[int], ...]:
@@ -114,6 +120,7 @@ SIM800 = Profile(
     csq_ber=0,
     cops_act=None,
     curc_noise=False,
+    spill_to_me=True,
 )
 
 EC25 = Profile(
@@ -153,6 +160,7 @@ EC25 = Profile(
     csq_ber=99,
     cops_act=7,
     curc_noise=False,
+    spill_to_me=True,
 )
 
 HUAWEI = Profile(
