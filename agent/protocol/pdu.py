@@ -509,6 +509,11 @@ def _user_data(reader: _Reader, udhi: bool, coding: DataCoding) -> UserData:
         )
         if septets:
             udl = min(udl, len(octets) * 8 // 7)
+            # 7k octets hold 8k septets, or 8k-1 and seven spare bits (23.038 6.1.2.3.1):
+            # since the length lied, a last septet of 0 or CR is taken for the padding.
+            whole = octets and len(octets) % 7 == 0 and udl == len(octets) * 8 // 7
+            if whole and octets[-1] >> 1 in (0, 13):
+                udl -= 1
     elements: tuple[InformationElement, ...] = ()
     header_octets = 0
     if udhi:

@@ -218,3 +218,15 @@ def test_every_cut_of_the_user_data_keeps_a_prefix_of_the_text(cut_octets: int) 
     sms = decode(pdu, salvage=True)
     assert TEXT.startswith(sms.text)
     assert len(sms.text) == min(17, octets * 8 // 7)
+
+
+def test_a_lying_length_does_not_turn_the_spare_bits_into_an_at_sign() -> None:
+    # 7 septets fill 7 octets with 7 spare bits (23.038 6.1.2.3.1); UDL 09 claims more
+    # than the octets hold, so the count is taken from the octets: not "abcdefg@".
+    (pdu,) = encode_deliver("abcdefg", "+79161234567", timestamp=STAMP)
+    udl_at = len(GOOD) // 2 - 16  # the same head as GOOD: UDL at octet 26
+    assert pdu[udl_at] == 7
+    lying = pdu[:udl_at] + b"\x09" + pdu[udl_at + 1 :]
+    sms = decode(lying, salvage=True)
+    assert sms.text == "abcdefg"
+    assert sms.problems[0].field == "user data"
