@@ -288,3 +288,28 @@ def test_undecodable_bytes_on_stdin_are_a_refused_line_not_a_crash() -> None:
     refused, hello = (json.loads(line) for line in result.stdout.splitlines())
     assert refused["error"] == "hex at octet 2: '\ufffd' at character 4 is not a hex digit"
     assert hello["text"] == "hellohello"
+
+
+def test_the_readme_transcript_decodes_as_the_readme_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Decoding what a modem printed", 1)[1]
+    transcript = section.split("```\n", 2)[1]
+    assert "+CMGL: 1,1,,23" in transcript
+    monkeypatch.setattr(sys, "stdin", io.StringIO(transcript))
+    code, (code_sms, report, salvaged) = run(capsys, "-")
+    assert code == 0
+    assert (code_sms["text"], code_sms["timestamp"], code_sms["problems"]) == (
+        "Your code is 4711",
+        "2025-03-14T09:26:53+03:00",
+        [],
+    )
+    assert (report["reference"], report["recipient"], report["delivered"]) == (
+        120,
+        "52502781",
+        True,
+    )
+    assert (salvaged["text"], salvaged["timestamp"]) == ("Your code is 4711", None)
+    assert salvaged["problems"][0]["message"] == "time zone octet C2 is not decimal"
+    assert f'"pdu": "{code_sms["pdu"][:4]}…{code_sms["pdu"][-4:]}"' in section
