@@ -28,7 +28,7 @@ LONG_TEXT = "Concatenated SMS over the emulated modem, part of a long text. " * 
 PLAIN_TEXT = "plain [GSM] text with €"
 
 
-PROFILES = ("sim800", "ec25", "huawei")
+PROFILES = ("sim800", "ec25", "huawei", "huawei3", "quad")
 
 
 def test_gammu_identifies_and_reads_every_sms_on_each_profile(

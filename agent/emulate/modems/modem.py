@@ -226,7 +226,9 @@ class Modem:
         self.channels: dict[int, _Channel] = {
             spec.interface: _Channel() for spec in profile.ports if spec.role == ROLE_AT
         }
-        self.urc_interface = min(self.channels)
+        self.urc_interface = (
+            min(self.channels) if profile.urc_interface is None else profile.urc_interface
+        )
         self.aux_sinks: dict[int, Callable[[bytes], None]] = {}
         self.powered = False
         self.synced = True

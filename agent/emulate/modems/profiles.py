@@ -20,6 +20,12 @@ field (see /work/shared/FIELD-NOTES.md):
   Indices from 0.
 - ``pool``: a multi-port pool board of SIM800 modules, each behind its own CH340: the same
   IMEI on every module of a board of 8, no USB serial numbers.
+- ``huawei3``: a Huawei E1550 stick (12d1:1001) with all three ports: if0 the modem port
+  (answers AT; for PPP), if1 DIAG, if2 PCUI where the URCs go. Receives into its own
+  memory ("ME") by default, as some modules do, until a host chooses with ``AT+CPMS``.
+- ``quad``: a board of four SIM800 modules behind one 4-UART USB chip (WCH 1a86:55d9,
+  not in the agent's device table): one USB device, module n on interface n, each with
+  its own IMEI.
 - ``mixed``: each slot draws one of sim800, ec25 and huawei (seeded).
 """
 
@@ -77,6 +83,10 @@ class Profile:
     curc_noise: bool
     memory_aliases: dict[str, str] = field(default_factory=dict)
     board_size: int = 0  # >0: modules of a board share one IMEI (modem pools)
+    # >0: modules of a board sit behind one multi-UART USB chip, module n on its UART n
+    # (USB interface n), each with an IMEI of its own.
+    uart_board: int = 0
+    urc_interface: int | None = None  # the AT port URCs go to; None: the lowest
     # +CPMS after power-up, before any host chose: what SMS arriving then are stored in.
     default_cpms: tuple[str, str, str] = ("SM", "SM", "SM")
     # A new SMS for a full SIM goes to the modem's own memory, with +CMTI: "ME",<index>.
@@ -212,6 +222,38 @@ POOL = Profile(
     }
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SIM800, EC25, HUAWEI, POOL)}
+HUAWEI3 = Profile(
+    **{
+        **HUAWEI.__dict__,
+        "name": "huawei3",
+        "model": "E1550",
+        "ati": (
+            "Manufacturer: huawei",
+            "Model: E1550",
+            "Revision: 11.608.12.02.143",
+            "IMEI: {imei}",
+            "+GCAP: +CGSM,+DS,+ES",
+        ),
+        "revision": "11.608.12.02.143",
+        "pid": "1001",
+        "ports": (PortSpec(0, ROLE_AT), PortSpec(1, ROLE_DIAG), PortSpec(2, ROLE_AT)),
+        "urc_interface": 2,
+        "default_cpms": ("ME", "ME", "ME"),
+    }
+)
+
+QUAD = Profile(
+    **{
+        **SIM800.__dict__,
+        "name": "quad",
+        "pid": "55d9",
+        "usb_product": "USB Quad_Serial",
+        "driver": "ch9344",
+        "uart_board": 4,
+        "autobaud": False,  # the board's firmware fixes the rate of its modules
+    }
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SIM800, EC25, HUAWEI, POOL, HUAWEI3, QUAD)}
 MIXED_CHOICES = ("sim800", "ec25", "huawei")
 PROFILE_NAMES = (*PROFILES, "mixed")
