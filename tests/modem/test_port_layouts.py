@@ -132,16 +132,15 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
     start_hub: StartHub, store: Store
 ) -> None:
     hub = await start_hub(count=4, profile="quad")
-    changed = asyncio.Condition()
+    changed = asyncio.Event()
     latest: dict[str, ModemStatus] = {}
 
     def on_change(status: ModemStatus) -> None:
         latest[status.slot] = status
-        asyncio.get_running_loop().create_task(notify())
+        changed.set()
 
-    async def notify() -> None:
-        async with changed:
-            changed.notify_all()
+    def ready_count() -> int:
+        return sum(status.state is ModemState.READY for status in latest.values())
 
     watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
     fleet = Fleet(
@@ -155,10 +154,10 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
     )
     running_fleet = asyncio.create_task(fleet.run())
     try:
-        async with asyncio.timeout(10), changed:
-            await changed.wait_for(
-                lambda: sum(s.state is ModemState.READY for s in latest.values()) == 4
-            )
+        async with asyncio.timeout(10):
+            while ready_count() < 4:
+                changed.clear()
+                await changed.wait()
         assert {latest[s].imei for s in latest} == {slot.modem.imei for slot in hub.slots}
         assert sorted(latest) == ["1.1.1", "1.1.1-if1", "1.1.1-if2", "1.1.1-if3"]
         stored = asyncio.Event()
