@@ -65,7 +65,6 @@ class PduError(ProtocolError):
     ) -> None:
         self.offset = offset
         self.field = field
-        self.reason = message
         super().__init__(self.describe(field, offset, message), raw)
 
     @staticmethod
