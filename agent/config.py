@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.usbpath import label_key_problem
 
 API_KEY_ENV = "SIMEDGE_API_KEY"
 
@@ -96,6 +97,14 @@ def _ussd_problem(recipes: dict[str, Any]) -> str | None:
             re.compile(recipe.get("pattern", ""))
         except re.error as exc:
             return f'"{network}": pattern is not a regular expression: {exc}'
+    return None
+
+
+def _slot_labels_problem(labels: dict[str, str]) -> str | None:
+    """Each key names a slot as hardware.md documents: by-path name or short slot."""
+    for key in labels:
+        if problem := label_key_problem(key):
+            return problem
     return None
 
 
@@ -190,7 +199,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "site": {
         "data_dir": Key(str, "/var/lib/simedge", "folder of the SQLite store"),
-        "slot_labels": Key(dict, {}, "USB path -> label painted on the hub", item_type=str),
+        "slot_labels": Key(
+            dict,
+            {},
+            "USB path -> label painted on the hub",
+            _slot_labels_problem,
+            item_type=str,
+        ),
     },
     "modems": {
         "ports": Key(list, [], "extra globs of serial devices to watch", item_type=str),
@@ -360,7 +375,9 @@ def from_mapping(
     """Check a parsed TOML document against SCHEMA and build the typed Config."""
     values = _check(raw, source)
     environ = {} if environ is None else environ
-    base = Path(source).parent if source != "<built-in>" else Path.cwd()
+    # Absolute, so every path read from the file is too: `--config simedge.toml` run from
+    # its folder must give the same paths as the full name (a SQLite URI needs them so).
+    base = Path(source).absolute().parent if source != "<built-in>" else Path.cwd()
 
     onlinesim = values["onlinesim"]
     api_key = environ.get(API_KEY_ENV) or _secret(

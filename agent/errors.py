@@ -83,8 +83,13 @@ class PduError(ProtocolError):
     ) -> None:
         self.offset = offset
         self.field = field
+        super().__init__(self.describe(field, offset, message), raw)
+
+    @staticmethod
+    def describe(field: str, offset: int, message: str) -> str:
+        """How a PDU fault reads, refused or salvaged: "field at octet N: what is wrong"."""
         where = f"{field} at octet {offset}: " if field else f"octet {offset}: "
-        super().__init__(where + message, raw)
+        return where + message
 
 
 class ModemError(SimedgeError):

@@ -264,6 +264,8 @@ class MessageSummary:
     missing_parts: str = ""
     blocked_rule: str | None = None
     last_error: str | None = None
+    # What the decoder salvaged around (docs/pdu-decoder.md), one fault a line; None if none.
+    problems: str | None = None
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ def read_messages(
             missing_parts=row["missing_parts"],
             blocked_rule=row["blocked_rule"],
             last_error=row["last_error"],
+            # A database an older agent left has no such column (schema version 5).
+            problems=row["problems"] if "problems" in row.keys() else None,  # noqa: SIM118
         )
         for row in rows
     )

@@ -11,10 +11,14 @@ One discovery pass, in four steps:
 2. **Classify by table** (:data:`KNOWN_DEVICES`): a VID:PID whose interface layout is
    documented names its AT, DIAG, NMEA and audio interfaces; those ports are not probed.
 3. **Group** (:func:`group_ports`): ports of one USB device (same by-path parent: the
-   port chain of the device) form one modem, whatever IMEI they report, because modem
-   pools give every module the same IMEI. USB-serial bridges (CH340, CP210x, FTDI) are
-   the exception: each UART of a multi-port bridge may carry its own module, so each is
-   a group of its own.
+   port chain of the device) form one modem, because modem pools give every module the
+   same IMEI. USB-serial bridges (CH340, CP210x, FTDI in the table) are the exception:
+   each UART of a multi-port bridge may carry its own module, so each is a group of its
+   own; so is each UART of a device that shows several on one interface (``-port1``...),
+   a multi-UART chip the table does not know. After probing, :func:`split_by_identity`
+   asks each AT port of a group its IMEI: AT ports that name different IMEIs are
+   different modems behind one USB device (a multi-UART chip whose UARTs look like the
+   interfaces of one modem), and each becomes a group of its own.
 4. **Probe** the rest (:func:`probe_port`, :func:`probe_groups`): all at once (bounded),
    ``AT`` up to three times with a short timeout each (an autobauding SIM800 ignores the
    first), then classified by what came back: an answer (AT), NMEA sentences (a GPS
@@ -49,6 +53,7 @@ from agent.logs import get_logger
 from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
 from agent.status import ModemState, ModemStatus, NumberSource, PortInfo, ScanResult, SimState
+from agent.usbpath import UsbPath, label_index, parse_by_path, parse_sysfs_location
 
 if TYPE_CHECKING:
     from agent.modem.own_number import NumberBook, UssdRecipe
@@ -91,6 +96,7 @@ class KnownDevice:
     source: str
     roles: Mapping[int, str] = field(default_factory=dict)
     bridge: bool = False
+    urc_interface: int | None = None  # the AT port to use when there are several
 
 
 _QUECTEL_LAYOUT = {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT}
@@ -130,8 +136,10 @@ KNOWN_DEVICES: tuple[KnownDevice, ...] = (
         "12d1",
         "1001",
         "Huawei E169/E1550",
-        "usb_modeswitch / ModemManager huawei plugin: if0 modem, if1 DIAG, if2 PCUI",
+        "usb_modeswitch / ModemManager huawei plugin: if0 modem, if1 DIAG, if2 PCUI "
+        "(the control port: URCs go there, the modem port is for PPP)",
         {0: ROLE_AT, 1: ROLE_DIAG, 2: ROLE_AT},
+        urc_interface=2,
     ),
     KnownDevice(
         "12d1",
@@ -201,66 +209,6 @@ def classify_by_table(port: PortInfo) -> PortInfo:
         ROLE_AUDIO: f"audio port of {where}",
     }
     return replace(port, role=role, why=reasons[role])
-
-
-# -------------------------------------------------------------------- by-path names
-
-# udev's path_id: <controller>-usb-0:<port chain>:<config>.<interface>[-port<n>]
-# (newer udev also writes "usbv2-0:..."); ACM ttys have no -port suffix.
-_BY_PATH = re.compile(
-    r"^(?P<controller>.+?)-usb(?:v\d+)?-\d+:(?P<chain>\d+(?:\.\d+)*)"
-    r":(?P<config>\d+)\.(?P<interface>\d+)(?:-port(?P<port>\d+))?$"
-)
-# sysfs interface name as pyserial's ``location`` gives it: 1-1.2.3:1.2
-_SYSFS_LOCATION = re.compile(
-    r"^(?P<bus>\d+)-(?P<chain>\d+(?:\.\d+)*):(?P<config>\d+)\.(?P<iface>\d+)$"
-)
-
-
-@dataclass(frozen=True)
-class UsbPath:
-    """Where a tty sits on the USB tree: controller, port chain, interface, UART."""
-
-    controller: str  # by-path prefix, e.g. "platform-fd500000.pcie-pci-0000:01:00.0"
-    chain: str  # hub ports from the root, e.g. "1.2.3"
-    interface: int
-    port: int = 0  # UART within the interface (multi-port bridges)
-
-    @property
-    def parent(self) -> str:
-        """The USB device's identity: every interface of one device shares it."""
-        return f"{self.controller}-usb-0:{self.chain}"
-
-    @property
-    def slot(self) -> str:
-        """A short stable name for a person: the port chain, tagged with the controller
-        when it is not the first one (e.g. a Pi 5's second xHCI: ``c1-1.2``)."""
-        bus = re.fullmatch(r"usb(\d+)", self.controller)  # from sysfs: buses count from 1
-        number = re.search(r"(\d+)$", self.controller)
-        index = int(bus.group(1)) - 1 if bus else int(number.group(1)) if number else 0
-        return (f"c{index}-" if index else "") + self.chain
-
-
-def parse_by_path(name: str) -> UsbPath | None:
-    """Parse a ``/dev/serial/by-path`` entry name (or path); None when it is not one."""
-    match = _BY_PATH.match(os.path.basename(name))
-    if match is None:
-        return None
-    return UsbPath(
-        controller=match["controller"],
-        chain=match["chain"],
-        interface=int(match["interface"]),
-        port=int(match["port"] or 0),
-    )
-
-
-def parse_sysfs_location(location: str) -> UsbPath | None:
-    """Parse pyserial's ``location`` (``1-1.2.3:1.2``) for ports with no by-path link."""
-    match = _SYSFS_LOCATION.match(location or "")
-    if match is None:
-        return None
-    bus = int(match["bus"])
-    return UsbPath(controller=f"usb{bus}", chain=match["chain"], interface=int(match["iface"]))
 
 
 # --------------------------------------------------------------------- enumeration
@@ -376,9 +324,13 @@ class PortGroup:
 
     @property
     def at_port(self) -> PortInfo | None:
-        """The AT port to use: the lowest interface (the one URCs go to on Quectel and
-        SIMCom modules)."""
+        """The AT port to use: the one the table names for URCs (Huawei's PCUI), else the
+        lowest interface (the one URCs go to on Quectel and SIMCom modules)."""
         ports = self.at_ports
+        for port in ports:
+            device = known_device(port.vid_pid)
+            if device is not None and device.urc_interface == port.interface:
+                return port
         return ports[0] if ports else None
 
     @property
@@ -386,8 +338,9 @@ class PortGroup:
         return tuple(p for p in self.ports if p.role in IGNORED_ROLES)
 
 
-def _group_place(port: PortInfo) -> tuple[str, str]:
-    """(key, slot) of the group ``port`` belongs to."""
+def _group_place(port: PortInfo, multi_uart: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """(key, slot) of the group ``port`` belongs to; ``multi_uart``: USB parents that show
+    several UARTs on one interface."""
     usb = parse_by_path(port.by_path) if port.by_path else None
     if usb is None and port.usb_parent is not None:
         # Known to sysfs but without a by-path link: the parent is "usb<bus>-usb-0:<chain>".
@@ -396,35 +349,45 @@ def _group_place(port: PortInfo) -> tuple[str, str]:
     if usb is None:
         return port.device, os.path.basename(port.device)
     device = known_device(port.vid_pid)
-    if device is not None and device.bridge:
-        suffix = (f"-if{usb.interface}" if usb.interface else "") + (
-            f"-p{usb.port}" if usb.port else ""
-        )
-        return f"{usb.parent}:{usb.interface}.{usb.port}", usb.slot + suffix
+    if (device is not None and device.bridge) or usb.parent in multi_uart:
+        return usb.uart_key, usb.uart_slot
     return usb.parent, usb.slot
 
 
-def slot_label(key: str, slot: str, labels: Mapping[str, str]) -> str | None:
-    """The configured label of a group: keyed by its slot name or its full USB path."""
-    return labels.get(slot) or labels.get(key)
+def _multi_uart_parents(ports: Iterable[PortInfo]) -> frozenset[str]:
+    """USB devices with a UART beyond the first on some interface (by-path ``-port1``):
+    a multi-UART chip, whatever the table says, since a modem's ports are interfaces."""
+    return frozenset(
+        usb.parent
+        for port in ports
+        if port.by_path and (usb := parse_by_path(port.by_path)) is not None and usb.port > 0
+    )
+
+
+def slot_label(key: str, slot: str, index: Mapping[str, str]) -> str | None:
+    """The configured label of a group, from :func:`agent.usbpath.label_index`: by its USB
+    path (the documented by-path name) first, then by its short slot name."""
+    return index.get(key) or index.get(slot)
 
 
 def group_ports(
     ports: Iterable[PortInfo], labels: Mapping[str, str] | None = None
 ) -> list[PortGroup]:
     """Ports -> physical modems, by USB parent (never by IMEI: pools share IMEIs)."""
-    labels = labels or {}
+    index = label_index(labels or {})
+    ports = list(ports)
+    multi_uart = _multi_uart_parents(ports)
     members: dict[str, list[PortInfo]] = {}
     slots: dict[str, str] = {}
     for port in ports:
-        key, slot = _group_place(port)
+        key, slot = _group_place(port, multi_uart)
         members.setdefault(key, []).append(port)
         slots[key] = slot
     groups = [
         PortGroup(
             key=key,
             slot=slots[key],
-            label=slot_label(key, slots[key], labels),
+            label=slot_label(key, slots[key], index),
             ports=tuple(sorted(found, key=_port_order)),
         )
         for key, found in members.items()
@@ -518,6 +481,79 @@ async def probe_group(
     return replace(group, ports=tuple(ports))
 
 
+async def split_by_identity(
+    group: PortGroup,
+    *,
+    baudrate: int = 115200,
+    answer_within: float = PROBE_TIMEOUT,
+    labels: Mapping[str, str] | None = None,
+) -> list[PortGroup]:
+    """A probed group as the modems it is, by what each AT port says its IMEI is.
+
+    AT ports that name one IMEI (or none) are one modem, as the ports of a Quectel or a
+    3-port Huawei are. AT ports naming different IMEIs are modems of their own behind one
+    USB device, as on a multi-UART chip the table does not know: each becomes a group,
+    keyed and named by its UART; the first keeps the device's key and slot (so a worker
+    already shown there stays), and the ports that are not AT stay with it. Pool modules
+    that share an IMEI on such a chip cannot be told apart this way (see the module
+    docstring for the layouts that still separate them).
+    """
+    at_ports = group.at_ports
+    if len(at_ports) < 2:
+        return [group]
+    imeis = await asyncio.gather(
+        *(_imei_of(port, baudrate=baudrate, answer_within=answer_within) for port in at_ports)
+    )
+    if len({imei for imei in imeis if imei}) < 2:
+        return [group]
+    by_modem: dict[str, list[PortInfo]] = {}
+    for port, imei in zip(at_ports, imeis, strict=True):
+        by_modem.setdefault(imei or port.device, []).append(port)
+    index = label_index(labels or {})
+    groups = []
+    for number, modem_ports in enumerate(by_modem.values()):
+        if number == 0:
+            key, slot = group.key, group.slot
+            modem_ports += [p for p in group.ports if p.role != ROLE_AT]
+        else:
+            usb = parse_by_path(modem_ports[0].by_path or "")
+            key = usb.uart_key if usb else f"{group.key}:{modem_ports[0].device}"
+            slot = usb.uart_slot if usb else f"{group.slot}-{number}"
+        label = slot_label(key, slot, index) or (group.label if number == 0 else None)
+        groups.append(PortGroup(key, slot, label, tuple(sorted(modem_ports, key=_port_order))))
+    log.info(
+        "slot %s: %d modems behind one USB device (IMEIs %s): %s",
+        group.slot,
+        len(groups),
+        ", ".join(sorted({imei for imei in imeis if imei})),
+        ", ".join(g.slot for g in groups),
+    )
+    return groups
+
+
+async def _imei_of(port: PortInfo, *, baudrate: int, answer_within: float) -> str | None:
+    """What ``AT+CGSN`` on ``port`` says, or None when it says nothing usable."""
+    from agent.modem.session import AtSession
+
+    try:
+        session = await AtSession.open(port.device, baudrate=baudrate, name=port.device)
+    except PortGone:
+        return None
+    try:
+        for _ in range(PROBE_ATTEMPTS):  # an autobauding module may skip the first
+            try:
+                return commands.parse_imei(
+                    await session.command("AT+CGSN", timeout=answer_within)
+                ).digits
+            except CommandTimeout:
+                continue
+            except (CommandFailed, AtParseError, PortGone):
+                return None
+        return None
+    finally:
+        await session.close()
+
+
 # ---------------------------------------------------------------------- the scan
 
 ScanProgress = Callable[[str, int, int], None]
@@ -561,15 +597,7 @@ async def scan(
         if progress is not None:
             progress(stage, counts[stage], totals[stage])
 
-    async def one(group: PortGroup) -> tuple[PortGroup, ModemStatus | None]:
-        group = await probe_group(
-            group,
-            baudrate=baudrate,
-            limit=probe_limit,
-            attempts=attempts,
-            answer_within=answer_within,
-            on_port_done=lambda: advance("probing"),
-        )
+    async def identify(group: PortGroup) -> tuple[PortGroup, ModemStatus | None]:
         if group.at_port is None:
             return group, None
         advance("identifying", by=0, total=1)
@@ -580,8 +608,22 @@ async def scan(
         advance("identifying")
         return group, status
 
+    async def one(group: PortGroup) -> list[tuple[PortGroup, ModemStatus | None]]:
+        group = await probe_group(
+            group,
+            baudrate=baudrate,
+            limit=probe_limit,
+            attempts=attempts,
+            answer_within=answer_within,
+            on_port_done=lambda: advance("probing"),
+        )
+        modems = await split_by_identity(
+            group, baudrate=baudrate, answer_within=answer_within, labels=labels
+        )
+        return list(await asyncio.gather(*(identify(modem) for modem in modems)))
+
     advance("probing", by=0)
-    results = await asyncio.gather(*(one(group) for group in groups))
+    results = [pair for pairs in await asyncio.gather(*map(one, groups)) for pair in pairs]
     return ScanResult(
         modems=tuple(status for _, status in results if status is not None),
         ignored=tuple(port for group, _ in results for port in group.ignored),

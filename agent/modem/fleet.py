@@ -1,7 +1,10 @@
 """The fleet: one worker per physical modem, started and stopped as the hub changes.
 
+
 :class:`Fleet` follows the hot-plug watcher. A group of ports that appears is probed for
-its AT port and gets a :class:`~agent.modem.worker.ModemWorker`; a group that vanishes has
+its AT port and gets a :class:`~agent.modem.worker.ModemWorker` (one per modem its AT ports
+name by IMEI: a multi-UART chip the table does not know carries several, see
+:func:`~agent.modem.discovery.split_by_identity`); a group that vanishes has
 its worker stopped and its slot shown as gone (its SIM leaves the online list at once). A
 group with no AT port yet (a modem still booting answers nothing for a while) is probed
 again on a back-off, so it joins as soon as it speaks.
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 from agent.errors import ControlError, StoreError
 from agent.logs import get_logger
-from agent.modem.discovery import PortGroup, probe_group
+from agent.modem.discovery import PortGroup, probe_group, split_by_identity
 from agent.modem.hotplug import Change, PortWatcher
 from agent.modem.own_number import NumberBook, UssdRecipe
 from agent.modem.worker import ModemWorker, WorkerCommand, WorkerSettings
@@ -70,6 +73,7 @@ class Fleet:
         self._workers: dict[str, ModemWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by group key
         self._keys: dict[str, str] = {}  # slot -> group key
+        self._slots: dict[str, tuple[str, ...]] = {}  # group key -> slots of its modems
         self._rescan = asyncio.Event()
         self._probe_now: dict[str, asyncio.Event] = {}  # slot -> "probe again now"
         self._background: set[asyncio.Task[None]] = set()
@@ -132,20 +136,21 @@ class Fleet:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._workers.pop(group.slot, None)
-        previous = self.statuses.get(group.slot, ModemStatus(slot=group.slot))
-        self._publish(
-            ModemStatus(
-                slot=group.slot,
-                label=previous.label,
-                ports=previous.ports,
-                state=ModemState.GONE,
-                fault="unplugged",
-                imei=previous.imei,
-                model=previous.model,
-                iccid=previous.iccid,
+        for slot in self._slots.pop(group.key, (group.slot,)):
+            self._workers.pop(slot, None)
+            previous = self.statuses.get(slot, ModemStatus(slot=slot))
+            self._publish(
+                ModemStatus(
+                    slot=slot,
+                    label=previous.label,
+                    ports=previous.ports,
+                    state=ModemState.GONE,
+                    fault="unplugged",
+                    imei=previous.imei,
+                    model=previous.model,
+                    iccid=previous.iccid,
+                )
             )
-        )
 
     def _wake_probes(self) -> None:
         for wake in self._probe_now.values():
@@ -154,10 +159,29 @@ class Fleet:
     async def _serve(self, group: PortGroup, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
+        at_group = await self._find_at_port(group)
+        modems = await split_by_identity(
+            at_group,
+            baudrate=self.settings.baudrate,
+            answer_within=self.probe_timeout,
+            labels=self.watcher.labels,
+        )
+        self._slots[group.key] = tuple(modem.slot for modem in modems)
+        async with asyncio.TaskGroup() as modems_of_the_device:
+            for modem in modems:
+                modems_of_the_device.create_task(self._work(modem), name=f"modem {modem.slot}")
+
+    async def _work(self, group: PortGroup) -> None:
+        """One worker on ``group``'s AT port, registered under its slot while it runs."""
+        if group.slot not in self.statuses:  # a modem found behind another's USB device
+            self._publish(
+                ModemStatus(
+                    slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
+                )
+            )
         while True:
-            at_group = await self._find_at_port(group)
             worker = ModemWorker(
-                at_group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
+                group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
                 slot=group.slot,
                 sink=self.store,
                 on_status=self._publish,
@@ -176,6 +200,7 @@ class Fleet:
             if ended.state is not ModemState.PROBING:
                 return  # gone: the watcher brings it back when it is plugged in again
             # Its port was taken by another program: probe again, on the back-off.
+            group = await self._find_at_port(group)
 
     async def _find_at_port(self, group: PortGroup) -> PortGroup:
         attempt = 0

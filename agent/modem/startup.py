@@ -3,7 +3,9 @@
 :func:`initialise` runs on a fresh port, after every reset and after a spontaneous
 reboot: it syncs (SIM800 autobaud), switches echo off and numeric errors on, identifies the
 vendor by ``+CGMI``/``ATI`` (never by port name) to silence its noise (Quectel URCs to the
-AT port, Huawei ``^CURC=0``), checks the SIM, selects PDU mode and SIM storage, and asks for
+AT port, Huawei ``^CURC=0``), checks the SIM, selects PDU mode and SIM storage (and notes
+every storage received SMS may sit in: ``AT+CPMS=?`` and the modem's own choice, since many
+modules spill into "ME" when the SIM is full and some receive into it by default), asks for
 ``+CMTI`` through the first ``+CNMI`` the modem accepts (falling back to direct ``+CMT``
 with ``+CSMS=1`` acknowledgements only when it insists). :func:`identify_sim` then reads
 ICCID (vendor command, then the generic ``+CRSM`` read of EF_ICCID), IMSI and operator.
@@ -79,6 +81,24 @@ ICCID_COMMANDS: dict[Vendor, tuple[str, ...]] = {
 CRSM_ICCID = "AT+CRSM=176,12258,0,0,10"
 
 STORAGE = "SM"
+# Storages a sweep reads, in this order (27.005 3.2.2 names): the SIM, the modem's own
+# memory, status reports. "MT" is SM and ME together: read apart, never twice; "BM" (cell
+# broadcast) and "TA" hold no SMS-DELIVER.
+READABLE_STORAGES = ("SM", "ME", "SR")
+
+
+def storages_to_read(supported: tuple[str, ...], in_use: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Which storages to sweep, from the mem1 choices of ``AT+CPMS=?`` and the storages
+    ``AT+CPMS?`` named before we chose ours: SIM storage at least."""
+    offered = {*supported, *in_use}
+    chosen = [name for name in READABLE_STORAGES if name in offered]
+    if "ME" not in offered and "MT" in offered:
+        # The modem's memory is readable only as part of the union: read that instead.
+        chosen = ["MT" if name == STORAGE else name for name in chosen]
+        chosen = chosen if "MT" in chosen else ["MT", *chosen]
+    if STORAGE not in chosen and "MT" not in chosen:
+        chosen.insert(0, STORAGE)
+    return tuple(chosen)
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class ModemSetup:
     sim_state: SimState
     cnmi: CnmiChoice | None = None  # None: no SIM, SMS setup skipped
     storage: StorageUsage | None = None
+    storages: tuple[str, ...] = (STORAGE,)  # every storage a sweep reads
 
 
 @dataclass(frozen=True)
@@ -232,10 +253,28 @@ async def initialise(session: AtSession, *, command_timeout: float = 5.0) -> Mod
 
     if await _try(session, "AT+CMGF=0", command_timeout) is None:
         log.warning("%s: PDU mode refused; SMS cannot be read", session.name)
+    storages = await _storages(session, command_timeout)
     await _try(session, f'AT+CPMS="{STORAGE}","{STORAGE}","{STORAGE}"', command_timeout)
     storage = await storage_usage(session, command_timeout)
     cnmi = await choose_cnmi(session, command_timeout)
-    return replace(setup, cnmi=cnmi, storage=storage)
+    return replace(setup, cnmi=cnmi, storage=storage, storages=storages)
+
+
+async def _storages(session: AtSession, command_timeout: float) -> tuple[str, ...]:
+    """Every storage received SMS may be in (see :func:`storages_to_read`)."""
+    try:
+        supported = commands.parse_cpms_support(
+            await _try(session, "AT+CPMS=?", command_timeout) or []
+        )[0]
+    except AtParseError:
+        supported = ()
+    try:
+        in_use = commands.parse_cpms_query(await _try(session, "AT+CPMS?", command_timeout) or [])
+    except AtParseError:
+        in_use = ()
+    storages = storages_to_read(supported, tuple(u.storage for u in in_use if u.storage))
+    log.info("%s: SMS storages to read: %s", session.name, ", ".join(storages))
+    return storages
 
 
 async def choose_cnmi(session: AtSession, command_timeout: float) -> CnmiChoice | None:

@@ -16,7 +16,10 @@ Receiving keeps the rule every SMS daemon worth its name keeps: read, hand the P
 store, and delete it from the modem only after the store said it is durable. On start and
 after every reset the storage is swept (``AT+CMGL=4``); ``+CMTI`` reads one index;
 ``+CMT`` (direct delivery, where a modem insists) is acknowledged with ``+CNMA`` after
-the store has it. When the disk is full nothing more is read off the modems: the SMS stay
+the store has it. A sweep reads every storage the modem may receive into (SIM, its own
+memory "ME", status reports: :func:`agent.modem.startup.storages_to_read`), switching
+``mem1`` for the length of the sweep and back to SIM storage after it, with the port held
+throughout. When the disk is full nothing more is read off the modems: the SMS stay
 on the SIM, and a sweep is tried again later.
 
 Recovery ladder, each step logged with its reason: a command timeout re-syncs the port
@@ -31,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
@@ -67,6 +71,8 @@ from agent.protocol.urc import (
 from agent.status import ModemState, ModemStatus, NumberSource, SimState
 
 log = get_logger("modem.worker")
+
+_STORAGE_NAME = re.compile(r"[A-Z_]{1,8}")  # "SM", "ME", "MT", "SR", "SM_P", ...
 
 
 class PduSink(Protocol):
@@ -702,42 +708,71 @@ class ModemWorker:
     # -- receiving -----------------------------------------------------------------------
 
     async def _sweep(self) -> None:
-        """Read, store and delete everything in storage (start, reset, anything missed)."""
+        """Read, store and delete everything in every storage (start, reset, anything
+        missed, a storage full)."""
         if self._sim is None or (self._disk_full and _Tick.SWEEP in self._timers):
             return
         self._disk_full = False
-        try:
-            lines = await self.session.command("AT+CMGL=4", timeout=self.settings.command_timeout)
-            stored = commands.parse_cmgl(lines)
-        except (CommandFailed, AtParseError) as exc:
-            self._errors.warning(
-                "modem errors", self.slot, "%s: sweep: AT+CMGL=4: %s", self.slot, exc
-            )
+        storages = self._setup.storages if self._setup is not None else (startup.STORAGE,)
+        taken: dict[str, int] = {}
+        async with self.session.exchange():
+            for storage in storages:
+                try:
+                    async with self._reading_from(storage):
+                        lines = await self.session.command(
+                            "AT+CMGL=4", timeout=self.settings.command_timeout
+                        )
+                        for message in commands.parse_cmgl(lines):
+                            if message.index is None:
+                                continue
+                            if not await self._keep_and_delete(
+                                storage, message.index, message.pdu_hex
+                            ):
+                                return  # disk full: the rest stays on the modem
+                            taken[storage] = taken.get(storage, 0) + 1
+                except (CommandFailed, AtParseError) as exc:
+                    self._errors.warning(
+                        "modem errors",
+                        self.slot,
+                        "%s: sweep of %s storage: %s",
+                        self.slot,
+                        storage,
+                        exc,
+                    )
+        if taken:
+            counts = ", ".join(f"{count} from {storage}" for storage, count in taken.items())
+            log.info("%s: sweep took %s off the modem", self.slot, counts)
+
+    @contextlib.asynccontextmanager
+    async def _reading_from(self, storage: str) -> AsyncIterator[None]:
+        """``mem1`` (what AT+CMGL/CMGR/CMGD read and delete) is ``storage`` inside the
+        block, and SIM storage again after it; mem2 and mem3 are left as they are. The
+        caller holds the port (:meth:`AtSession.exchange`) for the whole block."""
+        name = storage.upper()
+        if name == startup.STORAGE:
+            yield
             return
-        storage = startup.STORAGE
-        for message in stored:
-            if message.index is None or not await self._keep_and_delete(
-                storage, message.index, message.pdu_hex
-            ):
-                break
-        if stored:
-            log.info("%s: sweep took %d SMS off the modem", self.slot, len(stored))
+        if not _STORAGE_NAME.fullmatch(name):
+            # The name comes from the modem (+CMTI) and goes into a command line.
+            raise AtParseError(f"storage name {storage!r} is not one 27.005 knows", storage)
+        timeout = self.settings.command_timeout
+        await self.session.command(f'AT+CPMS="{name}"', timeout=timeout)
+        try:
+            yield
+        finally:
+            await self.session.command(f'AT+CPMS="{startup.STORAGE}"', timeout=timeout)
 
     async def _read_one(self, storage: str, index: int) -> None:
         """``+CMTI``: read the index, store it, delete it."""
         timeout = self.settings.command_timeout
         async with self.session.exchange():
-            if storage.upper() != startup.STORAGE:
-                await self.session.command(
-                    f'AT+CPMS="{storage}","{startup.STORAGE}","{startup.STORAGE}"',
-                    timeout=timeout,
-                )
             try:
-                message = commands.parse_cmgr(
-                    await self.session.command(f"AT+CMGR={index}", timeout=timeout)
-                )
-                if message is not None:
-                    await self._keep_and_delete(storage, index, message.pdu_hex)
+                async with self._reading_from(storage):
+                    message = commands.parse_cmgr(
+                        await self.session.command(f"AT+CMGR={index}", timeout=timeout)
+                    )
+                    if message is not None:
+                        await self._keep_and_delete(storage, index, message.pdu_hex)
             except (CommandFailed, AtParseError) as exc:
                 self._errors.warning(
                     "modem errors",
@@ -748,12 +783,6 @@ class ModemWorker:
                     index,
                     exc,
                 )
-            finally:
-                if storage.upper() != startup.STORAGE:
-                    await self.session.command(
-                        f'AT+CPMS="{startup.STORAGE}","{startup.STORAGE}","{startup.STORAGE}"',
-                        timeout=timeout,
-                    )
 
     async def _keep_and_delete(self, storage: str, index: int, pdu_hex: str) -> bool:
         """Store one PDU, then delete it from the modem; False when the disk is full."""

@@ -394,6 +394,23 @@ def parse_cpms_query(lines: Sequence[str]) -> tuple[StorageUsage, ...]:
     return tuple(usages)
 
 
+# One parenthesised list of a test answer, and one quoted name in it; bounded, so a long
+# line of garbage cannot make either slow.
+_CPMS_LIST = re.compile(r"\(([^()]{0,200})\)")
+_CPMS_NAME = re.compile(r'"([A-Z_]{1,8})"')
+
+
+def parse_cpms_support(lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """``AT+CPMS=?``: ``+CPMS: ("SM","ME","MT"),("SM","ME"),("SM","ME")``, the storages
+    each of mem1, mem2 and mem3 may be (27.005 3.2.2)."""
+    line = _one_line(lines, "+CPMS")
+    lists = _CPMS_LIST.findall(strip_prefix(line, "+CPMS"))
+    supported = tuple(tuple(_CPMS_NAME.findall(names.upper())) for names in lists)
+    if not supported or not supported[0]:
+        raise AtParseError(f"+CPMS: expected lists of storages in {line!r}", line)
+    return supported
+
+
 def parse_cpms_set(lines: Sequence[str]) -> tuple[StorageUsage, ...]:
     """The answer to ``AT+CPMS="SM","SM","SM"``: ``+CPMS: 3,30,3,30,3,30`` (pairs)."""
     line = _one_line(lines, "+CPMS")

@@ -18,9 +18,24 @@ Choices where the standards leave room (documented here because callers rely on 
 - A concatenation element whose values are impossible (total 0, seq 0 or beyond total) is
   ignored as 23.040 9.2.3.24.1 asks; the element stays in ``udh``.
 - The SCTS year has two digits: 00-99 are 2000-2099. An SCTS that is not a valid time
-  (month 13, a non-decimal digit) is a PduError: the raw PDU stays with the caller.
+  (month 13, a non-decimal digit, all zero) is a PduError: the raw PDU stays with the
+  caller. With ``salvage=True`` it is a :class:`Problem` instead (see below).
 - 8-bit data has no text: ``text`` is "" and ``data`` holds the octets.
-- Octets after the user data are ignored (some modems pad the PDU).
+- Octets after the user data are ignored (some modems pad the PDU). ``length`` (the
+  ``<length>`` of +CMGR/+CMGL/+CMT, TPDU octets) cuts them off before decoding.
+- A status report's parameter indicator is read as 23.040 9.2.3.27 asks of a receiver:
+  reserved bits ignored, extension octets skipped. When everything from it to the end is
+  ``FF`` it is the padding of a SIM record (51.011 10.5.3, 31.102 EF_SMS), not a TP-PI.
+
+Salvage (``decode(..., salvage=True)``, what the agent does with a received SMS): a fault
+that leaves the text readable is recorded as a :class:`Problem` on the result instead of
+refusing the PDU. Those faults are: an unusable timestamp (``timestamp`` is None; the
+caller puts its own receive time there), a time-zone octet that is not decimal, a user
+data length beyond 140 octets / 160 septets, user data shorter than its length says (what
+is there is decoded), and a header element that overruns its header (the elements before
+it are kept, the text after the header is still read). A PDU whose header swallows the
+user data, whose structure ends before the user data, or that has no readable text left
+is still a PduError. docs/pdu-decoder.md says the same for people.
 """
 
 from __future__ import annotations
@@ -28,7 +43,7 @@ from __future__ import annotations
 import binascii
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import cache
 
@@ -50,6 +65,18 @@ ADDRESS_TYPES = (
 
 # 23.038 4, message waiting indication groups: bits 1-0 name what is waiting.
 WAITING_KINDS = ("voicemail", "fax", "email", "other")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A fault that salvage decoded around: which field, at which octet, what was wrong."""
+
+    field: str
+    offset: int
+    message: str
+
+    def __str__(self) -> str:
+        return PduError.describe(self.field, self.offset, self.message)
 
 
 @dataclass(frozen=True)
@@ -118,7 +145,7 @@ class SmsDeliver:
     encoding: str
     message_class: int | None
     compressed: bool
-    timestamp: datetime
+    timestamp: datetime | None  # None only when salvage found it unusable
     text: str
     data: bytes  # after the header: octets (8bit, ucs2) or septet values, one per octet (gsm7)
     concat: Concat | None
@@ -135,6 +162,7 @@ class SmsDeliver:
     waiting: str | None = None
     waiting_active: bool = False
     text_damaged: bool = False
+    problems: tuple[Problem, ...] = ()
     type: str = "deliver"
 
 
@@ -161,6 +189,10 @@ class SmsSubmit:
     udh: tuple[InformationElement, ...] = ()
     compressed: bool = False
     text_damaged: bool = False
+    language_single: int = 0
+    language_locking: int = 0
+    ports: Ports | None = None
+    problems: tuple[Problem, ...] = ()
     type: str = "submit"
 
 
@@ -172,14 +204,20 @@ class SmsStatusReport:
     message_reference: int
     recipient: str
     recipient_type: str
-    timestamp: datetime  # when the SMSC received the submitted message
-    discharge_time: datetime  # when it was delivered, or the last attempt
+    timestamp: datetime | None  # when the SMSC received the submitted message
+    discharge_time: datetime | None  # when it was delivered, or the last attempt
     status: int  # TP-ST: 0x00-0x1F delivered, 0x20-0x3F still trying, 0x40+ failed
     pid: int | None = None
     dcs: int | None = None
     text: str = ""
     data: bytes = b""
     more_messages: bool = False
+    encoding: str | None = None  # of the optional user data, when TP-PI announces it
+    message_class: int | None = None
+    udhi: bool = False
+    udh: tuple[InformationElement, ...] = ()
+    text_damaged: bool = False
+    problems: tuple[Problem, ...] = ()
     type: str = "status_report"
 
     @property
@@ -195,19 +233,34 @@ Sms = SmsDeliver | SmsSubmit | SmsStatusReport
 
 
 class _Reader:
-    """A cursor over the PDU octets that turns every overrun into a PduError."""
+    """A cursor over the PDU octets that turns every overrun into a PduError; with
+    ``salvage``, :meth:`fault` records what can be decoded around instead of raising."""
 
-    __slots__ = ("pdu", "pos", "raw")
+    __slots__ = ("pdu", "pos", "problems", "raw", "salvage")
 
-    def __init__(self, pdu: bytes, raw: bytes | str) -> None:
+    def __init__(self, pdu: bytes, raw: bytes | str, *, salvage: bool = False) -> None:
         self.pdu = pdu
         self.pos = 0
         self.raw = raw
+        self.salvage = salvage
+        self.problems: list[Problem] = []
 
     def error(self, field: str, message: str, offset: int | None = None) -> PduError:
         return PduError(
             message, self.raw, offset=self.pos if offset is None else offset, field=field
         )
+
+    def fault(self, field: str, message: str, offset: int) -> None:
+        """A fault the text survives: a PduError when strict, a Problem when salvaging."""
+        if not self.salvage:
+            raise self.error(field, message, offset)
+        self.problems.append(Problem(field, offset, message))
+
+    def rest(self, count: int) -> bytes:
+        """Up to ``count`` octets: what is left when the PDU is shorter."""
+        chunk = self.pdu[self.pos : self.pos + count]
+        self.pos += len(chunk)
+        return chunk
 
     def octet(self, field: str) -> int:
         if self.pos >= len(self.pdu):
@@ -310,20 +363,26 @@ def _smsc(reader: _Reader) -> str | None:
     return "+" + number if (toa >> 4) & 0x07 == 1 else number
 
 
-def _scts(reader: _Reader, field: str) -> datetime:
-    """A 7-octet timestamp: swapped BCD fields and a signed quarter-hour zone."""
+def _scts(reader: _Reader, field: str) -> datetime | None:
+    """A 7-octet timestamp: swapped BCD fields and a signed quarter-hour zone. None when
+    salvaging a timestamp that is not a time (the fault is on the reader)."""
     start = reader.pos
     octets = reader.take(7, field, start=start, what="a 7-octet timestamp")
+    if not any(octets):
+        reader.fault(field, "all zero: the network sent no time", start)
+        return None
     values = []
-    for octet in octets[:6]:
+    for index, octet in enumerate(octets[:6]):
         low, high = octet & 0x0F, octet >> 4
         if low > 9 or high > 9:
-            raise reader.error(field, f"octet {octet:02X} is not two decimal digits", start)
+            reader.fault(field, f"octet {octet:02X} is not two decimal digits", start + index)
+            return None
         values.append(low * 10 + high)
     zone = octets[6]
     tens, units = zone & 0x07, zone >> 4
     if units > 9:
-        raise reader.error(field, f"time zone octet {zone:02X} is not decimal", start + 6)
+        reader.fault(field, f"time zone octet {zone:02X} is not decimal", start + 6)
+        return None
     quarters = tens * 10 + units
     if zone & 0x08:
         quarters = -quarters
@@ -339,7 +398,8 @@ def _scts(reader: _Reader, field: str) -> datetime:
             tzinfo=_zone(quarters),
         )
     except ValueError as exc:
-        raise reader.error(field, f"not a valid time ({exc})", start) from None
+        reader.fault(field, f"not a valid time ({exc})", start)
+        return None
 
 
 @cache
@@ -383,16 +443,20 @@ def _header(reader: _Reader, udh: bytes, start: int) -> tuple[InformationElement
     index = 0
     while index < len(udh):
         if index + 2 > len(udh):
-            raise reader.error(
+            reader.fault(
                 "user data header", "an element is cut by the end of the header", start + index
             )
+            break
         iei, length = udh[index], udh[index + 1]
         if index + 2 + length > len(udh):
-            raise reader.error(
+            # The header's own length still says where the text starts: salvage keeps the
+            # elements before this one and reads the text.
+            reader.fault(
                 "user data header",
                 f"element {iei:02X} of length {length} runs past the header ({len(udh)} octets)",
                 start + index,
             )
+            break
         elements.append(InformationElement(iei, udh[index + 2 : index + 2 + length]))
         index += 2 + length
     return tuple(elements)
@@ -430,16 +494,26 @@ def _user_data(reader: _Reader, udhi: bool, coding: DataCoding) -> UserData:
     udl_at = reader.pos
     udl = reader.octet("user data length")
     start = reader.pos
-    if coding.encoding == "gsm7" and not coding.compressed:
-        if udl > 160:
-            raise reader.error("user data length", f"{udl} septets exceed 160", udl_at)
-        octets = reader.take(
-            (udl * 7 + 7) // 8, "user data", start=udl_at, what=f"user data length {udl} septets"
+    septets = coding.encoding == "gsm7" and not coding.compressed
+    limit, unit = (160, "septets") if septets else (140, "octets")
+    if udl > limit:
+        reader.fault("user data length", f"{udl} {unit} exceed {limit}", udl_at)
+    wanted = (udl * 7 + 7) // 8 if septets else udl
+    octets = reader.rest(wanted)
+    if len(octets) < wanted:
+        reader.fault(
+            "user data",
+            f"user data length {udl}{' septets' if septets else ''} runs past the end of "
+            f"the PDU ({_octets(len(reader.pdu))}); {_octets(len(octets))} are there",
+            udl_at,
         )
-    else:
-        if udl > 140:
-            raise reader.error("user data length", f"{udl} octets exceed 140", udl_at)
-        octets = reader.take(udl, "user data", start=udl_at, what=f"user data length {udl}")
+        if septets:
+            udl = min(udl, len(octets) * 8 // 7)
+            # 7k octets hold 8k septets, or 8k-1 and seven spare bits (23.038 6.1.2.3.1):
+            # since the length lied, a last septet of 0 or CR is taken for the padding.
+            whole = octets and len(octets) % 7 == 0 and udl == len(octets) * 8 // 7
+            if whole and octets[-1] >> 1 in (0, 13):
+                udl -= 1
     elements: tuple[InformationElement, ...] = ()
     header_octets = 0
     if udhi:
@@ -490,24 +564,51 @@ def decode_ucs2(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-16-be", "replace"), True
 
 
-def decode(pdu: bytes | str, *, has_smsc: bool = True) -> Sms:
+def decode(
+    pdu: bytes | str, *, has_smsc: bool = True, length: int | None = None, salvage: bool = False
+) -> Sms:
     """Decode one PDU as AT+CMGR / AT+CMGL / +CMT print it in PDU mode.
 
     ``pdu`` is the hex string (surrounding whitespace allowed) or the octets.
     ``has_smsc=False`` for PDUs that start directly with the first octet of the TPDU.
+    ``length`` is the modem's ``<length>``: the TPDU's octets, SMSC field not counted;
+    octets beyond it (SIM record padding) are cut off, fewer are decoded as they are.
+    ``salvage=True`` decodes around the faults listed in this module's docstring and
+    lists them in ``problems``.
     Raises PduError (offset, field, raw) for anything that does not decode.
     """
-    reader = _Reader(_to_bytes(pdu), pdu)
+    octets = _to_bytes(pdu)
+    if length is not None:
+        if length < 0:
+            raise ValueError(f"length must not be negative, not {length}")
+        smsc_octets = 1 + octets[0] if has_smsc and octets else 0
+        octets = octets[: smsc_octets + length]
+    reader = _Reader(octets, pdu, salvage=salvage)
     smsc = _smsc(reader) if has_smsc else None
     first = reader.octet("first octet")
     kind = first & 0x03
+    sms: Sms
     if kind == 0:
-        return _deliver(reader, smsc, first)
-    if kind == 1:
-        return _submit(reader, smsc, first)
-    if kind == 2:
-        return _status_report(reader, smsc, first)
-    raise reader.error("first octet", f"{first:02X}: message type 3 is reserved", reader.pos - 1)
+        sms = _deliver(reader, smsc, first)
+    elif kind == 1:
+        sms = _submit(reader, smsc, first)
+    elif kind == 2:
+        sms = _status_report(reader, smsc, first)
+    else:
+        raise reader.error(
+            "first octet", f"{first:02X}: message type 3 is reserved", reader.pos - 1
+        )
+    if not reader.problems:
+        return sms
+    if not sms.text and not sms.data and sms.type != "status_report":
+        # Salvage has nothing to forward: refuse with the first fault, which is why.
+        first_fault = reader.problems[0]
+        raise reader.error(
+            first_fault.field,
+            f"{first_fault.message}; no readable text is left",
+            first_fault.offset,
+        )
+    return replace(sms, problems=tuple(reader.problems))
 
 
 def _deliver(reader: _Reader, smsc: str | None, first: int) -> SmsDeliver:
@@ -583,6 +684,9 @@ def _submit(reader: _Reader, smsc: str | None, first: int) -> SmsSubmit:
         udh=ud.udh,
         compressed=coding.compressed,
         text_damaged=ud.text_damaged,
+        language_single=ud.language_single,
+        language_locking=ud.language_locking,
+        ports=ud.ports,
     )
 
 
@@ -593,17 +697,23 @@ def _status_report(reader: _Reader, smsc: str | None, first: int) -> SmsStatusRe
     discharge = _scts(reader, "discharge time")
     status = reader.octet("status")
     pid = dcs = None
-    text, data = "", b""
-    # TP-PI and what it announces are optional (23.040 9.2.2.3): absent when the PDU ends.
-    if reader.pos < len(reader.pdu):
+    coding = ud = None
+    # TP-PI and what it announces are optional (23.040 9.2.2.3): absent when the PDU ends,
+    # or when all that is left is the FF padding of a SIM record.
+    rest = reader.pdu[reader.pos :]
+    if rest and rest.count(0xFF) != len(rest):
         indicator = reader.octet("parameter indicator")
+        extension = indicator
+        while extension & 0x80:  # 9.2.3.27: further TP-PI octets, reserved; skipped
+            extension = reader.octet("parameter indicator extension")
+        # Bits 3-6 are reserved: a receiver ignores them (9.2.3.27).
         if indicator & 0x01:
             pid = reader.octet("protocol identifier")
         if indicator & 0x02:
             dcs = reader.octet("data coding scheme")
         if indicator & 0x04:
-            ud = _user_data(reader, bool(first & 0x40), _data_coding(dcs or 0))
-            text, data = ud.text, ud.data
+            coding = _data_coding(dcs or 0)
+            ud = _user_data(reader, bool(first & 0x40), coding)
     return SmsStatusReport(
         smsc=smsc,
         message_reference=reference,
@@ -614,9 +724,14 @@ def _status_report(reader: _Reader, smsc: str | None, first: int) -> SmsStatusRe
         status=status,
         pid=pid,
         dcs=dcs,
-        text=text,
-        data=data,
+        text=ud.text if ud else "",
+        data=ud.data if ud else b"",
         more_messages=not first & 0x04,
+        encoding=coding.encoding if coding else None,
+        message_class=coding.message_class if coding else None,
+        udhi=bool(first & 0x40),
+        udh=ud.udh if ud else (),
+        text_damaged=ud.text_damaged if ud else False,
     )
 
 

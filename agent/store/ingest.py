@@ -9,6 +9,9 @@ SQLite rolled a batch back.
   creates nothing.
 - Undecodable PDUs are kept whole with the decoder's error, logged as an event, and never
   uploaded: the modem may delete them, they are safe with us.
+- Salvaged PDUs (readable text around a faulty field, docs/pdu-decoder.md) are forwarded:
+  the PDU row is marked "salvaged" with the faults, the message carries them in
+  ``problems``, and an unusable timestamp is replaced by the time the agent read the SMS.
 - Multipart: the parts of an unfinished message live in the ``part`` table under a message
   row in state "assembling", so a restart loses none. The pure
   :class:`agent.protocol.concat.Assembler` is rebuilt from those rows for each part and
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,6 +38,7 @@ from agent.store.models import (
     BLOCKED,
     PDU_IGNORED,
     PDU_OK,
+    PDU_SALVAGED,
     PDU_UNDECODABLE,
     PENDING,
     Event,
@@ -149,6 +153,10 @@ def ingest(
     elif not isinstance(decoded, SmsDeliver):
         status = PDU_IGNORED
         error = f"an {type(decoded).__name__} is not a received SMS; kept, not forwarded"
+    elif decoded.problems:
+        status, error = PDU_SALVAGED, problems_text(decoded)
+        if decoded.timestamp is None:
+            decoded = replace(decoded, timestamp=received.read_at)
     pdu_id = sql(
         'INSERT INTO "received_pdu" ("iccid", "imei", "slot", "storage", "storage_index",'
         ' "pdu_hex", "digest", "read_at", "status", "error") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -165,6 +173,16 @@ def ingest(
             error,
         ),
     ).lastrowid
+    if status == PDU_SALVAGED:
+        log_event(
+            "pdu_salvaged",
+            f"PDU #{pdu_id} at {received.storage} index {received.index} forwarded around "
+            f"faults: {error}",
+            at=received.read_at,
+            level="warning",
+            slot=received.slot,
+            iccid=received.iccid,
+        )
     if not isinstance(decoded, SmsDeliver):
         where = f"{received.storage} index {received.index}"
         log_event(
@@ -181,18 +199,29 @@ def ingest(
     return _add_part(received, decoded, pdu_id, rules, assembly_timeout)
 
 
+def problems_text(sms: SmsDeliver) -> str | None:
+    """The decoder's problems as the store keeps them: one line each; None when sound."""
+    return "\n".join(str(problem) for problem in sms.problems) or None
+
+
+def _timestamp(sms: SmsDeliver) -> datetime:
+    # ingest() put the read time where salvage found the SCTS unusable.
+    assert sms.timestamp is not None
+    return sms.timestamp
+
+
 def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRules) -> IngestResult:
     """A one-part SMS: deliverable at once, in two statements, with no ``part`` row (the
     message and its PDU hold all of it)."""
     blocked_rule = rules.first_match(sms.sender, sms.text)
     read_at = db_time(received.read_at)
-    scts, offset = db_time(sms.timestamp), offset_minutes(sms.timestamp)
+    scts, offset = db_time(_timestamp(sms)), offset_minutes(_timestamp(sms))
     message_id = sql(
         'INSERT INTO "message" ("iccid", "slot", "sender", "sender_type", "text", "encoding",'
         ' "scts", "scts_offset_min", "received_at", "ready_at", "seq", "part_count",'
-        ' "complete", "missing_parts", "blocked_rule", "state", "attempts")'
+        ' "complete", "missing_parts", "blocked_rule", "state", "attempts", "problems")'
         ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX("seq"), 0) + 1'
-        " FROM \"message\"), 1, 1, '', ?, ?, 0)",
+        " FROM \"message\"), 1, 1, '', ?, ?, 0, ?)",
         (
             received.iccid,
             received.slot,
@@ -206,6 +235,7 @@ def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRul
             read_at,
             blocked_rule,
             BLOCKED if blocked_rule else PENDING,
+            problems_text(sms),
         ),
     ).lastrowid
     sql('UPDATE "received_pdu" SET "message_id" = ? WHERE "id" = ?', (message_id, pdu_id))
@@ -282,8 +312,8 @@ def _add_part(
             sender=sms.sender,
             sender_type=sms.sender_type,
             encoding=sms.encoding,
-            scts=sms.timestamp,
-            scts_offset_min=offset_minutes(sms.timestamp),
+            scts=_timestamp(sms),
+            scts_offset_min=offset_minutes(_timestamp(sms)),
             received_at=received.read_at,
             concat_ref=sms.concat.ref,
             part_count=sms.concat.total,
@@ -295,11 +325,16 @@ def _add_part(
         text=sms.text,
         encoding=sms.encoding,
         data=sms.data,
-        scts=sms.timestamp,
-        scts_offset_min=offset_minutes(sms.timestamp),
+        scts=_timestamp(sms),
+        scts_offset_min=offset_minutes(_timestamp(sms)),
         received_at=received.read_at,
         pdu=pdu_id,
     )
+    if sms.problems:
+        # Each part's faults, named by the part they came from.
+        faults = "\n".join(f"part {seq}: {problem}" for problem in sms.problems)
+        group.problems = f"{group.problems}\n{faults}" if group.problems else faults
+        group.save(only=[Message.problems])
     sql('UPDATE "received_pdu" SET "message_id" = ? WHERE "id" = ?', (group.id, pdu_id))
     if whole is None:
         return IngestResult(pdu_id=pdu_id, waiting=True)

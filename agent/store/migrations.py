@@ -130,6 +130,12 @@ def _v5_site_facts(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
     )
 
 
+def _v6_message_problems(_database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    # A readable SMS with a faulty field is forwarded (docs/pdu-decoder.md), and a person
+    # must see what was wrong with it: the decoder's problems go with the message.
+    migrate(migrator.add_column("message", "problems", TextField(null=True)))
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -142,6 +148,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     ),
     (4, "block_rule: rules added at run time", _v4_block_rules),
     (5, "site_fact: the uplink's state, the numbers OnlineSim accepted", _v5_site_facts),
+    (6, "message.problems: faults the decoder salvaged around", _v6_message_problems),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -43,9 +43,11 @@ ATTEMPT_SENT = "sent"
 ATTEMPT_RETRY = "retry"
 ATTEMPT_DEAD = "dead"
 
-# ReceivedPdu.status values: decoded into a message part, undecodable (kept with the
-# decoder's error), or a valid PDU that is not an SMS-DELIVER (nothing to forward).
+# ReceivedPdu.status values: decoded into a message part, salvaged (decoded around faulty
+# fields, docs/pdu-decoder.md; ``error`` lists them), undecodable (kept with the decoder's
+# error), or a valid PDU that is not an SMS-DELIVER (nothing to forward).
 PDU_OK = "ok"
+PDU_SALVAGED = "salvaged"
 PDU_UNDECODABLE = "undecodable"
 PDU_IGNORED = "ignored"
 
@@ -175,6 +177,9 @@ class Message(BaseModel):
     next_attempt_at = UtcDateTimeField(null=True)
     last_error = TextField(null=True)
     sent_at = UtcDateTimeField(null=True)
+    # Added in schema version 5: what the decoder salvaged around in this message's PDUs
+    # (one line per fault, "field at octet N: what"), None when they were sound.
+    problems = TextField(null=True)
 
 
 def literal(state: str) -> SQL:

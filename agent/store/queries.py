@@ -60,6 +60,7 @@ def summary(message: Message, number: str | None = None) -> MessageSummary:
         missing_parts=message.missing_parts,
         blocked_rule=message.blocked_rule,
         last_error=message.last_error,
+        problems=message.problems,
     )
 
 

@@ -346,7 +346,7 @@ class Store:
         normalised = ingest.normalise_pdu_hex(pdu_hex)
         decoded: object
         try:
-            decoded = pdu.decode(normalised)
+            decoded = pdu.decode(normalised, salvage=True)
         except PduError as exc:
             decoded = exc
         received = ingest.ReceivedSms(

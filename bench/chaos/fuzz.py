@@ -2,7 +2,12 @@
 
 - PDUs: SMS-DELIVERs made by ``encode_deliver`` (GSM 7-bit, UCS2, multipart, national
   shift tables), then mutated (bits flipped, octets inserted, deleted, truncated, spliced,
-  lengths lied about) or random, into ``agent.protocol.pdu.decode``: only ``PduError``.
+  lengths lied about) or random, into ``agent.protocol.pdu.decode``, strict and salvaging
+  (what the agent does): only ``PduError``.
+- Salvage (docs/pdu-decoder.md): the faults salvage decodes around, made in those PDUs
+  (any SCTS octets, a user data length that lies upward, user data cut short, a header
+  element that overruns its header): no readable text dropped. The text salvaged is the
+  original (a cut one: the prefix its octets hold), or the PDU kept back has no text left.
 - AT output: transcripts of real answers and URCs, mutated the same way and fed to
   ``AtFramer`` in random chunks with a random pending command; every line it frames goes
   through the typed parsers and the URC parser: only ``AtParseError`` (``PduError`` for the
@@ -188,19 +193,83 @@ def fuzz_parsers(seconds: float, seed: int) -> dict[str, Any]:
         parse if _first_parameter(parse) == "lines" else _per_line(parse) for parse in parsers
     ]
     found = _Findings()
+    salvaged = _Salvage([(pdu, decode(pdu).text) for pdu in pdus])
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for _ in range(50):
             data = mutate(rng.choice(pdus), rng, pdus)
             found.run(lambda data=data: decode(data), (PduError,), data)
+            found.run(lambda data=data: decode(data, salvage=True), (PduError,), data)
             text = mutate(rng.choice(pdu_hex), rng, pdu_hex).decode("latin-1")
             found.run(lambda text=text: decode(text), (PduError,), text)
+            salvaged.one(rng, found)
         transcript = b"\r\n".join(
             mutate(item, rng, at_corpus) if rng.random() < 0.5 else item
             for item in rng.choices(at_corpus, k=rng.randint(1, 12))
         )
         _through_parsers(transcript, rng, found, parsers)
-    return {"inputs": found.inputs, "problems": found.problems}
+    return {
+        "inputs": found.inputs,
+        "salvage_inputs": salvaged.inputs,
+        "salvaged": salvaged.forwarded,
+        "problems": found.problems,
+    }
+
+
+class _Salvage:
+    """Faults salvage must decode around, made at the right octets of sound PDUs, and the
+    check that the readable text survives each."""
+
+    def __init__(self, corpus: list[tuple[bytes, str]]) -> None:
+        self.corpus = corpus
+        self.inputs = 0
+        self.forwarded = 0
+
+    def one(self, rng: random.Random, found: _Findings) -> None:
+        from agent.errors import PduError
+        from agent.protocol.pdu import SmsDeliver, decode
+
+        original, text = rng.choice(self.corpus)
+        pdu = bytearray(original)
+        smsc = 1 + pdu[0]
+        scts = smsc + 1 + 2 + (pdu[smsc + 1] + 1) // 2 + 2  # first octet, TP-OA, PID, DCS
+        udl_at = scts + 7
+        # A header whose first element is a concatenation: losing that element loses the
+        # part's place, not its text (a lost language element would change characters).
+        concat_first = bool(pdu[smsc] & 0x40) and pdu[udl_at + 2] in (0x00, 0x08)
+        ucs2 = decode(original).encoding == "ucs2"
+        fault = rng.randrange(4 if concat_first else 3)
+        expected = text
+        if fault == 0:  # any seven octets as the timestamp
+            pdu[scts:udl_at] = rng.randbytes(7)
+        elif fault == 1:  # the user data length lies upward, beyond what the octets hold
+            present = len(pdu) - udl_at - 1
+            most = present if ucs2 else present * 8 // 7
+            pdu[udl_at] = min(255, most + rng.randint(1, 120))
+        elif fault == 2:  # the user data is cut short
+            del pdu[rng.randint(udl_at + 1, len(pdu)) :]
+            expected = ""  # only a prefix is asked of a cut text
+        else:  # the first header element's length overruns the header
+            pdu[udl_at + 3] = pdu[udl_at + 1] + rng.randint(0, 40)
+        self.inputs += 1
+        try:
+            sms = decode(bytes(pdu), salvage=True)
+        except PduError as exc:
+            # Refusing is right only when nothing readable was left, i.e. a cut text.
+            if fault != 2 and len(found.problems) < 5:
+                found.problems.append(f"salvage refused {bytes(pdu).hex()}: {exc}")
+            return
+        except Exception as exc:
+            if len(found.problems) < 5:
+                found.problems.append(f"salvage: {type(exc).__name__}: {exc} on {pdu.hex()}")
+            return
+        self.forwarded += bool(sms.problems)
+        assert isinstance(sms, SmsDeliver)
+        # A cut UCS2 text may end in U+FFFD where the cut split a character.
+        kept = sms.text.removesuffix("\ufffd") if ucs2 else sms.text
+        lost = sms.text != expected if expected else not text.startswith(kept)
+        if lost and len(found.problems) < 5:
+            found.problems.append(f"salvage lost text of {pdu.hex()}: {sms.text!r} vs {text!r}")
 
 
 def _first_parameter(function: Callable[..., Any]) -> str:
@@ -345,7 +414,11 @@ async def run(folder: Path) -> Verdict:
             _parsers_in_child(PARSER_SECONDS, seed=30), fuzz_webhook(world, WEBHOOK_SECONDS)
         )
     took = time.monotonic() - started
-    figures = f"{parsers['inputs']:,} parser inputs, {requests:,} malformed webhook requests"
+    figures = (
+        f"{parsers['inputs']:,} parser inputs ({parsers['salvage_inputs']:,} salvage faults, "
+        f"{parsers['salvaged']:,} forwarded around them, no text lost), "
+        f"{requests:,} malformed webhook requests"
+    )
     problems = list(parsers["problems"]) + ([webhook_problem] if webhook_problem else [])
     if problems:
         return Verdict(NAME, FAIL, f"{figures}; {'; '.join(problems)}", took)

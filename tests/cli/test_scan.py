@@ -127,6 +127,19 @@ def test_a_pool_with_one_imei_is_listed_as_one_modem_per_module(
     assert len({m["iccid"] for m in modems}) == 8
 
 
+def test_four_modems_on_one_multi_uart_chip_are_listed_as_four(
+    modem_hub: StartHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 15 item 4: one USB device (a 4-UART chip the table does not know), four
+    # modules: told apart by the IMEI each port names, not merged into one modem.
+    hub = modem_hub(count=4, profile="quad")
+    assert code(["--no-auto", "--port", f"{hub.hub.directory}/*", "--json"]) == 0
+    modems = json.loads(capsys.readouterr().out)["modems"]
+    assert [m["slot"] for m in modems] == ["1.1.1", "1.1.1-if1", "1.1.1-if2", "1.1.1-if3"]
+    assert {m["imei"] for m in modems} == {slot.modem.imei for slot in hub.hub.slots}
+    assert all(m["sim_state"] == "ready" for m in modems)
+
+
 def test_nothing_found_is_still_a_successful_scan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -109,3 +109,16 @@ def test_status_shows_the_running_agents_uplink_and_store() -> None:
         "uplink         PAUSED: store not writable (DiskFull)",
         "store          NOT WRITABLE",
     ]
+
+
+async def test_a_relative_config_path_works_from_its_folder(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 15 item 6: `simedge status --config simedge.toml` ended in a ValueError.
+    await _fill(config.parent / "data" / "simedge.db")
+    monkeypatch.chdir(config.parent)
+    assert main(["status", "--config", "simedge.toml", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    assert report == json.loads(capsys.readouterr().out)
+    assert report["outbox"]["dead"] == 1

@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from agent.protocol.pdu import encode_deliver
 from tests.emulate import modems_fixtures
 from tests.emulate.modems_fixtures import AtPort, HubThread
 
@@ -26,7 +28,7 @@ LONG_TEXT = "Concatenated SMS over the emulated modem, part of a long text. " * 
 PLAIN_TEXT = "plain [GSM] text with €"
 
 
-PROFILES = ("sim800", "ec25", "huawei")
+PROFILES = ("sim800", "ec25", "huawei", "huawei3", "quad")
 
 
 def test_gammu_identifies_and_reads_every_sms_on_each_profile(
@@ -71,3 +73,38 @@ def test_gammu_identifies_and_reads_every_sms_on_each_profile(
         assert '"VKcom"' in output, profile
         assert '"+79161234567"' in output, profile
         assert "3 SMS sequences" in output, profile
+
+
+@pytest.mark.parametrize("profile", ["ec25", "huawei"])
+def test_gammu_reads_the_modem_memory_too(
+    modem_hub: Callable[..., HubThread], tmp_path: Path, profile: str
+) -> None:
+    # Issue 15 item 3: SMS in "ME" (a full SIM spilled there, or the module receives there
+    # by default) are where real ones are: gammu, which reads every folder, finds them.
+    assert GAMMU is not None
+    hub = modem_hub(count=1, profile=profile, seed=5)
+    modem = hub.hub.slots[0].modem
+    stamp = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    texts = {"SM": "on the SIM 1001", "ME": "in the modem 2002"}
+
+    def store() -> None:
+        assert modem.sim is not None
+        for memory, storage in (("SM", modem.sim.storage), ("ME", modem.me)):
+            (pdu,) = encode_deliver(texts[memory], "+79161234567", timestamp=stamp)
+            assert storage.store(pdu) is not None
+
+    hub.call(store)
+    rc = tmp_path / "gammurc"
+    rc.write_text(f"[gammu]\ndevice = {hub.at_link(0)}\nconnection = at115200\n")
+    result = subprocess.run(
+        [GAMMU, "-c", str(rc), "getallsms"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert texts["SM"] in result.stdout
+    assert texts["ME"] in result.stdout
+    assert "2 SMS parts in 2 SMS sequences" in result.stdout
+    assert "phone memory" in result.stdout  # gammu says where it found the second

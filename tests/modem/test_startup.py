@@ -228,3 +228,19 @@ async def test_ussd_answer_in_ucs2_from_an_emulated_modem(start_hub: StartHub) -
         await session.close()
     assert (number, source) == (modem.sim.msisdn, NumberSource.USSD)
     assert book.numbers[modem.sim.iccid] == (modem.sim.msisdn, NumberSource.USSD)
+
+
+@pytest.mark.parametrize(
+    ("supported", "in_use", "expected"),
+    [
+        (("SM", "ME", "MT"), (), ("SM", "ME")),  # MT is the two together: not read twice
+        (("SM", "ME", "SM_P", "ME_P", "MT"), (), ("SM", "ME")),  # SIMCom's aliases
+        (("SM", "MT"), (), ("MT",)),  # ME only as part of the union: read the union
+        (("BM", "SM", "SR"), (), ("SM", "SR")),  # broadcasts hold no SMS-DELIVER
+        ((), ("ME",), ("SM", "ME")),  # AT+CPMS=? refused, but the modem used ME
+        ((), (), ("SM",)),  # nothing known: the SIM, as ever
+        (("ME",), (), ("SM", "ME")),
+    ],
+)
+def test_storages_to_read(supported: tuple, in_use: tuple, expected: tuple) -> None:
+    assert startup.storages_to_read(supported, in_use) == expected

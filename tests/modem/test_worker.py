@@ -372,3 +372,33 @@ async def test_a_refused_health_line_is_asked_one_by_one_until_the_next_set_up(
             back_at = len(written.lines)
             await written.until(HEALTH_LINE, times=3)
         assert "AT+CSQ" not in written.lines[back_at:]
+
+
+@pytest.mark.parametrize("profile", ["sim800", "ec25"])
+async def test_a_sweep_reads_the_modem_memory_a_full_sim_spilled_into(
+    start_hub: StartHub, store: Store, profile: str
+) -> None:
+    # Issue 15 item 3: SMS in "ME" (where these modules put what a full SIM cannot take)
+    # were never read. Fill the SIM through the network, two more spill into ME.
+    hub = await start_hub(profile=profile)
+    modem = hub.slots[0].modem
+    assert modem.sim is not None
+    spilled = 2
+    total = modem.sim.storage.capacity + spilled
+    for n in range(total):
+        hub.inject(0, "+79161234567", f"code {n:04d}")
+    await emulator_events(hub, "stored", total)
+    assert (modem.sim.storage.used, modem.me.used) == (total - spilled, spilled)
+
+    sink = RecordingSink(store)
+    async with running(hub, 0, sink) as (worker, watch, _):
+        await watch.until(ready)
+        await sink.until(total)
+        await settled(worker)
+        assert (modem.sim.storage.used, modem.me.used) == (0, 0)
+        assert await message_count(store) == total
+    storages = [call["storage"] for call in sink.calls]
+    assert storages.count("ME") == spilled
+    assert storages.count("SM") == total - spilled
+    # mem1 is back on the SIM after the sweep; mem3 (where new SMS go) was never moved.
+    assert modem.settings.cpms == ("SM", "SM", "SM")

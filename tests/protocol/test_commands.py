@@ -596,3 +596,31 @@ def test_split_chained_refuses_a_line_it_cannot_place() -> None:
     with pytest.raises(AtParseError, match="'SIM800C R14' answers none of") as caught:
         commands.split_chained(["+CSQ: 20,99", "SIM800C R14"], ("+CSQ", "+CREG"))
     assert caught.value.raw == "SIM800C R14"
+
+
+# -- +CPMS=? (27.005 3.2.2: lists of supported mem1, mem2, mem3) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            '+CPMS: ("SM","ME","MT"),("SM","ME","MT"),("SM","ME","MT")',
+            (("SM", "ME", "MT"),) * 3,
+        ),
+        ('+CPMS: ("SM","ME","SM_P","ME_P","MT"),("SM","ME"),("sm")', (
+            ("SM", "ME", "SM_P", "ME_P", "MT"), ("SM", "ME"), ("SM",))),
+        ('+CPMS: ("SM")', (("SM",),)),
+        ('+CPMS: ("BM","SM","SR"),("SM"),("SM")', (("BM", "SM", "SR"), ("SM",), ("SM",))),
+    ],
+)  # fmt: skip
+def test_cpms_support_lists_each_memory(line: str, expected: tuple) -> None:
+    assert commands.parse_cpms_support([line]) == expected
+
+
+@pytest.mark.parametrize(
+    "line", ['+CPMS: "SM",3,30,"SM",3,30,"SM",3,30', "+CPMS: ()", "+CPMS: (" + "x" * 500 + ")"]
+)
+def test_cpms_support_without_lists_is_a_parse_error_naming_the_line(line: str) -> None:
+    with pytest.raises(AtParseError, match=r"\+CPMS: expected lists of storages"):
+        commands.parse_cpms_support([line])

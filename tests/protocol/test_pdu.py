@@ -599,7 +599,7 @@ def test_every_truncation_is_a_pdu_error_naming_a_field(pdu: str) -> None:
         (
             "07912143658709F1040B918100551512F20000111A10214365000AE8",
             "service centre timestamp",
-            19,
+            20,  # the faulty octet itself, the timestamp's second
             "1A is not two decimal digits",
         ),
     ],

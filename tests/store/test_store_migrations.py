@@ -131,9 +131,17 @@ async def test_an_earlier_version_upgrades_and_keeps_its_rows(db_path: Path, ver
         marked = connection.execute(
             "SELECT onlinesim_id, takeoff_sum FROM sim WHERE iccid = ?", (ICCID,)
         ).fetchone()
+        # Version 5: the old message had nothing salvaged; the column takes the faults.
+        old_problems = connection.execute(
+            "SELECT problems FROM message WHERE text = 'VK code 111111'"
+        ).fetchone()
+        connection.execute(
+            "UPDATE message SET problems = 'scts at octet 25: zone' WHERE text = 'VK code 111111'"
+        )
     assert versions == list(range(1, LATEST_VERSION + 1))
     assert uplink_fields == (None,) * 6
     assert marked == (1042, 75.5)
+    assert old_problems == (None,)
 
 
 async def test_a_database_from_a_newer_agent_is_refused(db_path: Path) -> None:

@@ -172,6 +172,9 @@ def detail_text(detail: MessageDetail) -> Text:
     line("received", clock_time(m.received_at) + f"  SMSC time {m.scts or '?'}")
     if not m.complete:
         line("missing", f"parts {m.missing_parts}", "yellow")
+    if m.problems:
+        # Forwarded although the PDU had faulty fields: say which, so a person can judge.
+        line("salvaged", m.problems, "yellow")
     if m.last_error:
         line("last error", m.last_error, "red")
     text.append("\n")

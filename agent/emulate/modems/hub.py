@@ -67,10 +67,18 @@ EVENT_LOG_LIMIT = 200_000
 class PtyPort:
     """One pseudo-terminal standing in for one USB tty, behind a stable symlink."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, link: Path, spec: PortSpec) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        link: Path,
+        spec: PortSpec,
+        usb_interface: int | None = None,
+    ) -> None:
         self.loop = loop
         self.link = link
-        self.spec = spec
+        self.spec = spec  # the module's own view: which of its ports this is
+        # The USB interface the host sees (a module on a multi-UART chip: its UART's).
+        self.usb_interface = spec.interface if usb_interface is None else usb_interface
         self.master: int | None = None
         self.slave: int | None = None
         self.tty: str | None = None
@@ -275,7 +283,12 @@ class Hub:
         assert self._loop is not None
         rng = random.Random(f"{self.seed}:modem:{index}")
         profile = self._profile_of(index)
-        if profile.board_size:
+        uart = 0  # the module's UART on a multi-UART chip, which is its USB interface
+        if profile.uart_board:
+            board, uart = divmod(index, profile.uart_board)
+            chain = f"{board // 49 + 1}.{board // 7 % 7 + 1}.{board % 7 + 1}"
+            imei = _imei(rng, profile)
+        elif profile.board_size:
             board, position = divmod(index, profile.board_size)
             chain = f"{board // 7 + 1}.{board % 7 + 1}.{position + 1}"
             imei = _imei(random.Random(f"{self.seed}:board:{board}"), profile)
@@ -296,8 +309,9 @@ class Hub:
         )
         modem.on_event = lambda kind, item, **details: self._record(slot, kind, item, details)
         for spec in profile.ports:
-            link = self.directory / f"{CONTROLLER}-usb-0:{chain}:1.{spec.interface}-port0"
-            slot.ports.append(PtyPort(self._loop, link, spec))
+            interface = spec.interface + uart
+            link = self.directory / f"{CONTROLLER}-usb-0:{chain}:1.{interface}-port0"
+            slot.ports.append(PtyPort(self._loop, link, spec, interface))
             slot.links.append(str(link))
         return slot
 
@@ -359,7 +373,7 @@ class Hub:
                         {
                             "link": str(port.link),
                             "tty": port.tty,
-                            "interface": port.spec.interface,
+                            "interface": port.usb_interface,
                             "driver": profile.driver,
                             "present": port.master is not None,
                         }

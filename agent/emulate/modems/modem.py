@@ -210,7 +210,7 @@ class Modem:
             cscs=profile.default_charset,
             cnmi=profile.cnmi_default,
             csms=0,
-            cpms=("SM", "SM", "SM"),
+            cpms=profile.default_cpms,
             creg=0,
             cgreg=0,
             cereg=0,
@@ -226,7 +226,9 @@ class Modem:
         self.channels: dict[int, _Channel] = {
             spec.interface: _Channel() for spec in profile.ports if spec.role == ROLE_AT
         }
-        self.urc_interface = min(self.channels)
+        self.urc_interface = (
+            min(self.channels) if profile.urc_interface is None else profile.urc_interface
+        )
         self.aux_sinks: dict[int, Callable[[bytes], None]] = {}
         self.powered = False
         self.synced = True
@@ -918,6 +920,9 @@ class Modem:
             memory_name = "SM" if klass == 2 else self.settings.cpms[2]
             memory = self._memory(memory_name)
             slot = memory.store(item.pdu, REC_UNREAD)
+            if slot is None and memory_name == "SM" and klass != 2 and self.profile.spill_to_me:
+                memory_name, memory = "ME", self.me  # a class 2 SMS belongs on the SIM
+                slot = memory.store(item.pdu, REC_UNREAD)
             if slot is None:
                 if not self._memfull_said:
                     self._memfull_said = True

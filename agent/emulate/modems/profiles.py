@@ -8,9 +8,11 @@ field (see /work/shared/FIELD-NOTES.md):
   Autobauds after power-up (the first ``AT`` goes unanswered; no boot URCs until then) until
   ``AT+IPR=<rate>`` fixes the rate, which the module keeps across restarts. Indices from 1.
   ``AT+CCID``. No ``+CEREG`` (2G only). ``AT+CUSD`` takes the code as plain text.
+  When the SIM is full a new SMS goes to the module's own memory ("ME").
 - ``ec25``: Quectel EC25 (2c7c:0125): four interfaces, if0 DIAG (binary noise), if1 NMEA,
   if2 AT (URCs go here), if3 a second AT port sharing the modem's state. ``AT+QCCID``
-  (19-digit ICCIDs printed with their ``F`` pad). ``+CEREG``. Indices from 0.
+  (19-digit ICCIDs printed with their ``F`` pad). ``+CEREG``. Indices from 0. Spills
+  into its own memory ("ME") when the SIM is full.
 - ``huawei``: Huawei E173 stick (12d1:1436), the PCUI port (interface 2). Floods ``^RSSI``
   / ``^MODE`` URCs until ``AT^CURC=0``; ``AT^ICCID?`` answers nibble-swapped like EF_ICCID;
   says ``^SMMEMFULL`` when its storage fills; refuses CNMI ``<ds>=1``; wants the USSD code
@@ -18,6 +20,12 @@ field (see /work/shared/FIELD-NOTES.md):
   Indices from 0.
 - ``pool``: a multi-port pool board of SIM800 modules, each behind its own CH340: the same
   IMEI on every module of a board of 8, no USB serial numbers.
+- ``huawei3``: a Huawei E1550 stick (12d1:1001) with all three ports: if0 the modem port
+  (answers AT; for PPP), if1 DIAG, if2 PCUI where the URCs go. Receives into its own
+  memory ("ME") by default, as some modules do, until a host chooses with ``AT+CPMS``.
+- ``quad``: a board of four SIM800 modules behind one 4-UART USB chip (WCH 1a86:55d9,
+  not in the agent's device table): one USB device, module n on interface n, each with
+  its own IMEI.
 - ``mixed``: each slot draws one of sim800, ec25 and huawei (seeded).
 """
 
@@ -75,6 +83,14 @@ class Profile:
     curc_noise: bool
     memory_aliases: dict[str, str] = field(default_factory=dict)
     board_size: int = 0  # >0: modules of a board share one IMEI (modem pools)
+    # >0: modules of a board sit behind one multi-UART USB chip, module n on its UART n
+    # (USB interface n), each with an IMEI of its own.
+    uart_board: int = 0
+    urc_interface: int | None = None  # the AT port URCs go to; None: the lowest
+    # +CPMS after power-up, before any host chose: what SMS arriving then are stored in.
+    default_cpms: tuple[str, str, str] = ("SM", "SM", "SM")
+    # A new SMS for a full SIM goes to the modem's own memory, with +CMTI: "ME",<index>.
+    spill_to_me: bool = False
 
 
 def _ranges(*values: tuple[int, ...]) -> tuple[frozenset[int], ...]:
@@ -114,6 +130,7 @@ SIM800 = Profile(
     csq_ber=0,
     cops_act=None,
     curc_noise=False,
+    spill_to_me=True,
 )
 
 EC25 = Profile(
@@ -153,6 +170,7 @@ EC25 = Profile(
     csq_ber=99,
     cops_act=7,
     curc_noise=False,
+    spill_to_me=True,
 )
 
 HUAWEI = Profile(
@@ -204,6 +222,38 @@ POOL = Profile(
     }
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SIM800, EC25, HUAWEI, POOL)}
+HUAWEI3 = Profile(
+    **{
+        **HUAWEI.__dict__,
+        "name": "huawei3",
+        "model": "E1550",
+        "ati": (
+            "Manufacturer: huawei",
+            "Model: E1550",
+            "Revision: 11.608.12.02.143",
+            "IMEI: {imei}",
+            "+GCAP: +CGSM,+DS,+ES",
+        ),
+        "revision": "11.608.12.02.143",
+        "pid": "1001",
+        "ports": (PortSpec(0, ROLE_AT), PortSpec(1, ROLE_DIAG), PortSpec(2, ROLE_AT)),
+        "urc_interface": 2,
+        "default_cpms": ("ME", "ME", "ME"),
+    }
+)
+
+QUAD = Profile(
+    **{
+        **SIM800.__dict__,
+        "name": "quad",
+        "pid": "55d9",
+        "usb_product": "USB Quad_Serial",
+        "driver": "ch9344",
+        "uart_board": 4,
+        "autobaud": False,  # the board's firmware fixes the rate of its modules
+    }
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SIM800, EC25, HUAWEI, POOL, HUAWEI3, QUAD)}
 MIXED_CHOICES = ("sim800", "ec25", "huawei")
 PROFILE_NAMES = (*PROFILES, "mixed")
