@@ -2,7 +2,9 @@
 
 Reads the store read-only (SQLite ``mode=ro``), so it is safe beside a running agent:
 pending, in back-off, dead, blocked and assembling messages, the last success and the
-last error, and one line "swap SIM in slot X (sum RUB)" per open take-off mark. Plain
+last error, and one line "swap SIM in slot X (sum RUB)" per open take-off mark. With
+``[webhook] public_url`` set: the webhook URL to paste into OnlineSim and whether the
+agent last found it reachable, and since when (the agent logs each change). Plain
 text, or JSON with ``--json``. Exit status 0; 1 when there is no database yet; 2 for a
 configuration error.
 """
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
         report = read_status(connection)
+        if config.webhook.public_url:
+            report["public_url"] = read_public_url(connection, config.webhook.public_webhook_url)
     finally:
         connection.close()
     if args.json:
@@ -96,6 +100,23 @@ def read_status(connection: Any) -> dict[str, Any]:
     }
 
 
+def read_public_url(connection: Any, url: str) -> dict[str, Any]:
+    """The public webhook URL and the agent's last word on it (its newest "public_url"
+    event): "up", "down", or "unknown" when it has not checked yet."""
+    last = connection.execute(
+        "SELECT at, level, text FROM event WHERE kind = 'public_url' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if last is None:
+        return {"url": url, "state": "unknown", "since": None, "detail": None}
+    at, level, text = last
+    return {
+        "url": url,
+        "state": "up" if level == "info" else "down",
+        "since": _utc(at),
+        "detail": text,
+    }
+
+
 def render(report: dict[str, Any]) -> str:
     outbox = report["outbox"]
     lines = [
@@ -109,6 +130,18 @@ def render(report: dict[str, Any]) -> str:
         f"  last error   {outbox['last_error'] or 'none'}"
         + (f" (at {outbox['last_error_at']})" if outbox["last_error_at"] else ""),
     ]
+    public_url = report.get("public_url")
+    if public_url:
+        lines += [
+            "public URL (paste into OnlineSim, TOKEN from the token file)",
+            f"  {public_url['url']}",
+            f"  {public_url['state']}"
+            + (
+                f" since {public_url['since']}: {public_url['detail']}"
+                if public_url["since"]
+                else ""
+            ),
+        ]
     if report["takeoff"]:
         lines.append("take-off")
         for mark in report["takeoff"]:

@@ -51,7 +51,16 @@ from agent.errors import ControlError
 MAX_LINE = 1 << 20  # one request or event line; a snapshot of 128 modems is ~100 KiB
 SUBSCRIBER_QUEUE = 1000  # events buffered per subscriber before "overflow"
 
-EVENT_KINDS = ("modem", "message", "uplink", "outbox", "log", "takeoff", "overflow")
+EVENT_KINDS = (
+    "modem",
+    "message",
+    "uplink",
+    "outbox",
+    "log",
+    "takeoff",
+    "public_url",
+    "overflow",
+)
 
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # op: (required arguments, optional arguments)
