@@ -135,6 +135,10 @@ def test_shellcheck_is_clean(script: Path) -> None:
         "test-deploy.sh",
         "simedge-power-cycle.sh",
         "image/firstboot/simedge-firstboot.sh",
+        "test-tunnel.sh",
+        "relay/setup-relay.sh",
+        "relay/add-site.sh",
+        "tunnel/simedge-tunnel-setup.sh",
     ],
 )
 def test_script_explains_itself_with_help(script: str) -> None:
