@@ -66,16 +66,10 @@ state_dir() { echo "$ROOT/etc/simedge-relay"; }
 
 install_packages() {
     [ "$PACKAGES" = 1 ] || return 0
-    local missing=() pkg
-    for pkg in openssh-server caddy; do
-        [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        say "installing ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
-    fi
+    # Both come from Debian; apt-get leaves them alone when they are there already.
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends openssh-server caddy
 }
 
 ensure_user() {
