@@ -75,8 +75,8 @@ def test_sshd_accepts_the_relay_snippet(relay_root: Path, tmp_path: Path) -> Non
     assert settings["permittty"] == "no"
     assert settings["passwordauthentication"] == "no"
     assert settings["authorizedkeysfile"] == f"{relay_root}/etc/simedge-relay/authorized_keys"
-    alive = int(settings["clientaliveinterval"]) * int(settings["clientalivecountmax"])
-    assert 0 < alive <= DEAD_LINK_BOUND
+    interval, count = int(settings["clientaliveinterval"]), int(settings["clientalivecountmax"])
+    assert 0 < (count + 1) * interval <= DEAD_LINK_BOUND
     # Nobody else is touched by the Match block.
     others = _run([sshd, "-T", "-f", str(main), "-C", "user=root,host=h,addr=192.0.2.1"])
     assert "maxsessions 0" not in others.stdout
@@ -177,7 +177,10 @@ def test_tunnel_unit_forwards_the_webhook_only_and_notices_a_dead_link() -> None
     assert options["UpdateHostKeys"] == "no"
     assert options["BatchMode"] == "yes"
     assert options["ExitOnForwardFailure"] == "yes"
-    assert int(options["ServerAliveInterval"]) * int(options["ServerAliveCountMax"]) <= 45
+    # ssh ends once CountMax keepalives went unanswered, checked every Interval: at most
+    # (CountMax + 1) x Interval after the last answer.
+    interval, count = int(options["ServerAliveInterval"]), int(options["ServerAliveCountMax"])
+    assert (count + 1) * interval <= DEAD_LINK_BOUND
     assert argv.count("-R") == 1
     assert "-L" not in argv
     assert "-D" not in argv
