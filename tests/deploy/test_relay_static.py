@@ -207,3 +207,35 @@ def test_relay_playbook_passes_syntax_check() -> None:
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": "/tmp"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--relay", "relay.example.net"], "--relay needs --relay-port"),
+        (["--relay-port", "20001"], "--relay-port, --relay-site and --relay-host-key need --relay"),
+    ],
+)
+def test_install_refuses_half_a_relay(args: list[str], problem: str) -> None:
+    result = _run([str(DEPLOY / "install.sh"), *args])
+    assert result.returncode == 1
+    assert problem in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--relay", "relay example"], "--relay: expected HOST or HOST:PORT"),
+        (["--relay", "relay.example.net:0"], "the SSH port must be"),
+        (
+            ["--relay", "relay.example.net", "--relay-port", "22"],
+            "--relay-port: expected the relay",
+        ),
+        (["--relay", "relay.example.net", "--site", "Shop 7"], "--site: expected"),
+    ],
+)
+def test_tunnel_setup_names_the_bad_input(args: list[str], problem: str) -> None:
+    port = [] if "--relay-port" in args else ["--relay-port", "20001"]
+    result = _run([str(DEPLOY / "tunnel" / "simedge-tunnel-setup.sh"), *args, *port])
+    assert result.returncode == 1
+    assert problem in result.stderr
