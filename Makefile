@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench chaos test-deploy clean
+.PHONY: demo test lint bench chaos test-deploy test-tunnel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ test: lint
 # playbook in check mode there. Needs root and the network; minutes, so not in `make test`.
 test-deploy:
 	deploy/test-deploy.sh
+
+# A site behind NAT reached through the relay (deploy/relay, deploy/tunnel): network
+# namespaces for the site, the relay and "the internet", real sshd and Caddy from Debian,
+# the tunnel cut and restored. Needs root; a few minutes, so not in `make test`.
+test-tunnel: $(STAMP)
+	@if ! command -v caddy >/dev/null || ! command -v nft >/dev/null || [ ! -x /usr/sbin/sshd ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  --no-install-recommends openssh-server openssh-client caddy nftables iproute2 >/dev/null; fi
+	PYTHON=$(abspath $(BIN)/python) deploy/test-tunnel.sh
 
 # peers_bench compares simedge with gammu-smsd, smstools3 and python-gsmmodem-new: as root
 # the two daemons are installed here (the bench runs its own instances); else their rows

@@ -63,6 +63,18 @@ def _url_problem(value: str) -> str | None:
     return None
 
 
+def _public_url_problem(value: str) -> str | None:
+    """Empty (no public address known), or the https:// base OnlineSim reaches this site by."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f'expected an http:// or https:// URL (or "" for none), got "{value}"'
+    if parts.query or parts.fragment:
+        return f'expected a URL without ?query or #fragment (the token is added), got "{value}"'
+    return None
+
+
 def _path_problem(value: str) -> str | None:
     return None if value.startswith("/") else f'expected a path starting with "/", got "{value}"'
 
@@ -260,6 +272,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "token_file": Key(
             str, "", "file holding the webhook token (mode 0600 or 0400, as api_key_file)"
         ),
+        "public_url": Key(
+            str,
+            "",
+            "the URL OnlineSim reaches this site by (router port forward or relay), without"
+            " the webhook path; empty: not known, not checked",
+            _public_url_problem,
+        ),
     },
     "control": {
         "socket": Key(str, "/run/simedge/control.sock", "unix socket the dashboard talks to"),
@@ -330,6 +349,13 @@ class WebhookConfig:
     port: int
     path: str
     token: str = field(repr=False)
+    public_url: str = ""
+
+    @property
+    def public_webhook_url(self) -> str:
+        """What to paste into OnlineSim's settings, without the secret: the token is
+        shown as TOKEN (the person reads it from the token file)."""
+        return f"{self.public_url}{self.path}?token=TOKEN" if self.public_url else ""
 
 
 @dataclass(frozen=True)
@@ -424,7 +450,11 @@ def from_mapping(
             },
         ),
         webhook=WebhookConfig(
-            host=host.strip("[]"), port=int(port), path=webhook["path"], token=token
+            host=host.strip("[]"),
+            port=int(port),
+            path=webhook["path"],
+            token=token,
+            public_url=webhook["public_url"].rstrip("/"),
         ),
         control_socket=base / values["control"]["socket"],
         log_level=values["logging"]["level"].upper(),

@@ -152,6 +152,28 @@ class UplinkStatus:
         return _jsonable(asdict(self))
 
 
+class PublicUrlState(StrEnum):
+    """Whether OnlineSim can reach the webhook by the configured public URL."""
+
+    UNKNOWN = "unknown"  # not checked yet
+    UP = "up"  # the agent reached itself there
+    DOWN = "down"  # the last checks failed: tunnel or port forward broken
+
+
+@dataclass(frozen=True)
+class PublicUrlStatus:
+    """The site's public webhook address (``[webhook] public_url``) and whether it works."""
+
+    url: str  # the webhook URL to paste into OnlineSim, with TOKEN in place of the secret
+    state: PublicUrlState = PublicUrlState.UNKNOWN
+    since: float | None = None  # when ``state`` began
+    checked_at: float | None = None
+    problem: str | None = None  # why the last check failed
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
 @dataclass(frozen=True)
 class OutboxStatus:
     pending: int = 0
@@ -239,6 +261,7 @@ class SiteSnapshot:
     forwarded_per_hour: tuple[int, ...] = ()  # the site, last 24 hours, oldest first
     latency_per_hour: tuple[float | None, ...] = ()  # median seconds, last 24 hours
     events: tuple[LogEvent, ...] = ()  # newest last
+    public_url: PublicUrlStatus | None = None  # None: no public URL configured
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

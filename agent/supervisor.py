@@ -6,6 +6,7 @@ in order.
            ├─ outbox pump (addMessage) ◀── store "message ready"
            ├─ take-off poll (takeOffNumbers) ─▶ marks ─▶ numbers sync
            ├─ webhook (list online, /healthz, /metrics) ◀── numbers sync
+           ├─ public URL check (its own /healthz through the tunnel or port forward)
            └─ control socket (dashboard, CLI) ◀── everything, read-only but for commands
 
 Shutdown (SIGTERM) stops the parts that take work in first (the fleet closes every port;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -47,6 +49,8 @@ from agent.status import (
     ModemState,
     ModemStatus,
     OutboxStatus,
+    PublicUrlState,
+    PublicUrlStatus,
     SiteSnapshot,
     UplinkStatus,
 )
@@ -62,6 +66,7 @@ from agent.uplink.state import UplinkState as UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from agent.webhook.app import WebhookApp
 from agent.webhook.metrics import Metrics
+from agent.webhook.reach import PublicUrlCheck
 from agent.webhook.server import WebhookServer
 
 log = get_logger("agent")
@@ -97,6 +102,10 @@ class Agent:
         self.worker_settings = worker_settings or WorkerSettings.from_config(config.modems)
         self.notifier = notifier or Notifier()
         self.hotplug_interval = hotplug_interval
+        # Told by /healthz, so that the public URL check knows it reached this very agent
+        # and not a relay's error page or another site behind a mistyped path.
+        self.instance = secrets.token_hex(8)
+        self.public_url: PublicUrlCheck | None = None
         self.metrics = Metrics()
         self.uplink = UplinkTracker()
         self._uplink_condition = self.uplink.snapshot.condition  # as the metric says
@@ -220,6 +229,16 @@ class Agent:
         await self.webhook.start(config.webhook.host, config.webhook.port)
         self.control = ControlServer(config.control_socket, self)
         await self.control.start()
+        if config.webhook.public_url:
+            self.public_url = PublicUrlCheck(
+                config.webhook.public_url,
+                config.webhook.public_webhook_url,
+                self.instance,
+                on_change=self._public_url_changed,
+            )
+            self._tasks["public_url"] = asyncio.create_task(
+                self._guard("public_url", self.public_url.run), name="public_url"
+            )
         for name, work in (
             ("fleet", self.fleet.run),
             ("numbers", self.numbers.run),
@@ -241,7 +260,15 @@ class Agent:
 
     async def shutdown(self) -> None:
         # Those that take work in first, so that everything they took is durable.
-        for name in ("fleet", "takeoff", "numbers", "maintenance", "pump", "watchdog"):
+        for name in (
+            "fleet",
+            "takeoff",
+            "numbers",
+            "maintenance",
+            "pump",
+            "watchdog",
+            "public_url",
+        ):
             task = self._tasks.pop(name, None)
             if task is not None:
                 task.cancel()
@@ -329,6 +356,26 @@ class Agent:
         self.metrics.set_store_writable(error is None)
         if error is not None:
             log.error("the store cannot write: %s", error)
+
+    def _public_url_changed(self, status: PublicUrlStatus) -> None:
+        up = status.state is PublicUrlState.UP
+        assert status.since is not None
+        self.metrics.set_public_url(status.url, up, status.since)
+        # The site's log keeps each change: `simedge status` reads the last one from the
+        # database, and the Log screen shows when the tunnel came and went.
+        text = (
+            f"public URL reachable: {status.url}"
+            if up
+            else f"public URL unreachable: {status.problem}"
+        )
+        if self.store is not None:
+            self._in_background(
+                self.store.log_event(
+                    "public_url", text, level="info" if up else "alarm", at=status.since
+                ),
+                "log the public URL's state",
+            )
+        self._publish("public_url", status.to_json())
 
     def _in_background(self, work: Coroutine[Any, Any, object], what: str) -> None:
         """Run ``work`` without waiting for it, holding its task until it ends (the loop
@@ -422,6 +469,7 @@ class Agent:
             "modems": counts,
             "uplink": self.uplink.snapshot.health(),
             "store": {"writable": writable},
+            "instance": self.instance,
         }
 
     # -- the control socket ----------------------------------------------------------------
@@ -538,6 +586,7 @@ class Agent:
             forwarded_per_hour=forwarded,
             latency_per_hour=latency,
             events=tuple(events),
+            public_url=self.public_url.status if self.public_url is not None else None,
         )
 
 

@@ -13,6 +13,8 @@ START=1
 DASHBOARD_USER=""
 DASHBOARD_KEY=""
 MODEMMANAGER=ignore
+RELAY=""
+RELAY_ARGS=()
 
 SERVICE_USER=simedge
 CONF_DIR=/etc/simedge
@@ -38,6 +40,11 @@ Installs simedge from the source tree (default: the checkout this script is in).
   --dashboard-key FILE      authorized_keys line(s) for that login (public keys)
   --modemmanager MODE       ignore: ModemManager stays, udev tells it to skip the modems
                             (default); mask: ModemManager is stopped and masked
+  --relay HOST[:SSH_PORT]   a site behind NAT: keep a tunnel open to this relay
+                            (deploy/relay/, hardware.md "Reaching the webhook"); needs
+  --relay-port PORT         the relay's loopback port for this site; optional:
+  --relay-site NAME         the site's name in the relay's URLs (default: the hostname)
+  --relay-host-key KEY      the relay's SSH host key, or a file holding it
   -h, --help                this text
 
 A later run without options (e.g. from a newer checkout, to upgrade) keeps the prefix,
@@ -82,6 +89,10 @@ parse_args() {
             --dashboard-user) DASHBOARD_USER=${2:?--dashboard-user needs a name}; shift 2 ;;
             --dashboard-key) DASHBOARD_KEY=${2:?--dashboard-key needs a file}; shift 2 ;;
             --modemmanager) MODEMMANAGER=${2:?--modemmanager needs ignore or mask}; shift 2 ;;
+            --relay) RELAY=${2:?--relay needs a host}; shift 2 ;;
+            --relay-port | --relay-host-key)
+                RELAY_ARGS+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+            --relay-site) RELAY_ARGS+=(--site "${2:?--relay-site needs a name}"); shift 2 ;;
             -h | --help) usage; exit 0 ;;
             *) echo "simedge install: unknown option $1 (see --help)" >&2; exit 2 ;;
         esac
@@ -101,6 +112,8 @@ parse_args() {
         [ -n "$DASHBOARD_USER" ] || die "--dashboard-key needs --dashboard-user"
         [ -r "$DASHBOARD_KEY" ] || die "--dashboard-key: cannot read $DASHBOARD_KEY"
     fi
+    if [ ${#RELAY_ARGS[@]} -gt 0 ] && [ -z "$RELAY" ]; then die "--relay-port, --relay-site and --relay-host-key need --relay"; fi
+    if [ -n "$RELAY" ] && [[ " ${RELAY_ARGS[*]} " != *" --relay-port "* ]]; then die "--relay needs --relay-port"; fi
     [ "$(id -u)" = 0 ] || die "run as root (sudo $0 ...)"
 }
 
@@ -147,6 +160,7 @@ package_installed() {
 install_packages() {
     local wanted=(python3 python3-venv ca-certificates systemd udev uhubctl) missing=() pkg
     if [ -n "$DASHBOARD_USER" ]; then wanted+=(openssh-server); fi
+    if [ -n "$RELAY" ]; then wanted+=(openssh-client); fi
     for pkg in "${wanted[@]}"; do
         package_installed "$pkg" || missing+=("$pkg")
     done
@@ -227,6 +241,7 @@ install_app() {
     [ -e "$PREFIX/.simedge-install" ] || : >"$PREFIX/.simedge-install"
     render "$SOURCE/deploy/image/firstboot/simedge-firstboot.sh" | put_file "$PREFIX/bin/simedge-firstboot" 0755 root:root || true
     put_file "$PREFIX/bin/simedge-power-cycle" 0755 root:root <"$SOURCE/deploy/simedge-power-cycle.sh" || true
+    put_file "$PREFIX/bin/simedge-tunnel-setup" 0755 root:root <"$SOURCE/deploy/tunnel/simedge-tunnel-setup.sh" || true
     local doc
     for doc in README.md hardware.md deploy/config.example.toml; do
         if [ -f "$SOURCE/$doc" ]; then
@@ -274,6 +289,10 @@ install_system_files() {
     fi
     if render "$SOURCE/deploy/image/firstboot/simedge-firstboot.service" |
         put_file "$UNIT_DIR/simedge-firstboot.service" 0644 root:root; then
+        UNITS_CHANGED=1
+    fi
+    # Installed everywhere, enabled only by simedge-tunnel-setup (a site behind NAT).
+    if render "$SOURCE/deploy/tunnel/simedge-tunnel.service" | put_file "$UNIT_DIR/simedge-tunnel.service" 0644 root:root; then
         UNITS_CHANGED=1
     fi
     if put_file /etc/systemd/journald.conf.d/simedge.conf 0644 root:root <"$SOURCE/deploy/journald/simedge.conf"; then
@@ -379,6 +398,16 @@ enable_and_start() {
     fi
 }
 
+# A site behind NAT (--relay): the tunnel to the relay, set up by simedge-tunnel-setup,
+# which first boot and Ansible run too. Every run: it keeps what it made before.
+install_tunnel() {
+    [ -n "$RELAY" ] || return 0
+    if [ "$UNITS_CHANGED" = 1 ] && systemd_running; then systemctl daemon-reload; fi
+    local systemd_args=()
+    if [ "$START" = 0 ]; then systemd_args=(--no-systemd); fi
+    "$PREFIX/bin/simedge-tunnel-setup" --relay "$RELAY" "${RELAY_ARGS[@]}" "${systemd_args[@]}"
+}
+
 next_steps() {
     if [ ! -e "$CONF_DIR/api_key" ]; then
         say "next: write the API key:  sudo install -m 0600 -o $SERVICE_USER -g $SERVICE_USER /dev/stdin $CONF_DIR/api_key"
@@ -403,6 +432,7 @@ main() {
     install_dashboard_user
     configure_modemmanager
     enable_and_start
+    install_tunnel
     next_steps
 }
 

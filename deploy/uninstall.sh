@@ -95,6 +95,11 @@ main() {
             userdel --remove "$DASHBOARD_USER" 2>/dev/null || userdel "$DASHBOARD_USER"
             removed "the dashboard user $DASHBOARD_USER"
         fi
+        # The tunnel's account (simedge-tunnel-setup); its key went with $CONF_DIR.
+        if getent passwd simedge-tunnel >/dev/null; then
+            userdel simedge-tunnel
+            removed "the user simedge-tunnel"
+        fi
         if getent passwd "$SERVICE_USER" >/dev/null; then
             userdel "$SERVICE_USER"
             removed "the user $SERVICE_USER"

@@ -161,6 +161,16 @@ def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Pa
             '[webhook] listen: expected "host:port" with a port from 1 to 65535, got "8080"',
         ),
         (
+            lambda t: t.replace("[webhook]", "[webhook]\npublic_url = 'relay.example/site-a'"),
+            '[webhook] public_url: expected an http:// or https:// URL (or "" for none), got',
+        ),
+        (
+            lambda t: t.replace(
+                "[webhook]", "[webhook]\npublic_url = 'https://r.example/a?token=x'"
+            ),
+            "[webhook] public_url: expected a URL without ?query or #fragment (the token is added)",
+        ),
+        (
             lambda t: t.replace("[webhook]", "[webhook]\npath = 'hook'"),
             '[webhook] path: expected a path starting with "/", got "hook"',
         ),
@@ -218,6 +228,16 @@ def test_each_problem_names_file_key_and_problem(tmp_path: Path, edit, message: 
     with pytest.raises(ConfigError) as caught:
         config.load(path, environ={})
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_public_url_gives_the_webhook_url_to_paste_without_the_secret(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[webhook]", "[webhook]\npublic_url = 'https://relay.example/site-a/'")
+    webhook = config.load(write(tmp_path, text), environ={}).webhook
+    assert webhook.public_url == "https://relay.example/site-a"
+    assert webhook.public_webhook_url == (
+        "https://relay.example/site-a/onlinesim/numbers?token=TOKEN"
+    )
+    assert config.load(write(tmp_path, MINIMAL), environ={}).webhook.public_webhook_url == ""
 
 
 def test_block_rules_are_read(tmp_path: Path) -> None:

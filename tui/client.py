@@ -37,6 +37,7 @@ from agent.status import (
     MessageSummary,
     ModemStatus,
     OutboxStatus,
+    PublicUrlStatus,
     SiteSnapshot,
     SlotActivity,
     UplinkStatus,
@@ -50,6 +51,8 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds between tries to reach the 
 REFRESH_EVERY = 60.0  # full snapshot: hourly charts, SIMs online, disk free
 MAX_EVENTS = 500  # log lines kept in the model
 SEEN_IDS = 5000  # message ids remembered, so an update of a message is not counted twice
+# Events whose data replaces a part of the snapshot; any other kind asks a fresh snapshot.
+FOLDED_KINDS = ("modem", "message", "uplink", "outbox", "log", "public_url")
 
 
 class SiteChanged(Message):
@@ -179,7 +182,7 @@ class AgentLink:
         """Apply one event to the model; anything the link cannot apply asks a snapshot."""
         if kind == "message" and data is None:
             self._messages_changed = True
-        if data is None or kind not in ("modem", "message", "uplink", "outbox", "log"):
+        if data is None or kind not in FOLDED_KINDS:
             # "takeoff", "overflow", a kind this dashboard does not know, or "look again"
             self._stale = True
             self._schedule_flush()
@@ -195,6 +198,9 @@ class AgentLink:
             elif kind == "uplink":
                 uplink = _parse(UplinkStatus, data, "uplink event")
                 snapshot = dataclasses.replace(snapshot, uplink=uplink)
+            elif kind == "public_url":
+                public_url = _parse(PublicUrlStatus, data, "public URL event")
+                snapshot = dataclasses.replace(snapshot, public_url=public_url)
             elif kind == "outbox":
                 outbox = _parse(OutboxStatus, data, "outbox event")
                 snapshot = dataclasses.replace(snapshot, outbox=outbox)

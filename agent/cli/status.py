@@ -8,7 +8,9 @@ the last error (the uplink's included: a pause on a wrong key fails no message),
 line "swap SIM in slot X (sum RUB)" per open take-off mark. Whether the store can write
 now lives only in the running agent's memory: it is asked of the agent (its ``health``,
 what ``/healthz`` says), whose live uplink state then replaces the recorded one; when it
-does not answer, that is said. Plain text, or JSON with ``--json``. Exit status 0; 1 when
+does not answer, that is said. With ``[webhook] public_url`` set: the webhook URL to paste
+into OnlineSim and whether the agent last found it reachable, and since when (the agent
+logs each change). Plain text, or JSON with ``--json``. Exit status 0; 1 when
 there is no database yet or it cannot be read; 2 for a
 configuration error.
 """
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         connection = connect_read_only(path)
         try:
             report = read_status(connection)
+            if config.webhook.public_url:
+                report["public_url"] = read_public_url(
+                    connection, config.webhook.public_webhook_url
+                )
         finally:
             connection.close()
     except (StoreError, sqlite3.Error) as exc:
@@ -136,6 +142,25 @@ UPLINK_WORDS = {
 }
 
 
+def read_public_url(connection: Any, url: str) -> dict[str, Any]:
+    """The public webhook URL and the agent's last word on it (its newest "public_url"
+    event): "up", "down", or "unknown" when it has not checked yet."""
+    from agent import readonly
+
+    last = connection.execute(
+        "SELECT at, level, text FROM event WHERE kind = 'public_url' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if last is None:
+        return {"url": url, "state": "unknown", "since": None, "detail": None}
+    at, level, text = last
+    return {
+        "url": url,
+        "state": "up" if level == "info" else "down",
+        "since": _iso(readonly.epoch(at)),
+        "detail": text,
+    }
+
+
 def render(report: dict[str, Any]) -> str:
     outbox, accepted = report["outbox"], report["numbers_online"]
     health = report.get("agent")
@@ -175,6 +200,18 @@ def render(report: dict[str, Any]) -> str:
         f"  last error   {outbox['last_error'] or 'none'}"
         + (f" (at {outbox['last_error_at']})" if outbox["last_error_at"] else ""),
     ]
+    public_url = report.get("public_url")
+    if public_url:
+        lines += [
+            "public URL (paste into OnlineSim, TOKEN from the token file)",
+            f"  {public_url['url']}",
+            f"  {public_url['state']}"
+            + (
+                f" since {public_url['since']}: {public_url['detail']}"
+                if public_url["since"]
+                else ""
+            ),
+        ]
     if report["takeoff"]:
         lines.append("take-off")
         for mark in report["takeoff"]:

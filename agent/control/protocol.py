@@ -63,7 +63,16 @@ MAX_REQUEST = 64 * 1024  # one request line; the longest real one (a block rule)
 MAX_DEPTH = 8  # JSON nesting of a request; real ones are 1 deep (an object of scalars)
 SUBSCRIBER_QUEUE = 1000  # events buffered per subscriber before "overflow"
 
-EVENT_KINDS = ("modem", "message", "uplink", "outbox", "log", "takeoff", "overflow")
+EVENT_KINDS = (
+    "modem",
+    "message",
+    "uplink",
+    "outbox",
+    "log",
+    "takeoff",
+    "public_url",
+    "overflow",
+)
 
 OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # op: (required arguments, optional arguments)

@@ -20,6 +20,8 @@ Families (all prefixed ``simedge_``):
     simedge_store_writable                  1 while store writes commit, 0 while they fail
     simedge_delivery_latency_seconds        SMS receipt to OnlineSim's acceptance
     simedge_webhook_requests_total{outcome} webhook calls answered or refused
+    simedge_public_url_up{url}              1 when the agent reached itself by its public URL
+    simedge_public_url_since_timestamp_seconds{url}  when that last changed (unix time)
 """
 
 from __future__ import annotations
@@ -116,6 +118,20 @@ class Metrics:
         )
         for outcome in WEBHOOK_OUTCOMES:
             self._webhook_requests.labels(outcome=outcome)
+        # Labelled by the URL so that a site without one exports no sample at all (and no
+        # "down" alert fires for a site reached by nothing but its own LAN).
+        self._public_url_up = Gauge(
+            "simedge_public_url_up",
+            "1 when the agent reached its own /healthz by [webhook] public_url, else 0.",
+            ["url"],
+            registry=registry,
+        )
+        self._public_url_since = Gauge(
+            "simedge_public_url_since_timestamp_seconds",
+            "Unix time at which simedge_public_url_up took its present value.",
+            ["url"],
+            registry=registry,
+        )
 
     def set_modems(self, counts: Mapping[ModemState | str, int]) -> None:
         """Replace the modem counts; a state not in ``counts`` has none."""
@@ -167,6 +183,11 @@ class Metrics:
     def webhook_refused(self) -> None:
         """One webhook call with a wrong or missing token: a scanner, or a wrong URL."""
         self._webhook_requests.labels(outcome="refused").inc()
+
+    def set_public_url(self, url: str, up: bool, since: float) -> None:
+        """The result of the public URL checks (agent/webhook/reach.py)."""
+        self._public_url_up.labels(url=url).set(1 if up else 0)
+        self._public_url_since.labels(url=url).set(since)
 
     def render(self) -> bytes:
         """The whole set in the Prometheus text exposition format (``CONTENT_TYPE``)."""

@@ -122,3 +122,38 @@ async def test_a_relative_config_path_works_from_its_folder(
     assert main(["status", "--config", str(config), "--json"]) == 0
     assert report == json.loads(capsys.readouterr().out)
     assert report["outbox"]["dead"] == 1
+
+
+@pytest.fixture
+def config_with_public_url(config: Path) -> Path:
+    config.write_text(
+        config.read_text().replace("[webhook]\n", "[webhook]\npublic_url = 'https://r.example/a'\n")
+    )
+    return config
+
+
+async def test_status_shows_the_public_url_and_its_last_state(
+    config_with_public_url: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = config_with_public_url
+    db = config.parent / "data" / "simedge.db"
+    await _fill(db)
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    url = "https://r.example/a/onlinesim/numbers?token=TOKEN"
+    assert json.loads(capsys.readouterr().out)["public_url"] == {
+        "url": url, "state": "unknown", "since": None, "detail": None
+    }  # fmt: skip
+
+    store = await Store.open(db)
+    await store.log_event("public_url", f"public URL reachable: {url}", level="info")
+    await store.log_event("public_url", "public URL unreachable: HTTP 502", level="alarm")
+    await store.close()
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    public_url = json.loads(capsys.readouterr().out)["public_url"]
+    assert (public_url["state"], public_url["detail"]) == (
+        "down",
+        "public URL unreachable: HTTP 502",
+    )
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert f"  {url}\n  down since " in text

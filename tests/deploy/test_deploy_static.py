@@ -135,6 +135,10 @@ def test_shellcheck_is_clean(script: Path) -> None:
         "test-deploy.sh",
         "simedge-power-cycle.sh",
         "image/firstboot/simedge-firstboot.sh",
+        "test-tunnel.sh",
+        "relay/setup-relay.sh",
+        "relay/add-site.sh",
+        "tunnel/simedge-tunnel-setup.sh",
     ],
 )
 def test_script_explains_itself_with_help(script: str) -> None:
@@ -179,6 +183,10 @@ def test_ansible_template_renders_a_configuration_the_agent_accepts(tmp_path: Pa
         "simedge_power_cycle_command": "uhubctl -l {usb_path} -a cycle -d 5",
         "simedge_ussd": {"25001": {"code": "*111*0887#", "pattern": r"(\+?7\d{10})"}},
         "simedge_log_level": "DEBUG",
+        # A site behind NAT (relay.yml): public_url follows from the relay's name and port.
+        "simedge_relay_port": 20001,
+        "simedge_relay_host": "relay.example.net",
+        "simedge_relay_site": "shop-7",
     }
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
@@ -217,6 +225,7 @@ def test_ansible_template_renders_a_configuration_the_agent_accepts(tmp_path: Pa
     }
     assert config.modems.power_cycle_command == "uhubctl -l {usb_path} -a cycle -d 5"
     assert config.modems.ussd["25001"].pattern == r"(\+?7\d{10})"
+    assert config.webhook.public_url == "https://relay.example.net/shop-7"
 
 
 def test_udev_rules_keep_modemmanager_off_every_known_vendor() -> None:

@@ -329,3 +329,31 @@ def test_status_round_trips_through_json() -> None:
     broken = dataclasses.asdict(demo_messages()[0]) | {"received_at": "yesterday"}
     with pytest.raises(ValueError, match="received_at: expected a number, got 'yesterday'"):
         from_json(MessageSummary, broken)
+
+
+async def test_header_shows_the_public_url_and_follows_its_changes(
+    site: SiteStandIn, socket_path: Path
+) -> None:
+    from agent.status import PublicUrlState, PublicUrlStatus
+
+    url = "https://relay.example/site-a/onlinesim/numbers?token=TOKEN"
+    up = PublicUrlStatus(url=url, state=PublicUrlState.UP, since=NOW - 7200, checked_at=NOW)
+    site.snapshot = dataclasses.replace(site.snapshot, public_url=up)
+    app = make_app(socket_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.view.live)
+        assert header_text(app).startswith("● live  public URL ● reachable for ")
+        down = dataclasses.replace(up, state=PublicUrlState.DOWN, since=NOW, problem="502")
+        site.publish("public_url", down.to_json())
+        await until(pilot, lambda: "public URL ✖ UNREACHABLE for " in header_text(app))
+
+
+def test_public_url_text_says_state_and_age() -> None:
+    from agent.status import PublicUrlState, PublicUrlStatus
+    from tui.widgets.header import public_url_text
+
+    status = PublicUrlStatus(url="u", state=PublicUrlState.UP, since=NOW - 7200)
+    assert public_url_text(status, NOW).plain == "public URL ● reachable for 2h"
+    status = PublicUrlStatus(url="u", state=PublicUrlState.DOWN, since=NOW - 90)
+    assert public_url_text(status, NOW).plain == "public URL ✖ UNREACHABLE for 1m"
+    assert public_url_text(PublicUrlStatus(url="u"), NOW).plain == "public URL ? not checked yet"

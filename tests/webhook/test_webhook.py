@@ -222,6 +222,8 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
         "simedge_webhook_requests",
         "simedge_uplink_state",
         "simedge_store_writable",
+        "simedge_public_url_up",  # declared always, sampled only with a public_url
+        "simedge_public_url_since_timestamp_seconds",
     }
     assert all(f.documentation for f in families.values())
     uplink = {s.labels["state"]: s.value for s in families["simedge_uplink_state"].samples}

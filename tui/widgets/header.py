@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from agent.status import UplinkState
+from agent.status import PublicUrlState, PublicUrlStatus, UplinkState
 from tui import format as fmt
 from tui.safe import safe_text
 from tui.view import SiteView
@@ -34,7 +34,8 @@ class HeaderBar(TextBlock):
         snapshot, now = view.snapshot, view.now
         lines = []
         if view.live:
-            # No clock or age on this line: it would change the header at every redraw.
+            # No clock on this line (it would change the header at every redraw); the public
+            # URL's age below moves in steps of a minute at most.
             first = Text("● live", style="bold green")
         else:
             first = Text("✖ AGENT DOWN ", style="bold white on red")
@@ -42,6 +43,9 @@ class HeaderBar(TextBlock):
             first.append_text(safe_text(view.problem or "", "red"))
             if snapshot.taken_at:
                 first.append("  (database as of " + fmt.since(snapshot.taken_at, now) + ")")
+        if snapshot.public_url is not None:
+            first.append("  ")
+            first.append_text(public_url_text(snapshot.public_url, now))
         lines.append(first)
 
         uplink, outbox = snapshot.uplink, snapshot.outbox
@@ -83,3 +87,21 @@ class HeaderBar(TextBlock):
             tabs.append(f" {key} {title} ", style=style)
         lines.append(tabs)
         return Text("\n", no_wrap=True).join(lines)
+
+
+PUBLIC_URL_STATES: dict[str, tuple[str, str, str]] = {
+    PublicUrlState.UP: ("●", "reachable", "green"),
+    PublicUrlState.DOWN: ("✖", "UNREACHABLE", "bold red"),
+    PublicUrlState.UNKNOWN: ("?", "not checked yet", "bright_black"),
+}
+
+
+def public_url_text(status: PublicUrlStatus, now: float) -> Text:
+    """ "public URL ● reachable for 2h": whether OnlineSim can call the webhook (through
+    the relay's tunnel or the router's port forward), and since when."""
+    symbol, word, style = PUBLIC_URL_STATES.get(status.state, ("?", status.state, ""))
+    text = Text("public URL ")
+    text.append(f"{symbol} {word}", style=style)
+    if status.since is not None:
+        text.append(f" for {fmt.age(now - status.since)}")
+    return text

@@ -35,6 +35,9 @@ a value is taken verbatim, & # \ quotes included, and cannot span lines):
   WIFI_SSID=... WIFI_PASSWORD=... WIFI_COUNTRY=DE   Wi-Fi through NetworkManager
   HOSTNAME=site-07       the machine's name
   DASHBOARD_SSH_KEY=ssh-ed25519 AAAA... someone    allowed to open the dashboard over SSH
+  RELAY=relay.example.net  RELAY_PORT=20001   a site behind NAT: keep a tunnel to the relay;
+  RELAY_HOST_KEY=ssh-ed25519 AAAA...          with the relay's host key (required), and
+  RELAY_SITE=site-07                          the site's name there (default: hostname)
 simedge.toml, when present, replaces $CONF_DIR/simedge.toml if it passes --check-config.
 USAGE
 }
@@ -75,6 +78,7 @@ read_settings() {
         case $key in
             API_KEY | WEBHOOK_TOKEN | BASE_URL | WIFI_SSID | WIFI_PASSWORD | WIFI_COUNTRY | HOSTNAME | DASHBOARD_SSH_KEY)
                 SETTINGS[$key]=$value ;;
+            RELAY | RELAY_PORT | RELAY_SITE | RELAY_HOST_KEY) SETTINGS[$key]=$value ;;
             *) say "$file:$number: unknown setting $key, ignored" ;;
         esac
     done <"$file"
@@ -169,6 +173,27 @@ add_dashboard_key() {
     chmod 0600 "$home/.ssh/authorized_keys"
     say "SSH key added for the dashboard user $DASHBOARD_USER"
 }
+
+# --- the tunnel to a relay (issue 21): RELAY, RELAY_PORT, RELAY_SITE, RELAY_HOST_KEY ---
+# simedge-tunnel-setup does the work (install.sh --relay runs the same). The relay's host
+# key must come with it: this runs before the network is up, and a key fetched unseen
+# at first use would pin whatever answers.
+setup_relay_tunnel() {
+    if [ -z "${SETTINGS[RELAY_HOST_KEY]:-}" ]; then
+        say "RELAY ignored: give RELAY_HOST_KEY too (the relay's /etc/ssh/ssh_host_ed25519_key.pub)"
+        return
+    fi
+    local args=(--relay "${SETTINGS[RELAY]}" --relay-port "${SETTINGS[RELAY_PORT]:-}") output
+    if [ -n "${SETTINGS[RELAY_SITE]:-}" ]; then args+=(--site "${SETTINGS[RELAY_SITE]}"); fi
+    args+=(--relay-host-key "${SETTINGS[RELAY_HOST_KEY]}")
+    if output=$("$PREFIX/bin/simedge-tunnel-setup" "${args[@]}" 2>&1); then
+        say "tunnel to the relay ${SETTINGS[RELAY]} set up:"
+    else
+        say "tunnel to the relay NOT set up:"
+    fi
+    while IFS= read -r line; do say "  $line"; done <<<"$output"
+}
+# --- end of the tunnel block ---
 
 check_config() {
     runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/simedge" run --check-config --config "$1" 2>&1
@@ -288,6 +313,7 @@ main() {
         if [ -n "${SETTINGS[DASHBOARD_SSH_KEY]:-}" ]; then
             add_dashboard_key "${SETTINGS[DASHBOARD_SSH_KEY]}"
         fi
+        if [ -n "${SETTINGS[RELAY]:-}" ]; then setup_relay_tunnel; fi
     fi
     if [ -n "$toml_file" ]; then replace_config "$toml_file"; fi
 
