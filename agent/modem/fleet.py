@@ -23,7 +23,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from agent.errors import ControlError, StoreError
+from agent.errors import ControlError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.modem.discovery import PortGroup, probe_group, split_by_identity
 from agent.modem.hotplug import Change, PortWatcher
@@ -98,6 +98,7 @@ class Fleet:
 
     async def run(self) -> None:
         """Follow the hub until cancelled; every worker is stopped on the way out."""
+        stop_listening = self.store.on_writable_change(self._store_writable_changed)
         try:
             while True:
                 for event in await asyncio.to_thread(self.watcher.poll):
@@ -112,10 +113,16 @@ class Fleet:
                     self._rescan.clear()
                     self._wake_probes()
         finally:
+            stop_listening()
             tasks = list(self._tasks.values()) + list(self._background)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
+        if error is None:  # SMS kept on the modems while it could not write go in now
+            for worker in list(self._workers.values()):
+                worker.store_writable_again()
 
     def _add(self, group: PortGroup) -> None:
         old = self._tasks.pop(group.key, None)

@@ -314,6 +314,12 @@ class ModemWorker:
         self._first_health = False
         return self.settings.health_interval * random.uniform(1 - spread, 1 + spread)
 
+    def store_writable_again(self) -> None:
+        """The store commits again: read the SMS left on the modem for want of it now,
+        not at the next ``disk_full_retry`` (a minute by default)."""
+        if self._disk_full:
+            self._arm(_Tick.SWEEP, 0)
+
     def _arm(self, tick: _Tick, delay: float) -> None:
         """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds."""
         if (old := self._timers.pop(tick, None)) is not None:

@@ -100,7 +100,11 @@ async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
     started: list[tuple[Site, asyncio.Event, asyncio.Task[None]]] = []
 
     async def start(
-        count: int = 3, profile: str = "mixed", seed: int = 7, **sections: dict[str, Any]
+        count: int = 3,
+        profile: str = "mixed",
+        seed: int = 7,
+        worker_settings: WorkerSettings = FAST,
+        **sections: dict[str, Any],
     ) -> Site:
         hub = Hub(tmp_path / "modems", count=count, profile=profile, seed=seed, noise_interval=0.5)
         await hub.start()
@@ -111,7 +115,7 @@ async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
             config,
             auto_discovery=False,
             by_path_dir=tmp_path / "no-by-path",
-            worker_settings=FAST,
+            worker_settings=worker_settings,
             hotplug_interval=0.2,
         )
         stop = asyncio.Event()

@@ -4,10 +4,12 @@ by itself when a write commits again (docs/uplink.md, "The store cannot write").
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 
 from agent.control.client import ControlClient
-from tests.e2e.site import StartSite
+from tests.e2e.site import FAST, StartSite
 
 
 async def test_a_store_that_cannot_write_is_not_healthy_until_a_write_commits(
@@ -52,3 +54,35 @@ async def test_a_store_that_cannot_write_is_not_healthy_until_a_write_commits(
         answer = await http.get("/healthz")
         assert (answer.status_code, answer.json()["store"]) == (200, {"writable": True})
         assert "simedge_store_writable 1.0" in (await http.get("/metrics")).text
+
+
+async def test_sms_kept_on_the_modem_go_in_as_soon_as_the_store_writes_again(
+    start_site: StartSite,
+) -> None:
+    # The modem's own retry is an hour away: only the store's "writable again" can bring
+    # the SMS in within the wait below.
+    site = await start_site(
+        count=1, profile="sim800", worker_settings=dataclasses.replace(FAST, disk_full_retry=3600)
+    )
+    await site.ready_modems(1)
+    store = site.agent.store
+    assert store is not None
+    database = store.writer._database
+
+    async def query_only(on: bool) -> None:
+        await store.writer.submit(
+            lambda: database.execute_sql(f"PRAGMA query_only = {int(on)}"), "ro", bare=True
+        )
+
+    await query_only(True)
+    site.hub.inject(0, "+79161234567", "code 222222 kept on the SIM")
+    fleet = site.agent.fleet
+    assert fleet is not None
+    # The slot says why its SMS stay on the SIM once the ingest met the read-only store.
+    await site.until(lambda: fleet.modems()[0].fault is not None)
+    assert not store.writable
+    assert site.standin.state.messages == []
+
+    await query_only(False)  # the pump's store probe finds it writable; the modem is told
+    await site.until(lambda: len(site.standin.state.messages) == 1, seconds=15)
+    assert site.standin.state.messages[0].text == "code 222222 kept on the SIM"
