@@ -9,7 +9,7 @@ and how long to wait after the n-th failure. The wait is one pure function,
   takeOffNumbers calls and its account probes); the numbers loop, which must also wake
   for a new list while it waits, keeps its retry time itself with :func:`next_delay`;
 - by the outbox pump, on the monotonic clock: the link's one probe while it is down
-  (``transient_backoff``), the account probe (``account_probe``), the store probe
+  (``link_probe``), the account probe (``account_probe``), the store probe
   (``store_probe``);
 - persisted, by the outbox, only for answers about one message (NO_NUMBER after a resync
   that did not help): its attempt count and next attempt time, computed with
@@ -101,6 +101,25 @@ def transient_backoff(
         growth=growth,
         jitter=jitter,
         max_attempts=max_attempts,
+    )
+
+
+def link_probe(*, initial: float = 1.0, cap: float = 30.0, jitter: float = 0.5) -> RetryPolicy:
+    """While the link is down: the outbox's one scheduled probe (docs/uplink.md), and the
+    per-message retry after a NO_NUMBER that a new numbers list did not cure.
+
+    The transient back-off's shape with a 30 s ceiling instead of 300 s: a code that came
+    during the outage waits in the outbox for this probe when no newer SMS arrives to probe
+    at once, and a buyer's code must not wait five minutes after the link is back. One
+    request per 30 s at worst is nothing to OnlineSim; the jitter still spreads many
+    sites coming back from the same outage.
+    """
+    return RetryPolicy(
+        name="link_probe",
+        retry_on=(UplinkTransient,),
+        initial=initial,
+        cap=cap,
+        jitter=jitter,
     )
 
 

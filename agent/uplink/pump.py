@@ -82,9 +82,9 @@ from agent.uplink.numbers import NumbersSync, e164_or_raw
 from agent.uplink.policy import (
     RetryPolicy,
     account_probe,
+    link_probe,
     next_delay,
     store_probe,
-    transient_backoff,
 )
 from agent.uplink.state import UplinkState
 
@@ -137,7 +137,7 @@ class OutboxPump:
             raise ValueError(f"max_in_flight {max_in_flight} < 1")
         self._client = client
         self._store = store
-        self._policy = policy or transient_backoff()
+        self._policy = policy or link_probe()
         self._probe = probe or account_probe()
         self._store_policy = store_policy or store_probe()
         self._numbers = numbers

@@ -14,6 +14,7 @@ from agent.errors import UplinkAccountError, UplinkNoNumber, UplinkRejected, Upl
 from agent.uplink.policy import (
     RetryPolicy,
     account_probe,
+    link_probe,
     next_attempt_at,
     next_delay,
     retrying,
@@ -177,3 +178,14 @@ async def test_account_probe_keeps_probing_through_account_and_link_errors() -> 
     result = await retrying(account_probe(interval=300, jitter=0), sleep=sleep)(call)
     assert result == "done"
     assert sleep.delays == [300, 300, 300]
+
+
+def test_the_link_probe_never_waits_longer_than_30_s_after_any_number_of_failures() -> None:
+    # A code stored during an outage, with no newer SMS to probe for it, waits for this
+    # probe once the link is back (docs/uplink.md): never minutes.
+    policy = link_probe()
+    rng = random.Random(7)
+    waits = [next_delay(attempt, policy, rng=rng) for attempt in range(1, 200)]
+    assert max(waits) <= 30.0
+    assert waits[0] <= 1.0
+    assert max(waits[10:]) >= 15.0  # it still backs off
