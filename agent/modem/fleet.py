@@ -179,12 +179,20 @@ class Fleet:
                     slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
                 )
             )
+        held_in_a_row = 0
+
+        def publish(status: ModemStatus) -> None:
+            nonlocal held_in_a_row
+            if status.state is ModemState.READY:
+                held_in_a_row = 0  # served: the next taking starts the back-off afresh
+            self._publish(status)
+
         while True:
             worker = ModemWorker(
                 group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
                 slot=group.slot,
                 sink=self.store,
-                on_status=self._publish,
+                on_status=publish,
                 settings=self.settings,
                 number_book=self.number_book,
                 ussd_recipes=self.ussd_recipes,
@@ -199,12 +207,15 @@ class Fleet:
                     del self._workers[group.slot]
             if ended.state is not ModemState.PROBING:
                 return  # gone: the watcher brings it back when it is plugged in again
-            # Its port was taken by another program: probe again, on the back-off.
-            group = await self._find_at_port(group)
+            # Its port was taken by another program. The group is probed already (and a
+            # port the device table names is never opened by a probe), so probing it again
+            # would answer at once and start the next worker on the held port straight
+            # away, again and again: the next worker's open is the probe, on the back-off.
+            await self._wait_to_probe(group.slot, held_in_a_row)
+            held_in_a_row += 1
 
     async def _find_at_port(self, group: PortGroup) -> PortGroup:
         attempt = 0
-        wake = self._probe_now.setdefault(group.slot, asyncio.Event())
         while True:
             probed = await probe_group(
                 group, baudrate=self.settings.baudrate, answer_within=self.probe_timeout
@@ -223,11 +234,16 @@ class Fleet:
                     fault=f"no AT port: {why}",
                 )
             )
+            await self._wait_to_probe(group.slot, attempt)
             attempt += 1
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await wake.wait()
+
+    async def _wait_to_probe(self, slot: str, attempt: int) -> None:
+        """The re-probe back-off of ``slot``'s ``attempt``-th try, cut short by a rescan."""
+        wake = self._probe_now.setdefault(slot, asyncio.Event())
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reprobe.delay(attempt)):
+                await wake.wait()
 
     # -- status ----------------------------------------------------------------------------
 
