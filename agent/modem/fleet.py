@@ -77,6 +77,7 @@ class Fleet:
         self._rescan = asyncio.Event()
         self._probe_now: dict[str, asyncio.Event] = {}  # slot -> "probe again now"
         self._background: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None  # a worker's error no one handled
 
     # -- what the rest of the agent asks ---------------------------------------------------
 
@@ -97,9 +98,13 @@ class Fleet:
     # -- life -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the hub until cancelled; every worker is stopped on the way out."""
+        """Follow the hub until cancelled; every worker is stopped on the way out. A worker
+        that fails with an error it does not handle (a damaged store) ends this with it,
+        so that the supervisor stops the agent and says why."""
         try:
             while True:
+                if self._failure is not None:
+                    raise self._failure
                 for event in await asyncio.to_thread(self.watcher.poll):
                     if event.change is Change.REMOVED:
                         await self._remove(event.group)
@@ -127,9 +132,22 @@ class Fleet:
                 slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
             )
         )
-        self._tasks[group.key] = asyncio.create_task(
-            self._serve(group, old), name=f"modem {group.slot}"
-        )
+        task = asyncio.create_task(self._serve(group, old), name=f"modem {group.slot}")
+        task.add_done_callback(self._served)
+        self._tasks[group.key] = task
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        """A device's task ended. Its error would otherwise wait unseen until the agent
+        stops, with every modem of the device ended by it (one task group) and shown as
+        they were: it is handed to run(), which raises it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        while isinstance(error, BaseExceptionGroup):  # the device's task group: the cause
+            error = error.exceptions[0]
+        if self._failure is None:
+            self._failure = error
+        self._rescan.set()
 
     async def _remove(self, group: PortGroup) -> None:
         task = self._tasks.pop(group.key, None)

@@ -5,10 +5,15 @@ does not know (1a86:55d9) is four modems, told apart by the IMEI each port names
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from agent.emulate.modems import Hub
+from agent.errors import StoreDamaged
 from agent.modem.discovery import (
     ROLE_AT,
     ROLE_DIAG,
@@ -34,6 +39,7 @@ from tests.modem.conftest import (
     message_count,
     ready,
     settled,
+    stored_on_modem,
 )
 
 PI4 = "platform-fd500000.pcie-pci-0000:01:00.0"
@@ -167,6 +173,52 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
             await stored.wait()
         (due,) = await store.due_messages(datetime.now(UTC) + timedelta(days=1), 10)
         assert (due.text, due.slot) == ("code for the fourth", "1.1.1-if3")
+    finally:
+        running_fleet.cancel()
+        await asyncio.gather(running_fleet, return_exceptions=True)
+
+
+async def test_a_worker_that_fails_ends_the_fleet_not_silently_its_board(
+    start_hub: StartHub, store: Store, tmp_path: Path
+) -> None:
+    """One modem of a board meets a store error its worker cannot handle (here SQLite's
+    "malformed" from a trigger, as a damaged page says it): the fleet ends with that error,
+    so the supervisor stops the agent with the way out, instead of the board's four
+    workers ending unseen with their slots still shown ready."""
+    hub = await start_hub(count=4, profile="quad")
+    changed = asyncio.Event()
+    latest: dict[str, ModemStatus] = {}
+
+    def on_change(status: ModemStatus) -> None:
+        latest[status.slot] = status
+        changed.set()
+
+    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
+    fleet = Fleet(
+        watcher=watcher,
+        store=store,
+        settings=FAST,
+        number_book=MemoryNumberBook(),
+        ussd_recipes={},
+        on_change=on_change,
+        probe_timeout=0.3,
+    )
+    running_fleet = asyncio.create_task(fleet.run())
+    try:
+        async with asyncio.timeout(10):
+            while sum(s.state is ModemState.READY for s in latest.values()) < 4:
+                changed.clear()
+                await changed.wait()
+        with sqlite3.connect(tmp_path / "simedge.db") as connection:
+            connection.execute(
+                'CREATE TRIGGER "damaged" BEFORE INSERT ON "received_pdu" BEGIN'
+                " SELECT RAISE(ABORT, 'database disk image is malformed'); END"
+            )
+        hub.inject(3, "+79161234567", "code for the fourth")
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreDamaged, match="simedge db recover"):
+                await running_fleet
+        assert stored_on_modem(hub, 3) == 1  # never deleted: it stays on the SIM
     finally:
         running_fleet.cancel()
         await asyncio.gather(running_fleet, return_exceptions=True)
