@@ -59,6 +59,7 @@ class PublicUrlCheck:
         self._health_url = public_url.rstrip("/") + HEALTH_PATH
         self._instance = instance
         self._interval = interval
+        self._timeout = timeout
         self._failures_before_down = failures_before_down
         self._clock = clock
         self._on_change = on_change
@@ -83,7 +84,13 @@ class PublicUrlCheck:
 
     async def check_once(self) -> PublicUrlStatus:
         """One request to ``{public_url}/healthz``; returns the status it leaves."""
-        problem = await self._problem()
+        try:
+            # httpx's timeout bounds each read, not the answer: one trickled in a byte at a
+            # time would hold the check (and the state) for hours.
+            async with asyncio.timeout(self._timeout):
+                problem = await self._problem()
+        except TimeoutError:
+            problem = f"Timeout: no whole answer within {self._timeout:g} s"
         now = self._clock()
         if problem is None:
             self._failures = 0

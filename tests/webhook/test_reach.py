@@ -165,3 +165,43 @@ def test_metrics_export_the_state_only_for_a_configured_url() -> None:
     (since,) = families["simedge_public_url_since_timestamp_seconds"].samples
     assert (up.labels, up.value) == ({"url": WEBHOOK_URL}, 0.0)
     assert since.value == 1_090.0
+
+
+async def test_a_trickling_answer_is_cut_at_the_timeout_too() -> None:
+    """httpx's timeout is per read: an answer that trickles in a byte at a time (a broken
+    proxy) would hold one check for hours, and the state with it. The whole check has
+    the timeout."""
+    stop = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while not stop.is_set():
+                writer.write(b" ")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):  # the peer's pace: one byte per 50 ms
+                        await stop.wait()
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    check = PublicUrlCheck(
+        f"http://127.0.0.1:{port}", WEBHOOK_URL, INSTANCE, timeout=0.5, failures_before_down=1
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        async with asyncio.timeout(10):
+            status = await check.check_once()
+        took = loop.time() - started
+    finally:
+        stop.set()
+        await check.aclose()
+        server.close()
+        await server.wait_closed()
+    assert took < 0.5 + 1.0, f"the check took {took:.1f} s"
+    assert status.state is PublicUrlState.DOWN
+    assert status.problem is not None
+    assert "0.5 s" in status.problem
