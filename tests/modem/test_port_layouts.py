@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.emulate.modems import Hub
-from agent.errors import StoreDamaged
+from agent.errors import ControlError, StoreDamaged
 from agent.modem.discovery import (
     ROLE_AT,
     ROLE_DIAG,
@@ -27,7 +28,7 @@ from agent.modem.discovery import (
 from agent.modem.fleet import Fleet
 from agent.modem.hotplug import PortWatcher
 from agent.modem.own_number import MemoryNumberBook
-from agent.modem.worker import ModemWorker
+from agent.modem.worker import ModemWorker, WorkerCommand
 from agent.status import ModemState, ModemStatus, PortInfo
 from agent.store import Store
 from tests.modem.conftest import (
@@ -219,6 +220,50 @@ async def test_a_worker_that_fails_ends_the_fleet_not_silently_its_board(
             with pytest.raises(StoreDamaged, match="simedge db recover"):
                 await running_fleet
         assert stored_on_modem(hub, 3) == 1  # never deleted: it stays on the SIM
+    finally:
+        running_fleet.cancel()
+        await asyncio.gather(running_fleet, return_exceptions=True)
+
+
+async def test_unplugging_a_board_ends_the_worker_of_every_modem_on_it(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(count=4, profile="quad")
+    changed = asyncio.Event()
+    latest: dict[str, ModemStatus] = {}
+
+    def on_change(status: ModemStatus) -> None:
+        latest[status.slot] = status
+        changed.set()
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not condition():
+                changed.clear()
+                await changed.wait()
+
+    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
+    fleet = Fleet(
+        watcher=watcher,
+        store=store,
+        settings=FAST,
+        number_book=MemoryNumberBook(),
+        ussd_recipes={},
+        on_change=on_change,
+        probe_timeout=0.3,
+    )
+    running_fleet = asyncio.create_task(fleet.run())
+    try:
+        await until(lambda: sum(s.state is ModemState.READY for s in latest.values()) == 4)
+        for index in range(4):
+            hub.fault(index, "unplug")
+        # The watcher's removal, after each worker saw its own port go.
+        await until(lambda: all(s.fault == "unplugged" for s in latest.values()))
+        assert len(latest) == 4
+        with pytest.raises(ControlError, match="no running modem"):
+            fleet.command("1.1.1-if3", WorkerCommand.RESET)
+        left = [t for t in asyncio.all_tasks() if t.get_name().startswith("modem ")]
+        assert not left, (left, {s: (latest[s].state, latest[s].fault) for s in latest})
     finally:
         running_fleet.cancel()
         await asyncio.gather(running_fleet, return_exceptions=True)
