@@ -127,7 +127,9 @@ class PublicUrlCheck:
                     body += chunk
                     if len(body) > MAX_ANSWER:
                         return f"HTTP {response.status_code}: an answer over {MAX_ANSWER} bytes"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # InvalidURL and the IDNA codec's UnicodeError: a host name the configuration
+            # let through that httpx refuses to ask; a problem to show, like a failure.
             return _clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if response.status_code not in (200, 503):  # 503: we answered, and are unwell
             return _clip(f"HTTP {response.status_code}: {body[:80]!r}")

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.status import PublicUrlState, PublicUrlStatus
@@ -205,3 +206,18 @@ async def test_a_trickling_answer_is_cut_at_the_timeout_too() -> None:
     assert status.state is PublicUrlState.DOWN
     assert status.problem is not None
     assert "0.5 s" in status.problem
+
+
+@pytest.mark.parametrize("url", ["https://ex\u00e4mple..com/site", "https://xn--a.example/site"])
+async def test_an_address_httpx_cannot_request_is_a_problem_not_a_crash(url: str) -> None:
+    """Some host names pass the configuration's check and are still refused by httpx (or
+    its IDNA codec) before any request: the check says so; it must not raise, which
+    would end the agent at every start."""
+    check = PublicUrlCheck(url, WEBHOOK_URL, INSTANCE, failures_before_down=1)
+    try:
+        status = await check.check_once()
+    finally:
+        await check.aclose()
+    assert status.state is PublicUrlState.DOWN
+    assert status.problem is not None
+    assert "URL" in status.problem or "codepoint" in status.problem.lower(), status.problem
