@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +24,8 @@ from agent.modem.discovery import (
     probe_group,
     split_by_identity,
 )
-from agent.modem.fleet import Fleet
-from agent.modem.hotplug import PortWatcher
-from agent.modem.own_number import MemoryNumberBook
 from agent.modem.worker import ModemWorker, WorkerCommand
-from agent.status import ModemState, ModemStatus, PortInfo
+from agent.status import PortInfo
 from agent.store import Store
 from tests.modem.conftest import (
     FAST,
@@ -37,6 +33,7 @@ from tests.modem.conftest import (
     StartHub,
     StatusWatch,
     emulator_events,
+    fleet_on,
     message_count,
     ready,
     settled,
@@ -139,32 +136,9 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
     start_hub: StartHub, store: Store
 ) -> None:
     hub = await start_hub(count=4, profile="quad")
-    changed = asyncio.Event()
-    latest: dict[str, ModemStatus] = {}
-
-    def on_change(status: ModemStatus) -> None:
-        latest[status.slot] = status
-        changed.set()
-
-    def ready_count() -> int:
-        return sum(status.state is ModemState.READY for status in latest.values())
-
-    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
-    fleet = Fleet(
-        watcher=watcher,
-        store=store,
-        settings=FAST,
-        number_book=MemoryNumberBook(),
-        ussd_recipes={},
-        on_change=on_change,
-        probe_timeout=0.3,
-    )
-    running_fleet = asyncio.create_task(fleet.run())
-    try:
-        async with asyncio.timeout(10):
-            while ready_count() < 4:
-                changed.clear()
-                await changed.wait()
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
+        latest = view.latest
         assert {latest[s].imei for s in latest} == {slot.modem.imei for slot in hub.slots}
         assert sorted(latest) == ["1.1.1", "1.1.1-if1", "1.1.1-if2", "1.1.1-if3"]
         stored = asyncio.Event()
@@ -174,9 +148,6 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
             await stored.wait()
         (due,) = await store.due_messages(datetime.now(UTC) + timedelta(days=1), 10)
         assert (due.text, due.slot) == ("code for the fourth", "1.1.1-if3")
-    finally:
-        running_fleet.cancel()
-        await asyncio.gather(running_fleet, return_exceptions=True)
 
 
 async def test_a_worker_that_fails_ends_the_fleet_not_silently_its_board(
@@ -187,83 +158,33 @@ async def test_a_worker_that_fails_ends_the_fleet_not_silently_its_board(
     so the supervisor stops the agent with the way out, instead of the board's four
     workers ending unseen with their slots still shown ready."""
     hub = await start_hub(count=4, profile="quad")
-    changed = asyncio.Event()
-    latest: dict[str, ModemStatus] = {}
-
-    def on_change(status: ModemStatus) -> None:
-        latest[status.slot] = status
-        changed.set()
-
-    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
-    fleet = Fleet(
-        watcher=watcher,
-        store=store,
-        settings=FAST,
-        number_book=MemoryNumberBook(),
-        ussd_recipes={},
-        on_change=on_change,
-        probe_timeout=0.3,
-    )
-    running_fleet = asyncio.create_task(fleet.run())
-    try:
-        async with asyncio.timeout(10):
-            while sum(s.state is ModemState.READY for s in latest.values()) < 4:
-                changed.clear()
-                await changed.wait()
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
         with sqlite3.connect(tmp_path / "simedge.db") as connection:
             connection.execute(
                 'CREATE TRIGGER "damaged" BEFORE INSERT ON "received_pdu" BEGIN'
                 " SELECT RAISE(ABORT, 'database disk image is malformed'); END"
             )
         hub.inject(3, "+79161234567", "code for the fourth")
+        assert view.running is not None
         async with asyncio.timeout(10):
             with pytest.raises(StoreDamaged, match="simedge db recover"):
-                await running_fleet
+                await view.running
         assert stored_on_modem(hub, 3) == 1  # never deleted: it stays on the SIM
-    finally:
-        running_fleet.cancel()
-        await asyncio.gather(running_fleet, return_exceptions=True)
 
 
 async def test_unplugging_a_board_ends_the_worker_of_every_modem_on_it(
     start_hub: StartHub, store: Store
 ) -> None:
     hub = await start_hub(count=4, profile="quad")
-    changed = asyncio.Event()
-    latest: dict[str, ModemStatus] = {}
-
-    def on_change(status: ModemStatus) -> None:
-        latest[status.slot] = status
-        changed.set()
-
-    async def until(condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(10):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-
-    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
-    fleet = Fleet(
-        watcher=watcher,
-        store=store,
-        settings=FAST,
-        number_book=MemoryNumberBook(),
-        ussd_recipes={},
-        on_change=on_change,
-        probe_timeout=0.3,
-    )
-    running_fleet = asyncio.create_task(fleet.run())
-    try:
-        await until(lambda: sum(s.state is ModemState.READY for s in latest.values()) == 4)
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
         for index in range(4):
             hub.fault(index, "unplug")
         # The watcher's removal, after each worker saw its own port go.
-        await until(lambda: all(s.fault == "unplugged" for s in latest.values()))
-        assert len(latest) == 4
+        await view.until(lambda: all(s.fault == "unplugged" for s in view.latest.values()))
+        assert len(view.latest) == 4
         with pytest.raises(ControlError, match="no running modem"):
-            fleet.command("1.1.1-if3", WorkerCommand.RESET)
+            view.fleet.command("1.1.1-if3", WorkerCommand.RESET)
         left = [t for t in asyncio.all_tasks() if t.get_name().startswith("modem ")]
-        assert not left, (left, {s: (latest[s].state, latest[s].fault) for s in latest})
-    finally:
-        running_fleet.cancel()
-        await asyncio.gather(running_fleet, return_exceptions=True)
+        assert not left, left

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +15,13 @@ import pytest
 from agent.emulate.modems import Hub
 from agent.locking import UUCP_LOCK_DIR, process_name, uucp_lock_name
 from agent.modem.discovery import ROLE_BUSY, probe_group, scan
-from agent.modem.fleet import Fleet, ReprobeBackoff
-from agent.modem.hotplug import PortWatcher
-from agent.modem.own_number import MemoryNumberBook
+from agent.modem.fleet import ReprobeBackoff
 from agent.modem.worker import ModemWorker
 from agent.status import ModemState, ModemStatus
 from agent.store import Store
 from tests.e2e.site import StartSite
 from tests.locks_helpers import HOLD_NOTHING, HOLD_PORT_FLOCK, holder
-from tests.modem.conftest import FAST
+from tests.modem.conftest import FAST, FleetView
 
 
 def at_link(hub: Hub, index: int) -> str:
@@ -137,53 +135,31 @@ async def test_a_probed_port_taken_by_another_program_is_tried_again_on_the_back
     if another program takes the port before the worker opens it, the next try waits out
     the re-probe back-off instead of starting a new worker at once, again and again."""
     pause = 0.3
-    starts: list[float] = []
-    changed = asyncio.Event()
-    latest: dict[str, ModemStatus] = {}
-    loop = asyncio.get_running_loop()
-
-    def on_change(status: ModemStatus) -> None:
-        if status.state is ModemState.STARTING:
-            starts.append(loop.time())
-        latest[status.slot] = status
-        changed.set()
-
-    async def until(condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(10):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-
     store = await Store.open(tmp_path / "simedge.db")
-    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
-    fleet = Fleet(
-        watcher=watcher,
-        store=store,
-        settings=FAST,
-        number_book=MemoryNumberBook(),
-        ussd_recipes={},
-        on_change=on_change,
-        reprobe=ReprobeBackoff(initial=pause, growth=1.0, cap=pause),
-        probe_timeout=0.3,
-    )
+    view = FleetView(hub, store, reprobe=ReprobeBackoff(initial=pause, growth=1.0, cap=pause))
+
+    def starts() -> list[float]:
+        return [at for at, status in view.history if status.state is ModemState.STARTING]
+
     held = at_link(hub, 0)
     (unprobed,) = [
         event.group
-        for event in watcher.poll()
+        for event in view.watcher.poll()
         if device_of(held) in (port.device for port in event.group.ports)
     ]
     group = await probe_group(unprobed, answer_within=0.3)
     assert group.at_port is not None
+    serving = asyncio.create_task(view.fleet._work(group))  # as _serve hands it over
     try:
         with holder(HOLD_PORT_FLOCK, held):
-            serving = asyncio.create_task(fleet._work(group))  # as _serve hands it over
-            await until(lambda: len(starts) >= 3)
-            assert latest[group.slot].state in (ModemState.STARTING, ModemState.PROBING)
-            assert starts[2] - starts[0] >= 2 * pause * 0.9, (
-                f"worker restarted on a held port {len(starts)} times without waiting"
+            await view.until(lambda: len(starts()) >= 3)
+            assert view.latest[group.slot].state in (ModemState.STARTING, ModemState.PROBING)
+            first, _, third = starts()[:3]
+            assert third - first >= 2 * pause * 0.9, (
+                f"worker restarted on a held port {len(starts())} times without waiting"
             )
-        fleet._wake_probes()  # a rescan: the port is free now
-        await until(lambda: latest[group.slot].state is ModemState.READY)
+        view.fleet._wake_probes()  # a rescan: the port is free now
+        await view.until(lambda: view.latest[group.slot].state is ModemState.READY)
     finally:
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
