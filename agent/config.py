@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from agent.errors import ConfigError
 from agent.usbpath import label_key_problem
@@ -56,9 +56,18 @@ def _listen_problem(value: str) -> str | None:
     return None
 
 
+def _http_url(value: str) -> SplitResult | None:
+    """``value`` split, when it is an http(s) URL with a host and a port that can be."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port out of range or not a number
+    except ValueError:  # also "https://[2001:db8::1/": a bracket left open
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
 def _url_problem(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if _http_url(value) is None:
         return f'expected an http:// or https:// URL, got "{value}"'
     return None
 
@@ -67,8 +76,8 @@ def _public_url_problem(value: str) -> str | None:
     """Empty (no public address known), or the https:// base OnlineSim reaches this site by."""
     if not value:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = _http_url(value)
+    if parts is None:
         return f'expected an http:// or https:// URL (or "" for none), got "{value}"'
     if parts.query or parts.fragment:
         return f'expected a URL without ?query or #fragment (the token is added), got "{value}"'

@@ -30,6 +30,7 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.errors import AlreadyRunning, PortBusy
@@ -121,15 +122,28 @@ class DataDirLock:
     @staticmethod
     def check(data_dir: Path) -> None:
         """Raise AlreadyRunning when an agent holds ``data_dir``; for commands that must
-        not run beside it. Creates nothing: a lock file made by ``sudo simedge ...`` would
-        belong to root and keep the agent's user from locking it."""
+        not run beside it but do not change its files (see :meth:`kept_from_agents`)."""
+        with DataDirLock.kept_from_agents(data_dir):
+            pass
+
+    @staticmethod
+    @contextlib.contextmanager
+    def kept_from_agents(data_dir: Path) -> Iterator[None]:
+        """Raise AlreadyRunning when an agent holds ``data_dir``; else hold its lock for
+        the block, so that no agent starts on the files the block changes (an agent that
+        tries is refused with this PID). Creates nothing: a lock file made by ``sudo
+        simedge ...`` would belong to root and keep the agent's user from locking it."""
         path = data_dir / LOCK_FILE_NAME
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock needs no write access
         except FileNotFoundError:
-            return  # no agent ever ran on this folder
+            yield  # no agent ever ran on this folder
+            return
         _lock_or_refuse(fd, path, data_dir)
-        os.close(fd)
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -171,6 +171,18 @@ def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Pa
             "[webhook] public_url: expected a URL without ?query or #fragment (the token is added)",
         ),
         (
+            lambda t: t.replace("[webhook]", "[webhook]\npublic_url = 'https://[2001:db8::1/a'"),
+            '[webhook] public_url: expected an http:// or https:// URL (or "" for none), got',
+        ),
+        (
+            lambda t: t.replace("[webhook]", "[webhook]\npublic_url = 'https://r.example:99999/a'"),
+            '[webhook] public_url: expected an http:// or https:// URL (or "" for none), got',
+        ),
+        (
+            lambda t: t.replace("http://127.0.0.1:9/api", "http://127.0.0.1:port/api"),
+            "[onlinesim] base_url: expected an http:// or https:// URL, got",
+        ),
+        (
             lambda t: t.replace("[webhook]", "[webhook]\npath = 'hook'"),
             '[webhook] path: expected a path starting with "/", got "hook"',
         ),

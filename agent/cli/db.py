@@ -68,7 +68,8 @@ def _check(path: Path) -> int:
 
 def _recover(config: Config, name: str) -> int:
     from agent.control.client import call
-    from agent.errors import AgentNotRunning, ControlError, StoreError
+    from agent.errors import AgentNotRunning, AlreadyRunning, ControlError, StoreError
+    from agent.locking import DataDirLock
     from agent.store import integrity
 
     path = config.database
@@ -83,8 +84,11 @@ def _recover(config: Config, name: str) -> int:
         print(f"{name}: the agent is running; stop it first (systemctl stop simedge)")
         return EXIT_FAILURE
     try:
-        report = integrity.recover(path)
-    except StoreError as exc:
+        # No answer on the socket, yet an agent may hold the folder (opening the store,
+        # or its socket elsewhere): the file must not move under it, nor one start now.
+        with DataDirLock.kept_from_agents(config.site.data_dir):
+            report = integrity.recover(path)
+    except (AlreadyRunning, StoreError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"damaged file kept as {report.kept}")

@@ -117,10 +117,11 @@ async def _with_store(config: Config, work: Callable[[Store], Awaitable[str]]) -
     from agent.store import Store
 
     # No answer on the control socket, yet an agent may hold the folder (starting, or its
-    # socket elsewhere): then it is the one writer, and this refuses with its PID.
-    DataDirLock.check(config.site.data_dir)
-    store = await Store.open(config.database)
-    try:
-        return await work(store)
-    finally:
-        await store.close()
+    # socket elsewhere): then it is the one writer, and this refuses with its PID. Held
+    # until the store is closed, so that no agent starts on the file meanwhile.
+    with DataDirLock.kept_from_agents(config.site.data_dir):
+        store = await Store.open(config.database)
+        try:
+            return await work(store)
+        finally:
+            await store.close()

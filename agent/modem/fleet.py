@@ -77,6 +77,7 @@ class Fleet:
         self._rescan = asyncio.Event()
         self._probe_now: dict[str, asyncio.Event] = {}  # slot -> "probe again now"
         self._background: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None  # a worker's error no one handled
 
     # -- what the rest of the agent asks ---------------------------------------------------
 
@@ -97,10 +98,14 @@ class Fleet:
     # -- life -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the hub until cancelled; every worker is stopped on the way out."""
+        """Follow the hub until cancelled; every worker is stopped on the way out. A worker
+        that fails with an error it does not handle (a damaged store) ends this with it,
+        so that the supervisor stops the agent and says why."""
         stop_listening = self.store.on_writable_change(self._store_writable_changed)
         try:
             while True:
+                if self._failure is not None:
+                    raise self._failure
                 for event in await asyncio.to_thread(self.watcher.poll):
                     if event.change is Change.REMOVED:
                         await self._remove(event.group)
@@ -134,9 +139,22 @@ class Fleet:
                 slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
             )
         )
-        self._tasks[group.key] = asyncio.create_task(
-            self._serve(group, old), name=f"modem {group.slot}"
-        )
+        task = asyncio.create_task(self._serve(group, old), name=f"modem {group.slot}")
+        task.add_done_callback(self._served)
+        self._tasks[group.key] = task
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        """A device's task ended. Its error would otherwise wait unseen until the agent
+        stops, with every modem of the device ended by it (one task group) and shown as
+        they were: it is handed to run(), which raises it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        while isinstance(error, BaseExceptionGroup):  # the device's task group: the cause
+            error = error.exceptions[0]
+        if self._failure is None:
+            self._failure = error
+        self._rescan.set()
 
     async def _remove(self, group: PortGroup) -> None:
         task = self._tasks.pop(group.key, None)
@@ -186,12 +204,20 @@ class Fleet:
                     slot=group.slot, label=group.label, ports=tuple(p.device for p in group.ports)
                 )
             )
+        held_in_a_row = 0
+
+        def publish(status: ModemStatus) -> None:
+            nonlocal held_in_a_row
+            if status.state is ModemState.READY:
+                held_in_a_row = 0  # served: the next taking starts the back-off afresh
+            self._publish(status)
+
         while True:
             worker = ModemWorker(
                 group.at_port.device,  # type: ignore[union-attr]  # _find_at_port ensures it
                 slot=group.slot,
                 sink=self.store,
-                on_status=self._publish,
+                on_status=publish,
                 settings=self.settings,
                 number_book=self.number_book,
                 ussd_recipes=self.ussd_recipes,
@@ -206,12 +232,15 @@ class Fleet:
                     del self._workers[group.slot]
             if ended.state is not ModemState.PROBING:
                 return  # gone: the watcher brings it back when it is plugged in again
-            # Its port was taken by another program: probe again, on the back-off.
-            group = await self._find_at_port(group)
+            # Its port was taken by another program. The group is probed already (and a
+            # port the device table names is never opened by a probe), so probing it again
+            # would answer at once and start the next worker on the held port straight
+            # away, again and again: the next worker's open is the probe, on the back-off.
+            await self._wait_to_probe(group.slot, held_in_a_row)
+            held_in_a_row += 1
 
     async def _find_at_port(self, group: PortGroup) -> PortGroup:
         attempt = 0
-        wake = self._probe_now.setdefault(group.slot, asyncio.Event())
         while True:
             probed = await probe_group(
                 group, baudrate=self.settings.baudrate, answer_within=self.probe_timeout
@@ -230,11 +259,16 @@ class Fleet:
                     fault=f"no AT port: {why}",
                 )
             )
+            await self._wait_to_probe(group.slot, attempt)
             attempt += 1
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await wake.wait()
+
+    async def _wait_to_probe(self, slot: str, attempt: int) -> None:
+        """The re-probe back-off of ``slot``'s ``attempt``-th try, cut short by a rescan."""
+        wake = self._probe_now.setdefault(slot, asyncio.Event())
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reprobe.delay(attempt)):
+                await wake.wait()
 
     # -- status ----------------------------------------------------------------------------
 

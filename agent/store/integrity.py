@@ -46,6 +46,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from agent.errors import StoreDamaged, StoreError
+from agent.logs import get_logger
+
+log = get_logger("store.integrity")
 
 #: Seconds ``quick_check`` may take at open before it is cut short (and the agent starts
 #: anyway, saying so). Measured with ``python -m bench integrity_bench``: 0.29 s for a
@@ -184,6 +187,7 @@ def create_atomically(path: Path) -> None:
     building = path.with_name(path.name + ".new")
     for leftover in _family(building):
         leftover.unlink(missing_ok=True)
+    _set_orphans_aside(path)
     database = open_database(building)
     try:
         database.connect()
@@ -197,6 +201,20 @@ def create_atomically(path: Path) -> None:
     _fsync(building)
     os.replace(building, path)
     _fsync(path.parent)
+
+
+def _set_orphans_aside(path: Path) -> None:
+    """Rename the -wal, -shm and -journal of a database file that is gone (deleted by hand
+    to start afresh, lost in a copy) to ``<name>.orphaned-<UTC time>``: SQLite would
+    replay such a log into the new file at ``path`` and damage it. Kept, not deleted: the
+    last SMS of the old file may be in it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for end in _COMPANIONS:
+        orphan = path.with_name(path.name + end)
+        if orphan.exists():
+            aside = orphan.with_name(f"{orphan.name}.orphaned-{stamp}")
+            os.replace(orphan, aside)
+            log.warning("%s: no database file beside it; kept aside as %s", orphan, aside)
 
 
 def _family(path: Path) -> Iterator[Path]:

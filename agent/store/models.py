@@ -177,7 +177,7 @@ class Message(BaseModel):
     next_attempt_at = UtcDateTimeField(null=True)
     last_error = TextField(null=True)
     sent_at = UtcDateTimeField(null=True)
-    # Added in schema version 5: what the decoder salvaged around in this message's PDUs
+    # Added in schema version 6: what the decoder salvaged around in this message's PDUs
     # (one line per fault, "field at octet N: what"), None when they were sound.
     problems = TextField(null=True)
 

@@ -94,6 +94,9 @@ class Store:
         self._writer = writer
         self._multipart_timeout = multipart_timeout
         self._block_rules = BlockRules(block_rules)
+        # One rule added at a time: each add checks the name and MAX_RULES, then awaits
+        # its trial and its write; adds that overlapped would all pass the checks.
+        self._adding_rule = asyncio.Lock()
         self._retention = timedelta(days=retention_days)
         self._event_cap = event_cap
         self._ready_callbacks: list[Callable[[], None]] = []
@@ -173,6 +176,10 @@ class Store:
         The rule is first tried on the last stored SMS; when it would have withheld most
         of them it is refused (a StoreError saying how many) unless ``force``: a rule such
         as text ``.`` would otherwise silence the site."""
+        async with self._adding_rule:
+            return await self._add_block_rule(rule, force=force)
+
+    async def _add_block_rule(self, rule: BlockRule, *, force: bool) -> Preview:
         if self._block_rules.get(rule.name) is not None:
             raise StoreError(f"a block rule named {rule.name!r} exists already")
         if self._block_rules.count(ADDED) >= MAX_RULES:

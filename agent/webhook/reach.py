@@ -59,6 +59,7 @@ class PublicUrlCheck:
         self._health_url = public_url.rstrip("/") + HEALTH_PATH
         self._instance = instance
         self._interval = interval
+        self._timeout = timeout
         self._failures_before_down = failures_before_down
         self._clock = clock
         self._on_change = on_change
@@ -83,7 +84,13 @@ class PublicUrlCheck:
 
     async def check_once(self) -> PublicUrlStatus:
         """One request to ``{public_url}/healthz``; returns the status it leaves."""
-        problem = await self._problem()
+        try:
+            # httpx's timeout bounds each read, not the answer: one trickled in a byte at a
+            # time would hold the check (and the state) for hours.
+            async with asyncio.timeout(self._timeout):
+                problem = await self._problem()
+        except TimeoutError:
+            problem = f"Timeout: no whole answer within {self._timeout:g} s"
         now = self._clock()
         if problem is None:
             self._failures = 0
@@ -120,7 +127,9 @@ class PublicUrlCheck:
                     body += chunk
                     if len(body) > MAX_ANSWER:
                         return f"HTTP {response.status_code}: an answer over {MAX_ANSWER} bytes"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # InvalidURL and the IDNA codec's UnicodeError: a host name the configuration
+            # let through that httpx refuses to ask; a problem to show, like a failure.
             return _clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if response.status_code not in (200, 503):  # 503: we answered, and are unwell
             return _clip(f"HTTP {response.status_code}: {body[:80]!r}")

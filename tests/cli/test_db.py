@@ -11,6 +11,7 @@ import pytest
 
 from agent.cli import main
 from agent.control.server import ControlServer
+from tests.locks_helpers import HOLD_DATA_DIR, holder
 from tests.store.test_store_integrity import MESSAGES, damage_page, fill
 
 SIMEDGE = Path(sys.executable).with_name("simedge")
@@ -113,3 +114,20 @@ async def test_recover_refuses_while_an_agent_answers(config: Path) -> None:
     assert code == 1
     assert await asyncio.to_thread(db.read_bytes) == before
     assert not await asyncio.to_thread(lambda: list(db.parent.glob("*.damaged-*")))
+
+
+def test_recover_refuses_while_an_agent_holds_the_data_folder(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An agent that holds the folder but does not answer on its socket yet (it is opening
+    the store: the quick check, the migrations) must not have its database moved away."""
+    db = config.parent / "data" / "simedge.db"
+    fill(db, 5)
+    damage_page(db)
+    before = db.read_bytes()
+    with holder(HOLD_DATA_DIR, str(db.parent)) as agent:
+        assert main(["db", "recover", "--config", str(config)]) == 1
+        assert f"PID {agent.pid}" in capsys.readouterr().err
+        assert db.read_bytes() == before
+        assert not list(db.parent.glob("*.damaged-*"))
+    assert main(["db", "recover", "--config", str(config)]) == 0  # stopped: it may go on

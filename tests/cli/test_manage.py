@@ -10,6 +10,9 @@ import pytest
 
 from agent import config as config_module
 from agent.cli import main
+from agent.cli.manage import _with_store
+from agent.errors import AlreadyRunning
+from agent.locking import DataDirLock
 from agent.store import Store
 from agent.store.models import Sim
 from tests.e2e.site import KEY, TOKEN, StartSite
@@ -111,3 +114,24 @@ def test_a_check_beside_no_agent_creates_no_lock_file(tmp_path: Path) -> None:
     data.mkdir()
     assert main(["outbox", "retry", "--all-dead", "--config", str(config)]) == 0
     assert "simedge.lock" not in {path.name for path in data.iterdir()}
+
+
+async def test_an_agent_cannot_start_while_a_command_writes_the_database(tmp_path: Path) -> None:
+    """The offline write holds the folder's lock from its check to the store's close, so
+    an agent starting meanwhile is refused instead of writing the same file beside it."""
+    config = config_module.load(write_config(tmp_path))
+    data = config.site.data_dir
+    data.mkdir()
+    DataDirLock.acquire(data).release()  # an agent ran here before: its lock file stays
+    refused: list[AlreadyRunning] = []
+
+    async def work(_store: Store) -> str:
+        try:
+            DataDirLock.acquire(data).release()  # what `simedge run` does first
+        except AlreadyRunning as exc:
+            refused.append(exc)
+        return "written"
+
+    assert await _with_store(config, work) == "written"
+    assert refused, "an agent could take the folder while the command wrote in it"
+    DataDirLock.acquire(data).release()  # and it can once the command is done

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from agent.emulate.modems import Hub
+from agent.modem.fleet import Fleet
+from agent.modem.hotplug import PortWatcher
+from agent.modem.own_number import MemoryNumberBook
 from agent.modem.worker import Backoff, ModemWorker, PduSink, WorkerSettings
 from agent.status import ModemState, ModemStatus
 from agent.store import Store
@@ -273,3 +276,53 @@ async def emulator_events(hub: Hub, kind: str, count: int, within: float = 5.0) 
 def stored_on_modem(hub: Hub, index: int) -> int:
     sim = hub.slots[index].modem.sim
     return sim.storage.used if sim else 0
+
+
+class FleetView:
+    """A running Fleet on a hub's ports, built as the agent builds it, and every status it
+    published: ``latest`` per slot, ``history`` with the loop time of each."""
+
+    def __init__(self, hub: Hub, store: Store, **options: Any) -> None:
+        self.latest: dict[str, ModemStatus] = {}
+        self.history: list[tuple[float, ModemStatus]] = []
+        self._changed = asyncio.Event()
+        self.running: asyncio.Task[None] | None = None
+        options.setdefault("probe_timeout", 0.3)
+        self.watcher = PortWatcher(
+            [f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x"
+        )
+        self.fleet = Fleet(
+            watcher=self.watcher,
+            store=store,
+            settings=FAST,
+            number_book=MemoryNumberBook(),
+            ussd_recipes={},
+            on_change=self._published,
+            **options,
+        )
+
+    def _published(self, status: ModemStatus) -> None:
+        self.history.append((asyncio.get_running_loop().time(), status))
+        self.latest[status.slot] = status
+        self._changed.set()
+
+    def ready(self) -> int:
+        return sum(status.state is ModemState.READY for status in self.latest.values())
+
+    async def until(self, condition: Callable[[], bool], within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@asynccontextmanager
+async def fleet_on(hub: Hub, store: Store, **options: Any) -> AsyncIterator[FleetView]:
+    """``FleetView`` of a Fleet that runs (its task in ``view.running``) for the block."""
+    view = FleetView(hub, store, **options)
+    view.running = running = asyncio.create_task(view.fleet.run())
+    try:
+        yield view
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

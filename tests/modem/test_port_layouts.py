@@ -5,10 +5,15 @@ does not know (1a86:55d9) is four modems, told apart by the IMEI each port names
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from agent.emulate.modems import Hub
+from agent.errors import ControlError, StoreDamaged
 from agent.modem.discovery import (
     ROLE_AT,
     ROLE_DIAG,
@@ -19,11 +24,8 @@ from agent.modem.discovery import (
     probe_group,
     split_by_identity,
 )
-from agent.modem.fleet import Fleet
-from agent.modem.hotplug import PortWatcher
-from agent.modem.own_number import MemoryNumberBook
-from agent.modem.worker import ModemWorker
-from agent.status import ModemState, ModemStatus, PortInfo
+from agent.modem.worker import ModemWorker, WorkerCommand
+from agent.status import PortInfo
 from agent.store import Store
 from tests.modem.conftest import (
     FAST,
@@ -31,9 +33,11 @@ from tests.modem.conftest import (
     StartHub,
     StatusWatch,
     emulator_events,
+    fleet_on,
     message_count,
     ready,
     settled,
+    stored_on_modem,
 )
 
 PI4 = "platform-fd500000.pcie-pci-0000:01:00.0"
@@ -132,32 +136,9 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
     start_hub: StartHub, store: Store
 ) -> None:
     hub = await start_hub(count=4, profile="quad")
-    changed = asyncio.Event()
-    latest: dict[str, ModemStatus] = {}
-
-    def on_change(status: ModemStatus) -> None:
-        latest[status.slot] = status
-        changed.set()
-
-    def ready_count() -> int:
-        return sum(status.state is ModemState.READY for status in latest.values())
-
-    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "x")
-    fleet = Fleet(
-        watcher=watcher,
-        store=store,
-        settings=FAST,
-        number_book=MemoryNumberBook(),
-        ussd_recipes={},
-        on_change=on_change,
-        probe_timeout=0.3,
-    )
-    running_fleet = asyncio.create_task(fleet.run())
-    try:
-        async with asyncio.timeout(10):
-            while ready_count() < 4:
-                changed.clear()
-                await changed.wait()
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
+        latest = view.latest
         assert {latest[s].imei for s in latest} == {slot.modem.imei for slot in hub.slots}
         assert sorted(latest) == ["1.1.1", "1.1.1-if1", "1.1.1-if2", "1.1.1-if3"]
         stored = asyncio.Event()
@@ -167,6 +148,43 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
             await stored.wait()
         (due,) = await store.due_messages(datetime.now(UTC) + timedelta(days=1), 10)
         assert (due.text, due.slot) == ("code for the fourth", "1.1.1-if3")
-    finally:
-        running_fleet.cancel()
-        await asyncio.gather(running_fleet, return_exceptions=True)
+
+
+async def test_a_worker_that_fails_ends_the_fleet_not_silently_its_board(
+    start_hub: StartHub, store: Store, tmp_path: Path
+) -> None:
+    """One modem of a board meets a store error its worker cannot handle (here SQLite's
+    "malformed" from a trigger, as a damaged page says it): the fleet ends with that error,
+    so the supervisor stops the agent with the way out, instead of the board's four
+    workers ending unseen with their slots still shown ready."""
+    hub = await start_hub(count=4, profile="quad")
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
+        with sqlite3.connect(tmp_path / "simedge.db") as connection:
+            connection.execute(
+                'CREATE TRIGGER "damaged" BEFORE INSERT ON "received_pdu" BEGIN'
+                " SELECT RAISE(ABORT, 'database disk image is malformed'); END"
+            )
+        hub.inject(3, "+79161234567", "code for the fourth")
+        assert view.running is not None
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreDamaged, match="simedge db recover"):
+                await view.running
+        assert stored_on_modem(hub, 3) == 1  # never deleted: it stays on the SIM
+
+
+async def test_unplugging_a_board_ends_the_worker_of_every_modem_on_it(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(count=4, profile="quad")
+    async with fleet_on(hub, store) as view:
+        await view.until(lambda: view.ready() == 4)
+        for index in range(4):
+            hub.fault(index, "unplug")
+        # The watcher's removal, after each worker saw its own port go.
+        await view.until(lambda: all(s.fault == "unplugged" for s in view.latest.values()))
+        assert len(view.latest) == 4
+        with pytest.raises(ControlError, match="no running modem"):
+            view.fleet.command("1.1.1-if3", WorkerCommand.RESET)
+        left = [t for t in asyncio.all_tasks() if t.get_name().startswith("modem ")]
+        assert not left, left

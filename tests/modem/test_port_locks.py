@@ -14,12 +14,14 @@ import pytest
 
 from agent.emulate.modems import Hub
 from agent.locking import UUCP_LOCK_DIR, process_name, uucp_lock_name
-from agent.modem.discovery import ROLE_BUSY, scan
+from agent.modem.discovery import ROLE_BUSY, probe_group, scan
+from agent.modem.fleet import ReprobeBackoff
 from agent.modem.worker import ModemWorker
 from agent.status import ModemState, ModemStatus
+from agent.store import Store
 from tests.e2e.site import StartSite
 from tests.locks_helpers import HOLD_NOTHING, HOLD_PORT_FLOCK, holder
-from tests.modem.conftest import FAST
+from tests.modem.conftest import FAST, FleetView
 
 
 def at_link(hub: Hub, index: int) -> str:
@@ -124,3 +126,41 @@ class NoSink:
 
     async def ingest_pdu(self, **fields: object) -> object:
         raise AssertionError(f"no PDU expected, got {fields}")
+
+
+async def test_a_probed_port_taken_by_another_program_is_tried_again_on_the_back_off(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """After the probe (or a table's word) the fleet holds a group whose AT port is known;
+    if another program takes the port before the worker opens it, the next try waits out
+    the re-probe back-off instead of starting a new worker at once, again and again."""
+    pause = 0.3
+    store = await Store.open(tmp_path / "simedge.db")
+    view = FleetView(hub, store, reprobe=ReprobeBackoff(initial=pause, growth=1.0, cap=pause))
+
+    def starts() -> list[float]:
+        return [at for at, status in view.history if status.state is ModemState.STARTING]
+
+    held = at_link(hub, 0)
+    (unprobed,) = [
+        event.group
+        for event in view.watcher.poll()
+        if device_of(held) in (port.device for port in event.group.ports)
+    ]
+    group = await probe_group(unprobed, answer_within=0.3)
+    assert group.at_port is not None
+    serving = asyncio.create_task(view.fleet._work(group))  # as _serve hands it over
+    try:
+        with holder(HOLD_PORT_FLOCK, held):
+            await view.until(lambda: len(starts()) >= 3)
+            assert view.latest[group.slot].state in (ModemState.STARTING, ModemState.PROBING)
+            first, _, third = starts()[:3]
+            assert third - first >= 2 * pause * 0.9, (
+                f"worker restarted on a held port {len(starts())} times without waiting"
+            )
+        view.fleet._wake_probes()  # a rescan: the port is free now
+        await view.until(lambda: view.latest[group.slot].state is ModemState.READY)
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await store.close()

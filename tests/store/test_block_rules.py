@@ -231,6 +231,26 @@ async def test_at_most_max_rules_are_added(store: Store) -> None:
     assert len(store.block_rules) == MAX_RULES
 
 
+async def test_rules_added_at_once_still_stop_at_max_rules(store: Store) -> None:
+    # The control socket handles several requests at once (and each add awaits its
+    # trial on the stored SMS): the cap and the name must hold across them too.
+    for n in range(MAX_RULES - 1):
+        await store.add_block_rule(BlockRule(f"rule {n}", text=f"code {n}$"))
+    outcomes = await asyncio.gather(
+        *(store.add_block_rule(BlockRule(f"late {n}", text=f"late {n}$")) for n in range(4)),
+        *(store.add_block_rule(BlockRule("twin", text=f"twin {n}$")) for n in range(2)),
+        return_exceptions=True,
+    )
+    refused = [outcome for outcome in outcomes if isinstance(outcome, StoreError)]
+    assert len(refused) == len(outcomes) - 1, outcomes
+    assert all(
+        "rules were added already" in str(error) or "exists already" in str(error)
+        for error in refused
+    ), refused
+    assert len(store.block_rules) == MAX_RULES
+    assert await store.read(lambda: BlockRuleRow.select().count()) == MAX_RULES
+
+
 async def test_a_stored_rule_that_no_longer_passes_is_skipped_and_said(db_path: Path) -> None:
     store = await Store.open(db_path)
     await store.close()

@@ -7,6 +7,7 @@ Real SQLite files, damaged the way a failed copy or a worn SD card damages them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -218,3 +219,35 @@ def test_recover_of_a_zero_byte_file_moves_it_aside_for_a_new_start(db_path: Pat
     assert not db_path.exists()
     open_and_close(db_path)  # a new database, since a person chose it
     assert count_rows(db_path, "message") == 0
+
+
+def test_a_new_database_takes_nothing_from_the_log_of_a_deleted_one(db_path: Path) -> None:
+    """simedge.db deleted by hand (to start afresh), its -wal left behind: SQLite would
+    replay that log's pages into the new file and damage it. The new database starts
+    sound and empty; the old log is kept aside, never deleted (SMS may be in it)."""
+    left_log = db_path.with_name(db_path.name + "-wal")
+
+    async def log_left_by_a_running_agent() -> bytes:
+        store = await Store.open(db_path)
+        try:
+            for n in range(100):
+                await ingest(store, pdus(f"code {n:05d} " + "x" * 100)[0], index=n)
+            await store.checkpoint()
+            for n in range(100, 110):
+                await ingest(store, pdus(f"code {n:05d} " + "y" * 100)[0], index=n)
+            return left_log.read_bytes()  # what a power cut leaves beside the file
+        finally:
+            await store.close()
+
+    kept = asyncio.run(log_left_by_a_running_agent())
+    assert len(kept) > 0
+    db_path.unlink()
+    left_log.write_bytes(kept)
+
+    open_and_close(db_path)
+
+    assert count_rows(db_path, "message") == 0
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    (aside,) = db_path.parent.glob("simedge.db-wal.orphaned-*")
+    assert aside.read_bytes() == kept

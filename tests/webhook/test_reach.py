@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.status import PublicUrlState, PublicUrlStatus
@@ -27,6 +28,21 @@ class Clock:
         return self.now
 
 
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serving(serve: Serve) -> AsyncIterator[str]:
+    """A listener on 127.0.0.1 whose connections ``serve`` handles; yields its URL."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @contextlib.asynccontextmanager
 async def raw_server(answer: bytes) -> AsyncIterator[str]:
     """A listener on 127.0.0.1 that sends ``answer`` to every connection and closes it."""
@@ -39,13 +55,17 @@ async def raw_server(answer: bytes) -> AsyncIterator[str]:
         writer.close()
         await writer.wait_closed()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    async with serving(serve) as url:
+        yield url
+
+
+async def checked_once(url: str) -> PublicUrlStatus:
+    """One check of ``url`` by a checker of its own (one miss is DOWN), closed after."""
+    check = PublicUrlCheck(url, WEBHOOK_URL, INSTANCE, failures_before_down=1)
     try:
-        yield f"http://127.0.0.1:{port}"
+        return await check.check_once()
     finally:
-        server.close()
-        await server.wait_closed()
+        await check.aclose()
 
 
 def http_answer(status: str, body: bytes, content_type: str = "application/json") -> bytes:
@@ -114,11 +134,7 @@ async def test_a_relays_error_page_or_another_agent_is_not_us() -> None:
 async def test_an_endless_answer_is_cut_at_the_bound() -> None:
     huge = b'{"instance": "' + b"x" * (4 * MAX_ANSWER) + b'"}'
     async with raw_server(http_answer("200 OK", huge)) as url:
-        check = PublicUrlCheck(url, WEBHOOK_URL, INSTANCE, failures_before_down=1)
-        try:
-            status = await check.check_once()
-        finally:
-            await check.aclose()
+        status = await checked_once(url)
     assert status.state is PublicUrlState.DOWN
     assert status.problem == f"HTTP 200: an answer over {MAX_ANSWER} bytes"
 
@@ -134,20 +150,15 @@ async def test_a_silent_address_times_out_and_the_problem_says_so() -> None:
         await writer.wait_closed()
         closed.set()
 
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    check = PublicUrlCheck(
-        f"http://127.0.0.1:{port}", WEBHOOK_URL, INSTANCE, timeout=0.2, failures_before_down=1
-    )
-    try:
-        async with asyncio.timeout(5):
-            status = await check.check_once()
+    async with serving(never_answer) as url:
+        check = PublicUrlCheck(url, WEBHOOK_URL, INSTANCE, timeout=0.2, failures_before_down=1)
+        try:
+            async with asyncio.timeout(5):
+                status = await check.check_once()
+                await check.aclose()
+                await closed.wait()
+        finally:
             await check.aclose()
-            await closed.wait()
-    finally:
-        await check.aclose()
-        server.close()
-        await server.wait_closed()
     assert len(held) == 1
     assert status.state is PublicUrlState.DOWN
     assert status.problem is not None
@@ -165,3 +176,49 @@ def test_metrics_export_the_state_only_for_a_configured_url() -> None:
     (since,) = families["simedge_public_url_since_timestamp_seconds"].samples
     assert (up.labels, up.value) == ({"url": WEBHOOK_URL}, 0.0)
     assert since.value == 1_090.0
+
+
+async def test_a_trickling_answer_is_cut_at_the_timeout_too() -> None:
+    """httpx's timeout is per read: an answer that trickles in a byte at a time (a broken
+    proxy) would hold one check for hours, and the state with it. The whole check has
+    the timeout."""
+    stop = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while not stop.is_set():
+                writer.write(b" ")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):  # the peer's pace: one byte per 50 ms
+                        await stop.wait()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    async with serving(trickle) as url:
+        check = PublicUrlCheck(url, WEBHOOK_URL, INSTANCE, timeout=0.5, failures_before_down=1)
+        try:
+            started = loop.time()
+            async with asyncio.timeout(10):
+                status = await check.check_once()
+            took = loop.time() - started
+        finally:
+            stop.set()
+            await check.aclose()
+    assert took < 0.5 + 1.0, f"the check took {took:.1f} s"
+    assert status.state is PublicUrlState.DOWN
+    assert status.problem is not None
+    assert "0.5 s" in status.problem
+
+
+@pytest.mark.parametrize("url", ["https://ex\u00e4mple..com/site", "https://xn--a.example/site"])
+async def test_an_address_httpx_cannot_request_is_a_problem_not_a_crash(url: str) -> None:
+    """Some host names pass the configuration's check and are still refused by httpx (or
+    its IDNA codec) before any request: the check says so; it must not raise, which
+    would end the agent at every start."""
+    status = await checked_once(url)
+    assert status.state is PublicUrlState.DOWN
+    assert status.problem is not None
+    assert "URL" in status.problem or "codepoint" in status.problem.lower(), status.problem
