@@ -375,12 +375,13 @@ class NumbersSync:
             # A change of a modem's signal or health is a change for the dashboard, not
             # for OnlineSim: an unchanged list waits for the heartbeat.
             must_send = self._forced or retry_at is not None or now >= last_sent + self._heartbeat
+            successes_seen = self._state.successes
             try:
                 sent = await self._send_list(only_if_changed=not must_send)
             except UplinkError as error:
                 failures += 1
                 self._held_by_link = isinstance(error, UplinkTransient | UplinkAccountError)
-                retry_at = loop.time() + await self._failed(error, failures)
+                retry_at = loop.time() + await self._failed(error, failures, successes_seen)
             except StoreNotWritable as error:
                 # The list may have gone up; what it changed on the SIM rows could not be
                 # written. Sent again after the back-off (the list is idempotent).
@@ -425,7 +426,7 @@ class NumbersSync:
         log.info("numbers online: %d sent (%d id changes)", len(built.items), len(ids))
         return True
 
-    async def _failed(self, error: UplinkError, failures: int) -> float:
+    async def _failed(self, error: UplinkError, failures: int, successes_seen: int) -> float:
         if self._metrics is not None:
             self._metrics.uplink_error(error.code or type(error).__name__)
         if isinstance(error, UplinkAccountError):
@@ -439,7 +440,10 @@ class NumbersSync:
             policy = self._probe
         else:
             if isinstance(error, UplinkTransient):
-                self._state.backing_off(error)
+                if not self._state.backing_off(error, successes_seen=successes_seen):
+                    # Another call succeeded while this one was out: the link is up.
+                    log.info("sendNumbersOnline failed (%s) as the link came back", error.code)
+                    return 0.0
             else:
                 # The whole list was refused: nothing is online until it is fixed.
                 await self._store.log_event(

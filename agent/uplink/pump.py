@@ -254,11 +254,15 @@ class OutboxPump:
             started -= self._probe_out
         self._fresh_credits = max(0, self._fresh_credits - started)
 
-    def _link_failed(self, error: UplinkTransient) -> None:
+    def _link_failed(self, error: UplinkTransient, successes_seen: int) -> None:
         """The link's back-off grows with the scheduled probe's own failures (and the one
         that took the link down), not with every call that failed meanwhile: thirty fresh
-        SMS failing in an outage must not push the next probe to the cap."""
-        self._state.backing_off(error)
+        SMS failing in an outage must not push the next probe to the cap. A call that
+        failed while another one succeeded leaves the link up: its message goes again."""
+        if not self._state.backing_off(error, successes_seen=successes_seen):
+            self._probe_out = False
+            self._wake.set()
+            return
         if self._link_probe_at is not None and not self._probe_out:
             return  # a fresh SMS's call or one in flight before: the schedule stands
         self._probe_out = False
@@ -432,6 +436,7 @@ class OutboxPump:
         """One addMessage and its recorded outcome; True when OnlineSim accepted it."""
         assert message.number is not None  # _dispatch skips the others
         number = e164_or_raw(message.number, self._imsi_of(message.iccid))
+        successes_seen = self._state.successes
         try:
             await self._add(message, number)
         except UplinkNoNumber as error:
@@ -439,13 +444,14 @@ class OutboxPump:
             if self._numbers is None or not await self._resynced():
                 await self._retry_later(message, error)
                 return False
+            successes_seen = self._state.successes
             try:
                 await self._add(message, number)
             except UplinkError as again:
-                await self._failed(message, again)
+                await self._failed(message, again, successes_seen)
                 return False
         except UplinkError as error:
-            await self._failed(message, error)
+            await self._failed(message, error, successes_seen)
             return False
         accepted_at = self._clock()
         try:
@@ -489,7 +495,9 @@ class OutboxPump:
             self._metrics.observe_delivery(max(0.0, delay))
         self._outcome(message, "sent")
 
-    async def _failed(self, message: OutboxMessage, error: UplinkError) -> None:
+    async def _failed(
+        self, message: OutboxMessage, error: UplinkError, successes_seen: int
+    ) -> None:
         if self._metrics is not None:
             self._metrics.uplink_error(error.code or type(error).__name__)
         if isinstance(error, UplinkAccountError):
@@ -504,7 +512,7 @@ class OutboxPump:
             log.error("message #%d dead: %s (answer %r)", message.id, reason, error.body)
             self._outcome(message, "dead")
         elif isinstance(error, UplinkTransient):
-            self._link_failed(error)
+            self._link_failed(error, successes_seen)
             await self._store.record_link_failure(
                 message.id, f"{error.code}: {error}", status=error.status, body=error.body or None
             )

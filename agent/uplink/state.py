@@ -86,6 +86,7 @@ class UplinkState:
         self._resumed.set()
         self._listeners: list[Callable[[UplinkSnapshot], None]] = []
         self.link_failures = 0  # consecutive failed calls since the last success
+        self.successes = 0  # calls that reached OnlineSim: see backing_off's successes_seen
 
     @property
     def snapshot(self) -> UplinkSnapshot:
@@ -133,6 +134,7 @@ class UplinkState:
         now = self._clock()
         previous = self._link
         self.link_failures = 0
+        self.successes += 1
         condition_changed = previous.condition is not UplinkCondition.OK
         self._set(
             UplinkSnapshot(
@@ -150,14 +152,26 @@ class UplinkState:
         link and the account work, though nothing was uploaded."""
         previous = self._link
         self.link_failures = 0
+        self.successes += 1
         if previous.condition is not UplinkCondition.OK:
             now = self._clock()
             self._set(replace(previous, condition=UplinkCondition.OK, code=None, since=now))
 
-    def backing_off(self, error: UplinkError) -> None:
-        """A transient failure. It does not end a pause: only a success proves the account."""
+    def backing_off(self, error: UplinkError, *, successes_seen: int | None = None) -> bool:
+        """A transient failure. It does not end a pause: only a success proves the account.
+
+        ``successes_seen`` is :attr:`successes` when the failed call started. A call that
+        was still out when another one succeeded (a connect that failed just before the
+        link came back, its answer handled just after) is stale news: it is kept as the
+        last error but does not take the link down again, or every part of the uplink
+        would wait for its back-off with the link up. Returns whether it took it down."""
+        if successes_seen is not None and successes_seen != self.successes:
+            now = self._clock()
+            self._set(replace(self._link, last_error=str(error), last_error_at=now))
+            return False
         condition = UplinkCondition.PAUSED if self.paused else UplinkCondition.BACKING_OFF
         self._failed(condition, error)
+        return True
 
     def pause(self, error: UplinkError) -> bool:
         """An account failure (401/403/405); returns True when this starts the pause, so

@@ -108,6 +108,27 @@ def test_the_state_machine_one_condition_at_a_time() -> None:
 # --- link down: one probe, fresh SMS at once --------------------------------------------------
 
 
+def test_a_failure_of_a_call_that_was_out_when_another_succeeded_leaves_the_link_up() -> None:
+    # A connect refused just before the link came back, its answer handled just after a
+    # take-off poll went through: stale news. Taking the link down again on it would make
+    # the pump and the numbers list wait out their back-offs with the link up.
+    state = UplinkState()
+    seen = state.successes
+    state.succeeded()
+    took_it_down = state.backing_off(
+        UplinkTransient("refused", code="ConnectError"), successes_seen=seen
+    )
+    assert not took_it_down
+    assert not state.link_down
+    assert state.snapshot.condition is UplinkCondition.OK
+    assert state.snapshot.last_error == "refused"  # still told, as the last error
+    # A call that started after the success and failed is news: the link is down.
+    assert state.backing_off(
+        UplinkTransient("refused", code="ConnectError"), successes_seen=state.successes
+    )
+    assert state.link_down
+
+
 async def test_a_fresh_sms_goes_up_at_once_when_the_link_is_back_whatever_the_backoff(
     world: World,
 ) -> None:
@@ -124,6 +145,7 @@ async def test_a_fresh_sms_goes_up_at_once_when_the_link_is_back_whatever_the_ba
     await outcomes.until(lambda: [o for _, o in outcomes.seen].count("retry") == 3)
     for message in backlog:
         assert Message.get_by_id(message).next_attempt_at is None
+    retries_while_down = [o for _, o in outcomes.seen].count("retry")
 
     await world.standin.set_faults(down=False)
     await world.receive(C, "fresh", slot="usb-1.3")
@@ -132,8 +154,11 @@ async def test_a_fresh_sms_goes_up_at_once_when_the_link_is_back_whatever_the_ba
     assert sent_texts(world, B) == ["b1"]
     assert sent_texts(world, C) == ["fresh"]
     assert state.snapshot.condition is UplinkCondition.OK
-    assert [o for _, o in outcomes.seen].count("retry") == 3  # none more while down
-    assert len(world.requests("addMessage")) == 4  # the down port logged none of those
+    assert retries_while_down == 3  # none more while down
+    # The down port logged none of the calls while down. (Under load a keep-alive
+    # connection the outage broke can fail once after it, as on a real site: that call is
+    # not in the port's log either, and its message goes again with the others.)
+    assert len(world.requests("addMessage")) == 4
 
 
 async def test_while_down_one_scheduled_probe_at_a_time(world: World) -> None:
