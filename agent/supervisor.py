@@ -170,6 +170,7 @@ class Agent:
             ],
         )
         store.on_message_ready(self._message_ready)
+        store.on_message_stored(self.metrics.sms_stored)
         self.uplink_record = UplinkRecorder(
             partial(store.record_fact, FACT_UPLINK),
             await store.read(partial(read_fact, FACT_UPLINK)),

@@ -10,7 +10,7 @@ Families (all prefixed ``simedge_``):
 
     simedge_modems{state}                   modems by state (every state present, 0 or more)
     simedge_sims_online                     numbers in the last list OnlineSim accepted
-    simedge_sms_received_total              SMS committed to the store
+    simedge_sms_received_total              SMS committed to the store (blocked ones too)
     simedge_sms_forwarded_total             SMS accepted by OnlineSim
     simedge_sms_blocked_total               SMS withheld by the blocking rules
     simedge_sms_dead_total                  SMS given up on (dead letters)
@@ -70,7 +70,9 @@ class Metrics:
             registry=registry,
         )
         self._received = Counter(
-            "simedge_sms_received", "SMS committed to the store.", registry=registry
+            "simedge_sms_received",
+            "SMS committed to the store, whole (blocked ones included).",
+            registry=registry,
         )
         self._forwarded = Counter(
             "simedge_sms_forwarded", "SMS accepted by OnlineSim.", registry=registry
@@ -142,14 +144,15 @@ class Metrics:
     def set_sims_online(self, count: int) -> None:
         self._sims_online.set(count)
 
-    def sms_received(self, count: int = 1) -> None:
-        self._received.inc(count)
+    def sms_stored(self, blocked: bool) -> None:
+        """One SMS made whole in the store (``Store.on_message_stored``): received, and
+        blocked too when a block rule kept it from the uplink."""
+        self._received.inc()
+        if blocked:
+            self._blocked.inc()
 
     def sms_forwarded(self, count: int = 1) -> None:
         self._forwarded.inc(count)
-
-    def sms_blocked(self, count: int = 1) -> None:
-        self._blocked.inc(count)
 
     def sms_dead(self, count: int = 1) -> None:
         self._dead.inc(count)

@@ -184,9 +184,9 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
     metrics = running.metrics
     metrics.set_modems({"ready": 2, "failed": 1})
     metrics.set_sims_online(2)
-    metrics.sms_received(5)
+    for blocked in (False, False, False, False, True):
+        metrics.sms_stored(blocked)
     metrics.sms_forwarded(3)
-    metrics.sms_blocked()
     metrics.sms_dead()
     metrics.set_outbox_depth(1)
     metrics.uplink_error("NO_NUMBER")
@@ -261,7 +261,7 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
 
 async def test_metrics_keep_no_series_of_the_global_registry() -> None:
     first, second = Metrics(), Metrics()
-    first.sms_received()
+    first.sms_stored(blocked=False)
     assert b"simedge_sms_received_total 1.0" in first.render()
     assert b"simedge_sms_received_total 0.0" in second.render()
     assert b"python_gc" not in first.render()  # the default collectors live elsewhere
