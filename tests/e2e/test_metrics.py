@@ -146,7 +146,27 @@ async def test_every_series_moves_with_its_event_and_the_depth_survives_a_restar
                 ),
                 seconds=60.0,
             )
-            assert value(await scrape(agent), "simedge_sims_online") == 2
+            healed = await scrape(agent)
+            assert value(healed, "simedge_sims_online") == len(standin.state.online) == 2
+
+            # A modem that stops answering climbs the recovery ladder to "failed"; its
+            # number leaves the list OnlineSim has, and the gauge follows OnlineSim.
+            hub.fault(1, "hang")
+            await until(
+                agent,
+                lambda s: (
+                    value(s, "simedge_modems", state="failed") == 1
+                    and value(s, "simedge_modems", state="ready") == 1
+                ),
+                seconds=30.0,
+            )
+            await until(agent, lambda s: value(s, "simedge_sims_online") == 1)
+            failed = await scrape(agent)
+            assert value(failed, "simedge_sims_online") == len(standin.state.online)
+            hub.fault(1, "clear")
+            await until(
+                agent, lambda s: value(s, "simedge_modems", state="ready") == 2, seconds=30.0
+            )
     finally:
         await standin.stop()
         await hub.stop()
