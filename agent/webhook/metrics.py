@@ -22,11 +22,22 @@ Families (all prefixed ``simedge_``):
     simedge_webhook_requests_total{outcome} webhook calls answered or refused
     simedge_public_url_up{url}              1 when the agent reached itself by its public URL
     simedge_public_url_since_timestamp_seconds{url}  when that last changed (unix time)
+    simedge_site_info{site}                 1, labelled with the site's [site] name
+    simedge_sims_swap_due                   SIMs OnlineSim listed for take-off, not swapped yet
+    simedge_data_free_bytes                 space left for the store (read at each scrape)
+    simedge_data_size_bytes                 size of the file system the store is on
+    simedge_clock_synchronized              1 while the kernel says NTP keeps the clock
+
+The last four are read when /metrics is rendered (``Gauge.set_function``), not pushed:
+they are the truth at the moment of the scrape, and cost a syscall or a dict's length.
+docs/metrics.md says what drives each series and which alert reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -134,6 +145,56 @@ class Metrics:
             ["url"],
             registry=registry,
         )
+
+        self._site_info = Gauge(
+            "simedge_site_info",
+            "1, labelled with the site's name ([site] name, default the hostname).",
+            ["site"],
+            registry=registry,
+        )
+        self._swap_due = Gauge(
+            "simedge_sims_swap_due",
+            "SIMs takeOffNumbers listed as earned out whose swap nobody has confirmed yet.",
+            registry=registry,
+        )
+        self._data_free = Gauge(
+            "simedge_data_free_bytes",
+            "Bytes free for the store on the data folder's file system (read at the scrape).",
+            registry=registry,
+        )
+        self._data_size = Gauge(
+            "simedge_data_size_bytes",
+            "Size in bytes of the data folder's file system.",
+            registry=registry,
+        )
+        self._clock_synchronized = Gauge(
+            "simedge_clock_synchronized",
+            "1 while the kernel says a time daemon keeps the clock (adjtimex), else 0.",
+            registry=registry,
+        )
+
+    def set_site(self, name: str) -> None:
+        self._site_info.clear()
+        self._site_info.labels(site=name).set(1)
+
+    def read_swap_due(self, count: Callable[[], int]) -> None:
+        """``count()`` is read at each scrape: the open take-off marks."""
+        self._swap_due.set_function(count)
+
+    def read_data_folder(self, folder: Path) -> None:
+        """The file system of ``folder`` is measured at each scrape (one statvfs)."""
+        self._data_free.set_function(lambda: shutil.disk_usage(folder).free)
+        self._data_size.set_function(lambda: shutil.disk_usage(folder).total)
+
+    def read_clock(self, synchronized: Callable[[], bool | None]) -> None:
+        """``synchronized()`` at each scrape; None (cannot tell) shows as NaN, which no
+        alert compares true."""
+
+        def value() -> float:
+            answer = synchronized()
+            return float("nan") if answer is None else float(answer)
+
+        self._clock_synchronized.set_function(value)
 
     def set_modems(self, counts: Mapping[ModemState | str, int]) -> None:
         """Replace the modem counts; a state not in ``counts`` has none."""

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.clock import kernel_clock_synchronized
 from agent.config import Config
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
@@ -92,12 +94,24 @@ async def test_every_series_moves_with_its_event_and_the_depth_survives_a_restar
     config = site_config(
         tmp_path,
         f"{url}/api/resellers",
+        site={"name": "shop-7"},
         store={"block": [{"name": "bank", "text": "^SECRET"}]},
     )
     try:
         async with running(config, tmp_path) as agent:
             await until(agent, lambda s: value(s, "simedge_modems", state="ready") == 2)
             await until(agent, lambda s: value(s, "simedge_sims_online") == 2)
+            quiet = await scrape(agent)
+            assert value(quiet, "simedge_site_info", site="shop-7") == 1
+            assert value(quiet, "simedge_sims_swap_due") == 0
+            assert value(quiet, "simedge_outbox_depth") == 0
+            # Read at the scrape: the data folder's file system and the kernel's clock flag.
+            disk = shutil.disk_usage(config.site.data_dir)
+            assert value(quiet, "simedge_data_size_bytes") == disk.total
+            assert abs(value(quiet, "simedge_data_free_bytes") - disk.free) < 64 * 2**20
+            synchronized = kernel_clock_synchronized()
+            assert synchronized is not None  # Linux: adjtimex answers
+            assert value(quiet, "simedge_clock_synchronized") == float(synchronized)
             hub.inject(0, "+79161234567", "code {n}", count=3)
             hub.inject(1, "+79161234568", "SECRET 1234")  # blocked: kept, not uploaded
             hub.inject(1, "+79161234569", "")  # OnlineSim refuses an empty text
