@@ -22,7 +22,7 @@ Families (all prefixed ``simedge_``):
     simedge_webhook_requests_total{outcome} webhook calls answered or refused
     simedge_public_url_up{url}              1 when the agent reached itself by its public URL
     simedge_public_url_since_timestamp_seconds{url}  when that last changed (unix time)
-    simedge_site_info{site}                 1, labelled with the site's [site] name
+    simedge_site_info{name}                 1, labelled with the site's [site] name
     simedge_sims_swap_due                   SIMs OnlineSim listed for take-off, not swapped yet
     simedge_data_free_bytes                 space left for the store (read at each scrape)
     simedge_data_size_bytes                 size of the file system the store is on
@@ -149,7 +149,10 @@ class Metrics:
         self._site_info = Gauge(
             "simedge_site_info",
             "1, labelled with the site's name ([site] name, default the hostname).",
-            ["site"],
+            # Not "site": that is the label the fleet's targets give every series, and a
+            # scraped label of the same name would be renamed exported_site. The rule
+            # SimedgeSiteMisnamed compares the two.
+            ["name"],
             registry=registry,
         )
         self._swap_due = Gauge(
@@ -175,7 +178,7 @@ class Metrics:
 
     def set_site(self, name: str) -> None:
         self._site_info.clear()
-        self._site_info.labels(site=name).set(1)
+        self._site_info.labels(name=name).set(1)
 
     def read_swap_due(self, count: Callable[[], int]) -> None:
         """``count()`` is read at each scrape: the open take-off marks."""

@@ -102,7 +102,7 @@ async def test_every_series_moves_with_its_event_and_the_depth_survives_a_restar
             await until(agent, lambda s: value(s, "simedge_modems", state="ready") == 2)
             await until(agent, lambda s: value(s, "simedge_sims_online") == 2)
             quiet = await scrape(agent)
-            assert value(quiet, "simedge_site_info", site="shop-7") == 1
+            assert value(quiet, "simedge_site_info", name="shop-7") == 1
             assert value(quiet, "simedge_sims_swap_due") == 0
             assert value(quiet, "simedge_outbox_depth") == 0
             # Read at the scrape: the data folder's file system and the kernel's clock flag.

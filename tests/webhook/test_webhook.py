@@ -285,7 +285,7 @@ def test_the_site_is_named_once_and_a_clock_nobody_can_read_is_no_number(
     metrics.read_clock(lambda: answers.pop(0))
     metrics.read_data_folder(tmp_path)
     families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
-    assert [s.labels for s in families["simedge_site_info"].samples] == [{"site": "shop-7"}]
+    assert [s.labels for s in families["simedge_site_info"].samples] == [{"name": "shop-7"}]
     assert families["simedge_clock_synchronized"].samples[0].value == 1
     assert families["simedge_data_size_bytes"].samples[0].value == shutil.disk_usage(tmp_path).total
     again = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
