@@ -19,6 +19,7 @@ from agent.config import Config
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.supervisor import Agent
+from tests.deploy import fleet
 from tests.e2e.site import FAST, KEY, site_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -32,8 +33,8 @@ def samples_of(text: str) -> Samples:
     }
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
+def value(samples: Samples, metric: str, **labels: str) -> float:
+    return samples[(metric, tuple(sorted(labels.items())))]
 
 
 def now_of(agent: Agent) -> Samples:
@@ -41,12 +42,16 @@ def now_of(agent: Agent) -> Samples:
     return samples_of(agent.metrics.render().decode())
 
 
-async def scrape(agent: Agent) -> Samples:
+async def scrape_text(agent: Agent) -> str:
     assert agent.webhook is not None
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{agent.webhook.port}/metrics")
     assert response.status_code == 200
-    return samples_of(response.text)
+    return response.text
+
+
+async def scrape(agent: Agent) -> Samples:
+    return samples_of(await scrape_text(agent))
 
 
 @contextlib.asynccontextmanager
@@ -101,7 +106,12 @@ async def test_every_series_moves_with_its_event_and_the_depth_survives_a_restar
         async with running(config, tmp_path) as agent:
             await until(agent, lambda s: value(s, "simedge_modems", state="ready") == 2)
             await until(agent, lambda s: value(s, "simedge_sims_online") == 2)
-            quiet = await scrape(agent)
+            text = await scrape_text(agent)
+            # The fleet's alert rules and dashboards read only what this agent exports.
+            exported = fleet.exported_names(text)
+            for where, names in fleet.names_used().items():
+                assert names <= exported, f"{where}: not on /metrics: {names - exported}"
+            quiet = samples_of(text)
             assert value(quiet, "simedge_site_info", name="shop-7") == 1
             assert value(quiet, "simedge_sims_swap_due") == 0
             assert value(quiet, "simedge_outbox_depth") == 0
