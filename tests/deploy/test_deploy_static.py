@@ -226,6 +226,7 @@ def test_ansible_template_renders_a_configuration_the_agent_accepts(tmp_path: Pa
     assert config.modems.power_cycle_command == "uhubctl -l {usb_path} -a cycle -d 5"
     assert config.modems.ussd["25001"].pattern == r"(\+?7\d{10})"
     assert config.webhook.public_url == "https://relay.example.net/shop-7"
+    assert config.site.name == "localhost"  # simedge_site_name: the inventory name
 
 
 def test_udev_rules_keep_modemmanager_off_every_known_vendor() -> None:
