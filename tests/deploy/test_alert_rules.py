@@ -14,8 +14,6 @@ fleet's targets add (job, instance, site); a site whose agent is down has only `
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,10 @@ from typing import Any
 import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with ansible-core")
+from tests.deploy import fleet  # noqa: E402 (needs PyYAML)
 
 REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "deploy" / "prometheus" / "simedge-alerts.yml"
+RULES = fleet.RULES
 DAY = 24 * 60  # minutes
 SPAN = DAY + 60  # samples per series, one a minute
 BREAK_AT = 20  # minute at which shop-7 breaks
@@ -35,16 +34,8 @@ URL = "https://relay.example.net/shop-7"
 GiB = 2**30
 
 
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.skip("promtool is not installed (Debian package prometheus; .ci/run installs it)")
-    return found
-
-
 def alert_names() -> list[str]:
-    document = yaml.safe_load(RULES.read_text())
-    return [rule["alert"] for group in document["groups"] for rule in group["rules"]]
+    return list(fleet.rule_expressions())
 
 
 def values(samples: list[float | None]) -> str:
@@ -140,25 +131,26 @@ def broken_silent(site: Site) -> None:
     site.gone(BREAK_AT, keep_up=False)
 
 
-def broken_paused(site: Site) -> None:
+def uplink_stops(site: Site, state: str, code: str, error_every: int) -> None:
+    """From BREAK_AT nothing is forwarded: the uplink is in ``state``, a call fails with
+    ``code`` every ``error_every`` minutes, and an SMS every 20 minutes waits."""
     site.set(site.label("simedge_uplink_state", state="ok"), 0, BREAK_AT)
-    site.set(site.label("simedge_uplink_state", state="paused"), 1, BREAK_AT)
+    site.set(site.label("simedge_uplink_state", state=state), 1, BREAK_AT)
     site.counter(site.label("simedge_sms_forwarded_total"), every=0, since=BREAK_AT)
-    site.counter(site.label("simedge_uplink_errors_total", code="ERROR_WRONG_KEY"), every=5)
-    depth = site.series[site.label("simedge_outbox_depth")]
-    for minute in range(BREAK_AT, SPAN):
-        depth[minute] = 1 + (minute - BREAK_AT) // 20  # an SMS every 20 minutes waits
-
-
-def broken_stalled(site: Site) -> None:
-    """OnlineSim unreachable: the link backs off, one probe a minute, SMS pile up."""
-    site.set(site.label("simedge_uplink_state", state="ok"), 0, BREAK_AT)
-    site.set(site.label("simedge_uplink_state", state="backing_off"), 1, BREAK_AT)
-    site.counter(site.label("simedge_sms_forwarded_total"), every=0, since=BREAK_AT)
-    site.counter(site.label("simedge_uplink_errors_total", code="ConnectError"), every=1)
+    site.counter(site.label("simedge_uplink_errors_total", code=code), every=error_every)
     depth = site.series[site.label("simedge_outbox_depth")]
     for minute in range(BREAK_AT, SPAN):
         depth[minute] = 1 + (minute - BREAK_AT) // 20
+
+
+def broken_paused(site: Site) -> None:
+    """OnlineSim refuses the key: one probe every 5 minutes."""
+    uplink_stops(site, "paused", "ERROR_WRONG_KEY", error_every=5)
+
+
+def broken_stalled(site: Site) -> None:
+    """OnlineSim unreachable: the link backs off, one probe a minute."""
+    uplink_stops(site, "backing_off", "ConnectError", error_every=1)
 
 
 def broken_flaky(site: Site) -> None:
@@ -369,15 +361,7 @@ def run_promtool(tmp_path: Path, sites: list[Site], checks: list[dict[str, Any]]
         "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
     }
     (tmp_path / "test.yml").write_text(yaml.safe_dump(test, sort_keys=False))
-    result = subprocess.run(
-        [promtool(), "test", "rules", "test.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    fleet.promtool("test", "rules", "test.yml", cwd=tmp_path)
 
 
 def test_every_broken_site_fires_what_it_names_and_the_list_is_complete() -> None:
@@ -398,7 +382,6 @@ def test_every_broken_site_fires_what_it_names_and_the_list_is_complete() -> Non
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_a_broken_site_fires_exactly_its_alerts(tmp_path: Path, scenario: str) -> None:
-    promtool()
     breaking, firing = SCENARIOS[scenario]
     broken = healthy(BROKEN)
     breaking(broken)
@@ -415,7 +398,6 @@ def test_a_broken_site_fires_exactly_its_alerts(tmp_path: Path, scenario: str) -
 
 
 def test_no_alert_fires_on_healthy_quiet_sites_over_a_day(tmp_path: Path) -> None:
-    promtool()
     checks = [
         {"eval_time": f"{minute}m", "alertname": name, "exp_alerts": []}
         for minute in range(0, DAY + 1, 30)

@@ -149,7 +149,8 @@ def test_script_explains_itself_with_help(script: str) -> None:
     assert result.stdout.startswith("Usage:")
 
 
-def test_playbook_passes_syntax_check() -> None:
+@pytest.mark.parametrize("playbook_file", ["site.yml", "prometheus.yml"])
+def test_playbook_passes_syntax_check(playbook_file: str) -> None:
     playbook = _tool("ansible-playbook")
     result = subprocess.run(
         [
@@ -157,7 +158,7 @@ def test_playbook_passes_syntax_check() -> None:
             "--syntax-check",
             "-i",
             str(ANSIBLE / "inventory.example.ini"),
-            str(ANSIBLE / "site.yml"),
+            str(ANSIBLE / playbook_file),
         ],
         capture_output=True,
         text=True,

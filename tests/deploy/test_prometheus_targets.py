@@ -1,7 +1,8 @@
 """The Ansible playbook deploy/ansible/prometheus.yml (role simedge_prometheus) writes the
 central Prometheus's file_sd target files from the inventory: run for real here against
 a local folder, then the files are read back and checked by promtool with
-deploy/prometheus/prometheus.yml (each skipped, saying so, where its tool is missing)."""
+deploy/prometheus/prometheus.yml (each skipped, saying so, where its tool is missing).
+Its syntax check is with the other playbooks' in test_deploy_static.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with ansible-core")
+from tests.deploy import fleet  # noqa: E402 (needs PyYAML)
+from tests.deploy.test_deploy_static import _tool  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "deploy" / "ansible"
@@ -34,20 +37,12 @@ localhost        ansible_connection=local
 """
 
 
-def tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed")
-    return found
-
-
 def run_playbook(tmp_path: Path, targets: Path) -> None:
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(INVENTORY)
     result = subprocess.run(
         [
-            tool("ansible-playbook"),
+            _tool("ansible-playbook"),
             "-i",
             str(inventory),
             "-e",
@@ -63,24 +58,6 @@ def run_playbook(tmp_path: Path, targets: Path) -> None:
         timeout=180,
         check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_prometheus_playbook_passes_syntax_check() -> None:
-    result = subprocess.run(
-        [
-            tool("ansible-playbook"),
-            "--syntax-check",
-            "-i",
-            str(ANSIBLE / "inventory.example.ini"),
-            str(ANSIBLE / "prometheus.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": "/tmp"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -114,18 +91,7 @@ def test_the_inventory_becomes_one_target_file_per_scraped_site(tmp_path: Path) 
     }
 
     # The files are what deploy/prometheus/prometheus.yml reads: promtool checks both.
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
     server = tmp_path / "prometheus"
     shutil.copy(PROMETHEUS / "prometheus.yml", server / "prometheus.yml")
     shutil.copy(PROMETHEUS / "simedge-alerts.yml", server / "simedge-alerts.yml")
-    result = subprocess.run(
-        [promtool, "check", "config", "prometheus.yml"],
-        cwd=server,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    fleet.promtool("check", "config", "prometheus.yml", cwd=server)

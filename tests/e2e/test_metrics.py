@@ -20,7 +20,7 @@ from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.supervisor import Agent
 from tests.deploy import fleet
-from tests.e2e.site import FAST, KEY, site_config
+from tests.e2e.site import KEY, site_config, start_agent
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -56,23 +56,8 @@ async def scrape(agent: Agent) -> Samples:
 
 @contextlib.asynccontextmanager
 async def running(config: Config, folder: Path) -> AsyncIterator[Agent]:
-    agent = Agent(
-        config,
-        auto_discovery=False,
-        by_path_dir=folder / "no-by-path",
-        worker_settings=FAST,
-        hotplug_interval=0.2,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
+    agent, stop, task = await start_agent(config, folder)
     try:
-        async with asyncio.timeout(20):
-            await asyncio.wait(
-                [asyncio.create_task(agent.started.wait()), task],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        if task.done():
-            task.result()
         yield agent
     finally:
         stop.set()
