@@ -11,7 +11,8 @@ shipped ones wait minutes to hours); nothing else in them changes.
 Scenarios, each read from the server's HTTP API (/api/v1/alerts), each printing which
 alerts fired where:
 
-1. quiet fleet: no alert pending or firing anywhere;
+1. quiet fleet: no alert pending or firing anywhere, and every query of the Grafana
+   dashboard answers on it;
 2. fleet-b's uplink stops (its OnlineSim unreachable) while an SMS waits, and a modem
    of fleet-b hangs until it is failed: exactly the expected alerts fire, for fleet-b
    only; healed (uplink back, modem answering), they clear;
@@ -46,6 +47,7 @@ import pytest
 from agent.clock import kernel_clock_synchronized
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
+from tests.deploy import fleet
 from tests.e2e.site import KEY, TOKEN
 
 pytestmark = [
@@ -271,6 +273,31 @@ class Server:
             pytest.fail(f"{what}: not within {PROMETHEUS_DEADLINE:.0f} s; last seen {seen}")
 
 
+async def check_dashboard(server: Server, sites: set[str]) -> None:
+    """Every query of the Grafana dashboard, as Grafana sends it with "All" sites picked,
+    answers on the live fleet; those that read a simedge_ series have data (a latency
+    quantile without deliveries, errors by code before any error, and the alert list may
+    rightly be empty)."""
+    queries = fleet.dashboard_expressions()
+    for where, expr in queries.items():
+        if expr.startswith("label_values("):
+            response = await server.client.get(
+                "/api/v1/label/site/values", params={"match[]": 'up{job="simedge"}'}
+            )
+            assert set(response.json()["data"]) == sites, where
+            continue
+        response = await server.client.get(
+            "/api/v1/query", params={"query": expr.replace("$site", ".*")}
+        )
+        answer = response.json()
+        assert answer["status"] == "success", f"{where}: {answer}"
+        may_be_empty = any(
+            empty in expr for empty in ("histogram_quantile", "ALERTS{", "uplink_errors")
+        )
+        assert may_be_empty or answer["data"]["result"], f"{where}: no data: {expr}"
+    print(f"fleet: the dashboard's {len(queries)} queries answer on the live fleet", flush=True)
+
+
 def report(scenario: str, alerts: dict[str, dict[str, str]]) -> None:
     where = (
         "; ".join(
@@ -351,6 +378,7 @@ async def run_scenarios(server: Server, a: FleetSite, b: FleetSite, c: FleetSite
         print(f"fleet: this machine's own, on every site: {', '.join(server.host_alerts)}")
         assert all(set(names) == server.host_alerts for names in everything.values())
     assert await server.alerts() == {}
+    await check_dashboard(server, sites)
 
     # fleet-b: OnlineSim unreachable while an SMS waits; a modem hangs until failed.
     await b.standin.set_faults(down=True)
