@@ -392,3 +392,11 @@ def test_the_site_name_defaults_to_the_hostname_and_is_checked(tmp_path: Path) -
     bad = write(tmp_path, MINIMAL + '\n[site]\nname = "shop 7{x}"\n')
     with pytest.raises(ConfigError, match=r'\[site\] name: expected .* got "shop 7\{x\}"'):
         config.load(bad, environ={})
+
+
+def test_the_site_name_is_bounded(tmp_path: Path) -> None:
+    longest = "s" * 63
+    named = config.load(write(tmp_path, MINIMAL + f'\n[site]\nname = "{longest}"\n'), environ={})
+    assert named.site.name == longest
+    with pytest.raises(ConfigError, match=r"\[site\] name: expected up to 63"):
+        config.load(write(tmp_path, MINIMAL + f'\n[site]\nname = "{longest}s"\n'), environ={})
