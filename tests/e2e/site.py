@@ -96,7 +96,7 @@ StartSite = Callable[..., Awaitable[Site]]
 
 
 async def start_agent(
-    config: config_module.Config, folder: Path
+    config: config_module.Config, folder: Path, worker_settings: WorkerSettings = FAST
 ) -> tuple[Agent, asyncio.Event, asyncio.Task[None]]:
     """The real agent in this loop, on the emulated hub only, with short timings; returns
     once it started (or raises what stopped it). Set the event to stop it; await the task."""
@@ -104,7 +104,7 @@ async def start_agent(
         config,
         auto_discovery=False,
         by_path_dir=folder / "no-by-path",
-        worker_settings=FAST,
+        worker_settings=worker_settings,
         hotplug_interval=0.2,
     )
     stop = asyncio.Event()
