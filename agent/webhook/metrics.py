@@ -186,8 +186,17 @@ class Metrics:
 
     def read_data_folder(self, folder: Path) -> None:
         """The file system of ``folder`` is measured at each scrape (one statvfs)."""
-        self._data_free.set_function(lambda: shutil.disk_usage(folder).free)
-        self._data_size.set_function(lambda: shutil.disk_usage(folder).total)
+
+        def usage(field: str) -> float:
+            # A failing statvfs must not fail the whole /metrics (the fleet would see the
+            # site down): NaN, which no alert compares true, and the rest of the page.
+            try:
+                return float(getattr(shutil.disk_usage(folder), field))
+            except OSError:
+                return float("nan")
+
+        self._data_free.set_function(lambda: usage("free"))
+        self._data_size.set_function(lambda: usage("total"))
 
     def read_clock(self, synchronized: Callable[[], bool | None]) -> None:
         """``synchronized()`` at each scrape; None (cannot tell) shows as NaN, which no

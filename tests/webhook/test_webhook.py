@@ -288,8 +288,11 @@ def test_the_site_is_named_once_and_a_clock_nobody_can_read_is_no_number(
     assert [s.labels for s in families["simedge_site_info"].samples] == [{"name": "shop-7"}]
     assert families["simedge_clock_synchronized"].samples[0].value == 1
     assert families["simedge_data_size_bytes"].samples[0].value == shutil.disk_usage(tmp_path).total
+    gone = tmp_path / "gone"
+    metrics.read_data_folder(gone)  # statvfs fails: NaN, and the page still renders
     again = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
     assert math.isnan(again["simedge_clock_synchronized"].samples[0].value)
+    assert math.isnan(again["simedge_data_free_bytes"].samples[0].value)
 
 
 def test_uplink_error_codes_are_bounded() -> None:
