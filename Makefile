@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench chaos test-deploy test-tunnel clean
+.PHONY: demo test lint bench chaos test-deploy test-tunnel test-fleet clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test-tunnel: $(STAMP)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		  --no-install-recommends openssh-server openssh-client caddy nftables iproute2 >/dev/null; fi
 	PYTHON=$(abspath $(BIN)/python) deploy/test-tunnel.sh
+
+# A fleet on Debian's Prometheus: three real agents on emulated hubs (one pushing through
+# Prometheus agent mode), the shipped alert rules (a test copy with short for:), one site
+# broken and healed (tests/fleet/test_fleet.py). A few minutes, so not in `make test`.
+test-fleet: $(STAMP)
+	@if ! command -v prometheus >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  --no-install-recommends prometheus >/dev/null; fi
+	SIMEDGE_TEST_FLEET=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/fleet
 
 # peers_bench compares simedge with gammu-smsd, smstools3 and python-gsmmodem-new: as root
 # the two daemons are installed here (the bench runs its own instances); else their rows

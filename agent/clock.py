@@ -6,16 +6,52 @@ arrival of a long SMS's first part): when the wall clock jumps (a Pi has no RTC;
 sets it right late, by an hour or a year), those must move with it, or a wait would
 grow or shrink by the jump. :class:`WallClockWatch` says by how much it jumped since the
 last settled look (docs/uplink.md, "Clocks").
+
+:func:`kernel_clock_synchronized` asks the kernel whether NTP (systemd-timesyncd, chrony)
+has the clock in hand: a Pi without an RTC and without NTP stamps every record wrong, and
+the fleet alerts on it (docs/metrics.md).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import time
 from collections.abc import Callable
 
 #: A wall clock that moved this much more (or less) than the monotonic one jumped;
 #: below it, NTP's slewing and scheduling noise.
 JUMP_TOLERANCE = 2.0
+
+
+# adjtimex(2) with modes 0 only reads. Its answer is the clock state; TIME_ERROR means the
+# kernel's "unsynchronised" flag is set: no time daemon has disciplined the clock lately
+# (the same read as timedatectl's NTPSynchronized). The struct timex is about 208 bytes on
+# 64-bit Linux; the buffer is larger so that no libc's layout can overrun it.
+_TIME_ERROR = 5
+_TIMEX_BUFFER = 512
+
+
+@functools.cache
+def _adjtimex() -> Callable[[ctypes.Array[ctypes.c_char]], int] | None:
+    # Looked up once: find_library runs ldconfig, too slow for every scrape.
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name, use_errno=True), "adjtimex", None)
+
+
+def kernel_clock_synchronized() -> bool | None:
+    """True while the kernel says NTP keeps the clock, False when it says it does not,
+    None where it cannot be asked (no adjtimex: not Linux)."""
+    adjtimex = _adjtimex()
+    if adjtimex is None:
+        return None
+    state = adjtimex(ctypes.create_string_buffer(_TIMEX_BUFFER))
+    if state < 0:
+        return None
+    return state != _TIME_ERROR
 
 
 class WallClockWatch:

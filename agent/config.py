@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
@@ -129,6 +130,33 @@ def _slot_labels_problem(labels: dict[str, str]) -> str | None:
     return None
 
 
+# A site's name is a Prometheus label value, a file name of the fleet's target files and
+# an Ansible inventory name: one short word of letters, digits, dots, dashes, underscores.
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _site_name_problem(name: str) -> str | None:
+    if not name or SITE_NAME.fullmatch(name):
+        return None
+    return (
+        f'expected up to 63 letters, digits, ".", "-" or "_" starting with a letter or digit '
+        f'(or "" for the hostname), got "{name}"'
+    )
+
+
+def site_name_or_hostname(name: str, source: str = "") -> str:
+    """The configured name, else this machine's hostname (its first label: a Pi named
+    "shop-7.lan" is site "shop-7"); a hostname that is no valid site name is refused."""
+    if name:
+        return name
+    host = socket.gethostname().split(".")[0]
+    if not SITE_NAME.fullmatch(host):
+        raise ConfigError(
+            source, "[site] name", f'the hostname "{host}" is no site name: set [site] name'
+        )
+    return host
+
+
 def _power_cycle_problem(command: str) -> str | None:
     try:
         command.format(device="", slot="", usb_path="")
@@ -219,6 +247,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "site": {
+        "name": Key(
+            str,
+            "",
+            "the site's name on /metrics and in the fleet's alerts; empty: the hostname",
+            _site_name_problem,
+        ),
         "data_dir": Key(str, "/var/lib/simedge", "folder of the SQLite store"),
         "slot_labels": Key(
             dict,
@@ -327,6 +361,7 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class SiteConfig:
+    name: str
     data_dir: Path
     slot_labels: Mapping[str, str]
 
@@ -444,6 +479,7 @@ def from_mapping(
             max_in_flight=onlinesim["max_in_flight"],
         ),
         site=SiteConfig(
+            name=site_name_or_hostname(values["site"]["name"], source),
             data_dir=base / values["site"]["data_dir"],
             slot_labels=dict(values["site"]["slot_labels"]),
         ),

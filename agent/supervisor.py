@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agent.clock import WallClockWatch
+from agent.clock import WallClockWatch, kernel_clock_synchronized
 from agent.config import Config
 from agent.control.block_rules import BLOCK_RULE_OPS, block_rule_op
 from agent.control.server import Coalesced, ControlServer
@@ -107,6 +107,8 @@ class Agent:
         self.instance = secrets.token_hex(8)
         self.public_url: PublicUrlCheck | None = None
         self.metrics = Metrics()
+        self.metrics.set_site(config.site.name)
+        self.metrics.read_clock(kernel_clock_synchronized)
         self.uplink = UplinkTracker()
         self._uplink_condition = self.uplink.snapshot.condition  # as the metric says
         self.started = asyncio.Event()
@@ -170,6 +172,8 @@ class Agent:
             ],
         )
         store.on_message_ready(self._message_ready)
+        store.on_message_stored(self.metrics.sms_stored)
+        self.metrics.read_data_folder(data_dir)
         self.uplink_record = UplinkRecorder(
             partial(store.record_fact, FACT_UPLINK),
             await store.read(partial(read_fact, FACT_UPLINK)),
@@ -177,6 +181,8 @@ class Agent:
         self.client = OnlineSimClient(UplinkSettings.from_config(config.onlinesim))
         self.marks = TakeOffMarks(store)
         await self.marks.load()
+        marks = self.marks
+        self.metrics.read_swap_due(lambda: len(marks.open_marks()))
         self.numbers = NumbersSync(
             self.client,
             store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -393,3 +394,21 @@ def test_config_set_reads_the_value_from_stdin(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == (f"simedge: {path}: onlinesim.base_url: the value holds a line break\n")
+
+
+def test_the_site_name_defaults_to_the_hostname_and_is_checked(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, MINIMAL), environ={})
+    assert cfg.site.name == socket.gethostname().split(".")[0]
+    named = config.load(write(tmp_path, MINIMAL + '\n[site]\nname = "shop-7"\n'), environ={})
+    assert named.site.name == "shop-7"
+    bad = write(tmp_path, MINIMAL + '\n[site]\nname = "shop 7{x}"\n')
+    with pytest.raises(ConfigError, match=r'\[site\] name: expected .* got "shop 7\{x\}"'):
+        config.load(bad, environ={})
+
+
+def test_the_site_name_is_bounded(tmp_path: Path) -> None:
+    longest = "s" * 63
+    named = config.load(write(tmp_path, MINIMAL + f'\n[site]\nname = "{longest}"\n'), environ={})
+    assert named.site.name == longest
+    with pytest.raises(ConfigError, match=r"\[site\] name: expected up to 63"):
+        config.load(write(tmp_path, MINIMAL + f'\n[site]\nname = "{longest}s"\n'), environ={})

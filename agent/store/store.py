@@ -100,6 +100,7 @@ class Store:
         self._retention = timedelta(days=retention_days)
         self._event_cap = event_cap
         self._ready_callbacks: list[Callable[[], None]] = []
+        self._stored_callbacks: list[Callable[[bool], None]] = []
         self._closed = False
 
     @classmethod
@@ -318,6 +319,19 @@ class Store:
         self._ready_callbacks.append(callback)
         return lambda: self._ready_callbacks.remove(callback)
 
+    def on_message_stored(self, callback: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``callback(blocked)`` (on the event loop, after the commit) once for every
+        SMS made whole in the store: a single-part SMS, the last part of a long one, or a
+        long one delivered incomplete at its timeout; ``blocked`` when a block rule kept
+        it. Duplicates and parts still waiting are not messages yet. Returns a function
+        that removes it. The agent counts simedge_sms_received/blocked here."""
+        self._stored_callbacks.append(callback)
+        return lambda: self._stored_callbacks.remove(callback)
+
+    def _notify_stored(self, blocked: bool) -> None:
+        for callback in list(self._stored_callbacks):
+            callback(blocked)
+
     def _notify_ready(self) -> None:
         for callback in list(self._ready_callbacks):
             callback()
@@ -369,8 +383,10 @@ class Store:
             partial(ingest.ingest, received, decoded, self._block_rules, self._multipart_timeout),
             f"ingest PDU from SIM {iccid} ({storage} index {index})",
         )
-        if result.message_id is not None and not result.blocked:
-            self._notify_ready()
+        if result.message_id is not None:
+            self._notify_stored(result.blocked)
+            if not result.blocked:
+                self._notify_ready()
         await self._report_rule_timeouts()
         return result
 
@@ -381,6 +397,8 @@ class Store:
             partial(ingest.expire, to_utc(now), self._multipart_timeout, self._block_rules),
             "expire partial multipart messages",
         )
+        for _, state in delivered:
+            self._notify_stored(state == BLOCKED)
         if any(state == PENDING for _, state in delivered):
             self._notify_ready()
         await self._report_rule_timeouts()

@@ -93,7 +93,9 @@ if TYPE_CHECKING:
 
 log = get_logger("uplink.pump")
 
-#: How often at most the outbox depth gauge is refreshed (it counts rows).
+#: How often at most the outbox depth gauge is refreshed (it counts rows). A change within
+#: the interval is not dropped: the pump wakes once the interval is over and counts again,
+#: so the gauge settles on the true depth (0 after a drain) even when nothing else happens.
 _DEPTH_INTERVAL = 1.0
 SIM_BATCH = 32  # a SIM's messages read at once while its queue drains
 #: Accepted-but-unrecorded messages kept in memory at most (see ``_unrecorded``). The
@@ -168,6 +170,7 @@ class OutboxPump:
         self._cap_at_start = True  # persisted retry times not capped yet since the start
         self._imsi: dict[str, str | None] = {}
         self._depth_at = -float("inf")
+        self._depth_stale = False  # a refresh was skipped within the interval: owed one
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
 
     @property
@@ -396,7 +399,15 @@ class OutboxPump:
 
     def _next_wake_in(self, now: float) -> float | None:
         """Seconds to the pump's next timer (<= 0: look now); None when only a wake-up
-        can bring new work (a finishing request, a commit, a change of the state)."""
+        can bring new work (a finishing request, a commit, a change of the state). An owed
+        refresh of the depth gauge is a timer too."""
+        work = self._next_work_in(now)
+        if not self._depth_stale:
+            return work
+        depth = self._depth_at + _DEPTH_INTERVAL - now
+        return depth if work is None else min(work, depth)
+
+    def _next_work_in(self, now: float) -> float | None:
         if self._state.store_paused:
             return None if self._in_flight else self._store_probe_at - now
         if self._state.paused:
@@ -588,7 +599,11 @@ class OutboxPump:
             heapq.heappush(self._retry_times, asyncio.get_running_loop().time() + wait)
 
     async def _refresh_depth(self, now: float) -> None:
-        if self._metrics is None or now - self._depth_at < _DEPTH_INTERVAL:
+        if self._metrics is None:
+            return
+        if now - self._depth_at < _DEPTH_INTERVAL:
+            self._depth_stale = True
             return
         self._depth_at = now
+        self._depth_stale = False
         self._metrics.set_outbox_depth(await self._store.outbox_depth())

@@ -10,7 +10,7 @@ Families (all prefixed ``simedge_``):
 
     simedge_modems{state}                   modems by state (every state present, 0 or more)
     simedge_sims_online                     numbers in the last list OnlineSim accepted
-    simedge_sms_received_total              SMS committed to the store
+    simedge_sms_received_total              SMS committed to the store (blocked ones too)
     simedge_sms_forwarded_total             SMS accepted by OnlineSim
     simedge_sms_blocked_total               SMS withheld by the blocking rules
     simedge_sms_dead_total                  SMS given up on (dead letters)
@@ -22,11 +22,22 @@ Families (all prefixed ``simedge_``):
     simedge_webhook_requests_total{outcome} webhook calls answered or refused
     simedge_public_url_up{url}              1 when the agent reached itself by its public URL
     simedge_public_url_since_timestamp_seconds{url}  when that last changed (unix time)
+    simedge_site_info{name}                 1, labelled with the site's [site] name
+    simedge_sims_swap_due                   SIMs OnlineSim listed for take-off, not swapped yet
+    simedge_data_free_bytes                 space left for the store (read at each scrape)
+    simedge_data_size_bytes                 size of the file system the store is on
+    simedge_clock_synchronized              1 while the kernel says NTP keeps the clock
+
+The last four are read when /metrics is rendered (``Gauge.set_function``), not pushed:
+they are the truth at the moment of the scrape, and cost a syscall or a dict's length.
+docs/metrics.md says what drives each series and which alert reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -70,7 +81,9 @@ class Metrics:
             registry=registry,
         )
         self._received = Counter(
-            "simedge_sms_received", "SMS committed to the store.", registry=registry
+            "simedge_sms_received",
+            "SMS committed to the store, whole (blocked ones included).",
+            registry=registry,
         )
         self._forwarded = Counter(
             "simedge_sms_forwarded", "SMS accepted by OnlineSim.", registry=registry
@@ -133,6 +146,68 @@ class Metrics:
             registry=registry,
         )
 
+        self._site_info = Gauge(
+            "simedge_site_info",
+            "1, labelled with the site's name ([site] name, default the hostname).",
+            # Not "site": that is the label the fleet's targets give every series, and a
+            # scraped label of the same name would be renamed exported_site. The rule
+            # SimedgeSiteMisnamed compares the two.
+            ["name"],
+            registry=registry,
+        )
+        self._swap_due = Gauge(
+            "simedge_sims_swap_due",
+            "SIMs takeOffNumbers listed as earned out whose swap nobody has confirmed yet.",
+            registry=registry,
+        )
+        self._data_free = Gauge(
+            "simedge_data_free_bytes",
+            "Bytes free for the store on the data folder's file system (read at the scrape).",
+            registry=registry,
+        )
+        self._data_size = Gauge(
+            "simedge_data_size_bytes",
+            "Size in bytes of the data folder's file system.",
+            registry=registry,
+        )
+        self._clock_synchronized = Gauge(
+            "simedge_clock_synchronized",
+            "1 while the kernel says a time daemon keeps the clock (adjtimex), else 0.",
+            registry=registry,
+        )
+
+    def set_site(self, name: str) -> None:
+        self._site_info.clear()
+        self._site_info.labels(name=name).set(1)
+
+    def read_swap_due(self, count: Callable[[], int]) -> None:
+        """``count()`` is read at each scrape: the open take-off marks."""
+        self._swap_due.set_function(count)
+
+    def read_data_folder(self, folder: Path) -> None:
+        """The file system of ``folder`` is measured at each scrape (one statvfs)."""
+
+        def usage(field: str) -> float:
+            # A failing statvfs must not fail the whole /metrics (the fleet would see the
+            # site down): NaN, which no alert compares true, and the rest of the page.
+            try:
+                return float(getattr(shutil.disk_usage(folder), field))
+            except OSError:
+                return float("nan")
+
+        self._data_free.set_function(lambda: usage("free"))
+        self._data_size.set_function(lambda: usage("total"))
+
+    def read_clock(self, synchronized: Callable[[], bool | None]) -> None:
+        """``synchronized()`` at each scrape; None (cannot tell) shows as NaN, which no
+        alert compares true."""
+
+        def value() -> float:
+            answer = synchronized()
+            return float("nan") if answer is None else float(answer)
+
+        self._clock_synchronized.set_function(value)
+
     def set_modems(self, counts: Mapping[ModemState | str, int]) -> None:
         """Replace the modem counts; a state not in ``counts`` has none."""
         by_state = {ModemState(state): count for state, count in counts.items()}
@@ -142,14 +217,15 @@ class Metrics:
     def set_sims_online(self, count: int) -> None:
         self._sims_online.set(count)
 
-    def sms_received(self, count: int = 1) -> None:
-        self._received.inc(count)
+    def sms_stored(self, blocked: bool) -> None:
+        """One SMS made whole in the store (``Store.on_message_stored``): received, and
+        blocked too when a block rule kept it from the uplink."""
+        self._received.inc()
+        if blocked:
+            self._blocked.inc()
 
     def sms_forwarded(self, count: int = 1) -> None:
         self._forwarded.inc(count)
-
-    def sms_blocked(self, count: int = 1) -> None:
-        self._blocked.inc(count)
 
     def sms_dead(self, count: int = 1) -> None:
         self._dead.inc(count)

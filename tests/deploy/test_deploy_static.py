@@ -149,7 +149,8 @@ def test_script_explains_itself_with_help(script: str) -> None:
     assert result.stdout.startswith("Usage:")
 
 
-def test_playbook_passes_syntax_check() -> None:
+@pytest.mark.parametrize("playbook_file", ["site.yml", "prometheus.yml"])
+def test_playbook_passes_syntax_check(playbook_file: str) -> None:
     playbook = _tool("ansible-playbook")
     result = subprocess.run(
         [
@@ -157,7 +158,7 @@ def test_playbook_passes_syntax_check() -> None:
             "--syntax-check",
             "-i",
             str(ANSIBLE / "inventory.example.ini"),
-            str(ANSIBLE / "site.yml"),
+            str(ANSIBLE / playbook_file),
         ],
         capture_output=True,
         text=True,
@@ -226,6 +227,7 @@ def test_ansible_template_renders_a_configuration_the_agent_accepts(tmp_path: Pa
     assert config.modems.power_cycle_command == "uhubctl -l {usb_path} -a cycle -d 5"
     assert config.modems.ussd["25001"].pattern == r"(\+?7\d{10})"
     assert config.webhook.public_url == "https://relay.example.net/shop-7"
+    assert config.site.name == "localhost"  # simedge_site_name: the inventory name
 
 
 def test_udev_rules_keep_modemmanager_off_every_known_vendor() -> None:
@@ -239,26 +241,18 @@ def test_udev_rules_keep_modemmanager_off_every_known_vendor() -> None:
     assert {device.vid for device in KNOWN_DEVICES} <= ignored
 
 
-def test_alert_rules_use_only_metrics_the_agent_exports() -> None:
+def test_alert_rules_and_dashboards_use_only_metrics_the_agent_exports() -> None:
     yaml = pytest.importorskip("yaml", reason="PyYAML comes with ansible-core")
     metrics = pytest.importorskip("agent.webhook.metrics", reason="needs prometheus_client")
-    exposition = metrics.Metrics().render().decode()
-    families = set(re.findall(r"^# TYPE (\S+) (\S+)", exposition, re.MULTILINE))
-    exported = set()
-    for name, kind in families:
-        exported.add(name)
-        if kind == "counter":
-            exported.add(f"{name}_total")
-        if kind == "histogram":
-            exported.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+    from tests.deploy import fleet
 
-    document = yaml.safe_load((DEPLOY / "prometheus" / "simedge-alerts.yml").read_text())
-    rules = [rule for group in document["groups"] for rule in group["rules"]]
-    assert rules
-    for rule in rules:
-        assert rule["alert"].startswith("Simedge")
-        used = set(re.findall(r"\bsimedge_[a-z_]+", rule["expr"]))
-        assert used <= exported, f"{rule['alert']}: unknown {used - exported}"
+    exported = fleet.exported_names(metrics.Metrics().render().decode())
+    used = fleet.names_used()
+    assert any(where.startswith("Simedge") for where in used)
+    assert any(where.startswith("simedge-fleet.json") for where in used)
+    for where, names in used.items():
+        assert names <= exported, f"{where}: unknown {names - exported}"
+    assert all(alert.startswith("Simedge") for alert in fleet.rule_expressions())
 
     for name in ("prometheus.yml", "agent-remote-write.yml"):
         scrape = yaml.safe_load((DEPLOY / "prometheus" / name).read_text())

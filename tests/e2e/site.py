@@ -95,6 +95,28 @@ def site_config(folder: Path, standin_url: str, **sections: dict[str, Any]) -> c
 StartSite = Callable[..., Awaitable[Site]]
 
 
+async def start_agent(
+    config: config_module.Config, folder: Path, worker_settings: WorkerSettings = FAST
+) -> tuple[Agent, asyncio.Event, asyncio.Task[None]]:
+    """The real agent in this loop, on the emulated hub only, with short timings; returns
+    once it started (or raises what stopped it). Set the event to stop it; await the task."""
+    agent = Agent(
+        config,
+        auto_discovery=False,
+        by_path_dir=folder / "no-by-path",
+        worker_settings=worker_settings,
+        hotplug_interval=0.2,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    async with asyncio.timeout(20):
+        started_wait = asyncio.create_task(agent.started.wait())
+        await asyncio.wait([started_wait, task], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises what stopped the agent
+    return agent, stop, task
+
+
 @pytest.fixture
 async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
     started: list[tuple[Site, asyncio.Event, asyncio.Task[None]]] = []
@@ -111,20 +133,7 @@ async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
         standin = OnlineSimStandIn(key=KEY)
         url = await standin.start()
         config = site_config(tmp_path, f"{url}/api/resellers", **sections)
-        agent = Agent(
-            config,
-            auto_discovery=False,
-            by_path_dir=tmp_path / "no-by-path",
-            worker_settings=worker_settings,
-            hotplug_interval=0.2,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(agent.run(stop))
-        async with asyncio.timeout(20):
-            started_wait = asyncio.create_task(agent.started.wait())
-            await asyncio.wait([started_wait, task], return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                task.result()  # raises what stopped the agent
+        agent, stop, task = await start_agent(config, tmp_path, worker_settings)
         site = Site(tmp_path, hub, standin, agent, config)
         started.append((site, stop, task))
         return site

@@ -7,6 +7,7 @@ import os
 
 from agent.status import ModemState, ModemStatus
 from tests.e2e.site import Site, StartSite
+from tests.e2e.test_metrics import scrape, value
 
 
 def hub_index(site: Site, status: ModemStatus) -> int:
@@ -46,6 +47,7 @@ async def test_an_earning_sim_is_marked_in_its_slot_until_it_is_swapped(
         earning,
         75.5,
     )
+    assert value(await scrape(site.agent), "simedge_sims_swap_due") == 1  # the fleet's alert
     shown = (await site.agent.snapshot()).takeoff  # what the dashboard's Take-off screen lists
     assert [(m.iccid, m.slot, m.number, m.sum_rub) for m in shown] == [
         (earning_iccid, earning_slot, earning, 75.5)
@@ -64,6 +66,7 @@ async def test_an_earning_sim_is_marked_in_its_slot_until_it_is_swapped(
         seconds=30,
     )
     await site.until(lambda: not marks.open_marks())
+    assert value(await scrape(site.agent), "simedge_sims_swap_due") == 0
     newcomer = fleet.statuses[earning_slot].number
     assert newcomer is not None
     assert newcomer != earning

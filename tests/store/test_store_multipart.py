@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.clock import WallClockWatch
 from agent.store import Store
+from agent.store.blocking import BlockRule
 from agent.store.models import Message
 from tests.store.conftest import T0, count_rows, ingest, pdus
 
@@ -152,3 +153,22 @@ def test_the_watch_reports_a_jump_until_it_is_settled() -> None:
     assert watch.jumped() == 0.0
     wall[0] += 3600.0
     assert watch.jumped() == 3600.0
+
+
+async def test_every_sms_made_whole_is_told_once_blocked_or_not(store: Store) -> None:
+    """The agent's simedge_sms_received/blocked counters listen here (docs/metrics.md)."""
+    await store.add_block_rule(BlockRule("bank", text="^SECRET"))
+    stored: list[bool] = []
+    store.on_message_stored(stored.append)
+    parts = pdus(LONG, ref=47)
+    for index, part in enumerate(parts[:3]):
+        await ingest(store, part, index=index)
+    assert stored == []  # parts waiting are not a message yet
+    await ingest(store, parts[3], index=3)
+    (secret,) = pdus("SECRET 1234", ref=None)
+    await ingest(store, secret, index=10)
+    await ingest(store, secret, index=10)  # read twice: a duplicate, not a message
+    await ingest(store, pdus(LONG, ref=48)[0], index=11)
+    assert stored == [False, True]
+    assert len(await store.expire_partials(T0 + timedelta(minutes=10))) == 1
+    assert stored == [False, True, False]  # delivered incomplete at its timeout

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -184,9 +187,9 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
     metrics = running.metrics
     metrics.set_modems({"ready": 2, "failed": 1})
     metrics.set_sims_online(2)
-    metrics.sms_received(5)
+    for blocked in (False, False, False, False, True):
+        metrics.sms_stored(blocked)
     metrics.sms_forwarded(3)
-    metrics.sms_blocked()
     metrics.sms_dead()
     metrics.set_outbox_depth(1)
     metrics.uplink_error("NO_NUMBER")
@@ -224,6 +227,11 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
         "simedge_store_writable",
         "simedge_public_url_up",  # declared always, sampled only with a public_url
         "simedge_public_url_since_timestamp_seconds",
+        "simedge_site_info",  # sampled once the agent names its site
+        "simedge_sims_swap_due",
+        "simedge_data_free_bytes",
+        "simedge_data_size_bytes",
+        "simedge_clock_synchronized",
     }
     assert all(f.documentation for f in families.values())
     uplink = {s.labels["state"]: s.value for s in families["simedge_uplink_state"].samples}
@@ -261,10 +269,30 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
 
 async def test_metrics_keep_no_series_of_the_global_registry() -> None:
     first, second = Metrics(), Metrics()
-    first.sms_received()
+    first.sms_stored(blocked=False)
     assert b"simedge_sms_received_total 1.0" in first.render()
     assert b"simedge_sms_received_total 0.0" in second.render()
     assert b"python_gc" not in first.render()  # the default collectors live elsewhere
+
+
+def test_the_site_is_named_once_and_a_clock_nobody_can_read_is_no_number(
+    tmp_path: Path,
+) -> None:
+    metrics = Metrics()
+    metrics.set_site("old-name")
+    metrics.set_site("shop-7")
+    answers: list[bool | None] = [True, None]
+    metrics.read_clock(lambda: answers.pop(0))
+    metrics.read_data_folder(tmp_path)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert [s.labels for s in families["simedge_site_info"].samples] == [{"name": "shop-7"}]
+    assert families["simedge_clock_synchronized"].samples[0].value == 1
+    assert families["simedge_data_size_bytes"].samples[0].value == shutil.disk_usage(tmp_path).total
+    gone = tmp_path / "gone"
+    metrics.read_data_folder(gone)  # statvfs fails: NaN, and the page still renders
+    again = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert math.isnan(again["simedge_clock_synchronized"].samples[0].value)
+    assert math.isnan(again["simedge_data_free_bytes"].samples[0].value)
 
 
 def test_uplink_error_codes_are_bounded() -> None:
