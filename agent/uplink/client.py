@@ -15,6 +15,7 @@ the body is kept on an error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
@@ -80,7 +81,9 @@ class UplinkSettings:
     ``base_url`` is the API root that partner support hands out, up to and without the
     method name (e.g. ``https://onlinesim.ru/api/resellers``). The four timeouts are
     httpx's: connect, read (between bytes of the answer), write and pool (waiting for a
-    free pooled connection).
+    free pooled connection). ``call_timeout`` bounds the whole call: each phase in time
+    is not enough, since an answer that trickles in a byte at a time never breaks the
+    read timeout and would hold the SIM's queue behind it for as long as it trickles.
     """
 
     base_url: str
@@ -89,11 +92,13 @@ class UplinkSettings:
     read_timeout: float = 30.0
     write_timeout: float = 30.0
     pool_timeout: float = 10.0
+    call_timeout: float = 60.0
     max_connections: int = 4
 
     @classmethod
     def from_config(cls, onlinesim: OnlineSimConfig) -> UplinkSettings:
-        """Settings from the ``[onlinesim]`` table, whose one ``timeout`` bounds each phase."""
+        """Settings from the ``[onlinesim]`` table, whose one ``timeout`` bounds each phase
+        and the whole call ("seconds before an API call is abandoned", README)."""
         return cls(
             base_url=onlinesim.base_url,
             api_key=onlinesim.api_key,
@@ -101,6 +106,7 @@ class UplinkSettings:
             read_timeout=onlinesim.timeout,
             write_timeout=onlinesim.timeout,
             pool_timeout=onlinesim.timeout,
+            call_timeout=onlinesim.timeout,
         )
 
 
@@ -351,6 +357,7 @@ class OnlineSimClient:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._headers = httpx.Headers(headers)
         self._json_headers = httpx.Headers({**headers, "Content-Type": JSON_CONTENT_TYPE})
+        self._call_timeout = settings.call_timeout
         self._timeout = httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -472,12 +479,19 @@ class OnlineSimClient:
                     headers=headers,
                     extensions={"timeout": self._timeout},
                 )
-                response = await self._lanes[lane].handle_async_request(request)
-                response.request = request
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+                async with asyncio.timeout(self._call_timeout):
+                    response = await self._lanes[lane].handle_async_request(request)
+                    response.request = request
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+        except TimeoutError as exc:
+            # Each phase came in time, the whole did not (an answer trickling in).
+            raise UplinkTransient(
+                f"{api_method}: CallTimeout: no whole answer within {self._call_timeout:g} s",
+                code="CallTimeout",
+            ) from exc
         finally:
             self._busy[lane] -= 1
         log.debug(

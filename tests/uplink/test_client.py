@@ -8,8 +8,11 @@ test begins from an empty stand-in with no faults.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -530,5 +533,40 @@ def test_settings_from_the_onlinesim_table() -> None:
         settings.read_timeout,
         settings.write_timeout,
         settings.pool_timeout,
+        settings.call_timeout,  # the whole call too: "abandoned and retried" after it
     )
-    assert timeouts == (7, 7, 7, 7)
+    assert timeouts == (7, 7, 7, 7, 7)
+
+
+async def test_an_answer_that_trickles_in_is_cut_at_the_whole_call_timeout() -> None:
+    # Every byte comes well within the read timeout, the whole answer never does: without
+    # a deadline for the call this holds the SIM's queue for as long as it trickles.
+    stop = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.is_set():
+            writer.write(b" ")
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):  # one byte every 50 ms
+                    await stop.wait()
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = UplinkSettings(
+        base_url=f"http://127.0.0.1:{port}/api", api_key="k", read_timeout=5.0, call_timeout=0.5
+    )
+    started = time.monotonic()
+    try:
+        async with OnlineSimClient(settings) as client:
+            with pytest.raises(UplinkTransient) as caught:
+                await client.add_message(number="+79161234567", sender="x", text="y", date=1)
+    finally:
+        stop.set()
+        server.close()
+        await server.wait_closed()
+    assert caught.value.code == "CallTimeout"
+    assert time.monotonic() - started < 3.0  # the 0.5 s deadline, not the trickle's length
