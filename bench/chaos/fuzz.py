@@ -337,10 +337,11 @@ BAD_REQUESTS: tuple[bytes, ...] = (
 )
 
 
-async def _send_raw(port: int, payload: bytes) -> None:
-    """One connection: the payload, a short read of whatever comes back, close."""
+async def _send_raw(port: int, payload: bytes, source: str = "127.0.0.1") -> None:
+    """One connection from ``source`` (an address of 127.0.0.0/8, all of which Linux
+    routes to lo): the payload, a short read of whatever comes back, close."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     except OSError:
         return
     try:
@@ -370,7 +371,11 @@ async def fuzz_webhook(world: World, seconds: float) -> tuple[int, str | None]:
             else mutate(rng.choice(corpus), rng, corpus)
             for _ in range(16)
         ]
-        await asyncio.gather(*(_send_raw(port, payload) for payload in batch))
+        # From 16 addresses, one connection each: the webhook takes 8 per address, and a
+        # request refused at accept never reaches the parser this is meant to fuzz.
+        await asyncio.gather(
+            *(_send_raw(port, payload, f"127.0.0.{10 + n}") for n, payload in enumerate(batch))
+        )
         sent += len(batch)
     if not world.agent.alive:
         return sent, "the agent process died"
