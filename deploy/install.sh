@@ -157,9 +157,18 @@ package_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
+# regex, the one C extension simedge needs, has wheels on PyPI for amd64 and arm64 only;
+# on 32-bit ARM pip builds it from source, unless /etc/pip.conf names piwheels (as
+# Raspberry Pi OS's does), which has armv7 wheels.
+needs_compiler() {
+    case $(dpkg --print-architecture) in amd64 | arm64) return 1 ;; esac
+    ! grep -qs piwheels /etc/pip.conf
+}
+
 install_packages() {
     local wanted=(python3 python3-venv ca-certificates systemd udev uhubctl) missing=() pkg
     if [ -n "$DASHBOARD_USER" ]; then wanted+=(openssh-server); fi
+    if needs_compiler; then wanted+=(gcc libc6-dev python3-dev); fi
     if [ -n "$RELAY" ]; then wanted+=(openssh-client); fi
     for pkg in "${wanted[@]}"; do
         package_installed "$pkg" || missing+=("$pkg")
