@@ -224,8 +224,33 @@ SETTINGS
 
     started=$SECONDS
     live_site_and_dashboard_login "$arch" "$root"
-    printf '%s: install.sh %ss, tests %ss (%s), live site and SSH checks %ss\n' "$arch" "$install_seconds" \
-        "$test_seconds" "$(tail -n1 "$log-pytest.log")" "$((SECONDS - started))" >>"$WORK/summary.txt"
+    local site_seconds=$((SECONDS - started))
+    offline_install "$arch" "$root"
+    printf '%s: install.sh %ss, tests %ss (%s), live site and SSH checks %ss, offline reinstall %ss\n' \
+        "$arch" "$install_seconds" "$test_seconds" "$(tail -n1 "$log-pytest.log")" "$site_seconds" \
+        "$OFFLINE_SECONDS" >>"$WORK/summary.txt"
+}
+
+# A wheelhouse made in the root (so for its architecture), then uninstall.sh and
+# install.sh --wheelhouse in a network namespace of its own, where nothing is reachable.
+offline_install() {
+    local arch=$1 root=$2 log=$WORK/$1
+    step "$arch: a wheelhouse built in the root; uninstall; install.sh --wheelhouse without any network"
+    rm -rf "$root/usr/src/wheelhouse"
+    in_root /opt/simedge/venv/bin/pip wheel -q --disable-pip-version-check --wheel-dir /usr/src/wheelhouse \
+        /usr/src/simedge >"$log-wheelhouse.log" 2>&1 || { tail -n 20 "$log-wheelhouse.log"; fail "$arch: pip wheel failed"; }
+    echo "wheelhouse: $(find "$root/usr/src/wheelhouse" -name '*.whl' | wc -l) wheels, $(du -sh "$root/usr/src/wheelhouse" | cut -f1)"
+    in_root /usr/src/simedge/deploy/uninstall.sh >"$log-uninstall.log" 2>&1 || fail "$arch: uninstall.sh failed"
+    [ ! -e "$root/opt/simedge/venv" ] || fail "$arch: uninstall.sh left the venv"
+    local started=$SECONDS
+    unshare --net nice -n 10 chroot "$root" /usr/bin/env -i "${root_env[@]}" /usr/src/simedge/deploy/install.sh \
+        --source /usr/src/simedge --wheelhouse /usr/src/wheelhouse >"$log-install-offline.log" 2>&1 ||
+        { tail -n 20 "$log-install-offline.log"; fail "$arch: install.sh --wheelhouse failed without the network"; }
+    OFFLINE_SECONDS=$((SECONDS - started))
+    grep "^simedge install: installed simedge" "$log-install-offline.log"
+    in_root runuser -u simedge -- /opt/simedge/venv/bin/simedge run --check-config --config /etc/simedge/simedge.toml ||
+        fail "$arch: check-config failed after the offline install"
+    echo "ok  installed from the wheelhouse with no network in ${OFFLINE_SECONDS}s"
 }
 
 # Waits until FILE holds a line matching the extended regular expression, for at most
