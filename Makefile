@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench chaos test-deploy test-arm test-ssh test-tunnel clean
+.PHONY: demo test lint bench chaos test-deploy test-arm image test-image test-tunnel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ test-deploy:
 # tests inside the root. Needs root and the network; minutes, so not in `make test`.
 test-arm:
 	deploy/test-arm.sh
+
+# A Raspberry Pi image (arm64) from Debian's kernel and raspi-firmware, simedge installed
+# from a wheelhouse; then booted in qemu-system-aarch64 with a settings file on its boot
+# partition. Need root and the network; many minutes, so not in `make test`.
+image:
+	deploy/build-image.sh
+
+test-image:
+	deploy/test-image.sh
 
 # A site behind NAT reached through the relay (deploy/relay, deploy/tunnel): network
 # namespaces for the site, the relay and "the internet", real sshd and Caddy from Debian,

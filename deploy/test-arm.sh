@@ -22,7 +22,6 @@ WORK=${SIMEDGE_TEST_ARM_DIR:-/var/cache/simedge-test}
 SUITE=${SIMEDGE_TEST_ARM_SUITE:-bookworm}
 MIRROR=${SIMEDGE_TEST_ARM_MIRROR:-http://deb.debian.org/debian}
 ARCHES=${SIMEDGE_TEST_ARM_ARCHES:-arm64 armhf}
-BINFMT=/proc/sys/fs/binfmt_misc
 # What runs inside each root, on the installed package (paths from the source tree).
 TESTS=(tests/protocol tests/e2e/test_site.py tests/e2e/test_agent_process.py tests/tui/test_tmux.py
     tests/tui/test_hangup.py)
@@ -54,89 +53,13 @@ fail() {
     exit 1
 }
 
-# qemu's name for a Debian architecture.
-qemu_arch() {
-    case $1 in
-        arm64) echo aarch64 ;;
-        armhf) echo arm ;;
-        *) fail "unknown architecture $1 (arm64 or armhf)" ;;
-    esac
-}
-
-MOUNTED_BINFMT=0
-REGISTERED=()
-# shellcheck disable=SC2317  # run by the EXIT trap
-cleanup_binfmt() {
-    local entry
-    for entry in "${REGISTERED[@]}"; do
-        if [ -e "$BINFMT/$entry" ]; then echo -1 >"$BINFMT/$entry" && echo "test-arm: unregistered binfmt $entry"; fi
-    done
-    if [ "$MOUNTED_BINFMT" = 1 ]; then umount "$BINFMT" && echo "test-arm: unmounted $BINFMT"; fi
-}
-
-# Registers qemu-ARCH from qemu-user-static's description with flags P (argv[0] kept, as
-# the -P interpreters expect) and F (the interpreter opened now, so it works inside the
-# chroot without a copy there). An entry already present is someone else's: used, kept.
-register_binfmt() {
-    local name=qemu-$1 description=/usr/share/binfmts/qemu-$1
-    if ! mountpoint -q "$BINFMT"; then
-        mount -t binfmt_misc binfmt_misc "$BINFMT"
-        MOUNTED_BINFMT=1
-    fi
-    if [ -e "$BINFMT/$name" ]; then
-        echo "test-arm: binfmt $name is already registered; using it, leaving it"
-        return
-    fi
-    field() { sed -n "s/^$1 //p" "$description"; }
-    printf ':%s:M:%s:%s:%s:%s:PF\n' "$name" "$(field offset)" "$(field magic)" "$(field mask)" \
-        "$(field interpreter)" >"$BINFMT/register"
-    REGISTERED+=("$name")
-    echo "test-arm: registered binfmt $name ($(field interpreter), flags PF)"
-}
-
-# The base root of one architecture, made once: the first stage of debootstrap here, the
-# second inside the root under qemu.
-make_base() {
-    local arch=$1 base=$2
-    if [ "$FRESH" = 1 ]; then rm -rf "$base" "$base.partial"; fi
-    [ -e "$base/.complete" ] && return
-    if [ ! -e "$base.partial/.first-stage" ]; then
-        rm -rf "$base.partial"
-        nice -n 10 debootstrap --foreign --arch="$arch" --variant=minbase "$SUITE" "$base.partial" "$MIRROR" \
-            >"$WORK/$arch-debootstrap.log" 2>&1 || fail "debootstrap (first stage) failed, see $WORK/$arch-debootstrap.log"
-        touch "$base.partial/.first-stage"
-    fi
-    # In a container (/.dockerenv) debootstrap makes /proc a symlink to the host's.
-    if [ -L "$base.partial/proc" ]; then rm -f "$base.partial/proc" && mkdir "$base.partial/proc"; fi
-    # shellcheck disable=SC2016  # $1 is the inner shell's
-    unshare --mount --propagation private sh -c '
-        mount -t proc proc "$1/proc" && exec nice -n 10 chroot "$1" /debootstrap/debootstrap --second-stage' \
-        second-stage "$base.partial" >>"$WORK/$arch-debootstrap.log" 2>&1 ||
-        fail "debootstrap --second-stage failed, see $WORK/$arch-debootstrap.log"
-    touch "$base.partial/.complete"
-    mv "$base.partial" "$base"
-}
+# shellcheck source=deploy/arm-root.sh
+. "$REPO/deploy/arm-root.sh"
 
 # Runs inside the private mount namespace of one root: mounts, then every check.
 inside() {
     local arch=$1 root=$2 log=$WORK/$1
-    mount -t proc proc "$root/proc"
-    mount --rbind /dev "$root/dev"
-    mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts"
-    mount --bind "$root/dev/pts/ptmx" "$root/dev/ptmx"
-    mount -t tmpfs tmpfs "$root/run"
-    mount -t tmpfs tmpfs "$root/tmp"
-    chmod 1777 "$root/tmp"
-    cp /etc/resolv.conf "$root/etc/resolv.conf"
-
-    # The root's environment is built from scratch; only pip's trust store comes along, for
-    # machines whose HTTPS goes through an intercepting proxy (PIP_CERT on the host).
-    local root_env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root)
-    if [ -n "${PIP_CERT:-}" ] && [ -r "$PIP_CERT" ]; then
-        cp "$PIP_CERT" "$root/usr/src/host-pip-cert.pem"
-        root_env+=(PIP_CERT=/usr/src/host-pip-cert.pem)
-    fi
-    in_root() { nice -n 10 chroot "$root" /usr/bin/env -i "${root_env[@]}" "$@"; }
+    enter_root "$root"
 
     step "$arch: $(in_root uname -m) under qemu, $(sed -n 's/^PRETTY_NAME=//p' "$root/etc/os-release")"
 
@@ -243,7 +166,7 @@ offline_install() {
     in_root /usr/src/simedge/deploy/uninstall.sh >"$log-uninstall.log" 2>&1 || fail "$arch: uninstall.sh failed"
     [ ! -e "$root/opt/simedge/venv" ] || fail "$arch: uninstall.sh left the venv"
     local started=$SECONDS
-    unshare --net nice -n 10 chroot "$root" /usr/bin/env -i "${root_env[@]}" /usr/src/simedge/deploy/install.sh \
+    unshare --net nice -n 10 chroot "$root" /usr/bin/env -i "${ROOT_ENV[@]}" /usr/src/simedge/deploy/install.sh \
         --source /usr/src/simedge --wheelhouse /usr/src/wheelhouse >"$log-install-offline.log" 2>&1 ||
         { tail -n 20 "$log-install-offline.log"; fail "$arch: install.sh --wheelhouse failed without the network"; }
     OFFLINE_SECONDS=$((SECONDS - started))
@@ -419,10 +342,7 @@ main() {
             rm -rf "$root"
             cp -a "$base" "$root"
         fi
-        mkdir -p "$root/usr/src/simedge"
-        # Tracked files and new ones not ignored: what a checkout of this tree would hold.
-        git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-            tar -C "$REPO" --null --ignore-failed-read -T - -cf - | tar -C "$root/usr/src/simedge" -xf -
+        copy_source "$root/usr/src/simedge"
         cp "$WORK/dashboard_ed25519.pub" "$root/usr/src/dashboard.pub"
         unshare --mount --propagation private "$0" --inside "$arch" "$root"
     done

@@ -1,0 +1,103 @@
+# Sourced by deploy/test-arm.sh and deploy/build-image.sh: Debian roots of the Pi's
+# architectures on this x86-64 machine, through qemu user-mode emulation. The caller sets
+# WORK, SUITE, MIRROR and FRESH, defines fail, and runs cleanup_binfmt on exit.
+# shellcheck shell=bash
+
+BINFMT=/proc/sys/fs/binfmt_misc
+
+# qemu's name for a Debian architecture.
+qemu_arch() {
+    case $1 in
+        arm64) echo aarch64 ;;
+        armhf) echo arm ;;
+        *) fail "unknown architecture $1 (arm64 or armhf)" ;;
+    esac
+}
+
+MOUNTED_BINFMT=0
+REGISTERED=()
+# shellcheck disable=SC2317  # run by the EXIT trap
+cleanup_binfmt() {
+    local entry
+    for entry in "${REGISTERED[@]}"; do
+        if [ -e "$BINFMT/$entry" ]; then echo -1 >"$BINFMT/$entry" && echo "${0##*/}: unregistered binfmt $entry"; fi
+    done
+    if [ "$MOUNTED_BINFMT" = 1 ]; then umount "$BINFMT" && echo "${0##*/}: unmounted $BINFMT"; fi
+}
+
+# Registers qemu-ARCH from qemu-user-static's description with flags P (argv[0] kept, as
+# the -P interpreters expect) and F (the interpreter opened now, so it works inside the
+# chroot without a copy there). An entry already present is someone else's: used, kept.
+register_binfmt() {
+    local name=qemu-$1 description=/usr/share/binfmts/qemu-$1
+    if ! mountpoint -q "$BINFMT"; then
+        mount -t binfmt_misc binfmt_misc "$BINFMT"
+        MOUNTED_BINFMT=1
+    fi
+    if [ -e "$BINFMT/$name" ]; then
+        echo "${0##*/}: binfmt $name is already registered; using it, leaving it"
+        return
+    fi
+    field() { sed -n "s/^$1 //p" "$description"; }
+    printf ':%s:M:%s:%s:%s:%s:PF\n' "$name" "$(field offset)" "$(field magic)" "$(field mask)" \
+        "$(field interpreter)" >"$BINFMT/register"
+    REGISTERED+=("$name")
+    echo "${0##*/}: registered binfmt $name ($(field interpreter), flags PF)"
+}
+
+# The base root of one architecture, made once: the first stage of debootstrap here, the
+# second inside the root under qemu.
+make_base() {
+    local arch=$1 base=$2
+    if [ "$FRESH" = 1 ]; then rm -rf "$base" "$base.partial"; fi
+    [ -e "$base/.complete" ] && return
+    if [ ! -e "$base.partial/.first-stage" ]; then
+        rm -rf "$base.partial"
+        nice -n 10 debootstrap --foreign --arch="$arch" --variant=minbase "$SUITE" "$base.partial" "$MIRROR" \
+            >"$WORK/$arch-debootstrap.log" 2>&1 || fail "debootstrap (first stage) failed, see $WORK/$arch-debootstrap.log"
+        touch "$base.partial/.first-stage"
+    fi
+    # In a container (/.dockerenv) debootstrap makes /proc a symlink to the host's.
+    if [ -L "$base.partial/proc" ]; then rm -f "$base.partial/proc" && mkdir "$base.partial/proc"; fi
+    # shellcheck disable=SC2016  # $1 is the inner shell's
+    unshare --mount --propagation private sh -c '
+        mount -t proc proc "$1/proc" && exec nice -n 10 chroot "$1" /debootstrap/debootstrap --second-stage' \
+        second-stage "$base.partial" >>"$WORK/$arch-debootstrap.log" 2>&1 ||
+        fail "debootstrap --second-stage failed, see $WORK/$arch-debootstrap.log"
+    touch "$base.partial/.complete"
+    mv "$base.partial" "$base"
+}
+
+# This checkout's tracked files and new ones not ignored (what a checkout of this tree
+# would hold) into DEST.
+copy_source() {
+    mkdir -p "$1"
+    git -C "$REPO" ls-files -z --cached --others --exclude-standard |
+        tar -C "$REPO" --null --ignore-failed-read -T - -cf - | tar -C "$1" -xf -
+}
+
+# Mounts what programs in ROOT need (call it in a private mount namespace, where the
+# mounts end with the namespace) and sets what in_root runs commands with.
+enter_root() {
+    ROOT_DIR=$1
+    mount -t proc proc "$ROOT_DIR/proc"
+    mount --rbind /dev "$ROOT_DIR/dev"
+    # Ptys of the root's own: the emulated modems and tmux open them.
+    mount -t devpts -o newinstance,ptmxmode=0666 devpts "$ROOT_DIR/dev/pts"
+    mount --bind "$ROOT_DIR/dev/pts/ptmx" "$ROOT_DIR/dev/ptmx"
+    mount -t tmpfs tmpfs "$ROOT_DIR/run"
+    mount -t tmpfs tmpfs "$ROOT_DIR/tmp"
+    chmod 1777 "$ROOT_DIR/tmp"
+    cp /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
+    # The root's environment is built from scratch; only pip's trust store comes along,
+    # for machines whose HTTPS goes through an intercepting proxy (PIP_CERT on the host).
+    ROOT_ENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root)
+    if [ -n "${PIP_CERT:-}" ] && [ -r "$PIP_CERT" ]; then
+        mkdir -p "$ROOT_DIR/usr/src"
+        cp "$PIP_CERT" "$ROOT_DIR/usr/src/host-pip-cert.pem"
+        ROOT_ENV+=(PIP_CERT=/usr/src/host-pip-cert.pem)
+    fi
+}
+
+# A command in the root entered last, niced: this machine is shared.
+in_root() { nice -n 10 chroot "$ROOT_DIR" /usr/bin/env -i "${ROOT_ENV[@]}" "$@"; }
