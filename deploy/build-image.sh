@@ -56,7 +56,10 @@ inside() {
     # Where raspi-firmware's kernel hook finds the root: by label, on any card or disk.
     mkdir -p "$root/etc/default" "$root/boot/firmware"
     printf 'ROOTPART=LABEL=RASPIROOT\nCONSOLES="ttyS1,115200 tty0"\n' >"$root/etc/default/raspi-firmware"
-    in_root apt-get update -q >"$WORK/image-apt.log" 2>&1
+    # raspi-firmware lives in non-free-firmware.
+    printf 'deb %s %s main non-free-firmware\ndeb %s %s-updates main non-free-firmware\n' \
+        "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" >"$root/etc/apt/sources.list"
+    in_root apt-get update -q >"$WORK/image-apt.log" 2>&1 || { tail -n 20 "$WORK/image-apt.log"; fail "apt-get update failed"; }
     in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confold linux-image-arm64 raspi-firmware initramfs-tools systemd-sysv \
         systemd-timesyncd dbus openssh-server ca-certificates python3 python3-venv udev uhubctl \
