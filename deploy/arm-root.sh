@@ -1,6 +1,7 @@
-# Sourced by deploy/test-arm.sh and deploy/build-image.sh: Debian roots of the Pi's
-# architectures on this x86-64 machine, through qemu user-mode emulation. The caller sets
-# WORK, SUITE, MIRROR and FRESH, defines fail, and runs cleanup_binfmt on exit.
+# Sourced by deploy/test-arm.sh, build-image.sh and test-image.sh: Debian roots of the
+# Pi's architectures on this x86-64 machine, through qemu user-mode emulation, and the
+# checks they share. The caller sets WORK, SUITE, MIRROR and FRESH, defines fail, and
+# runs cleanup_binfmt on exit when it registered anything.
 # shellcheck shell=bash
 
 BINFMT=/proc/sys/fs/binfmt_misc
@@ -101,3 +102,41 @@ enter_root() {
 
 # A command in the root entered last, niced: this machine is shared.
 in_root() { nice -n 10 chroot "$ROOT_DIR" /usr/bin/env -i "${ROOT_ENV[@]}" "$@"; }
+
+# Waits until FILE holds a line matching the extended regular expression, for at most
+# SECONDS; tail -F wakes on each write, so nothing is polled. The tail is ended as soon
+# as the line is there.
+wait_for_line() {
+    local file=$1 pattern=$2 seconds=$3 found=1 lines tail_pid
+    exec {lines}< <(exec timeout "$seconds" tail -n +1 -F "$file" 2>/dev/null)
+    tail_pid=$!
+    if grep -E -m1 -q -- "$pattern" <&"$lines"; then found=0; fi
+    kill "$tail_pid" 2>/dev/null || true
+    exec {lines}<&-
+    return "$found"
+}
+
+# The dashboard login for real: `SSH_COMMAND... -tt dashboard@127.0.0.1` in a tmux
+# terminal of 80x24 (tmux server TMUX_SOCKET) until the live dashboard shows, for at most
+# SECONDS; the screen is saved to SCREEN_FILE and printed; then q must end the connection
+# with ssh's status 0.
+dashboard_login() {
+    local tmux_socket=$1 screen_file=$2 seconds=$3
+    shift 3
+    local screen="" waited
+    tmux -L "$tmux_socket" new-session -d -s login -x 80 -y 24 \
+        "$* -tt dashboard@127.0.0.1; echo \"ssh ended: \$?\" >$screen_file.exit"
+    # tmux has no event for a changed screen: it is read once a second.
+    for waited in $(seq "$seconds"); do
+        screen=$(tmux -L "$tmux_socket" capture-pane -p -t login 2>/dev/null || true)
+        if grep -q "● live" <<<"$screen"; then break; fi
+        sleep 1
+    done
+    printf '%s\n' "$screen" | tee "$screen_file"
+    grep -q "● live" <<<"$screen" || fail "the dashboard did not show the live site over SSH in ${waited}s"
+    [ "$(wc -l <<<"$screen")" -le 24 ] || fail "the dashboard drew more than 24 lines"
+    echo "ok  the dashboard drew at 80x24 over ssh -tt after ${waited}s"
+    tmux -L "$tmux_socket" send-keys -t login q
+    wait_for_line "$screen_file.exit" "^ssh ended: 0$" 60 || fail "q did not end the SSH connection cleanly"
+    echo "ok  q ended the connection: $(cat "$screen_file.exit")"
+}

@@ -176,13 +176,6 @@ offline_install() {
     echo "ok  installed from the wheelhouse with no network in ${OFFLINE_SECONDS}s"
 }
 
-# Waits until FILE holds a line matching the extended regular expression, for at most
-# SECONDS; tail -F wakes on each write, so nothing is polled.
-wait_for_line() {
-    local file=$1 pattern=$2 seconds=$3
-    timeout "$seconds" tail -n +1 -F "$file" 2>/dev/null | grep -E -m1 -q -- "$pattern"
-}
-
 # The installed site running inside the root as on a Pi, on emulated hardware: the
 # OnlineSim stand-in, two emulated modems and the agent (all as the service user), then
 # from outside the root: /healthz, an SMS forwarded with its exact text, the numbers
@@ -258,22 +251,7 @@ PY
     wait_for_line "$log-sshd.log" "Server listening" 120 || fail "$arch: sshd did not start, see $log-sshd.log"
     local ssh=(ssh -p "$ssh_port" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
-    tmux -L "$tmux_socket" new-session -d -s login -x 80 -y 24 \
-        "${ssh[*]} -tt dashboard@127.0.0.1; echo \"ssh ended: \$?\" >$log-ssh-exit.log"
-    local screen="" attempt
-    for attempt in $(seq 120); do
-        screen=$(tmux -L "$tmux_socket" capture-pane -p -t login 2>/dev/null || true)
-        if grep -q "● live" <<<"$screen"; then break; fi
-        sleep 1
-    done
-    printf '%s\n' "$screen" >"$log-ssh-dashboard.txt"
-    cat "$log-ssh-dashboard.txt"
-    grep -q "● live" <<<"$screen" || fail "$arch: the dashboard did not show the live site over SSH ($attempt s)"
-    [ "$(wc -l <<<"$screen")" -le 24 ] || fail "$arch: the dashboard drew more than 24 lines"
-    echo "ok  the dashboard drew at 80x24 over ssh -tt after ${attempt}s"
-    tmux -L "$tmux_socket" send-keys -t login q
-    wait_for_line "$log-ssh-exit.log" "^ssh ended: 0$" 60 || fail "$arch: q did not end the SSH connection cleanly"
-    echo "ok  q ended the connection: $(cat "$log-ssh-exit.log")"
+    dashboard_login "$tmux_socket" "$log-ssh-dashboard.txt" 120 "${ssh[@]}"
 
     local refused
     refused=$("${ssh[@]}" -T dashboard@127.0.0.1 </dev/null 2>&1) && fail "$arch: ssh -T was let in"

@@ -29,6 +29,10 @@ first boot, simedge.service through /healthz, the SSH dashboard login and the se
 USAGE
 }
 
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=deploy/arm-root.sh
+. "$REPO/deploy/arm-root.sh"
+
 export SIMEDGE_TEST_IMAGE_STARTED=${SIMEDGE_TEST_IMAGE_STARTED:-$(date +%s)}
 step() {
     echo
@@ -131,17 +135,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
     step "the dashboard login over SSH (forwarded port), ssh -tt under tmux at 80x24"
     local ssh=(ssh -p "$SSH_PORT" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
-    tmux -L "$TMUX_SOCKET" new-session -d -s login -x 80 -y 24 \
-        "${ssh[*]} -tt dashboard@127.0.0.1; echo \"ssh ended: \$?\" >$WORK/test-image-ssh-exit.log"
-    local screen="" _
-    for _ in $(seq 180); do
-        screen=$(tmux -L "$TMUX_SOCKET" capture-pane -p -t login 2>/dev/null || true)
-        if grep -q "● live" <<<"$screen"; then break; fi
-        sleep 1
-    done
-    printf '%s\n' "$screen" | tee "$WORK/test-image-dashboard.txt"
-    grep -q "● live" <<<"$screen" || fail "the dashboard did not show the live site over SSH"
-    tmux -L "$TMUX_SOCKET" send-keys -t login q
+    dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 "${ssh[@]}"
     power_off
 
     step "the boot partition after first boot"
