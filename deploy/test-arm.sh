@@ -70,6 +70,7 @@ inside() {
         in_root /usr/src/simedge/deploy/install.sh --source /usr/src/simedge --dashboard-user dashboard \
             --dashboard-key /usr/src/dashboard.pub 2>&1 | grep "^simedge install:"
         live_site_and_dashboard_login "$arch" "$root"
+        offline_install "$arch" "$root"
         return
     fi
     in_root /usr/src/simedge/deploy/install.sh --source /usr/src/simedge \
@@ -151,7 +152,7 @@ SETTINGS
     offline_install "$arch" "$root"
     printf '%s: install.sh %ss, tests %ss (%s), live site and SSH checks %ss, offline reinstall %ss\n' \
         "$arch" "$install_seconds" "$test_seconds" "$(tail -n1 "$log-pytest.log")" "$site_seconds" \
-        "$OFFLINE_SECONDS" >>"$WORK/summary.txt"
+        "$OFFLINE_SECONDS" >>"$SUMMARY"
 }
 
 # A wheelhouse made in the root (so for its architecture), then uninstall.sh and
@@ -220,7 +221,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
     in_root runuser -u simedge -- simedge run --config /etc/simedge/simedge.toml >"$log-agent.log" 2>&1 &
     pids+=($!)
     local started=$SECONDS
-    curl -sS --retry 120 --retry-all-errors --retry-delay 1 --max-time 10 -o "$log-healthz.json" \
+    curl -s --retry 120 --retry-all-errors --retry-delay 1 --max-time 10 -o "$log-healthz.json" \
         -w '%{http_code}\n' "http://127.0.0.1:$webhook_port/healthz" | grep -qx 200 ||
         { tail -n 20 "$log-agent.log"; fail "$arch: /healthz did not answer 200"; }
     echo "ok  /healthz 200 after $((SECONDS - started))s from outside the root: $(head -c 300 "$log-healthz.json")"
@@ -237,7 +238,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
 import json, sys
 
 records = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
-texts = [json.loads(r["body"]).get("text") for r in records if r["path"].endswith("addMessage")]
+texts = [json.loads(r["body"]).get("message") for r in records if r["path"].endswith("addMessage")]
 numbers = [r for r in records if r["path"].endswith("sendNumbersOnline")]
 assert sys.argv[2] in texts, f"texts received: {texts!r}"
 print(f"ok  addMessage with the exact text; {len(numbers)} sendNumbersOnline; requests: {len(records)}")
@@ -292,7 +293,9 @@ main() {
     done
     [ "$(id -u)" = 0 ] || fail "needs root (binfmt_misc, debootstrap, chroot, mounts): sudo make test-arm"
     mkdir -p "$WORK"
-    : >"$WORK/summary.txt"
+    # One per set of architectures: runs for different ones may go on side by side.
+    export SUMMARY=$WORK/summary-${ARCHES// /-}.txt
+    : >"$SUMMARY"
     local missing=() tool
     for tool in debootstrap qemu-user-static; do
         dpkg-query -W "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -325,7 +328,7 @@ main() {
         unshare --mount --propagation private "$0" --inside "$arch" "$root"
     done
     echo
-    cat "$WORK/summary.txt"
+    cat "$SUMMARY"
     echo "test-arm: PASSED in $(($(date +%s) - SIMEDGE_TEST_ARM_STARTED))s (roots and logs: $WORK)"
 }
 

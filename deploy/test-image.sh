@@ -84,10 +84,10 @@ power_off() {
 monitor = socket.socket(socket.AF_UNIX)
 monitor.connect(sys.argv[1])
 monitor.sendall(b"system_powerdown\n")' "$WORK/qemu-monitor.sock"
-    if timeout 300 tail --pid="$QEMU_PID" -f /dev/null; then
+    if timeout 180 tail --pid="$QEMU_PID" -f /dev/null; then
         echo "ok  powered off in $((SECONDS - started))s"
     else
-        echo "note: no clean power-off within 300s; stopping qemu"
+        echo "note: no clean power-off within 180s; stopping qemu"
         kill "$QEMU_PID"
     fi
     wait "$QEMU_PID" 2>/dev/null || true
