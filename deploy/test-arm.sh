@@ -197,8 +197,10 @@ print(*(probe.getsockname()[1] for probe in probes))')
         tmux -L "$tmux_socket" kill-server 2>/dev/null || true
         for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
         for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+        trap - EXIT RETURN
     }
-    trap stop_site RETURN
+    # RETURN when all went well; EXIT when a check failed (fail exits, RETURN never comes).
+    trap stop_site RETURN EXIT
 
     step "$arch: the site inside the root: stand-in, 2 emulated modems, the agent (as simedge)"
     token=$(cat "$root/etc/simedge/webhook_token")
