@@ -60,6 +60,7 @@ fail() {
 inside() {
     local arch=$1 root=$2 log=$WORK/$1
     enter_root "$root"
+    trap stop_site EXIT
 
     step "$arch: $(in_root uname -m) under qemu, $(sed -n 's/^PRETTY_NAME=//p' "$root/etc/os-release")"
 
@@ -177,6 +178,18 @@ offline_install() {
     echo "ok  installed from the wheelhouse with no network in ${OFFLINE_SECONDS}s"
 }
 
+# What the live site started: stopped when it is done, or on exit when a check failed.
+SITE_PIDS=()
+TMUX_SOCKET=simedge-test-arm-$$
+# shellcheck disable=SC2317  # also run by the EXIT trap
+stop_site() {
+    local pid
+    tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
+    for pid in "${SITE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${SITE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    SITE_PIDS=()
+}
+
 # The installed site running inside the root as on a Pi, on emulated hardware: the
 # OnlineSim stand-in, two emulated modems and the agent (all as the service user), then
 # from outside the root: /healthz, an SMS forwarded with its exact text, the numbers
@@ -184,23 +197,13 @@ offline_install() {
 # shipped drop-in, from this machine's ssh client under tmux.
 live_site_and_dashboard_login() {
     local arch=$1 root=$2 log=$WORK/$1
-    local api_port webhook_port ssh_port token pids=() tmux_socket=simedge-test-arm-$$
+    local api_port webhook_port ssh_port token
     read -r api_port webhook_port ssh_port < <(python3 -c '
 import socket
 probes = [socket.socket() for _ in range(3)]
 for probe in probes:
     probe.bind(("127.0.0.1", 0))
 print(*(probe.getsockname()[1] for probe in probes))')
-    # shellcheck disable=SC2317  # run by the RETURN trap
-    stop_site() {
-        local pid
-        tmux -L "$tmux_socket" kill-server 2>/dev/null || true
-        for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-        for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-        trap - EXIT RETURN
-    }
-    # RETURN when all went well; EXIT when a check failed (fail exits, RETURN never comes).
-    trap stop_site RETURN EXIT
 
     step "$arch: the site inside the root: stand-in, 2 emulated modems, the agent (as simedge)"
     token=$(cat "$root/etc/simedge/webhook_token")
@@ -215,13 +218,13 @@ print(*(probe.getsockname()[1] for probe in probes))')
     in_root runuser -u simedge -- simedge emulate onlinesim --listen "127.0.0.1:$api_port" \
         --key test-api-key-0123456789 --webhook "http://127.0.0.1:$webhook_port/onlinesim/numbers?token=$token" \
         --webhook-interval 10 --record /run/simedge/standin.jsonl >"$log-standin.log" 2>&1 &
-    pids+=($!)
+    SITE_PIDS+=($!)
     in_root runuser -u simedge -- simedge emulate modems --count 2 --dir /run/simedge-modems \
         >"$log-modems.log" 2>&1 &
-    pids+=($!)
+    SITE_PIDS+=($!)
     wait_for_line "$log-modems.log" . 120 || fail "$arch: the emulated modems did not start, see $log-modems.log"
     in_root runuser -u simedge -- simedge run --config /etc/simedge/simedge.toml >"$log-agent.log" 2>&1 &
-    pids+=($!)
+    SITE_PIDS+=($!)
     local started=$SECONDS
     curl -s --retry 120 --retry-all-errors --retry-delay 1 --max-time 10 -o "$log-healthz.json" \
         -w '%{http_code}\n' "http://127.0.0.1:$webhook_port/healthz" | grep -qx 200 ||
@@ -249,12 +252,14 @@ PY
 
     step "$arch: the SSH dashboard login for real (the root's sshd, deploy/ssh's drop-in)"
     in_root ssh-keygen -A >/dev/null
+    # sshd's privilege separation folder, which ssh.service would make.
+    install -d -m 0755 "$root/run/sshd"
     in_root /usr/sbin/sshd -D -e -p "$ssh_port" -o ListenAddress=127.0.0.1 >"$log-sshd.log" 2>&1 &
-    pids+=($!)
+    SITE_PIDS+=($!)
     wait_for_line "$log-sshd.log" "Server listening" 120 || fail "$arch: sshd did not start, see $log-sshd.log"
     local ssh=(ssh -p "$ssh_port" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
-    dashboard_login "$tmux_socket" "$log-ssh-dashboard.txt" 120 "${ssh[@]}"
+    dashboard_login "$TMUX_SOCKET" "$log-ssh-dashboard.txt" 120 "${ssh[@]}"
 
     local refused
     refused=$("${ssh[@]}" -T dashboard@127.0.0.1 </dev/null 2>&1) && fail "$arch: ssh -T was let in"
@@ -278,6 +283,7 @@ PY
     for pid in $(pgrep -f "simedge tui" || true); do
         if [ "$(readlink "/proc/$pid/root")" = "$root" ]; then fail "$arch: a dashboard outlived its SSH login ($pid)"; fi
     done
+    stop_site
     echo "ok  no dashboard left running"
 }
 
