@@ -381,3 +381,27 @@ def test_config_set_reads_the_value_from_stdin(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == (f"simedge: {path}: onlinesim.base_url: the value holds a line break\n")
+
+
+def test_local_paths_are_read_without_the_secret_files(tmp_path: Path) -> None:
+    # The dashboard login may read simedge.toml but not the API key or token files.
+    path = tmp_path / "simedge.toml"
+    path.write_text(
+        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\n'
+        f'api_key_file = "{tmp_path / "unreadable" / "api_key"}"\n'
+        f'[webhook]\ntoken_file = "{tmp_path / "unreadable" / "token"}"\n'
+        '[site]\ndata_dir = "data"\n[control]\nsocket = "run/control.sock"\n'
+    )
+    with pytest.raises(ConfigError, match="api_key"):
+        config.load(path, environ={})
+    assert config.load_local_paths(path) == (
+        tmp_path / "run" / "control.sock",
+        tmp_path / "data" / "simedge.db",
+    )
+
+
+def test_local_paths_still_check_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "simedge.toml"
+    path.write_text('[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\n[control]\nsocket = 7\n')
+    with pytest.raises(ConfigError, match=r"\[control\] socket"):
+        config.load_local_paths(path)

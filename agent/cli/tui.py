@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
 
     socket_path, db_path = args.socket, args.db
     if socket_path is None or db_path is None:
+        # Paths only: the dashboard login may read simedge.toml but not the secrets.
         try:
-            config = config_module.load(args.config)
+            config_socket, config_db = config_module.load_local_paths(args.config)
         except ConfigError as exc:
             print(f"simedge: {exc} (or give --socket and --db)", file=sys.stderr)
             return EXIT_USAGE
-        socket_path = socket_path or config.control_socket
-        db_path = db_path or config.database
+        socket_path = socket_path or config_socket
+        db_path = db_path or config_db
 
     # Looked up by name: the agent's packages never import the dashboard (tests/test_layering
     # checks it), so the agent runs on a system without Textual; only this command needs it.
