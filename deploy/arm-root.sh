@@ -98,10 +98,13 @@ enter_root() {
         cp "$PIP_CERT" "$ROOT_DIR/usr/src/host-pip-cert.pem"
         ROOT_ENV+=(PIP_CERT=/usr/src/host-pip-cert.pem)
     fi
+    IN_ROOT=(nice -n 10 chroot "$ROOT_DIR" /usr/bin/env -i "${ROOT_ENV[@]}")
 }
 
-# A command in the root entered last, niced: this machine is shared.
-in_root() { nice -n 10 chroot "$ROOT_DIR" /usr/bin/env -i "${ROOT_ENV[@]}" "$@"; }
+# A command in the root entered last, niced: this machine is shared. To start one in the
+# background, use "${IN_ROOT[@]}" COMMAND &, so that $! is the command's own process
+# (a function in the background is a subshell, and killing it would orphan the command).
+in_root() { "${IN_ROOT[@]}" "$@"; }
 
 # Waits until FILE holds a line matching the extended regular expression, for at most
 # SECONDS; tail -F wakes on each write, so nothing is polled. The tail is ended as soon

@@ -215,15 +215,15 @@ print(*(probe.getsockname()[1] for probe in probes))')
         fail "$arch: could not point [modems] ports at the emulated modems"
     install -d -o "$(stat -c %u "$root/var/lib/simedge")" -g "$(stat -c %g "$root/var/lib/simedge")" -m 0750 \
         "$root/run/simedge" "$root/run/simedge-modems"
-    in_root runuser -u simedge -- simedge emulate onlinesim --listen "127.0.0.1:$api_port" \
+    "${IN_ROOT[@]}" runuser -u simedge -- simedge emulate onlinesim --listen "127.0.0.1:$api_port" \
         --key test-api-key-0123456789 --webhook "http://127.0.0.1:$webhook_port/onlinesim/numbers?token=$token" \
         --webhook-interval 10 --record /run/simedge/standin.jsonl >"$log-standin.log" 2>&1 &
     SITE_PIDS+=($!)
-    in_root runuser -u simedge -- simedge emulate modems --count 2 --dir /run/simedge-modems \
+    "${IN_ROOT[@]}" runuser -u simedge -- simedge emulate modems --count 2 --dir /run/simedge-modems \
         >"$log-modems.log" 2>&1 &
     SITE_PIDS+=($!)
     wait_for_line "$log-modems.log" . 120 || fail "$arch: the emulated modems did not start, see $log-modems.log"
-    in_root runuser -u simedge -- simedge run --config /etc/simedge/simedge.toml >"$log-agent.log" 2>&1 &
+    "${IN_ROOT[@]}" runuser -u simedge -- simedge run --config /etc/simedge/simedge.toml >"$log-agent.log" 2>&1 &
     SITE_PIDS+=($!)
     local started=$SECONDS
     curl -s --retry 120 --retry-all-errors --retry-delay 1 --max-time 10 -o "$log-healthz.json" \
@@ -254,7 +254,7 @@ PY
     in_root ssh-keygen -A >/dev/null
     # sshd's privilege separation folder, which ssh.service would make.
     install -d -m 0755 "$root/run/sshd"
-    in_root /usr/sbin/sshd -D -e -p "$ssh_port" -o ListenAddress=127.0.0.1 >"$log-sshd.log" 2>&1 &
+    "${IN_ROOT[@]}" /usr/sbin/sshd -D -e -p "$ssh_port" -o ListenAddress=127.0.0.1 >"$log-sshd.log" 2>&1 &
     SITE_PIDS+=($!)
     wait_for_line "$log-sshd.log" "Server listening" 120 || fail "$arch: sshd did not start, see $log-sshd.log"
     local ssh=(ssh -p "$ssh_port" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
