@@ -143,3 +143,14 @@ dashboard_login() {
     wait_for_line "$screen_file.exit" "^ssh ended: 0$" 60 || fail "q did not end the SSH connection cleanly"
     echo "ok  q ended the connection: $(cat "$screen_file.exit")"
 }
+
+# Installs those of the named Debian packages that are missing on this machine.
+ensure_packages() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}

@@ -112,13 +112,7 @@ main() {
     done
     [ "$(id -u)" = 0 ] || fail "needs root (binfmt_misc, debootstrap, chroot, mounts): sudo make image"
     mkdir -p "$WORK"
-    local missing=() tool
-    for tool in debootstrap qemu-user-static parted mtools dosfstools e2fsprogs; do
-        dpkg-query -W "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    ensure_packages debootstrap qemu-user-static parted mtools dosfstools e2fsprogs
     trap cleanup_binfmt EXIT
     register_binfmt aarch64
     local base=$WORK/arm64-base root=$WORK/image-root

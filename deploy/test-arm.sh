@@ -304,13 +304,7 @@ main() {
     # One per set of architectures: runs for different ones may go on side by side.
     export SUMMARY=$WORK/summary-${ARCHES// /-}.txt
     : >"$SUMMARY"
-    local missing=() tool
-    for tool in debootstrap qemu-user-static; do
-        dpkg-query -W "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    ensure_packages debootstrap qemu-user-static
     trap cleanup_binfmt EXIT
     # The key of the dashboard login the SSH check uses, as a reseller's laptop has one.
     [ -e "$WORK/dashboard_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C dashboard@test-arm -f "$WORK/dashboard_ed25519"

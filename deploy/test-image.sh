@@ -97,13 +97,7 @@ monitor.sendall(b"system_powerdown\n")' "$WORK/qemu-monitor.sock"
 main() {
     case ${1:-} in -h | --help) usage; exit 0 ;; "") ;; *) echo "test-image: unknown option $1" >&2; exit 2 ;; esac
     if [ ! -s "$IMAGE" ] || [ ! -s "$KERNEL/vmlinuz" ]; then fail "no image: make image first ($IMAGE)"; fi
-    local missing=() tool
-    for tool in qemu-system-arm mtools tmux curl; do
-        dpkg-query -W "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    ensure_packages qemu-system-arm mtools tmux curl
     trap stop_everything EXIT
     read -r HEALTH_PORT SSH_PORT < <(python3 -c '
 import socket
