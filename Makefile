@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench chaos test-deploy test-tunnel test-fleet clean
+.PHONY: demo test lint bench chaos test-deploy test-arm image test-image test-tunnel test-fleet clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,21 @@ test: lint
 # playbook in check mode there. Needs root and the network; minutes, so not in `make test`.
 test-deploy:
 	deploy/test-deploy.sh
+
+# simedge on the Pi's architectures (arm64, armhf) under qemu-user: install.sh in a Debian
+# root of each, check-config as the service user, protocol, end-to-end and tmux dashboard
+# tests inside the root. Needs root and the network; minutes, so not in `make test`.
+test-arm:
+	deploy/test-arm.sh
+
+# A Raspberry Pi image (arm64) from Debian's kernel and raspi-firmware, simedge installed
+# from a wheelhouse; then booted in qemu-system-aarch64 with a settings file on its boot
+# partition. Need root and the network; many minutes, so not in `make test`.
+image:
+	deploy/build-image.sh
+
+test-image:
+	deploy/test-image.sh
 
 # A site behind NAT reached through the relay (deploy/relay, deploy/tunnel): network
 # namespaces for the site, the relay and "the internet", real sshd and Caddy from Debian,

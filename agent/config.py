@@ -27,6 +27,7 @@ from agent.errors import ConfigError
 from agent.usbpath import label_key_problem
 
 API_KEY_ENV = "SIMEDGE_API_KEY"
+DATABASE_NAME = "simedge.db"  # in [site] data_dir
 
 
 class _Required:
@@ -416,7 +417,7 @@ class Config:
     @property
     def database(self) -> Path:
         """The store's SQLite file: the agent writes it; status and the dashboard read it."""
-        return self.site.data_dir / "simedge.db"
+        return self.site.data_dir / DATABASE_NAME
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
@@ -425,6 +426,21 @@ class Config:
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read, check and resolve the configuration file; raise ConfigError on any problem."""
+    raw = _read_toml(path)
+    return from_mapping(raw, source=str(path), environ=os.environ if environ is None else environ)
+
+
+def load_local_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The control socket and the database of the configuration file, checked against the
+    schema but without reading its secret files: for the dashboard, which runs as a login
+    (deploy/ssh) that may read simedge.toml but not the API key or the webhook token."""
+    source = str(path)
+    values = _check(_read_toml(path), source)
+    base = Path(source).absolute().parent
+    return base / values["control"]["socket"], base / values["site"]["data_dir"] / DATABASE_NAME
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -433,10 +449,9 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     except UnicodeDecodeError as exc:
         raise ConfigError(source, None, f"not UTF-8 text: {exc}") from exc
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, None, f"not valid TOML: {exc}") from exc
-    return from_mapping(raw, source=source, environ=os.environ if environ is None else environ)
 
 
 def from_mapping(

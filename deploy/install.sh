@@ -15,6 +15,7 @@ DASHBOARD_KEY=""
 MODEMMANAGER=ignore
 RELAY=""
 RELAY_ARGS=()
+WHEELHOUSE=""
 
 SERVICE_USER=simedge
 CONF_DIR=/etc/simedge
@@ -38,6 +39,10 @@ Installs simedge from the source tree (default: the checkout this script is in).
   --no-start                enable the service but do not start or restart it
   --dashboard-user NAME     create the SSH login NAME that opens the dashboard only
   --dashboard-key FILE      authorized_keys line(s) for that login (public keys)
+  --wheelhouse DIR          install simedge and its Python dependencies from the wheels
+                            in DIR only, without the network (an image, or a site whose
+                            only way out is OnlineSim's API); DIR is made on a machine of
+                            the same architecture with: pip wheel --wheel-dir DIR SOURCE
   --modemmanager MODE       ignore: ModemManager stays, udev tells it to skip the modems
                             (default); mask: ModemManager is stopped and masked
   --relay HOST[:SSH_PORT]   a site behind NAT: keep a tunnel open to this relay
@@ -88,6 +93,7 @@ parse_args() {
             --no-start) START=0; shift ;;
             --dashboard-user) DASHBOARD_USER=${2:?--dashboard-user needs a name}; shift 2 ;;
             --dashboard-key) DASHBOARD_KEY=${2:?--dashboard-key needs a file}; shift 2 ;;
+            --wheelhouse) WHEELHOUSE=${2:?--wheelhouse needs a folder}; shift 2 ;;
             --modemmanager) MODEMMANAGER=${2:?--modemmanager needs ignore or mask}; shift 2 ;;
             --relay) RELAY=${2:?--relay needs a host}; shift 2 ;;
             --relay-port | --relay-host-key)
@@ -104,6 +110,11 @@ parse_args() {
     SOURCE=$(cd "$SOURCE" 2>/dev/null && pwd) || die "--source: no such folder"
     if [ ! -f "$SOURCE/pyproject.toml" ] || [ ! -d "$SOURCE/agent" ]; then
         die "--source: $SOURCE is not a simedge source tree (no pyproject.toml and agent/)"
+    fi
+    if [ -n "$WHEELHOUSE" ]; then
+        WHEELHOUSE=$(cd "$WHEELHOUSE" 2>/dev/null && pwd) || die "--wheelhouse: no such folder"
+        compgen -G "$WHEELHOUSE/simedge-*.whl" >/dev/null ||
+            die "--wheelhouse: $WHEELHOUSE holds no simedge-*.whl (make it with: pip wheel --wheel-dir DIR SOURCE)"
     fi
     if [ -n "$DASHBOARD_USER" ] && [[ ! "$DASHBOARD_USER" =~ ^[a-z_][a-z0-9_-]{0,30}$ ]]; then
         die "--dashboard-user: \"$DASHBOARD_USER\" is not a valid user name"
@@ -157,9 +168,18 @@ package_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
 }
 
+# regex, the one C extension simedge needs, has wheels on PyPI for amd64 and arm64 only;
+# on 32-bit ARM pip builds it from source, unless /etc/pip.conf names piwheels (as
+# Raspberry Pi OS's does), which has armv7 wheels.
+needs_compiler() {
+    case $(dpkg --print-architecture) in amd64 | arm64) return 1 ;; esac
+    ! grep -qs piwheels /etc/pip.conf
+}
+
 install_packages() {
     local wanted=(python3 python3-venv ca-certificates systemd udev uhubctl) missing=() pkg
     if [ -n "$DASHBOARD_USER" ]; then wanted+=(openssh-server); fi
+    if needs_compiler; then wanted+=(gcc libc6-dev python3-dev); fi
     if [ -n "$RELAY" ]; then wanted+=(openssh-client); fi
     for pkg in "${wanted[@]}"; do
         package_installed "$pkg" || missing+=("$pkg")
@@ -227,14 +247,23 @@ install_app() {
         changed "created the venv $PREFIX/venv"
     fi
     digest=$(source_digest)
+    # From a wheelhouse, its wheels are part of what was installed: new wheels, new install.
+    if [ -n "$WHEELHOUSE" ]; then digest="$digest wheels:$(cd "$WHEELHOUSE" && sha256sum -- *.whl | sha256sum | cut -d' ' -f1)"; fi
     if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
-        # pip builds in the tree it is given: build from a copy so that a read-only or
-        # shared checkout stays untouched.
-        build=$(mktemp -d)
-        tar -C "$SOURCE" --exclude=__pycache__ -cf - pyproject.toml README.md agent tui | tar -C "$build" -xf -
-        say "installing the simedge package into $PREFIX/venv (from PyPI or piwheels: needs the network)"
-        "$PREFIX/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$build"
-        rm -rf "$build"
+        if [ -n "$WHEELHOUSE" ]; then
+            # Everything from the folder, whatever the venv held: nothing is fetched.
+            say "installing the simedge package into $PREFIX/venv from the wheels in $WHEELHOUSE (no network)"
+            "$PREFIX/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check --no-index \
+                --find-links "$WHEELHOUSE" --upgrade --force-reinstall simedge
+        else
+            # pip builds in the tree it is given: build from a copy so that a read-only or
+            # shared checkout stays untouched.
+            build=$(mktemp -d)
+            tar -C "$SOURCE" --exclude=__pycache__ -cf - pyproject.toml README.md agent tui | tar -C "$build" -xf -
+            say "installing the simedge package into $PREFIX/venv (from PyPI or piwheels: needs the network)"
+            "$PREFIX/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$build"
+            rm -rf "$build"
+        fi
         echo "$digest" >"$stamp"
         changed "installed $("$PREFIX/venv/bin/simedge" --version 2>/dev/null || echo "simedge from $SOURCE")"
     fi

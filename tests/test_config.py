@@ -412,3 +412,27 @@ def test_the_site_name_is_bounded(tmp_path: Path) -> None:
     assert named.site.name == longest
     with pytest.raises(ConfigError, match=r"\[site\] name: expected up to 63"):
         config.load(write(tmp_path, MINIMAL + f'\n[site]\nname = "{longest}s"\n'), environ={})
+
+
+def test_local_paths_are_read_without_the_secret_files(tmp_path: Path) -> None:
+    # The dashboard login may read simedge.toml but not the API key or token files.
+    path = tmp_path / "simedge.toml"
+    path.write_text(
+        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\n'
+        f'api_key_file = "{tmp_path / "unreadable" / "api_key"}"\n'
+        f'[webhook]\ntoken_file = "{tmp_path / "unreadable" / "token"}"\n'
+        '[site]\ndata_dir = "data"\n[control]\nsocket = "run/control.sock"\n'
+    )
+    with pytest.raises(ConfigError, match="api_key"):
+        config.load(path, environ={})
+    assert config.load_local_paths(path) == (
+        tmp_path / "run" / "control.sock",
+        tmp_path / "data" / "simedge.db",
+    )
+
+
+def test_local_paths_still_check_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "simedge.toml"
+    path.write_text('[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\n[control]\nsocket = 7\n')
+    with pytest.raises(ConfigError, match=r"\[control\] socket"):
+        config.load_local_paths(path)

@@ -119,7 +119,9 @@ def test_unit_is_a_watched_notify_service_that_keeps_serial_ports_reachable() ->
 def test_shellcheck_is_clean(script: Path) -> None:
     shellcheck = _tool("shellcheck")
     result = subprocess.run(
-        [shellcheck, "--shell=bash", "--severity=info", str(script)],
+        # -x from the checkout's root: the scripts that source deploy/arm-root.sh name it so.
+        [shellcheck, "--shell=bash", "--severity=info", "-x", str(script)],
+        cwd=DEPLOY.parent,
         capture_output=True,
         text=True,
         timeout=60,
@@ -133,6 +135,7 @@ def test_shellcheck_is_clean(script: Path) -> None:
         "install.sh",
         "uninstall.sh",
         "test-deploy.sh",
+        "test-arm.sh",
         "simedge-power-cycle.sh",
         "image/firstboot/simedge-firstboot.sh",
         "test-tunnel.sh",
@@ -147,6 +150,32 @@ def test_script_explains_itself_with_help(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage:")
+
+
+@pytest.mark.parametrize(
+    ("make_folder", "complaint"),
+    [
+        (False, "--wheelhouse: no such folder"),
+        (True, "holds no simedge-*.whl (make it with: pip wheel --wheel-dir DIR SOURCE)"),
+    ],
+)
+def test_install_names_a_wheelhouse_it_cannot_use(
+    tmp_path: Path, make_folder: bool, complaint: str
+) -> None:
+    # Checked with the options, before anything is installed or root is asked for.
+    wheelhouse = tmp_path / "wheels"
+    if make_folder:
+        wheelhouse.mkdir()
+        (wheelhouse / "regex-2026.1.1-cp311-cp311-manylinux_2_17_aarch64.whl").touch()
+    result = subprocess.run(
+        [str(DEPLOY / "install.sh"), "--wheelhouse", str(wheelhouse)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert complaint in result.stderr
 
 
 @pytest.mark.parametrize("playbook_file", ["site.yml", "prometheus.yml"])

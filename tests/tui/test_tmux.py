@@ -47,3 +47,20 @@ def test_agent_down_is_said_plainly(tmp_path: Path) -> None:
         assert "the agent is not running" in screen
     finally:
         session.close()
+
+
+def test_the_dashboard_login_needs_no_access_to_the_secrets(tmp_path: Path) -> None:
+    # As the dashboard user of deploy/ssh: simedge.toml readable, the key files not.
+    config = tmp_path / "simedge.toml"
+    config.write_text(
+        '[onlinesim]\nbase_url = "http://127.0.0.1:9/api"\n'
+        f'api_key_file = "{tmp_path / "secret" / "api_key"}"\n'
+        f'[webhook]\ntoken_file = "{tmp_path / "secret" / "token"}"\n'
+        f'[site]\ndata_dir = "data"\n[control]\nsocket = "{tmp_path / "none.sock"}"\n'
+    )
+    session = tmux.Tmux([str(tmux.SIMEDGE), "tui", "--config", str(config)])
+    try:
+        screen = session.wait_for("AGENT DOWN")
+        assert "none.sock" in screen
+    finally:
+        session.close()
