@@ -119,18 +119,22 @@ def read_status(connection: Any) -> dict[str, Any]:
 
 
 def agent_health(socket: Any) -> dict[str, Any] | None:
-    """The running agent's health (uplink state, store writable), None when it is down."""
+    """The running agent's health (uplink state, store writable); None when no agent
+    listens. An agent that listens but does not answer (still starting, or every control
+    slot taken) is not "not running": it is said so, with the recorded state beside it."""
     from pathlib import Path
 
     from agent.control.client import call
-    from agent.errors import ControlError
+    from agent.errors import AgentNotRunning, ControlError
 
     if not Path(socket).exists():
         return None
     try:
         health: dict[str, Any] = call(socket, "health")
-    except (ControlError, OSError):
+    except (AgentNotRunning, OSError):
         return None
+    except ControlError as exc:
+        return {"agent": f"running, not answering ({exc})", "uplink": None, "store": None}
     return health
 
 
@@ -169,7 +173,7 @@ def render(report: dict[str, Any]) -> str:
         uplink = report["uplink"]
     else:
         lines = [f"agent          {health['agent']}"]
-        uplink = health["uplink"]
+        uplink = health["uplink"] or report["uplink"]
     if uplink is None:
         uplink_line = "unknown (not recorded yet)"
     else:
@@ -179,7 +183,7 @@ def render(report: dict[str, Any]) -> str:
         if isinstance(since, str):  # the recorded state's time; the live one says "now"
             uplink_line += f" since {since}"
     lines.append(f"uplink         {uplink_line}")
-    if health is not None:
+    if health is not None and health["store"] is not None:
         lines.append(
             f"store          {'writable' if health['store']['writable'] else 'NOT WRITABLE'}"
         )

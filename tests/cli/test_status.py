@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.cli.status import render
+from agent.cli.status import agent_health, render
+from agent.control.client import ControlClient
+from agent.control.server import ControlServer
 from agent.protocol.pdu import encode_deliver
 from agent.store import Store
 from agent.store.models import Sim
+from tests.control.test_control import RecordingHandler
 
 ICCID, NEW_ICCID = "8970101234567890001", "8970101234567890009"
 
@@ -157,3 +161,37 @@ async def test_status_shows_the_public_url_and_its_last_state(
     assert main(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert f"  {url}\n  down since " in text
+
+
+async def test_an_agent_that_listens_but_does_not_answer_is_not_called_not_running(
+    tmp_path: Path,
+) -> None:
+    # Every control place taken (a dashboard per person, a script in a loop): the agent
+    # runs; "not running" would send the person to start a second one.
+    socket = tmp_path / "control.sock"
+    assert await asyncio.to_thread(agent_health, socket) is None  # nobody there: not running
+    server = ControlServer(socket, RecordingHandler(), max_clients=1)
+    await server.start()
+    holder = ControlClient(socket)
+    try:
+        assert await holder.request("snapshot") == {"op": "snapshot"}
+        health = await asyncio.to_thread(agent_health, socket)
+    finally:
+        await holder.close()
+        await server.stop()
+    assert health is not None
+    assert health["agent"].startswith("running, not answering (too many control clients (1)")
+    recorded = {"state": "paused", "code": "ERROR_WRONG_KEY", "since": "2026-12-01T00:00:00Z"}
+    report = {
+        "outbox": {
+            "pending": 0, "backing_off": 0, "dead": 0, "blocked": 0, "assembling": 0,
+            "last_success_at": None, "last_error": None, "last_error_at": None,
+        },
+        "takeoff": [], "uplink": recorded, "numbers_online": None, "agent": health,
+    }  # fmt: skip
+    lines = render(report).splitlines()
+    assert lines[0].startswith("agent          running, not answering")
+    assert lines[1] == (
+        "uplink         PAUSED (account refused) (ERROR_WRONG_KEY) since 2026-12-01T00:00:00Z"
+    )
+    assert not any(line.startswith("store ") for line in lines)  # not known: not said
