@@ -102,7 +102,7 @@ class KnownDevice:
 _QUECTEL_LAYOUT = {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT}
 _QUECTEL_SOURCE = (
     "Quectel LTE Linux USB driver user guide (option driver: if0 DIAG, if1 NMEA, if2 AT, "
-    "if3 modem/PPP); FIELD-NOTES"
+    "if3 modem/PPP); docs/modems.md"
 )
 _SIERRA_LAYOUT = {0: ROLE_DIAG, 2: ROLE_NMEA, 3: ROLE_AT}
 _SIERRA_SOURCE = "Linux qcserial.c QCSERIAL_SWI layout: 0 DM/DIAG, 2 NMEA, 3 AT-capable modem"
@@ -128,7 +128,7 @@ KNOWN_DEVICES: tuple[KnownDevice, ...] = (
         "9001",
         "SIMCom SIM7600/SIM7100",
         "SIMCom SIM7600 Linux USB user guide (if0 DIAG, if1 NMEA, if2 AT, if3 modem, "
-        "if4 audio); FIELD-NOTES",
+        "if4 audio); docs/modems.md",
         {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT, 4: ROLE_AUDIO},
     ),
     KnownDevice("1e0e", None, "SIMCom module", "SIMCom VID: layout varies, probe"),
@@ -145,7 +145,7 @@ KNOWN_DEVICES: tuple[KnownDevice, ...] = (
         "12d1",
         "1436",
         "Huawei E173",
-        "ModemManager huawei plugin: PCUI (if2) is the AT port; FIELD-NOTES",
+        "ModemManager huawei plugin: PCUI (if2) is the AT port; docs/modems.md",
         {2: ROLE_AT},
     ),
     KnownDevice("12d1", None, "Huawei modem", "Huawei VID: PCUI interface varies, probe"),
@@ -162,7 +162,7 @@ KNOWN_DEVICES: tuple[KnownDevice, ...] = (
         "1a86",
         "7523",
         "CH340 USB-serial bridge",
-        "WCH CH340 datasheet: one UART (SIM800 sticks and pool boards); FIELD-NOTES",
+        "WCH CH340 datasheet: one UART (SIM800 sticks and pool boards); docs/modems.md",
         bridge=True,
     ),
     KnownDevice(

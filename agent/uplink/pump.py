@@ -13,7 +13,7 @@ Order and parallelism: ``Store.due_messages`` hands out at most the first pendin
 of each SIM, so a SIM's messages go one at a time in receipt order while different SIMs
 go in parallel, up to ``max_in_flight`` requests.
 
-Each answer, as API-NOTES.md says:
+Each answer, as docs/onlinesim-api.md and docs/uplink.md say:
 
 - success: ``mark_sent``; metrics count it and observe receipt-to-acceptance latency;
   the link is up for everyone: every SIM's queue resumes at once;

@@ -3,7 +3,7 @@ AtParseError naming the line (never another exception).
 
 Sources of the sample lines: 27.007/27.005 syntax, the SIM800 and Quectel EC25 AT manuals,
 gammu's issue tracker for Huawei E1752 logs (gammu/gammu#126: ``+CREG: 1, E006B, ABE0016``
-without quotes, ``+CPMS: 0,50,0,50,0,50``), and FIELD-NOTES.md.
+without quotes, ``+CPMS: 0,50,0,50,0,50``), and docs/modems.md.
 """
 
 from __future__ import annotations

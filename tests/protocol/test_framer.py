@@ -1,10 +1,10 @@
 """The line framer: any chunking, echo, garbage, URCs glued into responses, bounded memory.
 
 The transcripts below are what a session sees on the wire. Where they come from:
-- SIM800: boot sequence from FIELD-NOTES.md and the SIM800 Series AT Command Manual V1.09
+- SIM800: boot sequence from docs/modems.md and the SIM800 Series AT Command Manual V1.09
   URC table (``RDY``, ``+CFUN: 1``, ``+CPIN: READY``, ``Call Ready``, ``SMS Ready``,
   ``UNDER-VOLTAGE WARNNING``); echo as ``AT\\r\\r\\nOK\\r\\n`` as in gammu's logs.
-- Quectel EC25: boot from FIELD-NOTES.md (``RDY``, ``+CPIN: READY``, ``+QUSIM: 1``,
+- Quectel EC25: boot from docs/modems.md (``RDY``, ``+CPIN: READY``, ``+QUSIM: 1``,
   ``+QIND: SMS DONE``), answers per the EC25 AT manual.
 - Huawei E1752: gammu/gammu issues #126 and #138 (``^RSSI:14``, ``^MODE:5,4``, ``^SRVST:0``,
   ``+CREG: 1, E006B, ABE0016``, ``AT+CPMS="SM","SM"`` answered ``+CPMS: 0,50,0,50,0,50``).

@@ -229,7 +229,7 @@ async def test_a_flaky_link_backs_off_then_delivers(world: World, fault: dict[st
     texts = [m.text for m in world.standin.state.messages]
     if "latency" in fault:
         # The stand-in accepted the timed-out attempts after the client gave up: the API
-        # has no message id, so a read timeout can only be retried (API-NOTES.md).
+        # has no message id, so a read timeout can only be retried (docs/onlinesim-api.md).
         assert set(texts) == {"code 1"}
     else:
         assert texts == ["code 1"]

@@ -1,7 +1,7 @@
 """Shared pieces of the webhook tests: a site view holding fixed data, a running listener on
 127.0.0.1:0, raw-socket helpers, and the answer-latency measurement.
 
-``measure_latency`` is a measurement, not a test; run it from /work/main with::
+``measure_latency`` is a measurement, not a test; run it from the repository's root with::
 
     .venv/bin/python -c "import asyncio as a, tests.webhook as w; print(a.run(w.measure_latency()))"
 """

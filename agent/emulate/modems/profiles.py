@@ -2,7 +2,7 @@
 
 The quirks are the point: an agent that works against one module only is not done. Each
 profile reproduces what its real module does, as documented by the vendor or seen in the
-field (see /work/shared/FIELD-NOTES.md):
+field (docs/modems.md):
 
 - ``sim800``: SIMCom SIM800 behind a CH340 bridge (1a86:7523, no USB serial). One UART.
   Autobauds after power-up (the first ``AT`` goes unanswered; no boot URCs until then) until

@@ -2,7 +2,7 @@
 
 Every API method is a pure function of the state, the request and the time passed in, and
 returns an :class:`Answer`; the ASGI layer only turns answers into bytes. The rules are
-those of the v1 reseller document and the 2023 notes (``/work/shared/API-NOTES.md``);
+those of docs/onlinesim-api.md;
 where the documents are silent the stand-in is strict, so that a sloppy agent fails here
 rather than in the field:
 
