@@ -80,13 +80,18 @@ async def test_a_reconnecting_slowloris_from_one_source_cannot_keep_onlinesim_ou
             # Dribbles a head one byte at a time and reconnects as soon as it is cut.
             nonlocal connects
             while True:
-                _, writer = await connect_from(HOSTILE, running)
+                reader, writer = await connect_from(HOSTILE, running)
                 connects += 1
                 try:
                     for byte in CALL:
                         writer.write(bytes([byte]))
                         await writer.drain()
-                        await asyncio.sleep(0.05)  # the attack's pace, not a wait
+                        # Between bytes, wait for the server's cut (EOF), 50 ms at most:
+                        # the attack's pace, and the reconnect as soon as it is cut.
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(0.05):
+                                if not await reader.read(1):
+                                    break
                 except ConnectionError:
                     pass
                 finally:
