@@ -307,6 +307,8 @@ async def probe_port(
     from agent.modem.session import AtSession  # the serial stack: only when probing
 
     try:
+        # Every AT of a probe waits only answer_within: a silent port must not hold the
+        # scan for a full command timeout per attempt.
         session = await AtSession.open(
             port.device, baudrate=baudrate, name=port.device, command_timeout=answer_within
         )
@@ -425,6 +427,8 @@ async def _imei_of(port: PortInfo, *, baudrate: int, answer_within: float) -> st
     from agent.modem.session import AtSession
 
     try:
+        # A probe's short wait: the port answered AT moments ago, and a multi-UART board
+        # must not hold the scan a command timeout per UART.
         session = await AtSession.open(
             port.device, baudrate=baudrate, name=port.device, command_timeout=answer_within
         )
