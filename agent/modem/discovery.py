@@ -8,8 +8,9 @@ One discovery pass, in four steps:
    whose own name is by-path style (the emulator's links are) is parsed directly; a tty
    is looked up among the by-path links that resolve to it. Ports are deduplicated by the
    device node they resolve to.
-2. **Classify by table** (:data:`KNOWN_DEVICES`): a VID:PID whose interface layout is
-   documented names its AT, DIAG, NMEA and audio interfaces; those ports are not probed.
+2. **Classify by table** (the vendor profiles' USB devices, :mod:`agent.modem.vendors`):
+   a VID:PID whose interface layout is documented names its AT, DIAG, NMEA and audio
+   interfaces; those ports are not probed.
 3. **Group** (:func:`group_ports`): ports of one USB device (same by-path parent: the
    port chain of the device) form one modem, because modem pools give every module the
    same IMEI. USB-serial bridges (CH340, CP210x, FTDI in the table) are the exception:
@@ -44,15 +45,16 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import AtParseError, CommandFailed, CommandTimeout, PortBusy, PortGone
 from agent.logs import get_logger
+from agent.modem.vendors import ROLE_AT, ROLE_AUDIO, ROLE_DIAG, ROLE_NMEA, known_device
 from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
-from agent.status import ModemState, ModemStatus, NumberSource, PortInfo, ScanResult, SimState
+from agent.status import ModemState, ModemStatus, NumberSource, PortInfo, ScanResult
 from agent.usbpath import UsbPath, label_index, parse_by_path, parse_sysfs_location
 
 if TYPE_CHECKING:
@@ -63,10 +65,6 @@ log = get_logger("modem.discovery")
 
 BY_PATH_DIR = Path("/dev/serial/by-path")
 
-ROLE_AT = "at"
-ROLE_DIAG = "diag"
-ROLE_NMEA = "nmea"
-ROLE_AUDIO = "audio"
 ROLE_SILENT = "silent"
 ROLE_GONE = "gone"
 ROLE_BUSY = "busy"  # another program holds the port: skipped (and asked again), not failed
@@ -81,123 +79,12 @@ PROBE_CONCURRENCY = 128
 # ----------------------------------------------------------------------- the table
 
 
-@dataclass(frozen=True)
-class KnownDevice:
-    """A USB device whose tty interfaces are documented.
-
-    ``roles`` maps interface numbers to roles; an interface not listed is probed.
-    ``bridge`` marks USB-serial bridge chips: what is behind each UART is unknown (probe
-    it, autobaud-aware), and each UART is its own group.
-    """
-
-    vid: str
-    pid: str | None  # None: every product of the vendor
-    name: str
-    source: str
-    roles: Mapping[int, str] = field(default_factory=dict)
-    bridge: bool = False
-    urc_interface: int | None = None  # the AT port to use when there are several
-
-
-_QUECTEL_LAYOUT = {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT}
-_QUECTEL_SOURCE = (
-    "Quectel LTE Linux USB driver user guide (option driver: if0 DIAG, if1 NMEA, if2 AT, "
-    "if3 modem/PPP); docs/modems.md"
-)
-_SIERRA_LAYOUT = {0: ROLE_DIAG, 2: ROLE_NMEA, 3: ROLE_AT}
-_SIERRA_SOURCE = "Linux qcserial.c QCSERIAL_SWI layout: 0 DM/DIAG, 2 NMEA, 3 AT-capable modem"
-
-KNOWN_DEVICES: tuple[KnownDevice, ...] = (
-    KnownDevice("2c7c", "0125", "Quectel EC25", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0121", "Quectel EC21", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0191", "Quectel EG91", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0195", "Quectel EG95", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0296", "Quectel BG96", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0306", "Quectel EP06/EG06", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice("2c7c", "0800", "Quectel RM500Q", _QUECTEL_SOURCE, _QUECTEL_LAYOUT),
-    KnownDevice(
-        "05c6",
-        "9215",
-        "Quectel EC20 (Qualcomm VID)",
-        "Linux qcserial.c QCSERIAL_QMI layout: 0 DM, 1 NMEA, 2 AT, 3 modem",
-        _QUECTEL_LAYOUT,
-    ),
-    KnownDevice("2c7c", None, "Quectel module", "Quectel VID: layout varies, probe"),
-    KnownDevice(
-        "1e0e",
-        "9001",
-        "SIMCom SIM7600/SIM7100",
-        "SIMCom SIM7600 Linux USB user guide (if0 DIAG, if1 NMEA, if2 AT, if3 modem, "
-        "if4 audio); docs/modems.md",
-        {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT, 4: ROLE_AUDIO},
-    ),
-    KnownDevice("1e0e", None, "SIMCom module", "SIMCom VID: layout varies, probe"),
-    KnownDevice(
-        "12d1",
-        "1001",
-        "Huawei E169/E1550",
-        "usb_modeswitch / ModemManager huawei plugin: if0 modem, if1 DIAG, if2 PCUI "
-        "(the control port: URCs go there, the modem port is for PPP)",
-        {0: ROLE_AT, 1: ROLE_DIAG, 2: ROLE_AT},
-        urc_interface=2,
-    ),
-    KnownDevice(
-        "12d1",
-        "1436",
-        "Huawei E173",
-        "ModemManager huawei plugin: PCUI (if2) is the AT port; docs/modems.md",
-        {2: ROLE_AT},
-    ),
-    KnownDevice("12d1", None, "Huawei modem", "Huawei VID: PCUI interface varies, probe"),
-    KnownDevice("1199", "68a2", "Sierra MC7710", _SIERRA_SOURCE, _SIERRA_LAYOUT),
-    KnownDevice("1199", "68c0", "Sierra MC7304/MC7354", _SIERRA_SOURCE, _SIERRA_LAYOUT),
-    KnownDevice("1199", "9071", "Sierra EM7455/MC7455", _SIERRA_SOURCE, _SIERRA_LAYOUT),
-    KnownDevice("1199", "9091", "Sierra EM7565", _SIERRA_SOURCE, _SIERRA_LAYOUT),
-    KnownDevice("1199", None, "Sierra Wireless modem", "Sierra VID: layout varies, probe"),
-    KnownDevice("19d2", None, "ZTE modem", "ZTE VID: layouts vary per product, probe"),
-    KnownDevice("1bc7", None, "Telit module", "Telit VID: layouts vary per product, probe"),
-    KnownDevice("1546", None, "u-blox module", "u-blox VID (CDC ACM ports), probe"),
-    KnownDevice("2cb7", None, "Fibocom module", "Fibocom VID: layouts vary, probe"),
-    KnownDevice(
-        "1a86",
-        "7523",
-        "CH340 USB-serial bridge",
-        "WCH CH340 datasheet: one UART (SIM800 sticks and pool boards); docs/modems.md",
-        bridge=True,
-    ),
-    KnownDevice(
-        "10c4",
-        "ea60",
-        "CP210x USB-serial bridge",
-        "Silicon Labs CP2102/CP2104 datasheet: one UART per interface",
-        bridge=True,
-    ),
-    KnownDevice(
-        "0403",
-        None,
-        "FTDI USB-serial bridge",
-        "FTDI FT232/FT2232/FT4232 datasheets: one UART per interface",
-        bridge=True,
-    ),
-)
-
-
-def known_device(vid_pid: str | None) -> KnownDevice | None:
-    """The table entry for ``"vvvv:pppp"``: an exact product first, then the vendor."""
-    if not vid_pid:
-        return None
-    vid, _, pid = vid_pid.lower().partition(":")
-    exact = [d for d in KNOWN_DEVICES if d.vid == vid and d.pid == pid]
-    vendor = [d for d in KNOWN_DEVICES if d.vid == vid and d.pid is None]
-    matches = exact or vendor
-    return matches[0] if matches else None
-
-
 def classify_by_table(port: PortInfo) -> PortInfo:
     """``port`` with the role its VID:PID and interface give, or unchanged (to probe)."""
-    device = known_device(port.vid_pid)
-    if device is None or port.interface is None:
+    known = known_device(port.vid_pid)
+    if known is None or port.interface is None:
         return port
+    _, device = known
     role = device.roles.get(port.interface)
     if role is None:
         return port
@@ -328,8 +215,8 @@ class PortGroup:
         lowest interface (the one URCs go to on Quectel and SIMCom modules)."""
         ports = self.at_ports
         for port in ports:
-            device = known_device(port.vid_pid)
-            if device is not None and device.urc_interface == port.interface:
+            known = known_device(port.vid_pid)
+            if known is not None and known[1].urc_interface == port.interface:
                 return port
         return ports[0] if ports else None
 
@@ -348,8 +235,8 @@ def _group_place(port: PortInfo, multi_uart: frozenset[str] = frozenset()) -> tu
         usb = UsbPath(controller, chain, port.interface or 0)
     if usb is None:
         return port.device, os.path.basename(port.device)
-    device = known_device(port.vid_pid)
-    if (device is not None and device.bridge) or usb.parent in multi_uart:
+    known = known_device(port.vid_pid)
+    if (known is not None and known[1].bridge) or usb.parent in multi_uart:
         return usb.uart_key, usb.uart_slot
     return usb.parent, usb.slot
 
@@ -420,7 +307,11 @@ async def probe_port(
     from agent.modem.session import AtSession  # the serial stack: only when probing
 
     try:
-        session = await AtSession.open(port.device, baudrate=baudrate, name=port.device)
+        # Every AT of a probe waits only answer_within: a silent port must not hold the
+        # scan for a full command timeout per attempt.
+        session = await AtSession.open(
+            port.device, baudrate=baudrate, name=port.device, command_timeout=answer_within
+        )
     except PortBusy as exc:
         return replace(port, role=ROLE_BUSY, why=f"in use, skipped: {exc}")
     except PortGone as exc:
@@ -428,7 +319,7 @@ async def probe_port(
     try:
         for attempt in range(1, attempts + 1):
             try:
-                await session.command("AT", timeout=answer_within)
+                await session.command("AT")
             except CommandTimeout:
                 continue
             except CommandFailed:
@@ -536,15 +427,17 @@ async def _imei_of(port: PortInfo, *, baudrate: int, answer_within: float) -> st
     from agent.modem.session import AtSession
 
     try:
-        session = await AtSession.open(port.device, baudrate=baudrate, name=port.device)
+        # A probe's short wait: the port answered AT moments ago, and a multi-UART board
+        # must not hold the scan a command timeout per UART.
+        session = await AtSession.open(
+            port.device, baudrate=baudrate, name=port.device, command_timeout=answer_within
+        )
     except PortGone:
         return None
     try:
         for _ in range(PROBE_ATTEMPTS):  # an autobauding module may skip the first
             try:
-                return commands.parse_imei(
-                    await session.command("AT+CGSN", timeout=answer_within)
-                ).digits
+                return commands.parse_imei(await session.command("AT+CGSN")).digits
             except CommandTimeout:
                 continue
             except (CommandFailed, AtParseError, PortGone):
@@ -640,8 +533,8 @@ async def identify_group(
 ) -> ModemStatus:
     """Open the group's AT port and say what the modem and its SIM are.
 
-    The set-up and identification are :mod:`agent.modem.startup`'s and the number is
-    :mod:`agent.modem.own_number`'s, exactly as the worker does them; this adds only the
+    The set-up and identification are :func:`agent.modem.startup.identify` and the number
+    is :mod:`agent.modem.own_number`'s, exactly as the worker does them; this adds only the
     signal and registration read. A port that stops answering gives a FAILED status with
     the reason, not an exception: one bad modem must not spoil a scan.
     """
@@ -659,13 +552,16 @@ async def identify_group(
         updated_at=time.time(),
     )
     try:
-        session = await AtSession.open(at_port.device, baudrate=baudrate, name=group.slot)
+        session = await AtSession.open(
+            at_port.device, baudrate=baudrate, name=group.slot, command_timeout=command_timeout
+        )
     except PortGone as exc:
         return replace(status, state=ModemState.GONE, fault=str(exc))
     answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
     forwarder = asyncio.create_task(_forward_ussd(session, answers))
     try:
-        setup = await startup.initialise(session, command_timeout=command_timeout)
+        identity = await startup.identify(session)
+        setup, sim = identity.setup, identity.sim
         status = replace(
             status,
             manufacturer=setup.manufacturer,
@@ -673,29 +569,26 @@ async def identify_group(
             imei=setup.imei,
             sim_state=setup.sim_state,
         )
-        if setup.sim_state is SimState.READY:
-            sim = await startup.identify_sim(session, setup.vendor, command_timeout=command_timeout)
-            if sim is not None:
-                number, source = await own_number.resolve(
-                    session,
-                    iccid=sim.iccid,
-                    network=sim.operator,
-                    vendor=setup.vendor,
-                    book=book,
-                    table=ussd,
-                    answers=answers,
-                    command_timeout=command_timeout,
-                )
-                status = replace(
-                    status,
-                    iccid=sim.iccid,
-                    imsi=sim.imsi,
-                    operator=sim.serving or sim.operator,
-                    operator_name=sim.operator_name,
-                    number=number,
-                    number_source=source if number else NumberSource.UNKNOWN,
-                )
-        status = await _network_status(session, status, command_timeout)
+        if sim is not None:
+            number, source = await own_number.resolve(
+                session,
+                iccid=sim.iccid,
+                network=sim.operator,
+                vendor=setup.vendor,
+                book=book,
+                table=ussd,
+                answers=answers,
+            )
+            status = replace(
+                status,
+                iccid=sim.iccid,
+                imsi=sim.imsi,
+                operator=sim.serving or sim.operator,
+                operator_name=sim.operator_name,
+                number=number,
+                number_source=source if number else NumberSource.UNKNOWN,
+            )
+        status = await _network_status(session, status)
         return replace(status, state=ModemState.READY, updated_at=time.time())
     except (CommandTimeout, PortGone) as exc:
         return replace(status, state=ModemState.FAILED, fault=str(exc), updated_at=time.time())
@@ -714,22 +607,18 @@ async def _forward_ussd(session: AtSession, answers: asyncio.Queue[UssdReceived]
             answers.put_nowait(urc)
 
 
-async def _network_status(
-    session: AtSession, status: ModemStatus, command_timeout: float
-) -> ModemStatus:
+async def _network_status(session: AtSession, status: ModemStatus) -> ModemStatus:
     """Signal (``+CSQ``) and registration (``+CREG``, else ``+CEREG`` on LTE-only cells)."""
     from agent.modem.startup import registration_word
 
     try:
-        signal = commands.parse_csq(await session.command("AT+CSQ", timeout=command_timeout))
+        signal = commands.parse_csq(await session.command("AT+CSQ"))
         status = replace(status, signal_dbm=signal.dbm, signal_bars=signal.bars)
     except (CommandFailed, AtParseError) as exc:
         log.info("%s: AT+CSQ: %s", session.name, exc)
     for query in ("AT+CREG?", "AT+CEREG?"):
         try:
-            registration = commands.parse_registration(
-                await session.command(query, timeout=command_timeout)
-            )
+            registration = commands.parse_registration(await session.command(query))
         except (CommandFailed, AtParseError) as exc:
             log.info("%s: %s: %s", session.name, query, exc)
             continue

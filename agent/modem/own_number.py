@@ -26,7 +26,7 @@ from agent.config import UssdRecipeConfig
 from agent.errors import AtParseError, CommandFailed, CommandTimeout
 from agent.logs import get_logger
 from agent.modem.session import AtSession
-from agent.modem.startup import Vendor
+from agent.modem.vendors import UssdCoding, VendorProfile
 from agent.protocol import commands, gsm7
 from agent.protocol.commands import UssdStatus
 from agent.protocol.urc import UssdReceived
@@ -154,10 +154,10 @@ class MemoryNumberBook:
             self.numbers[iccid] = (number, source)
 
 
-async def read_cnum(session: AtSession, command_timeout: float) -> str | None:
+async def read_cnum(session: AtSession) -> str | None:
     """The first number ``+CNUM`` gives, or None."""
     try:
-        entries = commands.parse_cnum(await session.command("AT+CNUM", timeout=command_timeout))
+        entries = commands.parse_cnum(await session.command("AT+CNUM"))
     except (CommandFailed, AtParseError) as exc:
         log.info("%s: AT+CNUM: %s", session.name, exc)
         return None
@@ -168,9 +168,10 @@ async def read_cnum(session: AtSession, command_timeout: float) -> str | None:
     return None
 
 
-def ussd_request(code: str, vendor: Vendor) -> str:
-    """The ``AT+CUSD`` line for ``code``: Huawei sticks want the code GSM 7-bit packed."""
-    if vendor is Vendor.HUAWEI:
+def ussd_request(code: str, vendor: VendorProfile) -> str:
+    """The ``AT+CUSD`` line for ``code``, written as ``vendor`` wants it (Huawei sticks
+    want it GSM 7-bit packed)."""
+    if vendor.ussd_coding is UssdCoding.GSM7_PACKED_HEX:
         septets = b"".join(gsm7.encode_chars(code) or ())
         packed = gsm7.pack_septets(septets)
         if len(septets) % 8 == 7:
@@ -183,10 +184,9 @@ def ussd_request(code: str, vendor: Vendor) -> str:
 async def ask_ussd(
     session: AtSession,
     recipe: UssdRecipe,
-    vendor: Vendor,
+    vendor: VendorProfile,
     answers: asyncio.Queue[UssdReceived],
     *,
-    command_timeout: float,
     answer_within: float = 20.0,
 ) -> str | None:
     """Send the recipe's code and wait for the ``+CUSD`` answer on ``answers`` (the
@@ -194,7 +194,7 @@ async def ask_ussd(
     while not answers.empty():
         answers.get_nowait()  # an old answer belongs to an old question
     try:
-        await session.command(ussd_request(recipe.code, vendor), timeout=command_timeout)
+        await session.command(ussd_request(recipe.code, vendor))
     except (CommandFailed, CommandTimeout) as exc:
         log.info("%s: USSD %s: %s", session.name, recipe.code, exc)
         return None
@@ -208,16 +208,16 @@ async def ask_ussd(
         log.info("%s: USSD %s: answered %s", session.name, recipe.code, answer.status.name)
         return None
     if answer.status is UssdStatus.ACTION_REQUIRED:
-        await _cancel_ussd(session, command_timeout)
+        await _cancel_ussd(session)
     number = number_from_answer(answer.text or "", recipe)
     if number is None:
         log.info("%s: USSD %s: no number in %r", session.name, recipe.code, answer.text)
     return number
 
 
-async def _cancel_ussd(session: AtSession, command_timeout: float) -> None:
+async def _cancel_ussd(session: AtSession) -> None:
     try:
-        await session.command("AT+CUSD=2", timeout=command_timeout)
+        await session.command("AT+CUSD=2")
     except (CommandFailed, CommandTimeout) as exc:
         log.info("%s: AT+CUSD=2: %s", session.name, exc)
 
@@ -227,11 +227,10 @@ async def resolve(
     *,
     iccid: str,
     network: str | None,
-    vendor: Vendor,
+    vendor: VendorProfile,
     book: NumberBook,
     table: Mapping[str, UssdRecipe],
     answers: asyncio.Queue[UssdReceived],
-    command_timeout: float,
     answer_within: float = 20.0,
     refresh: bool = False,
 ) -> tuple[str | None, NumberSource]:
@@ -243,7 +242,7 @@ async def resolve(
     known = await book.sim_number(iccid)
     if known is not None and known[1] is NumberSource.MANUAL:
         return known
-    number = await read_cnum(session, command_timeout)
+    number = await read_cnum(session)
     if number is not None:
         if known != (number, NumberSource.CNUM):
             await book.remember_number(iccid, number, NumberSource.CNUM)
@@ -259,7 +258,6 @@ async def resolve(
         recipe,
         vendor,
         answers,
-        command_timeout=command_timeout,
         answer_within=answer_within,
     )
     if number is None:

@@ -57,9 +57,12 @@ class AtSession:
     port from a DIAG port.
     """
 
-    def __init__(self, device: str, *, name: str | None = None) -> None:
+    def __init__(
+        self, device: str, *, name: str | None = None, command_timeout: float = 5.0
+    ) -> None:
         self.device = device
         self.name = name or device
+        self.command_timeout = command_timeout  # for every command that names no other
         self.urcs: asyncio.Queue[Urc] = asyncio.Queue(maxsize=URC_QUEUE_LIMIT)
         self.garbage = 0
         self.nmea_lines = 0
@@ -77,9 +80,17 @@ class AtSession:
         self._byte_arrived = asyncio.Event()  # for resync's wait for a quiet line
 
     @classmethod
-    async def open(cls, device: str, *, baudrate: int = 115200, name: str | None = None) -> Self:
-        """Open ``device``; raise agent.errors.PortGone when it cannot be opened."""
-        session = cls(device, name=name)
+    async def open(
+        cls,
+        device: str,
+        *,
+        baudrate: int = 115200,
+        name: str | None = None,
+        command_timeout: float = 5.0,
+    ) -> Self:
+        """Open ``device``; raise agent.errors.PortGone when it cannot be opened.
+        ``command_timeout``: how long a command waits for its answer unless it says."""
+        session = cls(device, name=name, command_timeout=command_timeout)
         session._port = await SerialPort.open(
             device, baudrate=baudrate, on_data=session._received, on_lost=session._lost
         )
@@ -87,13 +98,15 @@ class AtSession:
 
     # -- commands --------------------------------------------------------------------
 
-    async def command(self, line: str, *, timeout: float = 5.0) -> list[str]:  # noqa: ASYNC109
+    async def command(self, line: str, *, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         """Send ``line``; return the info lines of its response.
 
         Raises CommandFailed (ERROR / +CME / +CMS, with the named code), CommandTimeout
-        (no final result in ``timeout`` seconds) or PortGone (the device vanished).
-        Inside :meth:`exchange` the task that holds the port runs it without waiting.
+        (no final result in ``timeout`` seconds, :attr:`command_timeout` when None) or
+        PortGone (the device vanished). Inside :meth:`exchange` the task that holds the
+        port runs it without waiting.
         """
+        timeout = self.command_timeout if timeout is None else timeout
         if self._owner is not None and self._owner is asyncio.current_task():
             return await self._run(line, timeout)
         async with self._lock:

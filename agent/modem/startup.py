@@ -1,14 +1,18 @@
 """Setting a modem up for receiving, and finding out what it and its SIM are.
 
 :func:`initialise` runs on a fresh port, after every reset and after a spontaneous
-reboot: it syncs (SIM800 autobaud), switches echo off and numeric errors on, identifies the
-vendor by ``+CGMI``/``ATI`` (never by port name) to silence its noise (Quectel URCs to the
-AT port, Huawei ``^CURC=0``), checks the SIM, selects PDU mode and SIM storage (and notes
-every storage received SMS may sit in: ``AT+CPMS=?`` and the modem's own choice, since many
-modules spill into "ME" when the SIM is full and some receive into it by default), asks for
-``+CMTI`` through the first ``+CNMI`` the modem accepts (falling back to direct ``+CMT``
-with ``+CSMS=1`` acknowledgements only when it insists). :func:`identify_sim` then reads
-ICCID (vendor command, then the generic ``+CRSM`` read of EF_ICCID), IMSI and operator.
+reboot: it syncs (SIM800 autobaud), switches echo off and numeric errors on, recognises
+the vendor by ``+CGMI``/``ATI`` (never by port name: :mod:`agent.modem.vendors`) and
+sends its set-up commands (Quectel URCs to the AT port, Huawei ``^CURC=0``), checks the
+SIM, selects PDU mode and SIM storage (and notes every storage received SMS may sit in:
+``AT+CPMS=?`` and the modem's own choice, since many modules spill into "ME" when the SIM
+is full and some receive into it by default), asks for ``+CMTI`` through the first
+``+CNMI`` the modem accepts (falling back to direct ``+CMT`` with ``+CSMS=1``
+acknowledgements only when it insists). :func:`identify_sim` then reads ICCID (the
+vendor's commands, then the generic ``+CRSM`` read of EF_ICCID), IMSI and operator.
+:func:`identify` is both, as the worker and ``simedge scan`` run them.
+
+Every command waits the session's ``command_timeout``.
 
 Each step that a modem may refuse without harm is tried and logged; only a dead port
 (CommandTimeout, PortGone) aborts the whole setup, because that is the recovery ladder's
@@ -18,11 +22,12 @@ business.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from agent.errors import AtParseError, CommandFailed
 from agent.logs import get_logger
+from agent.modem import vendors
 from agent.modem.session import AtSession
+from agent.modem.vendors import VendorProfile
 from agent.protocol import commands
 from agent.protocol.commands import (
     MessageIndication,
@@ -34,15 +39,6 @@ from agent.protocol.commands import (
 from agent.status import SimState
 
 log = get_logger("modem.startup")
-
-
-class Vendor(StrEnum):
-    """Module families whose quirks the agent handles."""
-
-    SIMCOM = "simcom"
-    QUECTEL = "quectel"
-    HUAWEI = "huawei"
-    OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -71,15 +67,6 @@ CNMI_CHOICES: tuple[CnmiChoice, ...] = (
     CnmiChoice("AT+CNMI=2,2", direct=True),
 )
 
-# Vendor command first (it is what the module documents), the generic EF_ICCID read last.
-ICCID_COMMANDS: dict[Vendor, tuple[str, ...]] = {
-    Vendor.SIMCOM: ("AT+CCID", "AT+CICCID"),
-    Vendor.QUECTEL: ("AT+QCCID",),
-    Vendor.HUAWEI: ("AT^ICCID?",),
-    Vendor.OTHER: ("AT+CCID", "AT+QCCID", "AT+CICCID", "AT^ICCID?"),
-}
-CRSM_ICCID = "AT+CRSM=176,12258,0,0,10"
-
 STORAGE = "SM"
 # Storages a sweep reads, in this order (27.005 3.2.2 names): the SIM, the modem's own
 # memory, status reports. "MT" is SM and ME together: read apart, never twice; "BM" (cell
@@ -87,10 +74,15 @@ STORAGE = "SM"
 READABLE_STORAGES = ("SM", "ME", "SR")
 
 
-def storages_to_read(supported: tuple[str, ...], in_use: tuple[str, ...] = ()) -> tuple[str, ...]:
+def storages_to_read(
+    supported: tuple[str, ...],
+    in_use: tuple[str, ...] = (),
+    vendor_receives_into: tuple[str, ...] = (),
+) -> tuple[str, ...]:
     """Which storages to sweep, from the mem1 choices of ``AT+CPMS=?`` and the storages
-    ``AT+CPMS?`` named before we chose ours: SIM storage at least."""
-    offered = {*supported, *in_use}
+    ``AT+CPMS?`` named before we chose ours: SIM storage at least. When the modem lists
+    no choices, the storages its vendor is known to receive into stand in for them."""
+    offered = {*(supported or vendor_receives_into), *in_use}
     chosen = [name for name in READABLE_STORAGES if name in offered]
     if "ME" not in offered and "MT" in offered:
         # The modem's memory is readable only as part of the union: read that instead.
@@ -105,7 +97,7 @@ def storages_to_read(supported: tuple[str, ...], in_use: tuple[str, ...] = ()) -
 class ModemSetup:
     """What :func:`initialise` found and chose."""
 
-    vendor: Vendor
+    vendor: VendorProfile
     manufacturer: str | None
     model: str | None
     revision: str | None
@@ -150,29 +142,17 @@ def registration_word(status: RegistrationStatus) -> str:
     return words.get(status.status, status.status.name.lower().replace("_", " "))
 
 
-def vendor_of(manufacturer: str | None, model: str | None) -> Vendor:
-    """The module family from what it says of itself."""
-    text = f"{manufacturer or ''} {model or ''}".lower()
-    if "quectel" in text:
-        return Vendor.QUECTEL
-    if "huawei" in text:
-        return Vendor.HUAWEI
-    if "simcom" in text or "sim800" in text or "sim7" in text:
-        return Vendor.SIMCOM
-    return Vendor.OTHER
-
-
-async def _try(session: AtSession, line: str, command_timeout: float) -> list[str] | None:
+async def _try(session: AtSession, line: str) -> list[str] | None:
     """``line``'s answer, or None (logged) when the modem refuses it."""
     try:
-        return await session.command(line, timeout=command_timeout)
+        return await session.command(line)
     except CommandFailed as exc:
         log.info("%s: %s refused (%s)", session.name, line, exc.name or exc.kind)
         return None
 
 
-async def _text(session: AtSession, line: str, command_timeout: float) -> str | None:
-    lines = await _try(session, line, command_timeout)
+async def _text(session: AtSession, line: str) -> str | None:
+    lines = await _try(session, line)
     if not lines:
         return None
     try:
@@ -181,16 +161,13 @@ async def _text(session: AtSession, line: str, command_timeout: float) -> str | 
         return None
 
 
-async def sim_status(session: AtSession, command_timeout: float) -> SimState:
+async def sim_status(session: AtSession) -> SimState:
     """``AT+CPIN?`` as a SimState; a modem without SIM answers with an error code."""
     try:
-        lines = await session.command("AT+CPIN?", timeout=command_timeout)
+        lines = await session.command("AT+CPIN?")
     except CommandFailed as exc:
-        if exc.code in (10, 310):
-            return SimState.ABSENT
-        if exc.code in (14, 314):
-            return SimState.BUSY
-        return SimState.ERROR
+        status = commands.pin_status_from_failure(exc.kind, exc.code)
+        return SimState.ERROR if status is None else sim_state_of(status)
     return sim_state_from(lines)
 
 
@@ -202,9 +179,9 @@ def sim_state_from(lines: list[str]) -> SimState:
         return SimState.UNKNOWN
 
 
-async def storage_usage(session: AtSession, command_timeout: float) -> StorageUsage | None:
+async def storage_usage(session: AtSession) -> StorageUsage | None:
     """Where SMS are received (mem3 of ``AT+CPMS?``) and how full it is."""
-    return storage_from(await _try(session, "AT+CPMS?", command_timeout) or [])
+    return storage_from(await _try(session, "AT+CPMS?") or [])
 
 
 def storage_from(lines: list[str]) -> StorageUsage | None:
@@ -216,73 +193,72 @@ def storage_from(lines: list[str]) -> StorageUsage | None:
     return usages[-1] if usages else None
 
 
-async def initialise(session: AtSession, *, command_timeout: float = 5.0) -> ModemSetup:
+async def initialise(session: AtSession) -> ModemSetup:
     """Set the modem up for receiving SMS into SIM storage with ``+CMTI``; see the
     module docstring. Raises CommandTimeout/PortGone when the port does not answer."""
-    await session.resync(attempts=5, answer_within=min(command_timeout, 1.0), quiet=0.05)
+    # A short wait per AT: an autobauding module ignores the first few, whatever we wait.
+    await session.resync(attempts=5, answer_within=min(session.command_timeout, 1.0), quiet=0.05)
     for line in ("ATE0", "ATV1", "AT+CMEE=1"):
-        await _try(session, line, command_timeout)
+        await _try(session, line)
 
-    manufacturer = await _text(session, "AT+CGMI", command_timeout)
-    model = await _text(session, "AT+CGMM", command_timeout)
-    revision = await _text(session, "AT+CGMR", command_timeout)
+    manufacturer = await _text(session, "AT+CGMI")
+    model = await _text(session, "AT+CGMM")
+    revision = await _text(session, "AT+CGMR")
     if manufacturer is None or model is None:
-        ati = await _try(session, "ATI", command_timeout)
+        ati = await _try(session, "ATI")
         if ati:
             info = commands.parse_ati(ati)
             manufacturer, model = manufacturer or info.manufacturer, model or info.model
-    vendor = vendor_of(manufacturer, model)
+    vendor = vendors.vendor_named(manufacturer, model)
     imei = None
     try:
-        imei = commands.parse_imei(await _try(session, "AT+CGSN", command_timeout) or []).digits
+        imei = commands.parse_imei(await _try(session, "AT+CGSN") or []).digits
     except AtParseError:
         log.info("%s: no IMEI from AT+CGSN", session.name)
 
-    if vendor is Vendor.QUECTEL:
-        await _try(session, 'AT+QURCCFG="urcport","usbat"', command_timeout)
-    elif vendor is Vendor.HUAWEI:
-        await _try(session, "AT^CURC=0", command_timeout)
-    await _try(session, "AT+CREG=1", command_timeout)  # registration changes as +CREG URCs
+    for line in vendor.setup_commands:
+        await _try(session, line)
+    await _try(session, "AT+CREG=1")  # registration changes as +CREG URCs
 
     setup = ModemSetup(vendor, manufacturer, model, revision, imei, SimState.UNKNOWN)
-    sim = await sim_status(session, command_timeout)
+    sim = await sim_status(session)
     setup = replace(setup, sim_state=sim)
     if sim is not SimState.READY:
         log.info("%s: SIM %s: SMS setup waits for it", session.name, sim)
         return setup
 
-    if await _try(session, "AT+CMGF=0", command_timeout) is None:
+    if await _try(session, "AT+CMGF=0") is None:
         log.warning("%s: PDU mode refused; SMS cannot be read", session.name)
-    storages = await _storages(session, command_timeout)
-    await _try(session, f'AT+CPMS="{STORAGE}","{STORAGE}","{STORAGE}"', command_timeout)
-    storage = await storage_usage(session, command_timeout)
-    cnmi = await choose_cnmi(session, command_timeout)
+    storages = await _storages(session, vendor)
+    await _try(session, f'AT+CPMS="{STORAGE}","{STORAGE}","{STORAGE}"')
+    storage = await storage_usage(session)
+    cnmi = await choose_cnmi(session)
     return replace(setup, cnmi=cnmi, storage=storage, storages=storages)
 
 
-async def _storages(session: AtSession, command_timeout: float) -> tuple[str, ...]:
+async def _storages(session: AtSession, vendor: VendorProfile) -> tuple[str, ...]:
     """Every storage received SMS may be in (see :func:`storages_to_read`)."""
     try:
-        supported = commands.parse_cpms_support(
-            await _try(session, "AT+CPMS=?", command_timeout) or []
-        )[0]
+        supported = commands.parse_cpms_support(await _try(session, "AT+CPMS=?") or [])[0]
     except AtParseError:
         supported = ()
     try:
-        in_use = commands.parse_cpms_query(await _try(session, "AT+CPMS?", command_timeout) or [])
+        in_use = commands.parse_cpms_query(await _try(session, "AT+CPMS?") or [])
     except AtParseError:
         in_use = ()
-    storages = storages_to_read(supported, tuple(u.storage for u in in_use if u.storage))
+    storages = storages_to_read(
+        supported, tuple(u.storage for u in in_use if u.storage), vendor.storage.receives_into
+    )
     log.info("%s: SMS storages to read: %s", session.name, ", ".join(storages))
     return storages
 
 
-async def choose_cnmi(session: AtSession, command_timeout: float) -> CnmiChoice | None:
+async def choose_cnmi(session: AtSession) -> CnmiChoice | None:
     """The first CNMI_CHOICES entry the modem accepts (None: none, SMS found by sweeps)."""
     for choice in CNMI_CHOICES:
-        if choice.direct and await _try(session, "AT+CSMS=1", command_timeout) is None:
+        if choice.direct and await _try(session, "AT+CSMS=1") is None:
             continue
-        if await _try(session, choice.command, command_timeout) is not None:
+        if await _try(session, choice.command) is not None:
             if choice is not CNMI_CHOICES[0]:
                 log.info("%s: new SMS indications by %s", session.name, choice.command)
             return choice
@@ -290,28 +266,27 @@ async def choose_cnmi(session: AtSession, command_timeout: float) -> CnmiChoice 
     return None
 
 
-async def identify_sim(
-    session: AtSession, vendor: Vendor, *, command_timeout: float = 5.0
-) -> SimIdentity | None:
+async def identify_sim(session: AtSession, vendor: VendorProfile) -> SimIdentity | None:
     """ICCID, IMSI and network of the SIM; None when no ICCID can be read."""
     iccid = None
-    for line in (*ICCID_COMMANDS[vendor], CRSM_ICCID):
-        answer = await _try(session, line, command_timeout)
+    queries = (*vendor.iccid_queries, vendors.IccidQuery(vendors.CRSM_ICCID, ()))
+    for query in queries:
+        answer = await _try(session, query.command)
         if not answer:
             continue
         try:
-            iccid = commands.parse_iccid(answer).digits
+            iccid = commands.parse_iccid(answer, query.answer_prefixes).digits
             break
         except AtParseError as exc:
-            log.info("%s: %s: %s", session.name, line, exc)
+            log.info("%s: %s: %s", session.name, query.command, exc)
     if iccid is None:
         return None
     imsi = None
     try:
-        imsi = commands.parse_imsi(await _try(session, "AT+CIMI", command_timeout) or [])
+        imsi = commands.parse_imsi(await _try(session, "AT+CIMI") or [])
     except AtParseError:
         log.info("%s: no IMSI from AT+CIMI", session.name)
-    serving, name = await serving_network(session, command_timeout)
+    serving, name = await serving_network(session)
     return SimIdentity(
         iccid=iccid,
         imsi=imsi.digits if imsi else None,
@@ -321,16 +296,14 @@ async def identify_sim(
     )
 
 
-async def serving_network(
-    session: AtSession, command_timeout: float
-) -> tuple[str | None, str | None]:
+async def serving_network(session: AtSession) -> tuple[str | None, str | None]:
     """(MCC+MNC, name) of the serving network from ``+COPS?``; Nones when unregistered."""
     numeric = name = None
     for fmt in (2, 0):
-        if await _try(session, f"AT+COPS=3,{fmt}", command_timeout) is None:
+        if await _try(session, f"AT+COPS=3,{fmt}") is None:
             continue
         try:
-            operator = commands.parse_cops(await _try(session, "AT+COPS?", command_timeout) or [])
+            operator = commands.parse_cops(await _try(session, "AT+COPS?") or [])
         except AtParseError:
             continue
         if fmt == 2:
@@ -338,3 +311,23 @@ async def serving_network(
         else:
             name = operator.name
     return numeric, name
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What :func:`identify` found: the set-up, and the SIM when it is ready and its ICCID
+    could be read (None otherwise)."""
+
+    setup: ModemSetup
+    sim: SimIdentity | None
+
+
+async def identify(session: AtSession) -> Identity:
+    """Set the modem up and say what it and its SIM are: :func:`initialise`, then
+    :func:`identify_sim` when the SIM is ready. The one sequence the worker runs at every
+    (re)start and ``simedge scan`` runs per modem. Raises CommandTimeout/PortGone when the
+    port does not answer."""
+    setup = await initialise(session)
+    if setup.sim_state is not SimState.READY:
+        return Identity(setup, None)
+    return Identity(setup, await identify_sim(session, setup.vendor))

@@ -52,13 +52,12 @@ from agent.errors import (
     StoreNotWritable,
 )
 from agent.logs import LogLimiter, get_logger
-from agent.modem import own_number, startup
+from agent.modem import own_number, startup, vendors
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
 from agent.modem.session import AtSession
 from agent.modem.startup import ModemSetup, SimIdentity
 from agent.protocol import commands
 from agent.protocol.urc import (
-    HuaweiSimState,
     RegistrationChanged,
     SignalChanged,
     SimStatusChanged,
@@ -263,7 +262,12 @@ class ModemWorker:
         return reason or PortGone("port closed", self.device)
 
     async def _open(self) -> None:
-        session = await AtSession.open(self.device, baudrate=self.settings.baudrate, name=self.slot)
+        session = await AtSession.open(
+            self.device,
+            baudrate=self.settings.baudrate,
+            name=self.slot,
+            command_timeout=self.settings.command_timeout,
+        )
         session.set_trace(self._trace)
         self._session = session
         self._forwarder = asyncio.create_task(self._forward(session), name=f"urcs {self.slot}")
@@ -404,11 +408,11 @@ class ModemWorker:
 
     async def _reset(self) -> None:
         try:
-            await self.session.command("AT+CFUN=1,1", timeout=self.settings.command_timeout)
+            await self.session.command("AT+CFUN=1,1")
         except CommandFailed:
             # No full reset on this module (or not now): radio off and on again.
-            await self.session.command("AT+CFUN=0", timeout=self.settings.command_timeout)
-            await self.session.command("AT+CFUN=1", timeout=self.settings.command_timeout)
+            await self.session.command("AT+CFUN=0")
+            await self.session.command("AT+CFUN=1")
         await self._await_answer()
 
     async def _await_answer(self) -> None:
@@ -469,8 +473,8 @@ class ModemWorker:
         self._publish(state=ModemState.STARTING)
         if (pending := self._timers.pop(_Tick.SETUP, None)) is not None:
             pending.cancel()  # this is the setup it asked for
-        timeout = self.settings.command_timeout
-        setup = await startup.initialise(self.session, command_timeout=timeout)
+        identity = await startup.identify(self.session)
+        setup = identity.setup
         self._setup = setup
         self._chain_health = True
         self._timeouts = 0
@@ -481,13 +485,12 @@ class ModemWorker:
             sim_state=setup.sim_state,
         )
         try:
-            await self._start_receiving(setup)
+            await self._start_receiving(setup, identity.sim)
         finally:
             # Boot lines that came while setting up are answered by this very setup.
             self._drop_queued(lambda item: isinstance(item, Urc) and item.boot_marker)
 
-    async def _start_receiving(self, setup: ModemSetup) -> None:
-        timeout = self.settings.command_timeout
+    async def _start_receiving(self, setup: ModemSetup, sim: SimIdentity | None) -> None:
         if setup.sim_state is not SimState.READY:
             self._sim = None
             self._publish(
@@ -502,7 +505,6 @@ class ModemWorker:
             )
             self._arm(_Tick.HEALTH, self._next_health())
             return
-        sim = await startup.identify_sim(self.session, setup.vendor, command_timeout=timeout)
         self._sim = sim
         if sim is None:
             self._publish(state=ModemState.READY, fault="cannot read the SIM's ICCID")
@@ -549,7 +551,6 @@ class ModemWorker:
             book=self._book,
             table=self._recipes,
             answers=self._ussd_answers,
-            command_timeout=self.settings.command_timeout,
             answer_within=self.settings.ussd_answer_within,
             refresh=refresh,
         )
@@ -596,8 +597,10 @@ class ModemWorker:
             )
         elif isinstance(urc, SignalChanged):
             self._publish(signal_dbm=urc.signal.dbm, signal_bars=urc.signal.bars)
-        elif isinstance(urc, SimStatusChanged | HuaweiSimState):
-            self._sim_changed(urc)
+        elif isinstance(urc, SimStatusChanged):
+            self._sim_changed(startup.sim_state_of(urc.status), urc)
+        elif (reported := vendors.sim_state_reported(urc)) is not None:
+            self._sim_changed(reported, urc)
         elif isinstance(urc, StorageFull):
             log.warning("%s: modem says %s storage full: sweeping", self.slot, urc.storage)
             await self._sweep()
@@ -606,11 +609,8 @@ class ModemWorker:
             self._publish(state=ModemState.STARTING, fault=f"restarted: {urc.line}")
             self._arm(_Tick.SETUP, self.settings.boot_settle)
 
-    def _sim_changed(self, urc: SimStatusChanged | HuaweiSimState) -> None:
-        if isinstance(urc, SimStatusChanged):
-            state = startup.sim_state_of(urc.status)
-        else:
-            state = {1: SimState.READY, 255: SimState.ABSENT}.get(urc.state, SimState.ERROR)
+    def _sim_changed(self, state: SimState, urc: Urc) -> None:
+        """A SIM-state URC (``+CPIN:`` or a vendor's own report) said ``state``."""
         if state is SimState.READY:
             # A SIM came (or the modem restarted): who it is must be read again.
             self._publish(sim_state=state, state=ModemState.STARTING)
@@ -641,13 +641,13 @@ class ModemWorker:
             self._arm(_Tick.HEALTH, self._next_health())
 
     async def _check_health(self) -> None:
-        session, timeout = self.session, self.settings.command_timeout
+        session = self.session
         answers = await self._health_answers()
 
         async def answer(prefix: str) -> list[str]:
             if answers is not None:
                 return answers[prefix]
-            return await session.command(HEALTH_QUESTIONS[prefix], timeout=timeout)
+            return await session.command(HEALTH_QUESTIONS[prefix])
 
         changes: dict[str, object] = {}
         with contextlib.suppress(CommandFailed, AtParseError):
@@ -662,7 +662,7 @@ class ModemWorker:
         if answers is not None:
             sim = startup.sim_state_from(answers["+CPIN"])
         else:
-            sim = await startup.sim_status(session, timeout)
+            sim = await startup.sim_status(session)
         self._publish(**changes)
         if sim is SimState.READY and self.status.sim_state is not SimState.READY:
             log.info("%s: SIM is ready now: setting up again", self.slot)
@@ -704,7 +704,7 @@ class ModemWorker:
         if not self._chain_health:
             return None
         try:
-            lines = await self.session.command(HEALTH_LINE, timeout=self.settings.command_timeout)
+            lines = await self.session.command(HEALTH_LINE)
             return commands.split_chained(lines, tuple(HEALTH_QUESTIONS))
         except (CommandFailed, AtParseError) as exc:
             log.info("%s: %s failed (%s): asking one by one", self.slot, HEALTH_LINE, exc)
@@ -725,9 +725,7 @@ class ModemWorker:
             for storage in storages:
                 try:
                     async with self._reading_from(storage):
-                        lines = await self.session.command(
-                            "AT+CMGL=4", timeout=self.settings.command_timeout
-                        )
+                        lines = await self.session.command("AT+CMGL=4")
                         for message in commands.parse_cmgl(lines):
                             if message.index is None:
                                 continue
@@ -761,22 +759,18 @@ class ModemWorker:
         if not _STORAGE_NAME.fullmatch(name):
             # The name comes from the modem (+CMTI) and goes into a command line.
             raise AtParseError(f"storage name {storage!r} is not one 27.005 knows", storage)
-        timeout = self.settings.command_timeout
-        await self.session.command(f'AT+CPMS="{name}"', timeout=timeout)
+        await self.session.command(f'AT+CPMS="{name}"')
         try:
             yield
         finally:
-            await self.session.command(f'AT+CPMS="{startup.STORAGE}"', timeout=timeout)
+            await self.session.command(f'AT+CPMS="{startup.STORAGE}"')
 
     async def _read_one(self, storage: str, index: int) -> None:
         """``+CMTI``: read the index, store it, delete it."""
-        timeout = self.settings.command_timeout
         async with self.session.exchange():
             try:
                 async with self._reading_from(storage):
-                    message = commands.parse_cmgr(
-                        await self.session.command(f"AT+CMGR={index}", timeout=timeout)
-                    )
+                    message = commands.parse_cmgr(await self.session.command(f"AT+CMGR={index}"))
                     if message is not None:
                         await self._keep_and_delete(storage, index, message.pdu_hex)
             except (CommandFailed, AtParseError) as exc:
@@ -794,7 +788,7 @@ class ModemWorker:
         """Store one PDU, then delete it from the modem; False when the disk is full."""
         if not await self._ingest(storage, index, pdu_hex):
             return False
-        await self.session.command(f"AT+CMGD={index}", timeout=self.settings.command_timeout)
+        await self.session.command(f"AT+CMGD={index}")
         return True
 
     async def _direct(self, urc: SmsReceived) -> None:
@@ -804,7 +798,7 @@ class ModemWorker:
             return
         if await self._ingest("MT", None, urc.pdu_hex):
             try:
-                await self.session.command("AT+CNMA", timeout=self.settings.command_timeout)
+                await self.session.command("AT+CNMA")
             except CommandFailed as exc:
                 self._errors.warning("modem errors", self.slot, "%s: AT+CNMA: %s", self.slot, exc)
 

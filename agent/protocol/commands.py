@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
 
 from agent.errors import AtParseError
 from agent.protocol import gsm7
-from agent.protocol.results import FinalResult, ResultKind
+from agent.protocol.results import ResultKind
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
@@ -349,16 +348,36 @@ def parse_cpin(lines: Sequence[str]) -> PinStatus:
     return pin_status_from_line(_one_line(lines, "+CPIN"))
 
 
-def pin_status_from_failure(result: FinalResult) -> PinStatus | None:
-    """What a failed ``AT+CPIN?`` says about the SIM: most modems answer a missing SIM with
-    ``+CME ERROR: 10`` instead of a status line, and a SIM still starting with 14 (busy)."""
-    if result.kind is ResultKind.CME and result.code == 10:
-        return PinStatus.NOT_INSERTED
-    if result.kind is ResultKind.CMS and result.code == 310:
-        return PinStatus.NOT_INSERTED
-    if result.kind is ResultKind.CME and result.code == 14:
-        return PinStatus.NOT_READY
-    return None
+# What a failed ``AT+CPIN?`` says about the SIM, by the error's kind and code. Most modems
+# answer a missing SIM with an error instead of a status line. The same SIM conditions have
+# a +CME code (27.007 9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15
+# wrong, 17 PIN2, 18 PUK2, 5 PH-SIM PIN) and a +CMS code (27.005 3.2.5: 310 not inserted,
+# 311 PIN, 312 PH-SIM PIN, 313 failure, 314 busy, 315 wrong, 316 PUK, 317 PIN2, 318 PUK2);
+# firmware uses either. A failed or wrong SIM has no +CPIN status: absent from the map.
+SIM_ERROR_STATUS: dict[tuple[ResultKind, int], PinStatus] = {
+    (ResultKind.CME, 10): PinStatus.NOT_INSERTED,
+    (ResultKind.CMS, 310): PinStatus.NOT_INSERTED,
+    (ResultKind.CME, 14): PinStatus.NOT_READY,
+    (ResultKind.CMS, 314): PinStatus.NOT_READY,
+    (ResultKind.CME, 11): PinStatus.SIM_PIN,
+    (ResultKind.CMS, 311): PinStatus.SIM_PIN,
+    (ResultKind.CME, 12): PinStatus.SIM_PUK,
+    (ResultKind.CMS, 316): PinStatus.SIM_PUK,
+    (ResultKind.CME, 5): PinStatus.PH_SIM_PIN,
+    (ResultKind.CMS, 312): PinStatus.PH_SIM_PIN,
+    (ResultKind.CME, 17): PinStatus.SIM_PIN2,
+    (ResultKind.CMS, 317): PinStatus.SIM_PIN2,
+    (ResultKind.CME, 18): PinStatus.SIM_PUK2,
+    (ResultKind.CMS, 318): PinStatus.SIM_PUK2,
+}
+
+
+def pin_status_from_failure(kind: str, code: int | None) -> PinStatus | None:
+    """The SIM status a failed ``AT+CPIN?`` gives (``kind`` "CME"/"CMS", as
+    :class:`agent.errors.CommandFailed` carries it); None when the error says none."""
+    if code is None or kind not in (ResultKind.CME, ResultKind.CMS):
+        return None
+    return SIM_ERROR_STATUS.get((ResultKind(kind), code))
 
 
 # -- +CPMS -------------------------------------------------------------------------------
@@ -409,18 +428,6 @@ def parse_cpms_support(lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     if not supported or not supported[0]:
         raise AtParseError(f"+CPMS: expected lists of storages in {line!r}", line)
     return supported
-
-
-def parse_cpms_set(lines: Sequence[str]) -> tuple[StorageUsage, ...]:
-    """The answer to ``AT+CPMS="SM","SM","SM"``: ``+CPMS: 3,30,3,30,3,30`` (pairs)."""
-    line = _one_line(lines, "+CPMS")
-    arguments = _arguments(line, "+CPMS", 2, 6)
-    if len(arguments) % 2:
-        raise AtParseError(f"+CPMS: expected pairs of used,total in {line!r}", line)
-    return tuple(
-        StorageUsage(None, _int(arguments[i], line, "used"), _int(arguments[i + 1], line, "total"))
-        for i in range(0, len(arguments), 2)
-    )
 
 
 # -- +CMGL / +CMGR (PDU mode) ------------------------------------------------------------
@@ -699,9 +706,6 @@ class Iccid:
     luhn_valid: bool
 
 
-_ICCID_PREFIXES = ("+CCID", "+QCCID", "+CICCID", "^ICCID", "!ICCID", "+ICCID", "ICCID")
-
-
 def _unswap(hex_string: str) -> str:
     return "".join(hex_string[i + 1] + hex_string[i] for i in range(0, len(hex_string), 2))
 
@@ -718,11 +722,10 @@ def _iccid_from_value(value: str, line: str, swapped: bool) -> Iccid:
     return Iccid(cleaned, luhn_valid(cleaned))
 
 
-def parse_iccid(lines: Sequence[str]) -> Iccid:
-    """The ICCID in any vendor form.
-
-    ``+CCID:`` (SIM800, u-blox), ``+QCCID:`` (Quectel), ``+CICCID:`` (SIMCom 7xxx),
-    ``^ICCID:`` (Huawei), ``!ICCID:`` (Sierra), a bare line of digits, or the generic
+def parse_iccid(lines: Sequence[str], prefixes: Sequence[str] = ()) -> Iccid:
+    """The ICCID in the answer to an ICCID query: a line that starts with one of
+    ``prefixes`` (the vendor's answer, e.g. ``+QCCID:``; the vendor profiles in
+    agent.modem.vendors say which), a bare line of digits, or the generic
     ``+CRSM: 144,0,"98..."`` (EF_ICCID read raw: BCD, nibbles swapped, F padded).
     Every ICCID starts with 89 (E.118 industry identifier), so a value starting with 98
     is taken as nibble-swapped (Huawei gives it so on some firmware) and swapped back.
@@ -732,12 +735,12 @@ def parse_iccid(lines: Sequence[str]) -> Iccid:
     prefix = head.strip().upper()
     if colon and prefix == "+CRSM":
         return _iccid_from_crsm(line)
-    if colon and prefix in _ICCID_PREFIXES:
+    if colon and prefix in (expected.upper() for expected in prefixes):
         value = rest
     elif not colon:
         value = line
     else:
-        raise AtParseError(f"not an ICCID line: {line!r}", line)
+        raise AtParseError(f"not an ICCID line (expected {', '.join(prefixes)}): {line!r}", line)
     cleaned = value.strip().strip('"').strip().upper()
     return _iccid_from_value(cleaned, line, swapped=cleaned.startswith("98"))
 
@@ -755,19 +758,6 @@ def crsm_response(line: str) -> str:
 
 def _iccid_from_crsm(line: str) -> Iccid:
     return _iccid_from_value(crsm_response(line), line, swapped=True)
-
-
-def parse_mnc_length(lines: Sequence[str]) -> int:
-    """The MNC length from EF_AD (``AT+CRSM=176,28589,0,0,4``): the low nibble of its 4th
-    octet (31.102 4.2.18). The SIM knows its own MNC length better than any table."""
-    line = _one_line(lines, "+CRSM")
-    data = crsm_response(line)
-    if len(data) < 8 or not _HEX.fullmatch(data):
-        raise AtParseError(f"+CRSM: EF_AD {data!r} is shorter than 4 octets in {line!r}", line)
-    length = int(data[7], 16)
-    if length not in (2, 3):
-        raise AtParseError(f"+CRSM: EF_AD gives MNC length {length} in {line!r}", line)
-    return length
 
 
 @dataclass(frozen=True, slots=True)
@@ -795,7 +785,8 @@ def parse_imei(lines: Sequence[str]) -> Imei:
 # ITU-T E.212 assignments where networks use 3-digit MNCs: North America (302 Canada,
 # 310-316 USA), Mexico, the Caribbean (338-376), India's 405 (mostly 3-digit since the
 # 2000s), Honduras, Argentina, Colombia, Falklands. Everything else uses 2 digits. A SIM
-# states its own MNC length in EF_AD (see parse_mnc_length), which wins when known.
+# states its own MNC length in EF_AD too, but reading it costs a command per SIM for
+# what this table already answers.
 THREE_DIGIT_MNC_MCCS = frozenset(
     {302, 310, 311, 312, 313, 314, 315, 316, 334, 338, 342, 344, 346, 348, 350, 352, 354, 356,
      358, 360, 365, 366, 376, 405, 708, 722, 732, 750}
@@ -809,14 +800,10 @@ def mnc_length_for(mcc: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Imsi:
-    """A SIM's IMSI: MCC (3 digits), MNC (2 or 3), subscriber number.
-
-    ``mnc_length`` is the SIM's own statement from EF_AD when the caller has it, else the
-    country table decides.
-    """
+    """A SIM's IMSI: MCC (3 digits), MNC (2 or 3: :func:`mnc_length_for`), subscriber
+    number."""
 
     digits: str
-    mnc_length: int | None = None
 
     @property
     def mcc(self) -> str:
@@ -826,8 +813,7 @@ class Imsi:
     @property
     def mnc(self) -> str:
         """The mobile network code, 2 or 3 digits."""
-        length = self.mnc_length or mnc_length_for(self.mcc)
-        return self.digits[3 : 3 + length]
+        return self.digits[3 : 3 + mnc_length_for(self.mcc)]
 
     @property
     def plmn(self) -> str:
@@ -845,52 +831,6 @@ def parse_imsi(lines: Sequence[str]) -> Imsi:
     if not is_digits(digits) or not 6 <= len(digits) <= 15:
         raise AtParseError(f"IMSI {digits!r} is not 6..15 digits in {line!r}", line)
     return Imsi(digits)
-
-
-# -- +CCLK -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ModemClock:
-    """The modem's clock: an aware ``time`` (UTC when the modem gives no zone, see
-    ``zone_given``); ``unset`` when it is a power-on default (SIM800 says 2004-01-01,
-    others 1980 or 2000) rather than a time learnt from the network."""
-
-    time: datetime
-    zone_given: bool
-    unset: bool
-
-
-_CCLK = re.compile(
-    r"(\d{2})/(\d{1,2})/(\d{1,2}),\s*(\d{1,2}):(\d{1,2}):(\d{1,2})(?:([+-])(\d{1,2}))?"
-)
-
-# No modem that runs this agent was set by the network before this year: earlier dates are
-# power-on defaults.
-EARLIEST_REAL_YEAR = 2020
-
-
-def parse_cclk(lines: Sequence[str]) -> ModemClock:
-    """``+CCLK: "yy/MM/dd,hh:mm:ss±zz"``, zz in quarter hours (27.007 8.15)."""
-    line = _one_line(lines, "+CCLK")
-    value = strip_prefix(line, "+CCLK").strip('"')
-    match = _CCLK.fullmatch(value)
-    if match is None:
-        raise AtParseError(f"+CCLK: {value!r} is not yy/MM/dd,hh:mm:ss±zz in {line!r}", line)
-    yy, month, day, hour, minute, second, sign, quarters = match.groups()
-    year = int(yy) + (1900 if int(yy) >= 70 else 2000)
-    zone = UTC
-    if sign:
-        offset = int(quarters) * 15 * (-1 if sign == "-" else 1)
-        if not -12 * 60 <= offset <= 14 * 60:
-            raise AtParseError(f"+CCLK: zone {sign}{quarters} is out of range in {line!r}", line)
-        zone = timezone(timedelta(minutes=offset))
-    try:
-        fields = (year, int(month), int(day), int(hour), int(minute), int(second))
-        time = datetime(*fields, tzinfo=zone)
-    except ValueError as exc:
-        raise AtParseError(f"+CCLK: {value!r} is not a date: {exc} in {line!r}", line) from None
-    return ModemClock(time, bool(sign), year < EARLIEST_REAL_YEAR)
 
 
 # -- identification and settings ---------------------------------------------------------
@@ -959,15 +899,6 @@ def parse_ati(lines: Sequence[str]) -> ProductInfo:
     )
 
 
-def parse_cscs(lines: Sequence[str]) -> str:
-    """``+CSCS: "GSM"``: the TE character set, upper-case."""
-    line = _one_line(lines, "+CSCS")
-    value = _arguments(line, "+CSCS", 1, 1)[0].upper()
-    if not value:
-        raise AtParseError(f"+CSCS: empty character set in {line!r}", line)
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class MessageIndication:
     """``+CNMI?`` (27.005 3.4.1): how new messages are indicated. ``mt`` 1 means
@@ -988,30 +919,3 @@ def parse_cnmi(lines: Sequence[str]) -> MessageIndication:
         raise AtParseError(f"+CNMI: mode missing in {line!r}", line)
     mode, *rest = values
     return MessageIndication(mode, *rest)
-
-
-def parse_cmee(lines: Sequence[str]) -> int:
-    """``+CMEE: 1``: 0 plain ERROR, 1 numeric codes, 2 text."""
-    line = _one_line(lines, "+CMEE")
-    return _int(_arguments(line, "+CMEE", 1, 1)[0], line, "n", 0, 2)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageService:
-    """``+CSMS`` (27.005 3.2.1): the service phase (None in a set answer) and whether
-    mobile-terminated, mobile-originated and broadcast messages are supported. Phase 1
-    (``AT+CSMS=1``) is what makes ``+CMT`` need an ``AT+CNMA`` acknowledgement."""
-
-    service: int | None
-    mt: bool
-    mo: bool
-    bm: bool
-
-
-def parse_csms(lines: Sequence[str]) -> MessageService:
-    """``+CSMS: 0,1,1,1`` (query) or ``+CSMS: 1,1,1`` (answer to a set)."""
-    line = _one_line(lines, "+CSMS")
-    numbers = [_int(a, line, "field") for a in _arguments(line, "+CSMS", 3, 4)]
-    service = numbers.pop(0) if len(numbers) == 4 else None
-    mt, mo, bm = (bool(value) for value in numbers)
-    return MessageService(service, mt, mo, bm)

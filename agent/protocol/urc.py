@@ -247,11 +247,6 @@ class PowerEvent(Urc):
 
     condition: PowerCondition
 
-    @property
-    def powers_down(self) -> bool:
-        """True when the modem is switching itself off."""
-        return self.condition.name.endswith("POWER_DOWN")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VendorIndication(Urc):

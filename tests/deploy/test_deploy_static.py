@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent import config as config_module
-from agent.modem.discovery import KNOWN_DEVICES
+from agent.modem.vendors import VENDORS
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -267,7 +267,7 @@ def test_udev_rules_keep_modemmanager_off_every_known_vendor() -> None:
             match = re.search(r'ATTRS\{idVendor\}=="([0-9a-f|]+)"', line)
             assert match, line
             ignored.update(match.group(1).split("|"))
-    assert {device.vid for device in KNOWN_DEVICES} <= ignored
+    assert {device.vid for vendor in VENDORS for device in vendor.usb_devices} <= ignored
 
 
 def test_alert_rules_and_dashboards_use_only_metrics_the_agent_exports() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.emulate.modems import Hub
+from agent.modem import vendors
 from agent.modem.discovery import (
     ROLE_AT,
     ROLE_DIAG,
@@ -25,11 +26,11 @@ from agent.modem.discovery import (
     classify_by_table,
     enumerate_ports,
     group_ports,
-    known_device,
     parse_by_path,
     parse_sysfs_location,
     probe_group,
 )
+from agent.modem.vendors import known_device
 from agent.status import PortInfo
 from tests.modem.conftest import StartHub
 
@@ -121,9 +122,12 @@ def test_table_names_quectel_interfaces_and_leaves_bridges_to_the_probe() -> Non
     assert "DIAG port of Quectel EC25 (2c7c:0125) interface 0" in classify_by_table(ports[0]).why
     bridge = PortInfo(device="/dev/ttyUSB9", interface=0, vid_pid="1a86:7523")
     assert classify_by_table(bridge).role == "unknown"
-    assert known_device("2C7C:9999").name == "Quectel module"  # vendor fallback
+    quectel = known_device("2C7C:9999")  # every product of the VID
+    assert quectel is not None
+    assert (quectel[0], quectel[1].name) == (vendors.QUECTEL, "Quectel module")
     assert known_device("dead:beef") is None
-    assert all(device.source for device in (known_device("1199:9071"), known_device("0403:6011")))
+    entries = [known_device("1199:9071"), known_device("0403:6011")]
+    assert all(entry is not None and entry[1].source for entry in entries)
 
 
 def test_each_uart_of_a_multi_port_bridge_is_its_own_modem() -> None:

@@ -20,10 +20,10 @@ from agent.modem.discovery import (
     PortGroup,
     enumerate_ports,
     group_ports,
-    known_device,
     probe_group,
     split_by_identity,
 )
+from agent.modem.vendors import known_device
 from agent.modem.worker import ModemWorker, WorkerCommand
 from agent.status import PortInfo
 from agent.store import Store

@@ -90,6 +90,20 @@ async def test_timeout_leaves_nothing_behind_and_a_late_answer_ends_no_command(
         await session.close()
 
 
+async def test_a_command_waits_the_sessions_timeout_unless_it_names_one(
+    scripted_peer: MakePeer,
+) -> None:
+    peer = scripted_peer({"AT+CSQ": None, "AT+CREG?": None})
+    session = await AtSession.open(peer.device, command_timeout=0.1)
+    try:
+        with pytest.raises(CommandTimeout, match=r"AT\+CSQ: no final result in 0\.1s"):
+            await session.command("AT+CSQ")
+        with pytest.raises(CommandTimeout, match=r"AT\+CREG\?: no final result in 0\.05s"):
+            await session.command("AT+CREG?", timeout=0.05)
+    finally:
+        await session.close()
+
+
 async def test_exchange_holds_the_port_for_its_whole_length(scripted_peer: MakePeer) -> None:
     peer = scripted_peer({})
     session = await AtSession.open(peer.device)

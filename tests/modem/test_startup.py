@@ -11,9 +11,9 @@ import pytest
 
 from agent.config import UssdRecipeConfig
 from agent.emulate.modems.sim import pack_gsm7_hex
-from agent.modem import own_number, startup
+from agent.modem import own_number, startup, vendors
 from agent.modem.session import AtSession
-from agent.modem.startup import Vendor
+from agent.modem.vendors import GENERIC, HUAWEI, QUECTEL, SIMCOM, VendorProfile
 from agent.protocol.urc import UssdReceived
 from agent.status import NumberSource, SimState
 from tests.modem.conftest import Reply, ScriptedPeer, StartHub, at_link
@@ -41,16 +41,21 @@ def generic_modem(**overrides: Reply) -> dict[str, Reply]:
     return script
 
 
+async def initialise_on(peer: ScriptedPeer) -> startup.ModemSetup:
+    """What :func:`startup.initialise` sets up on ``peer``'s port."""
+    session = await AtSession.open(peer.device, command_timeout=1)
+    try:
+        return await startup.initialise(session)
+    finally:
+        await session.close()
+
+
 async def test_cnmi_falls_back_to_a_form_the_modem_accepts(scripted_peer: MakePeer) -> None:
     peer = scripted_peer(
         generic_modem(**{"AT+CNMI=2,1,0,0,0": REFUSED, "AT+CNMI=2,1,0,0": REFUSED})
     )
-    session = await AtSession.open(peer.device)
-    try:
-        setup = await startup.initialise(session, command_timeout=1)
-    finally:
-        await session.close()
-    assert setup.vendor is Vendor.OTHER
+    setup = await initialise_on(peer)
+    assert setup.vendor is GENERIC
     assert setup.imei == "490154203237518"
     assert setup.sim_state is SimState.READY
     assert setup.cnmi == startup.CnmiChoice("AT+CNMI=2,1")
@@ -65,11 +70,7 @@ async def test_direct_delivery_only_when_every_stored_form_is_refused(
 ) -> None:
     refusals = {choice.command: REFUSED for choice in startup.CNMI_CHOICES[:-1]}
     peer = scripted_peer(generic_modem(**refusals))
-    session = await AtSession.open(peer.device)
-    try:
-        setup = await startup.initialise(session, command_timeout=1)
-    finally:
-        await session.close()
+    setup = await initialise_on(peer)
     assert setup.cnmi is not None
     assert setup.cnmi.direct
     assert peer.lines.index("AT+CSMS=1") < peer.lines.index("AT+CNMI=2,2")
@@ -77,14 +78,49 @@ async def test_direct_delivery_only_when_every_stored_form_is_refused(
 
 async def test_no_sim_skips_sms_setup(scripted_peer: MakePeer) -> None:
     peer = scripted_peer(generic_modem(**{"AT+CPIN?": b"\r\n+CME ERROR: 10\r\n"}))
-    session = await AtSession.open(peer.device)
-    try:
-        setup = await startup.initialise(session, command_timeout=1)
-    finally:
-        await session.close()
+    setup = await initialise_on(peer)
     assert setup.sim_state is SimState.ABSENT
     assert setup.cnmi is None
     assert not [line for line in peer.lines if line.startswith("AT+CNMI")]
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        ("+CME ERROR: 10", SimState.ABSENT),
+        ("+CMS ERROR: 310", SimState.ABSENT),
+        ("+CME ERROR: 14", SimState.BUSY),
+        ("+CMS ERROR: 314", SimState.BUSY),  # the two maps of old disagreed here
+        ("+CME ERROR: 11", SimState.LOCKED),
+        ("+CMS ERROR: 316", SimState.LOCKED),
+        ("+CME ERROR: 13", SimState.ERROR),  # SIM failure: no +CPIN status says it
+        ("+CMS ERROR: 10", SimState.ERROR),  # CMS 10 is "call barred", not a SIM state
+        ("ERROR", SimState.ERROR),
+    ],
+)
+async def test_a_refused_cpin_says_the_sim_state_by_one_map(
+    scripted_peer: MakePeer, error: str, state: SimState
+) -> None:
+    peer = scripted_peer({"AT+CPIN?": f"\r\n{error}\r\n".encode()})
+    session = await AtSession.open(peer.device, command_timeout=1)
+    try:
+        assert await startup.sim_status(session) is state
+    finally:
+        await session.close()
+
+
+async def test_storages_of_the_vendor_when_the_modem_lists_none(scripted_peer: MakePeer) -> None:
+    peer = scripted_peer(
+        generic_modem(
+            **{"AT+CGMI": answer("SIMCOM_Ltd"), "AT+CGMM": answer("SIMCOM_SIM800L")},
+            **{"AT+CPMS=?": ERROR},
+        )
+    )
+    setup = await initialise_on(peer)
+    assert setup.vendor is SIMCOM
+    assert setup.storages == ("SM", "ME")  # SIM800 spills into ME: read it too
+    assert startup.storages_to_read((), (), GENERIC.storage.receives_into) == ("SM",)
+    assert startup.storages_to_read(("SM",), (), SIMCOM.storage.receives_into) == ("SM",)
 
 
 async def test_iccid_by_crsm_when_no_vendor_command_works(scripted_peer: MakePeer) -> None:
@@ -106,16 +142,16 @@ async def test_iccid_by_crsm_when_no_vendor_command_works(scripted_peer: MakePee
             "AT+QCCID": ERROR,
             "AT+CICCID": ERROR,
             "AT^ICCID?": ERROR,
-            startup.CRSM_ICCID: answer(f'+CRSM: 144,0,"{ef_iccid}"'),
+            vendors.CRSM_ICCID: answer(f'+CRSM: 144,0,"{ef_iccid}"'),
             "AT+CIMI": answer("250011234567890"),
             "AT+COPS=3,2": set_format,
             "AT+COPS=3,0": set_format,
             "AT+COPS?": cops,
         }
     )
-    session = await AtSession.open(peer.device)
+    session = await AtSession.open(peer.device, command_timeout=1)
     try:
-        sim = await startup.identify_sim(session, Vendor.OTHER, command_timeout=1)
+        sim = await startup.identify_sim(session, GENERIC)
     finally:
         await session.close()
     assert sim == startup.SimIdentity(
@@ -130,25 +166,25 @@ async def test_iccid_by_crsm_when_no_vendor_command_works(scripted_peer: MakePee
 @pytest.mark.parametrize(
     ("profile", "vendor", "iccid_command"),
     [
-        ("sim800", Vendor.SIMCOM, "AT+CCID"),
-        ("ec25", Vendor.QUECTEL, "AT+QCCID"),
-        ("huawei", Vendor.HUAWEI, "AT^ICCID?"),
+        ("sim800", SIMCOM, "AT+CCID"),
+        ("ec25", QUECTEL, "AT+QCCID"),
+        ("huawei", HUAWEI, "AT^ICCID?"),
     ],
 )
 async def test_emulated_profiles_identify_by_their_vendor_command(
-    start_hub: StartHub, profile: str, vendor: Vendor, iccid_command: str
+    start_hub: StartHub, profile: str, vendor: VendorProfile, iccid_command: str
 ) -> None:
     hub = await start_hub(profile=profile)
-    session = await AtSession.open(at_link(hub))
+    session = await AtSession.open(at_link(hub), command_timeout=1)
     try:
-        setup = await startup.initialise(session, command_timeout=1)
-        sim = await startup.identify_sim(session, setup.vendor, command_timeout=1)
+        identity = await startup.identify(session)
     finally:
         await session.close()
+    setup, sim = identity.setup, identity.sim
     modem = hub.slots[0].modem
     assert modem.sim is not None
     assert setup.vendor is vendor
-    assert startup.ICCID_COMMANDS[vendor][0] == iccid_command
+    assert vendor.iccid_queries[0].command == iccid_command
     assert sim is not None
     assert sim.iccid == modem.sim.iccid
     assert sim.operator == modem.sim.operator.mcc_mnc
@@ -186,9 +222,9 @@ def test_configured_recipes_override_and_extend_the_built_in_ones() -> None:
 
 
 def test_huawei_wants_the_ussd_code_packed() -> None:
-    assert own_number.ussd_request("*205#", Vendor.SIMCOM) == 'AT+CUSD=1,"*205#",15'
+    assert own_number.ussd_request("*205#", SIMCOM) == 'AT+CUSD=1,"*205#",15'
     for code in ("*111*0887#", "*205#", "*110*10#", "#686#", "*1234567#"):
-        packed = own_number.ussd_request(code, Vendor.HUAWEI)
+        packed = own_number.ussd_request(code, HUAWEI)
         assert packed == f'AT+CUSD=1,"{pack_gsm7_hex(code)}",15'
 
 
@@ -199,7 +235,7 @@ async def test_ussd_answer_in_ucs2_from_an_emulated_modem(start_hub: StartHub) -
     assert modem.sim.operator.ussd_encoding == "ucs2"  # Tele2 answers in Cyrillic
     modem.sim.number_stored = False
     network = modem.sim.operator.mcc_mnc
-    session = await AtSession.open(at_link(hub))
+    session = await AtSession.open(at_link(hub), command_timeout=1)
     answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
 
     async def forward() -> None:
@@ -211,7 +247,7 @@ async def test_ussd_answer_in_ucs2_from_an_emulated_modem(start_hub: StartHub) -
     forwarder = asyncio.create_task(forward())
     book = own_number.MemoryNumberBook()
     try:
-        setup = await startup.initialise(session, command_timeout=1)
+        setup = await startup.initialise(session)
         number, source = await own_number.resolve(
             session,
             iccid=modem.sim.iccid,
@@ -220,7 +256,6 @@ async def test_ussd_answer_in_ucs2_from_an_emulated_modem(start_hub: StartHub) -
             book=book,
             table=own_number.recipes({}),
             answers=answers,
-            command_timeout=1,
             answer_within=2,
         )
     finally:

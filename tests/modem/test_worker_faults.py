@@ -124,8 +124,9 @@ async def test_unplug_ends_the_worker_gone_and_a_replug_is_a_new_worker(
         assert (await task).state is ModemState.GONE
 
 
-async def test_sim_out_and_in(start_hub: StartHub, store: Store) -> None:
-    hub = await start_hub(profile="sim800")
+@pytest.mark.parametrize("profile", ["sim800", "huawei"])  # Huawei says ^SIMST:1 when in
+async def test_sim_out_and_in(start_hub: StartHub, store: Store, profile: str) -> None:
+    hub = await start_hub(profile=profile)
     sink = RecordingSink(store)
     async with running(hub, 0, sink) as (_, watch, _):
         first = await watch.until(ready)

@@ -75,19 +75,19 @@ def test_sim_and_quectel_urcs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "condition", "powers_down"),
+    ("line", "condition"),
     [
-        ("UNDER-VOLTAGE WARNNING", urc.PowerCondition.UNDER_VOLTAGE_WARNING, False),
-        ("UNDER-VOLTAGE POWER DOWN", urc.PowerCondition.UNDER_VOLTAGE_POWER_DOWN, True),
-        ("OVER-VOLTAGE WARNNING", urc.PowerCondition.OVER_VOLTAGE_WARNING, False),
-        ("OVER-VOLTAGE POWER DOWN", urc.PowerCondition.OVER_VOLTAGE_POWER_DOWN, True),
-        ("NORMAL POWER DOWN", urc.PowerCondition.NORMAL_POWER_DOWN, True),
+        ("UNDER-VOLTAGE WARNNING", urc.PowerCondition.UNDER_VOLTAGE_WARNING),
+        ("UNDER-VOLTAGE POWER DOWN", urc.PowerCondition.UNDER_VOLTAGE_POWER_DOWN),
+        ("OVER-VOLTAGE WARNNING", urc.PowerCondition.OVER_VOLTAGE_WARNING),
+        ("OVER-VOLTAGE POWER DOWN", urc.PowerCondition.OVER_VOLTAGE_POWER_DOWN),
+        ("NORMAL POWER DOWN", urc.PowerCondition.NORMAL_POWER_DOWN),
     ],
 )
-def test_power_urcs(line: str, condition: urc.PowerCondition, powers_down: bool) -> None:
+def test_power_urcs(line: str, condition: urc.PowerCondition) -> None:
     event = urc.parse_urc(line)
     assert isinstance(event, urc.PowerEvent)
-    assert (event.condition, event.powers_down) == (condition, powers_down)
+    assert event.condition is condition
 
 
 def test_boot_markers() -> None:
