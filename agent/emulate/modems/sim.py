@@ -222,6 +222,11 @@ class SimCard:
     operator: Operator
     storage: SmsStorage
     network_queue: deque = field(default_factory=deque)
+    # Sending: a prepaid SIM without credit is refused by its SMSC; ``sms_refusal`` makes
+    # every send fail with that +CMS ERROR code (barred, congested, ...).
+    credit: bool = True
+    sms_refusal: int | None = None
+    message_reference: int = 0  # TP-MR of the last SMS sent
 
     @property
     def smsc(self) -> str:
