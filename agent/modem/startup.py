@@ -80,6 +80,16 @@ ICCID_COMMANDS: dict[Vendor, tuple[str, ...]] = {
 }
 CRSM_ICCID = "AT+CRSM=176,12258,0,0,10"
 
+# Rejecting an incoming call: 27.007's AT+CHUP rejects a call that is only ringing; a
+# module that refuses it (the SIM800's manual documents ATH for hanging up) gets V.250's
+# ATH. The first that works is kept per modem (agent.modem.calls).
+HANGUP_COMMANDS: dict[Vendor, tuple[str, ...]] = {
+    Vendor.SIMCOM: ("AT+CHUP", "ATH"),
+    Vendor.QUECTEL: ("AT+CHUP", "ATH"),
+    Vendor.HUAWEI: ("AT+CHUP", "ATH"),
+    Vendor.OTHER: ("AT+CHUP", "ATH"),
+}
+
 STORAGE = "SM"
 # Storages a sweep reads, in this order (27.005 3.2.2 names): the SIM, the modem's own
 # memory, status reports. "MT" is SM and ME together: read apart, never twice; "BM" (cell

@@ -190,6 +190,8 @@ class Hub:
     ``noise_interval`` (the shared noise tick; 0 turns noise off), ``slow_delay``,
     ``sms_delay`` (how long an SMS one SIM sends to another SIM of the hub takes to
     arrive: a few seconds between real SIMs), ``ring_interval`` (between two RINGs).
+    ``hidden_numbers``: the first that many SIMs neither store their number nor get it
+    told by USSD (their number can be found only by an SMS they send).
     """
 
     def __init__(
@@ -207,6 +209,7 @@ class Hub:
         reset_delay: float = 0.2,
         sms_delay: float = 3.0,
         ring_interval: float = 3.0,
+        hidden_numbers: int = 0,
     ) -> None:
         if profile not in PROFILE_NAMES:
             raise EmulatorError(
@@ -214,6 +217,9 @@ class Hub:
             )
         if count < 1:
             raise EmulatorError("must be at least 1", "count", count)
+        if not 0 <= hidden_numbers <= count:
+            raise EmulatorError(f"expected 0 to {count}", "hidden_numbers", hidden_numbers)
+        self.hidden_numbers = hidden_numbers
         self.directory = Path(directory)
         self.count = count
         self.profile_name = profile
@@ -303,6 +309,8 @@ class Hub:
             chain = f"{index // 49 + 1}.{index // 7 % 7 + 1}.{index % 7 + 1}"
             imei = _imei(rng, profile)
         sim = make_sim(rng)
+        if index < self.hidden_numbers:
+            sim.number_stored = sim.ussd_tells_number = False
         modem = Modem(
             profile, sim, imei, self._loop, rng, boot_id=rng.randrange(10**8), **self.timing
         )

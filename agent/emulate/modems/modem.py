@@ -30,6 +30,7 @@ from agent.emulate.modems.sim import SimCard, unpack_gsm7_hex
 from agent.emulate.modems.storage import REC_READ, REC_UNREAD, CombinedStorage, Memory, SmsStorage
 from agent.errors import ProtocolError
 from agent.protocol import pdu as pdu_codec
+from agent.protocol.results import CMS_ERRORS
 
 CME_TEXT = {
     3: "operation not allowed",
@@ -39,24 +40,10 @@ CME_TEXT = {
     50: "Incorrect parameters",
     100: "unknown",
 }
-# +CMS ERROR codes a send (AT+CMGS) may end with, as real modules print them: network
-# causes 0..127 pass through from the SMSC's RP-ERROR (24.011 E.2), 3xx/500 are the
-# module's own (27.005 3.2.5). docs/modems.md says which the emulator gives when.
-CMS_TEXT = {
-    21: "short message transfer rejected",
-    38: "network out of order",
-    42: "congestion",
-    50: "requested facility not subscribed",
-    302: "operation not allowed",
-    303: "operation not supported",
-    304: "invalid PDU mode parameter",
-    310: "SIM not inserted",
-    321: "invalid memory index",
-    322: "memory full",
-    331: "no network service",
-    340: "no +CNMA acknowledgement expected",
-    500: "unknown error",
-}
+# Verbose +CMS ERROR text (AT+CMEE=2) is 27.005 3.2.5's wording: agent.protocol.results
+# holds that table, and the module side prints from the same one. The codes a send ends
+# with are the SMSC's RP causes passed through (21, 38, 42, 50 ...) or the module's own
+# 3xx; docs/modems.md says which the emulator gives when.
 CMGL_STAT_TEXT = {0: "REC UNREAD", 1: "REC READ", 2: "STO UNSENT", 3: "STO SENT", 4: "ALL"}
 
 FAULTS_ON_OUTPUT = ("hang", "slow", "garbage")
@@ -384,7 +371,7 @@ class Modem:
         cmee = self.settings.cmee
         if error.kind == "ERROR" or cmee == 0:
             return b"\r\nERROR\r\n" if self.settings.verbose else b"4\r"
-        texts = CME_TEXT if error.kind == "CME" else CMS_TEXT
+        texts = CME_TEXT if error.kind == "CME" else CMS_ERRORS
         detail = str(error.code) if cmee == 1 else texts.get(error.code, "unknown")
         line = f"+{error.kind} ERROR: {detail}"
         return f"\r\n{line}\r\n".encode() if self.settings.verbose else f"{line}\r\n".encode()
