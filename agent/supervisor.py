@@ -242,7 +242,7 @@ class Agent:
                 per_day=config.sims.probe_sms_per_day, timeout=config.sims.probe_timeout
             ),
         )
-        store.on_number_found(self._number_found)
+
         self.webhook = WebhookServer(
             WebhookApp(self, self.metrics, path=config.webhook.path, token=config.webhook.token)
         )
@@ -373,16 +373,6 @@ class Agent:
                 counts[modem.state] += 1
             self.metrics.set_modems(counts)
         self._publish("modem", status.to_json())
-
-    def _number_found(self, iccid: str) -> None:
-        """A number probe's SMS arrived: the probing SIM's worker reads its number again
-        (from the store), so the numbers list carries it."""
-        if self.fleet is None:
-            return
-        for status in self.fleet.modems():
-            if status.iccid == iccid:
-                with contextlib.suppress(ControlError):  # gone meanwhile: read at its return
-                    self.fleet.command(status.slot, WorkerCommand.RELOAD_NUMBER)
 
     def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
         # Any write counts, an ingest's DiskFull as much as the pump's mark_sent: /healthz

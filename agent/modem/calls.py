@@ -12,9 +12,9 @@ so does simedge (docs/sims.md):
   network that sends none) is recorded without a caller and rejected at its second ring,
   giving a ``+CLIP`` the time to follow the first;
 - ``RING`` / ``+CLIP`` lines already queued when the call was rejected belong to it
-  (:data:`SAME_CALL_WITHIN`) and start nothing.
+  (``same_call_within``) and start nothing.
 
-Bounded: the handler keeps one call's state; at most :data:`RECORDS_PER_MINUTE` calls a
+Bounded: the handler keeps one call's state; at most ``records_per_minute`` calls a
 minute are written to the store per SIM (the rest are rejected and counted in the log),
 so a SIM flooded with calls neither grows memory nor keeps the store busy; each rejection
 is one AT command, handled by the worker between its SMS like any other inbox item.
@@ -36,17 +36,19 @@ from agent.protocol.urc import CallEnded, CallerId, Ring, Urc
 log = get_logger("modem.calls")
 
 CALLER_ID_ON = "AT+CLIP=1"
-SAME_CALL_WITHIN = 2.0
-"""Seconds after a rejection in which RING / +CLIP lines are taken for the same call."""
-RECORDS_PER_MINUTE = 20
 
 
 @dataclass(frozen=True)
 class CallSettings:
-    """``[calls]``: ``forward_template`` is the text of the message that forwards a call
-    to OnlineSim (``{caller}``, ``{time}``), None when calls are not forwarded."""
+    """``forward_template`` (``[calls]``) is the text of the message that forwards a call
+    to OnlineSim (``{caller}``, ``{time}``), None when calls are not forwarded.
+    ``records_per_minute`` bounds what a flood of calls writes to the store per SIM;
+    ``same_call_within`` is how long after a rejection RING / +CLIP lines are still taken
+    for the rejected call (they were on their way already; networks ring every few s)."""
 
     forward_template: str | None = None
+    records_per_minute: int = 20
+    same_call_within: float = 1.0
 
 
 class CallRecorder(Protocol):
@@ -112,7 +114,7 @@ class CallHandler:
         if isinstance(urc, CallEnded):
             self._ringing = False  # the caller gave up before we rejected
             return
-        if now - self._rejected_at < SAME_CALL_WITHIN:
+        if now - self._rejected_at < self._settings.same_call_within:
             return  # lines of the call just rejected
         if isinstance(urc, CallerId):
             await self._reject(urc.number or None, session, iccid, vendor)
@@ -137,7 +139,7 @@ class CallHandler:
             return  # no SIM known (or nowhere to keep it): rejected all the same
         if self._rejected_at - self._window_start >= 60.0:
             self._window_start, self._recorded_in_window = self._rejected_at, 0
-        if self._recorded_in_window >= RECORDS_PER_MINUTE:
+        if self._recorded_in_window >= self._settings.records_per_minute:
             self.calls_not_recorded += 1
             self._log.warning(
                 "calls rejected but not recorded (flood)",
@@ -145,7 +147,7 @@ class CallHandler:
                 "%s: call from %s rejected, not recorded: over %d calls a minute",
                 self.slot,
                 caller or "a withheld number",
-                RECORDS_PER_MINUTE,
+                self._settings.records_per_minute,
             )
             return
         self._recorded_in_window += 1

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from agent.errors import CommandFailed, CommandTimeout, PortGone
 from agent.logs import get_logger
 from agent.modem.session import AtSession
+from agent.modem.worker import ModemWorker, WorkerCommand
 from agent.protocol import commands
 from agent.protocol.pdu import encode_submit
 from agent.protocol.probe import new_token, probe_text
@@ -31,7 +32,6 @@ from agent.protocol.results import CMS_ERRORS
 from agent.status import ModemState, ModemStatus, NumberSource, SimState
 
 if TYPE_CHECKING:
-    from agent.modem.worker import ModemWorker
     from agent.store import Store
 
 log = get_logger("modem.probe")
@@ -118,6 +118,15 @@ class NumberProber:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sending: dict[str, asyncio.Task[None]] = {}  # ICCID -> its probe being sent
+        store.on_number_found(self._number_found)
+
+    def _number_found(self, iccid: str) -> None:
+        """A probe's SMS arrived: the probing SIM's worker reads its number again (from the
+        store), so that its status, and the numbers list, carry it."""
+        for status in self._workers.modems():
+            worker = self._workers.worker(status.slot) if status.iccid == iccid else None
+            if worker is not None:
+                worker.send(WorkerCommand.RELOAD_NUMBER)
 
     def wake(self) -> None:
         """Look again now (a modem changed: a number may be unknown, or newly known)."""
