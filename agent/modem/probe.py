@@ -132,6 +132,11 @@ class NumberProber:
         """Look again now (a modem changed: a number may be unknown, or newly known)."""
         self._wake.set()
 
+    async def wait_sent(self) -> None:
+        """Wait until every probe being sent has its outcome recorded (sent or failed)."""
+        while self._sending:
+            await asyncio.gather(*self._sending.values(), return_exceptions=True)
+
     async def run(self) -> None:
         try:
             while True:
