@@ -118,6 +118,7 @@ class NumberProber:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sending: dict[str, asyncio.Task[None]] = {}  # ICCID -> its probe being sent
+        self._planning = asyncio.Lock()  # one round at a time: each reads what the last began
         store.on_number_found(self._number_found)
 
     def _number_found(self, iccid: str) -> None:
@@ -154,6 +155,10 @@ class NumberProber:
     async def round(self) -> list[str]:
         """Fail the probes that never arrived, then start the ones the budget allows; the
         ICCIDs of the SIMs probed now."""
+        async with self._planning:
+            return await self._round()
+
+    async def _round(self) -> list[str]:
         now = self._clock()
         await self._store.expire_probes(now, self._settings.timeout)
         if self._settings.per_day <= 0:
