@@ -172,3 +172,16 @@ def test_cmgs_length_outside_a_tpdu_is_refused_before_the_prompt() -> None:
     rig, _ = sending_rig()
     assert rig.talk("AT+CMGS=5") == b"\r\n+CMS ERROR: 304\r\n"
     assert rig.talk("AT+CMGS=165") == b"\r\n+CMS ERROR: 304\r\n"
+
+
+def test_a_ringing_call_is_lost_with_the_network_or_the_sim() -> None:
+    rig, calls = calling_rig("ec25")
+    rig.modem.incoming_call("c1", "+79031234567", give_up_after=60)
+    rig.modem.set_network(available=False)
+    rig.modem.set_network(available=True)
+    rig.modem.incoming_call("c2", "+79031234567", give_up_after=60)
+    rig.modem.remove_sim()
+    rig.take()
+    rig.clock.advance(60)
+    assert rig.take() == b""  # no ring, no NO CARRIER after the loss
+    assert calls == [("ringing", "c1"), ("lost", "c1"), ("ringing", "c2"), ("lost", "c2")]

@@ -1143,6 +1143,7 @@ class Modem:
         self._schedule_pump()
 
     def remove_sim(self) -> None:
+        self._end_call("lost")
         self._requeue_unacked()
         self.sim = None
         self._urc("+CPIN: NOT INSERTED")
@@ -1158,6 +1159,7 @@ class Modem:
     def set_network(self, *, available: bool) -> None:
         self.network_ok = available
         if not available:
+            self._end_call("lost")  # off the network, a ringing call drops
             self._requeue_unacked()
         self._announce_registration()
         self._schedule_pump()
