@@ -241,10 +241,12 @@ async def _traffic(hub: Hub, standin: OnlineSimStandIn, every: float, seed: int)
 
 async def _report(agent: Agent, standin: OnlineSimStandIn) -> None:
     """Without a terminal: one status line every ten seconds."""
+    from agent.status import NumberSource
+
     while True:
         modems = agent.fleet.modems() if agent.fleet else []
         ready = sum(1 for m in modems if str(m.state) == "ready")
-        probed = sum(1 for m in modems if m.number_source == "sms-probe")
+        probed = sum(1 for m in modems if m.number_source is NumberSource.SMS_PROBE)
         print(
             f"{time.strftime('%H:%M:%S')} modems ready {ready}/{len(modems)}, "
             f"numbers online {len(standin.state.online)} ({probed} found by SMS probe), "
