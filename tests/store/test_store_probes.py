@@ -169,3 +169,19 @@ async def test_calls_are_kept_and_forwarded_only_when_asked(store: Store, db_pat
     assert await store.read(queries.calls_per_sim) == {ICCID: 3}
     assert await store.read(lambda: queries.calls_per_sim(T0 + timedelta(seconds=1))) == {}
     assert count_rows(db_path, "incoming_call") == 3
+
+
+async def test_a_probe_that_arrives_after_its_timeout_still_gives_the_number(
+    store: Store,
+) -> None:
+    token = new_token()
+    probe_id = await started_probe(store, token)
+    await store.probe_sent(probe_id, 9, T0)
+    assert await store.expire_probes(T0 + timedelta(hours=1), 600) == [probe_id]
+    late = await ingest(
+        store, pdus(probe_text(token), PROBER_NUMBER)[0], read_at=T0 + timedelta(hours=2)
+    )
+    assert late.number_found == PROBER
+    assert late.message_id is None
+    (probe,) = await store.read(queries.number_probes)
+    assert (probe.state, probe.reason, probe.found_number) == ("found", None, PROBER_NUMBER)
