@@ -50,6 +50,11 @@ async def test_six_unknown_sims_find_their_numbers_by_sms_within_a_minute(
     assert sorted(p.iccid for p in probes) == sorted(hidden)  # one probe each
     assert {p.state for p in probes} == {"found"}
     assert {p.target_iccid for p in probes} <= set(msisdn) - hidden
+    # Across operators and countries: some probe went from one country to another.
+    country = {
+        slot.modem.sim.iccid: slot.modem.sim.operator.calling_code for slot in site.hub.slots
+    }
+    assert any(country[p.iccid] != country[p.target_iccid] for p in probes)
     # None reached OnlineSim, none is a message (the outbox, the counts), every raw PDU kept.
     assert site.standin.state.messages == []
     assert (await store.table_counts())["message"] == 0
