@@ -39,6 +39,9 @@ log = get_logger("modem.probe")
 SEND_TIMEOUT = 60.0
 """Seconds AT+CMGS may take: the module waits for the network's answer (module manuals
 give up to 60 s)."""
+TURN_WITHIN = 120.0
+"""Seconds a probe waits for its modem's worker to take it (a modem in recovery takes
+nothing); past that the probe fails and its SMS is never sent."""
 ONE_DAY = timedelta(days=1)
 MAX_PROBES_AT_ONCE = 8
 
@@ -211,7 +214,15 @@ class NumberProber:
         text, recipient = probe_text(token), target.number
         log.info("%s: probing for its number: SMS to %s (%s)", status.slot, recipient, target.slot)
         try:
-            reference = await worker.run_in_turn(lambda session: send_sms(session, recipient, text))
+            async with asyncio.timeout(TURN_WITHIN + SEND_TIMEOUT):
+                reference = await worker.run_in_turn(
+                    lambda session: send_sms(session, recipient, text)
+                )
+        except TimeoutError:
+            reason = f"the modem did not take the SMS within {TURN_WITHIN:g} s (busy or recovering)"
+            log.warning("%s: number probe #%d failed: %s", status.slot, probe_id, reason)
+            await self._store.probe_failed(probe_id, reason, self._clock())
+            return
         except (CommandFailed, CommandTimeout, PortGone) as exc:
             reason = failure_reason(exc)
             log.warning("%s: number probe #%d failed: %s", status.slot, probe_id, reason)

@@ -179,15 +179,28 @@ class _Job:
         self.done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def run(self, session: AtSession) -> None:
+        if self.done.cancelled():
+            return  # whoever asked gave up waiting for its turn: the work is not done
         try:
             result = await self.work(session)
         except CommandFailed as exc:
-            self.done.set_exception(exc)  # an answer: the port is fine
+            self.settle(exc)  # an answer: the port is fine
             return
         except (CommandTimeout, PortGone) as exc:
-            self.done.set_exception(exc)
+            self.settle(exc)
             raise  # the ladder's business, or the end of the worker
-        self.done.set_result(result)
+        except BaseException:  # the worker is stopped (cancelled) in the middle of it
+            self.settle(PortGone("the modem's worker stopped during the work", session.name))
+            raise
+        self.settle(result)
+
+    def settle(self, outcome: Any) -> None:
+        if self.done.done():
+            return  # the asker stopped waiting while the work ran
+        if isinstance(outcome, BaseException):
+            self.done.set_exception(outcome)
+        else:
+            self.done.set_result(outcome)
 
 
 _InboxItem = Urc | WorkerCommand | _Tick | _Job
@@ -252,7 +265,8 @@ class ModemWorker:
     async def run_in_turn(self, work: Callable[[AtSession], Awaitable[Any]]) -> Any:
         """Run ``work(session)`` between the worker's other items (never in the middle of
         reading an SMS) and return what it returns; raises what it raised, or PortGone
-        when the worker ends first."""
+        when the worker ends first. Cancelled (a caller's timeout) before its turn comes,
+        the work is skipped."""
         job = _Job(work)
         self._inbox.put_nowait(job)
         return await job.done
@@ -325,8 +339,8 @@ class ModemWorker:
         self._timers.clear()
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
-            if isinstance(item, _Job) and not item.done.done():
-                item.done.set_exception(PortGone("the modem's worker ended", self.device))
+            if isinstance(item, _Job):
+                item.settle(PortGone("the modem's worker ended", self.device))
         with contextlib.suppress(PortGone):
             await self._close_port()
 
