@@ -196,6 +196,18 @@ def _block_problem(rules: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _forward_text_problem(template: str) -> str | None:
+    if not template.strip():
+        return "expected a text"
+    if len(template) > 160:
+        return f"expected at most 160 characters, got {len(template)}"
+    try:
+        template.format(caller="+79161234567", time="2026-01-01T00:00:00+00:00")
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"only {{caller}} and {{time}} may be filled in ({exc})"
+    return None
+
+
 def _level_problem(value: str) -> str | None:
     levels = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
     return None if value.upper() in levels else f"expected one of {', '.join(levels)}"
@@ -324,6 +336,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _public_url_problem,
         ),
     },
+    "sims": {
+        "probe_sms_per_day": Key(
+            int,
+            0,
+            "SMS a day the site may spend finding unknown numbers by texting another SIM of"
+            " the site (one attempt per SIM a day); 0: never",
+            lambda v: None if 0 <= v <= 1000 else "expected 0 to 1000",
+        ),
+        "probe_timeout": Key(
+            (int, float),
+            600,
+            "seconds a number probe's SMS may take to arrive before it counts as failed",
+            lambda v: None if 10 <= v <= 86400 else "expected 10 to 86400",
+        ),
+    },
+    "calls": {
+        "forward": Key(
+            bool,
+            False,
+            "forward each incoming call's caller ID to OnlineSim as a message from the caller",
+        ),
+        "forward_text": Key(
+            str,
+            "Call from {caller}",
+            "text of that message: {caller} (E.164 as the network gave it), {time} (UTC)",
+            _forward_text_problem,
+        ),
+    },
     "control": {
         "socket": Key(str, "/run/simedge/control.sock", "unix socket the dashboard talks to"),
     },
@@ -389,6 +429,18 @@ class ModemsConfig:
 
 
 @dataclass(frozen=True)
+class SimsConfig:
+    probe_sms_per_day: int = 0
+    probe_timeout: float = 600
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    forward: bool = False
+    forward_text: str = "Call from {caller}"
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     host: str
     port: int
@@ -413,6 +465,8 @@ class Config:
     control_socket: Path
     log_level: str
     store: StoreConfig = field(default_factory=StoreConfig)
+    sims: SimsConfig = field(default_factory=SimsConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
 
     @property
     def database(self) -> Path:
@@ -522,6 +576,14 @@ def from_mapping(
             retention_days=float(values["store"]["retention_days"]),
             multipart_timeout=float(values["store"]["multipart_timeout"]),
             block=tuple(BlockRuleConfig(**rule) for rule in values["store"]["block"]),
+        ),
+        sims=SimsConfig(
+            probe_sms_per_day=values["sims"]["probe_sms_per_day"],
+            probe_timeout=float(values["sims"]["probe_timeout"]),
+        ),
+        calls=CallsConfig(
+            forward=values["calls"]["forward"],
+            forward_text=values["calls"]["forward_text"],
         ),
     )
 

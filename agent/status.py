@@ -41,6 +41,7 @@ class NumberSource(StrEnum):
     CNUM = "cnum"
     USSD = "ussd"
     MANUAL = "manual"
+    SMS_PROBE = "sms-probe"  # an SMS this SIM sent to another SIM of the site
     UNKNOWN = "unknown"
 
 
@@ -388,3 +389,37 @@ def _read(hint: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
         return value
     return value
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """One attempt to learn a SIM's number by SMS (agent.modem.probe): ``state`` is
+    sending, sent, found or failed; ``reason`` says why it failed (a +CMS ERROR code and
+    its meaning, no delivery in time, a SIM that cannot send)."""
+
+    id: int
+    iccid: str
+    slot: str | None
+    target_iccid: str
+    target_number: str
+    state: str
+    started_at: float
+    sent_at: float | None
+    finished_at: float | None
+    reason: str | None
+    found_number: str | None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A call that rang on a SIM and was rejected: ``caller`` None when withheld;
+    ``rejected_with`` the command that ended it (None: the modem refused every one);
+    ``message_id`` the message that forwarded it to OnlineSim, when ``[calls] forward``."""
+
+    id: int
+    iccid: str
+    slot: str | None
+    caller: str | None
+    at: float
+    rejected_with: str | None
+    message_id: int | None

@@ -39,10 +39,12 @@ from agent.errors import ControlError, StoreNotWritable
 from agent.locking import DataDirLock
 from agent.logs import get_logger, set_port_trace
 from agent.modem import own_number
+from agent.modem.calls import CallSettings
 from agent.modem.discovery import BY_PATH_DIR
 from agent.modem.fleet import Fleet
 from agent.modem.hotplug import PortWatcher
 from agent.modem.own_number import StoreNumberBook
+from agent.modem.probe import NumberProber, ProbeSettings
 from agent.modem.worker import WorkerCommand, WorkerSettings
 from agent.status import (
     FACT_UPLINK,
@@ -115,6 +117,7 @@ class Agent:
         self.store: Store | None = None
         self._data_lock: DataDirLock | None = None
         self.fleet: Fleet | None = None
+        self.prober: NumberProber | None = None
         self.numbers: NumbersSync | None = None
         self.pump: OutboxPump | None = None
         self.marks: TakeOffMarks | None = None
@@ -228,7 +231,18 @@ class Agent:
             number_book=StoreNumberBook(store),
             ussd_recipes=own_number.recipes(config.modems.ussd),
             on_change=self._modem_changed,
+            call_settings=CallSettings(
+                forward_template=config.calls.forward_text if config.calls.forward else None
+            ),
         )
+        self.prober = NumberProber(
+            store=store,
+            workers=self.fleet,
+            settings=ProbeSettings(
+                per_day=config.sims.probe_sms_per_day, timeout=config.sims.probe_timeout
+            ),
+        )
+
         self.webhook = WebhookServer(
             WebhookApp(self, self.metrics, path=config.webhook.path, token=config.webhook.token)
         )
@@ -247,6 +261,7 @@ class Agent:
             )
         for name, work in (
             ("fleet", self.fleet.run),
+            ("probe", self.prober.run),
             ("numbers", self.numbers.run),
             ("pump", self.pump.run),
             ("takeoff", self.takeoff.run),
@@ -268,6 +283,7 @@ class Agent:
         # Those that take work in first, so that everything they took is durable.
         for name in (
             "fleet",
+            "probe",
             "takeoff",
             "numbers",
             "maintenance",
@@ -348,6 +364,8 @@ class Agent:
             self._list_fields[status.slot] = fields
             if self.numbers is not None:
                 self.numbers.notify_change()
+            if self.prober is not None:
+                self.prober.wake()
             if self.marks is not None and self.fleet is not None:
                 self._in_background(self.marks.settle(self.fleet.modems()), "settle take-off marks")
             counts = {state: 0 for state in ModemState}

@@ -121,7 +121,19 @@ def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Pa
         (
             lambda t: t + "\n[modem]\nports = []\n",
             "[modem]: unknown section "
-            "(known: onlinesim, site, modems, store, webhook, control, logging)",
+            "(known: onlinesim, site, modems, store, webhook, sims, calls, control, logging)",
+        ),
+        (
+            lambda t: t + "\n[sims]\nprobe_sms_per_day = -1\n",
+            "[sims] probe_sms_per_day: expected 0 to 1000",
+        ),
+        (
+            lambda t: t + '\n[calls]\nforward = "yes"\n',
+            "[calls] forward: expected true or false, got a string",
+        ),
+        (
+            lambda t: t + '\n[calls]\nforward_text = "Call from {number}"\n',
+            "[calls] forward_text: only {caller} and {time} may be filled in ('number')",
         ),
         (
             lambda t: t + '\n[modems]\nbaudrate = "fast"\n',

@@ -2,7 +2,10 @@
 
 In one process and a temporary folder it starts a hub of emulated modems, the OnlineSim
 stand-in (which calls the agent's webhook as the real service does), and the real agent
-configured on them, then sends a realistic SMS every few seconds to a random modem. On a
+configured on them, then sends a realistic SMS every few seconds to a random modem and,
+now and then, rings one (the agent records the call and rejects it). Some SIMs start with
+numbers that neither +CNUM nor USSD give; they find them by texting a SIM whose number is
+known ([sims] probe_sms_per_day is set for the demo; docs/sims.md). On a
 terminal it opens the dashboard (``simedge tui``, a separate process as on a real site)
 and stops when the dashboard is closed; elsewhere it prints a status line now and then.
 Everything it writes stays in the folder: the configuration, the database, the log.
@@ -61,6 +64,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the emulated world")
     parser.add_argument(
+        "--unknown-numbers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="SIMs whose number only an SMS they send can tell (default: a third of them)",
+    )
+    parser.add_argument(
         "--every",
         type=float,
         default=3.0,
@@ -111,7 +121,9 @@ def _write_config(folder: Path, api_url: str, key: str, token: str, port: int) -
         f'[site]\ndata_dir = "data"\n\n'
         f'[modems]\nports = ["{folder / "modems"}/*"]\nhealth_interval = 10\n\n'
         f'[webhook]\nlisten = "127.0.0.1:{port}"\ntoken = "{token}"\n\n'
-        f'[control]\nsocket = "control.sock"\n'
+        f'[control]\nsocket = "control.sock"\n\n'
+        "# The demo's SIMs with unknown numbers find them by texting a known one.\n"
+        "[sims]\nprobe_sms_per_day = 20\n"
     )
     return path
 
@@ -125,7 +137,15 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
 
     show_tui = sys.stdout.isatty() and not args.no_tui
     key, token, port = secrets.token_hex(16), secrets.token_hex(16), _free_port()
-    hub = Hub(folder / "modems", count=args.modems, profile=args.profile, seed=args.seed)
+    unknown = args.modems // 3 if args.unknown_numbers is None else args.unknown_numbers
+    unknown = max(0, min(unknown, args.modems - 1))  # one SIM must know its number
+    hub = Hub(
+        folder / "modems",
+        count=args.modems,
+        profile=args.profile,
+        seed=args.seed,
+        hidden_numbers=unknown,
+    )
     webhook = f"http://127.0.0.1:{port}/onlinesim/numbers?token={token}"
     standin = OnlineSimStandIn(key=key, webhook_url=webhook, webhook_interval=30, seed=args.seed)
     stop = stop_on_signals()
@@ -149,6 +169,10 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
             f"{standin.control_url}/_standin/messages)"
         )
         print(f"  emulated modems     {args.modems} x {args.profile} in {folder / 'modems'}")
+        print(
+            f"  unknown numbers     {unknown} SIMs start without one and find it by an SMS "
+            "to a known SIM"
+        )
         print(f"  agent               simedge status --config {folder / 'simedge.toml'}")
         print(f"  dashboard           simedge tui --config {folder / 'simedge.toml'}")
         print(
@@ -196,6 +220,8 @@ async def _demo(args: argparse.Namespace, folder: Path) -> int:
 async def _traffic(hub: Hub, standin: OnlineSimStandIn, every: float, seed: int) -> None:
     """An SMS to a random modem every ``every`` seconds; now and then a number earns enough
     to be listed by takeOffNumbers, so the demo shows "swap SIM in slot ..." too."""
+    from agent.errors import EmulatorError
+
     if every <= 0:
         return
     rng = random.Random(seed)
@@ -205,6 +231,9 @@ async def _traffic(hub: Hub, standin: OnlineSimStandIn, every: float, seed: int)
         sender, text = rng.choice(SAMPLE_SMS)
         hub.inject(rng.randrange(len(hub.slots)), sender, text)
         sent += 1
+        if sent % 7 == 0:
+            with contextlib.suppress(EmulatorError):  # that modem rings already, or is off
+                hub.call(rng.randrange(len(hub.slots)), f"+7903{rng.randrange(10**7):07d}")
         if sent % 10 == 0 and standin.state.online:
             number = rng.choice(list(standin.state.online))
             standin.state.earnings[number] = 25.0 + sent
@@ -212,12 +241,15 @@ async def _traffic(hub: Hub, standin: OnlineSimStandIn, every: float, seed: int)
 
 async def _report(agent: Agent, standin: OnlineSimStandIn) -> None:
     """Without a terminal: one status line every ten seconds."""
+    from agent.status import NumberSource
+
     while True:
         modems = agent.fleet.modems() if agent.fleet else []
         ready = sum(1 for m in modems if str(m.state) == "ready")
+        probed = sum(1 for m in modems if m.number_source is NumberSource.SMS_PROBE)
         print(
             f"{time.strftime('%H:%M:%S')} modems ready {ready}/{len(modems)}, "
-            f"numbers online {len(standin.state.online)}, "
+            f"numbers online {len(standin.state.online)} ({probed} found by SMS probe), "
             f"SMS forwarded {len(standin.state.messages)}",
             flush=True,
         )

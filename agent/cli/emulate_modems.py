@@ -79,6 +79,20 @@ def configure_modems(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a +CMT waits for +CNMA before delivery turns off",
     )
+    parser.add_argument(
+        "--sms-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="how long an SMS between two SIMs of the hub takes to arrive (default 3)",
+    )
+    parser.add_argument(
+        "--hidden-numbers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N SIMs neither store their number nor get it by USSD",
+    )
 
 
 def run_modems(args: argparse.Namespace) -> int:
@@ -101,6 +115,8 @@ async def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         noise_interval=args.noise_interval,
         cnma_timeout=args.cnma_timeout,
+        sms_delay=args.sms_delay,
+        hidden_numbers=args.hidden_numbers,
     )
     stop = stop_on_signals()
     try:
@@ -186,6 +202,66 @@ def run_fault(args: argparse.Namespace) -> int:
     return EXIT_OK if answer is not None else EXIT_FAILURE
 
 
+CALL_HELP = "ring an emulated modem with caller ID until it rejects the call; prints its id"
+
+
+def configure_call(parser: argparse.ArgumentParser) -> None:
+    _add_dir(parser)
+    _add_modem(parser)
+    parser.add_argument("--caller", required=True, help='the calling number, "+7903..."')
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the caller hangs up after this long (default 30)",
+    )
+
+
+def run_call(args: argparse.Namespace) -> int:
+    answer = _call(
+        args.dir, "call", modem=args.modem, caller=args.caller, give_up_after=args.give_up_after
+    )
+    if answer is None:
+        return EXIT_FAILURE
+    print(answer["call"])
+    return EXIT_OK
+
+
+SIM_HELP = "change what an emulated SIM's network allows: credit, service, a refusal code"
+
+
+def configure_sim(parser: argparse.ArgumentParser) -> None:
+    _add_dir(parser)
+    _add_modem(parser)
+    parser.add_argument(
+        "--credit", choices=("yes", "no"), help="no: every SMS sent fails with +CMS ERROR 21"
+    )
+    parser.add_argument("--service", choices=("yes", "no"), help="no: off the network")
+    parser.add_argument(
+        "--refuse", type=int, metavar="CODE", help="every SMS sent fails with +CMS ERROR CODE"
+    )
+    parser.add_argument("--accept", action="store_true", help="end a --refuse")
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {}
+    if args.credit is not None:
+        fields["credit"] = args.credit == "yes"
+    if args.service is not None:
+        fields["service"] = args.service == "yes"
+    if args.refuse is not None or args.accept:
+        fields["refusal"] = None if args.accept else args.refuse
+    if not fields:
+        print(
+            "simedge emulate sim: give --credit, --service, --refuse or --accept", file=sys.stderr
+        )
+        return EXIT_USAGE
+    return (
+        EXIT_OK if _call(args.dir, "sim", modem=args.modem, **fields) is not None else EXIT_FAILURE
+    )
+
+
 LIST_HELP = "show each emulated modem: slot, ports, identities, stored SMS, CNMI, faults"
 
 
@@ -237,4 +313,6 @@ SUBCOMMANDS = {
     "inject": (INJECT_HELP, configure_inject, run_inject),
     "fault": (FAULT_HELP, configure_fault, run_fault),
     "list": (LIST_HELP, configure_list, run_list),
+    "call": (CALL_HELP, configure_call, run_call),
+    "sim": (SIM_HELP, configure_sim, run_sim),
 }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from agent.errors import ControlError, StoreError, StoreNotWritable
 from agent.logs import get_logger
+from agent.modem.calls import CallSettings
 from agent.modem.discovery import PortGroup, probe_group, split_by_identity
 from agent.modem.hotplug import Change, PortWatcher
 from agent.modem.own_number import NumberBook, UssdRecipe
@@ -60,6 +61,7 @@ class Fleet:
         on_change: Callable[[ModemStatus], None] = lambda status: None,
         reprobe: ReprobeBackoff | None = None,
         probe_timeout: float = 0.5,
+        call_settings: CallSettings | None = None,
     ) -> None:
         self.watcher = watcher
         self.store = store
@@ -69,6 +71,7 @@ class Fleet:
         self.on_change = on_change
         self.reprobe = reprobe or ReprobeBackoff()
         self.probe_timeout = probe_timeout
+        self.call_settings = call_settings or CallSettings()
         self.statuses: dict[str, ModemStatus] = {}
         self._workers: dict[str, ModemWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by group key
@@ -90,6 +93,10 @@ class Fleet:
         if worker is None:
             raise ControlError(f"no running modem in slot {slot}")
         worker.send(command)
+
+    def worker(self, slot: str) -> ModemWorker | None:
+        """The running worker of ``slot`` (to run work on its port in its turn)."""
+        return self._workers.get(slot)
 
     def rescan(self) -> None:
         """Look at the ports now and probe again every modem that has no AT port yet."""
@@ -223,6 +230,8 @@ class Fleet:
                 ussd_recipes=self.ussd_recipes,
                 label=group.label,
                 usb_path=group.key,
+                call_recorder=self.store,
+                call_settings=self.call_settings,
             )
             self._workers[group.slot] = worker
             try:

@@ -28,6 +28,7 @@ from agent.errors import CommandFailed, CommandTimeout, PortGone
 from agent.logs import TRACE, LogLimiter, get_logger, set_port_trace, trace_logger
 from agent.modem.transport import SerialPort
 from agent.protocol.framer import (
+    ESC,
     NMEA_SENTENCE,
     AtFramer,
     Echo,
@@ -36,6 +37,7 @@ from agent.protocol.framer import (
     InfoLine,
     Prompt,
     encode_command,
+    encode_sms_body,
 )
 from agent.protocol.results import FinalResult, to_command_failed
 from agent.protocol.urc import Urc
@@ -74,6 +76,7 @@ class AtSession:
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[object] | None = None
         self._response: asyncio.Future[FinalResult] | None = None
+        self._prompt: asyncio.Future[None] | None = None  # AT+CMGS's "> ", while awaited
         self._info: list[str] = []
         self._trace = trace_logger(self.name)
         self._flood_log = LogLimiter(log)
@@ -111,6 +114,17 @@ class AtSession:
             return await self._run(line, timeout)
         async with self._lock:
             return await self._run(line, timeout)
+
+    async def submit(self, line: str, body: str, *, timeout: float) -> list[str]:  # noqa: ASYNC109
+        """``line`` (``AT+CMGS=<n>``), then ``body`` (a PDU in hex) and Ctrl-Z once the
+        ``> `` prompt came; the info lines (``+CMGS: <mr>``). ``timeout`` covers the
+        prompt and the network's answer together. Raises as :meth:`command` does; after a
+        timeout ESC is written, so that a modem still waiting for a body does not take the
+        next command for one."""
+        if self._owner is not None and self._owner is asyncio.current_task():
+            return await self._run(line, timeout, body)
+        async with self._lock:
+            return await self._run(line, timeout, body)
 
     @asynccontextmanager
     async def exchange(self) -> AsyncIterator[Self]:
@@ -150,21 +164,33 @@ class AtSession:
                 except CommandFailed:
                     return  # an ERROR is an answer too: the port is in step
 
-    async def _run(self, line: str, limit: float) -> list[str]:
+    async def _run(self, line: str, limit: float, body: str | None = None) -> list[str]:
         if self._port is None or self.closed.is_set():
             raise self.gone_reason or PortGone("port is closed", self.name)
         data = encode_command(line)
-        response: asyncio.Future[FinalResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        response: asyncio.Future[FinalResult] = loop.create_future()
+        prompt: asyncio.Future[None] | None = loop.create_future() if body is not None else None
         self._info = []
         self._framer.expect(line)
         self._response = response
+        self._prompt = prompt
         try:
             self._write(data)
             async with asyncio.timeout(limit):
+                if prompt is not None and body is not None:
+                    # An error may come instead of the prompt (no SIM, a bad length).
+                    await asyncio.wait((prompt, response), return_when=asyncio.FIRST_COMPLETED)
+                    if not response.done():
+                        self._framer.expect_body(body)
+                        self._write(encode_sms_body(body))
                 result = await response
         except TimeoutError:
+            if body is not None and not self.closed.is_set():
+                self._write(ESC)
             raise CommandTimeout(f"{line}: no final result in {limit:g}s", self.name) from None
         finally:
+            self._prompt = None
             self._response = None
             if self._framer.pending is not None:
                 self._framer.expect(None)
@@ -213,8 +239,11 @@ class AtSession:
                 self.nmea_lines += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: garbage (%s): %r", self.name, event.reason, event.data[:80])
-        elif isinstance(event, Echo | Prompt):
-            pass  # echo is expected until ATE0; no command of ours prompts
+        elif isinstance(event, Prompt):
+            if self._prompt is not None and not self._prompt.done():
+                self._prompt.set_result(None)
+        elif isinstance(event, Echo):
+            pass  # echo is expected until ATE0
 
     def _lost(self, reason: PortGone | None) -> None:
         if self.closed.is_set():

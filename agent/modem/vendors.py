@@ -111,6 +111,9 @@ class VendorProfile:
     ussd_coding: UssdCoding
     sim_status_report: SimStatusReport | None
     storage: StorageQuirks
+    # Rejecting a ringing call, tried in order; the first that works is kept per modem
+    # (agent.modem.calls).
+    hangup_commands: tuple[str, ...]
 
 
 _QUECTEL_LAYOUT = {0: ROLE_DIAG, 1: ROLE_NMEA, 2: ROLE_AT, 3: ROLE_AT}
@@ -162,6 +165,9 @@ GENERIC = VendorProfile(
     ussd_coding=UssdCoding.TEXT,
     sim_status_report=None,
     storage=StorageQuirks(receives_into=()),
+    # 27.007's AT+CHUP rejects a call that is only ringing; a module that refuses it (the
+    # SIM800's manual documents ATH for hanging up) gets V.250's ATH.
+    hangup_commands=("AT+CHUP", "ATH"),
 )
 
 SIMCOM = VendorProfile(
@@ -183,6 +189,7 @@ SIMCOM = VendorProfile(
     ussd_coding=GENERIC.ussd_coding,
     sim_status_report=GENERIC.sim_status_report,
     storage=StorageQuirks(receives_into=("ME",)),  # SIM800 spills into ME when SM is full
+    hangup_commands=GENERIC.hangup_commands,
 )
 
 QUECTEL = VendorProfile(
@@ -216,6 +223,7 @@ QUECTEL = VendorProfile(
     ussd_coding=GENERIC.ussd_coding,
     sim_status_report=GENERIC.sim_status_report,
     storage=StorageQuirks(receives_into=("ME",)),  # EC25 spills into ME when SM is full
+    hangup_commands=GENERIC.hangup_commands,
 )
 
 HUAWEI = VendorProfile(
@@ -248,6 +256,7 @@ HUAWEI = VendorProfile(
         HuaweiSimState, {1: SimState.READY, 255: SimState.ABSENT}, SimState.ERROR
     ),
     storage=StorageQuirks(receives_into=("ME",)),  # E1550 receives into ME by default
+    hangup_commands=GENERIC.hangup_commands,
 )
 
 SIERRA = VendorProfile(
@@ -265,6 +274,7 @@ SIERRA = VendorProfile(
     ussd_coding=GENERIC.ussd_coding,
     sim_status_report=GENERIC.sim_status_report,
     storage=GENERIC.storage,
+    hangup_commands=GENERIC.hangup_commands,
 )
 
 
@@ -280,6 +290,7 @@ def _probe_only(name: str, recognised_by: tuple[str, ...], device: UsbDevice) ->
         ussd_coding=GENERIC.ussd_coding,
         sim_status_report=GENERIC.sim_status_report,
         storage=GENERIC.storage,
+        hangup_commands=GENERIC.hangup_commands,
     )
 
 

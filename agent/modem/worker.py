@@ -40,7 +40,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.config import ModemsConfig
 from agent.errors import (
@@ -52,13 +52,16 @@ from agent.errors import (
     StoreNotWritable,
 )
 from agent.logs import LogLimiter, get_logger
-from agent.modem import own_number, startup, vendors
+from agent.modem import calls, own_number, startup, vendors
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
 from agent.modem.session import AtSession
 from agent.modem.startup import ModemSetup, SimIdentity
 from agent.protocol import commands
 from agent.protocol.urc import (
+    CallEnded,
+    CallerId,
     RegistrationChanged,
+    Ring,
     SignalChanged,
     SimStatusChanged,
     SmsReceived,
@@ -98,6 +101,7 @@ class WorkerCommand(StrEnum):
     TRACE_ON = "trace-on"
     TRACE_OFF = "trace-off"
     REFRESH_NUMBER = "refresh-number"
+    RELOAD_NUMBER = "reload-number"  # learnt elsewhere (a number probe): read it again
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,40 @@ class _Tick(StrEnum):
     GONE = "gone"
 
 
-_InboxItem = Urc | WorkerCommand | _Tick
+class _Job:
+    """Work another part of the agent has for this port (a number probe's SMS), run by
+    the worker in its turn; its outcome goes to ``done``."""
+
+    def __init__(self, work: Callable[[AtSession], Awaitable[Any]]) -> None:
+        self.work = work
+        self.done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def run(self, session: AtSession) -> None:
+        if self.done.cancelled():
+            return  # whoever asked gave up waiting for its turn: the work is not done
+        try:
+            result = await self.work(session)
+        except CommandFailed as exc:
+            self.settle(exc)  # an answer: the port is fine
+            return
+        except (CommandTimeout, PortGone) as exc:
+            self.settle(exc)
+            raise  # the ladder's business, or the end of the worker
+        except BaseException:  # the worker is stopped (cancelled) in the middle of it
+            self.settle(PortGone("the modem's worker stopped during the work", session.name))
+            raise
+        self.settle(result)
+
+    def settle(self, outcome: Any) -> None:
+        if self.done.done():
+            return  # the asker stopped waiting while the work ran
+        if isinstance(outcome, BaseException):
+            self.done.set_exception(outcome)
+        else:
+            self.done.set_result(outcome)
+
+
+_InboxItem = Urc | WorkerCommand | _Tick | _Job
 
 
 class ModemWorker:
@@ -183,6 +220,8 @@ class ModemWorker:
         ussd_recipes: Mapping[str, UssdRecipe] | None = None,
         label: str | None = None,
         usb_path: str | None = None,
+        call_recorder: calls.CallRecorder | None = None,
+        call_settings: calls.CallSettings | None = None,
     ) -> None:
         self.device = device
         self.slot = slot
@@ -209,12 +248,26 @@ class ModemWorker:
         self._failures = 0
         self._idle = asyncio.Event()
         self._first_health = True
+        self._calls = calls.CallHandler(
+            slot,
+            call_recorder,
+            call_settings or calls.CallSettings(),
+        )
 
     # -- outside world ---------------------------------------------------------------
 
     def send(self, command: WorkerCommand) -> None:
         """Queue a command; the worker runs it between its other work."""
         self._inbox.put_nowait(command)
+
+    async def run_in_turn(self, work: Callable[[AtSession], Awaitable[Any]]) -> Any:
+        """Run ``work(session)`` between the worker's other items (never in the middle of
+        reading an SMS) and return what it returns; raises what it raised, or PortGone
+        when the worker ends first. Cancelled (a caller's timeout) before its turn comes,
+        the work is skipped."""
+        job = _Job(work)
+        self._inbox.put_nowait(job)
+        return await job.done
 
     async def wait_idle(self) -> None:
         """Wait until the worker has handled everything in its inbox (tests, benchmarks)."""
@@ -287,6 +340,10 @@ class ModemWorker:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if isinstance(item, _Job):
+                item.settle(PortGone("the modem's worker ended", self.device))
         with contextlib.suppress(PortGone):
             await self._close_port()
 
@@ -505,6 +562,7 @@ class ModemWorker:
             )
             self._arm(_Tick.HEALTH, self._next_health())
             return
+        self._calls.caller_id = await calls.enable_caller_id(self.session)
         self._sim = sim
         if sim is None:
             self._publish(state=ModemState.READY, fault="cannot read the SIM's ICCID")
@@ -570,6 +628,8 @@ class ModemWorker:
             self._publish(fault=self._standing_fault())
         elif isinstance(item, Urc):
             await self._urc(item)
+        elif isinstance(item, _Job):
+            await item.run(self.session)
 
     async def _command(self, command: WorkerCommand) -> None:
         log.info("%s: asked to %s", self.slot, command)
@@ -582,6 +642,8 @@ class ModemWorker:
             self.session.set_trace(self._trace)
         elif command is WorkerCommand.REFRESH_NUMBER:
             await self._resolve_number(refresh=True)
+        elif command is WorkerCommand.RELOAD_NUMBER:
+            await self._resolve_number(refresh=False)
 
     async def _urc(self, urc: Urc) -> None:
         if isinstance(urc, SmsStored):
@@ -601,6 +663,13 @@ class ModemWorker:
             self._sim_changed(startup.sim_state_of(urc.status), urc)
         elif (reported := vendors.sim_state_reported(urc)) is not None:
             self._sim_changed(reported, urc)
+        elif isinstance(urc, Ring | CallerId | CallEnded):
+            await self._calls.handle(
+                urc,
+                session=self.session,
+                iccid=self._sim.iccid if self._sim is not None else None,
+                vendor=self._setup.vendor if self._setup is not None else vendors.GENERIC,
+            )
         elif isinstance(urc, StorageFull):
             log.warning("%s: modem says %s storage full: sweeping", self.slot, urc.storage)
             await self._sweep()

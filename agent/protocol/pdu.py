@@ -821,6 +821,52 @@ def encode_deliver(
     return pdus
 
 
+SUBMIT_VALIDITY = 0xAA
+"""TP-VP of what we send, relative format: 0xAA is 4 days (23.040 9.2.3.12.1), what
+phones and most modems put there by default."""
+
+
+def encode_submit(text: str, recipient: str, *, encoding: str | None = None) -> tuple[str, int]:
+    """The one SMS-SUBMIT that ``AT+CMGS`` in PDU mode sends: ``(pdu_hex, tpdu_length)``.
+
+    The PDU starts with an empty SMSC field (``00``: the modem uses the SIM's SMSC), so
+    ``tpdu_length``, the number ``AT+CMGS=`` takes, is the PDU's octets less that one.
+    TP-MR is 0 (the modem numbers the message itself), TP-VP relative (:data:`SUBMIT_VALIDITY`),
+    no status report. GSM 7-bit when every character is in the default alphabet or its
+    extension table, else UCS2 (UTF-16BE); ``encoding`` ("gsm7" or "ucs2") forces one.
+    ``recipient`` is international (``+44...``) or national digits. One part only: a text
+    longer than 160 septets or 70 UCS2 units raises ValueError, as does any argument an
+    SMSC would refuse.
+    """
+    units: list[bytes] | None = None
+    if encoding in (None, "gsm7"):
+        units = gsm7.encode_chars(text)
+        if units is None and encoding == "gsm7":
+            raise ValueError("text has characters outside the GSM 7-bit default alphabet")
+    elif encoding != "ucs2":
+        raise ValueError(f"encoding must be 'gsm7', 'ucs2' or None, not {encoding!r}")
+    if not (recipient.startswith("+") and recipient[1:].isdigit()) and not recipient.isdigit():
+        raise ValueError(f"recipient {recipient!r} is not a phone number")
+    if units is not None:
+        septets = b"".join(units)
+        if len(septets) > 160:
+            raise ValueError(f"text needs {len(septets)} septets; one SMS holds 160")
+        dcs, udl, body = 0x00, len(septets), gsm7.pack_septets(septets)
+    else:
+        body = text.encode("utf-16-be", "surrogatepass")
+        if len(body) > 140:
+            raise ValueError(f"text needs {len(body)} octets in UCS2; one SMS holds 140")
+        dcs, udl = 0x08, len(body)
+    # First octet: TP-MTI 01 (SUBMIT), TP-VPF 10 (relative), TP-RD, SRR, UDHI and RP clear.
+    tpdu = (
+        bytes((0x11, 0x00))
+        + _encode_address(recipient)
+        + bytes((0x00, dcs, SUBMIT_VALIDITY, udl))
+        + body
+    )
+    return "00" + tpdu.hex().upper(), len(tpdu)
+
+
 def _split(
     units: list[bytes],
     capacity: int,

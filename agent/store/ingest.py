@@ -32,12 +32,14 @@ from peewee import fn
 from agent.errors import PduError
 from agent.protocol import concat
 from agent.protocol.pdu import SmsDeliver
+from agent.store import probes
 from agent.store.blocking import BlockRules
 from agent.store.models import (
     ASSEMBLING,
     BLOCKED,
     PDU_IGNORED,
     PDU_OK,
+    PDU_PROBE,
     PDU_SALVAGED,
     PDU_UNDECODABLE,
     PENDING,
@@ -58,6 +60,8 @@ class IngestResult:
     ``waiting``: a part was stored and its message waits for others.
     ``blocked``: the completed message matched a block rule and will not be uploaded.
     ``error``: the decoder's complaint when the PDU was kept undecodable.
+    ``number_found``: the PDU was a number probe (agent.store.probes): kept, not a
+    message; this is the ICCID of the SIM whose number it gave.
     """
 
     pdu_id: int
@@ -66,6 +70,7 @@ class IngestResult:
     waiting: bool = False
     blocked: bool = False
     error: str | None = None
+    number_found: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,9 @@ def ingest(
         status, error = PDU_SALVAGED, problems_text(decoded)
         if decoded.timestamp is None:
             decoded = replace(decoded, timestamp=received.read_at)
+    probe = probes.awaited(received.iccid, decoded, received.read_at)
+    if probe is not None:
+        status = PDU_PROBE
     pdu_id = sql(
         'INSERT INTO "received_pdu" ("iccid", "imei", "slot", "storage", "storage_index",'
         ' "pdu_hex", "digest", "read_at", "status", "error") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -173,6 +181,9 @@ def ingest(
             error,
         ),
     ).lastrowid
+    if probe is not None:
+        probes.found(probe, received.read_at)
+        return IngestResult(pdu_id=pdu_id, number_found=probe.iccid)
     if status == PDU_SALVAGED:
         log_event(
             "pdu_salvaged",
@@ -213,9 +224,42 @@ def _timestamp(sms: SmsDeliver) -> datetime:
 def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRules) -> IngestResult:
     """A one-part SMS: deliverable at once, in two statements, with no ``part`` row (the
     message and its PDU hold all of it)."""
-    blocked_rule = rules.first_match(sms.sender, sms.text)
-    read_at = db_time(received.read_at)
-    scts, offset = db_time(_timestamp(sms)), offset_minutes(_timestamp(sms))
+    message_id, blocked_rule = add_message(
+        iccid=received.iccid,
+        slot=received.slot,
+        sender=sms.sender,
+        sender_type=sms.sender_type,
+        text=sms.text,
+        encoding=sms.encoding,
+        scts=_timestamp(sms),
+        received_at=received.read_at,
+        rules=rules,
+        problems=problems_text(sms),
+    )
+    sql('UPDATE "received_pdu" SET "message_id" = ? WHERE "id" = ?', (message_id, pdu_id))
+    if blocked_rule:
+        _log_blocked(message_id, sms.sender, blocked_rule, received, received.read_at)
+    return IngestResult(pdu_id=pdu_id, message_id=message_id, blocked=bool(blocked_rule))
+
+
+def add_message(
+    *,
+    iccid: str,
+    slot: str | None,
+    sender: str,
+    sender_type: str,
+    text: str,
+    encoding: str,
+    scts: datetime,
+    received_at: datetime,
+    rules: BlockRules,
+    problems: str | None = None,
+) -> tuple[int, str | None]:
+    """A complete one-part message, due for upload unless a block rule holds it (the
+    rule's name is returned beside the id)."""
+    blocked_rule = rules.first_match(sender, text)
+    read_at = db_time(received_at)
+    offset = offset_minutes(scts)
     message_id = sql(
         'INSERT INTO "message" ("iccid", "slot", "sender", "sender_type", "text", "encoding",'
         ' "scts", "scts_offset_min", "received_at", "ready_at", "seq", "part_count",'
@@ -223,25 +267,22 @@ def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRul
         ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX("seq"), 0) + 1'
         " FROM \"message\"), 1, 1, '', ?, ?, 0, ?)",
         (
-            received.iccid,
-            received.slot,
-            sms.sender,
-            sms.sender_type,
-            sms.text,
-            sms.encoding,
-            scts,
+            iccid,
+            slot,
+            sender,
+            sender_type,
+            text,
+            encoding,
+            db_time(scts),
             offset,
             read_at,
             read_at,
             blocked_rule,
             BLOCKED if blocked_rule else PENDING,
-            problems_text(sms),
+            problems,
         ),
     ).lastrowid
-    sql('UPDATE "received_pdu" SET "message_id" = ? WHERE "id" = ?', (message_id, pdu_id))
-    if blocked_rule:
-        _log_blocked(message_id, sms.sender, blocked_rule, received, received.read_at)
-    return IngestResult(pdu_id=pdu_id, message_id=message_id, blocked=bool(blocked_rule))
+    return message_id, blocked_rule
 
 
 def _log_blocked(

@@ -136,6 +136,28 @@ def _v6_message_problems(_database: SqliteDatabase, migrator: SqliteMigrator) ->
     migrate(migrator.add_column("message", "problems", TextField(null=True)))
 
 
+def _v7_number_probes_and_calls(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
+    # A SIM whose number neither +CNUM nor USSD gives learns it by texting another SIM of
+    # the site (agent.modem.probe): each attempt costs an SMS, so attempts are kept to
+    # allow one a day and to show why one failed. Calls are recorded before they are
+    # rejected (agent.modem.calls). Frozen SQL, as peewee made it for the models then.
+    for statement in (
+        'CREATE TABLE "number_probe" ("id" INTEGER NOT NULL PRIMARY KEY,'
+        ' "iccid" VARCHAR(255) NOT NULL, "slot" VARCHAR(255),'
+        ' "target_iccid" VARCHAR(255) NOT NULL, "target_number" VARCHAR(255) NOT NULL,'
+        ' "token" VARCHAR(255) NOT NULL, "state" VARCHAR(255) NOT NULL,'
+        ' "started_at" DATETIME NOT NULL, "sent_at" DATETIME, "finished_at" DATETIME,'
+        ' "message_reference" INTEGER, "reason" TEXT, "found_number" VARCHAR(255))',
+        'CREATE UNIQUE INDEX "number_probe_token" ON "number_probe" ("token")',
+        'CREATE INDEX "number_probe_iccid_started_at" ON "number_probe" ("iccid", "started_at")',
+        'CREATE TABLE "incoming_call" ("id" INTEGER NOT NULL PRIMARY KEY,'
+        ' "iccid" VARCHAR(255) NOT NULL, "slot" VARCHAR(255), "caller" VARCHAR(255),'
+        ' "at" DATETIME NOT NULL, "rejected_with" VARCHAR(255), "message_id" INTEGER)',
+        'CREATE INDEX "incoming_call_iccid_at" ON "incoming_call" ("iccid", "at")',
+    ):
+        database.execute_sql(statement)
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -149,6 +171,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (4, "block_rule: rules added at run time", _v4_block_rules),
     (5, "site_fact: the uplink's state, the numbers OnlineSim accepted", _v5_site_facts),
     (6, "message.problems: faults the decoder salvaged around", _v6_message_problems),
+    (7, "number_probe and incoming_call: own number by SMS, calls", _v7_number_probes_and_calls),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -45,11 +45,12 @@ ATTEMPT_DEAD = "dead"
 
 # ReceivedPdu.status values: decoded into a message part, salvaged (decoded around faulty
 # fields, docs/pdu-decoder.md; ``error`` lists them), undecodable (kept with the decoder's
-# error), or a valid PDU that is not an SMS-DELIVER (nothing to forward).
+# error), a valid PDU that is not an SMS-DELIVER (nothing to forward), or a number probe.
 PDU_OK = "ok"
 PDU_SALVAGED = "salvaged"
 PDU_UNDECODABLE = "undecodable"
 PDU_IGNORED = "ignored"
+PDU_PROBE = "probe"  # a number probe's SMS (agent.store.probes): kept, never a message
 
 
 def to_utc(value: datetime | float) -> datetime:
@@ -319,6 +320,56 @@ class SiteFact(BaseModel):
         table_name = "site_fact"
 
 
+# NumberProbe.state values (agent.modem.probe): the SMS is being sent, was sent and is
+# awaited, arrived (the number is known), or failed (``reason`` says why).
+PROBE_SENDING = "sending"
+PROBE_SENT = "sent"
+PROBE_FOUND = "found"
+PROBE_FAILED = "failed"
+
+
+class NumberProbe(BaseModel):
+    """One attempt to learn a SIM's own number by SMS: the SIM (``iccid``) sends a one-time
+    ``token`` to another SIM of the site whose number is known (``target_iccid``,
+    ``target_number``); when it arrives there its sender is the number. Added in schema
+    version 7; kept for the daily limit and for the person asking why a number is unknown.
+    """
+
+    iccid = CharField()
+    slot = CharField(null=True)
+    target_iccid = CharField()
+    target_number = CharField()
+    token = CharField(unique=True)
+    state = CharField()
+    started_at = UtcDateTimeField()
+    sent_at = UtcDateTimeField(null=True)
+    finished_at = UtcDateTimeField(null=True)
+    message_reference = IntegerField(null=True)  # TP-MR from +CMGS
+    reason = TextField(null=True)  # why it failed: +CMS ERROR code and meaning, timeout...
+    found_number = CharField(null=True)
+
+    class Meta:
+        table_name = "number_probe"
+        indexes = ((("iccid", "started_at"), False),)
+
+
+class IncomingCall(BaseModel):
+    """A call that rang on a SIM, recorded and rejected (agent.modem.calls). ``caller`` is
+    None when the network withheld it. ``message_id`` is the message that forwarded the
+    caller ID to OnlineSim (``[calls] forward``). Added in schema version 7."""
+
+    iccid = CharField()
+    slot = CharField(null=True)
+    caller = CharField(null=True)
+    at = UtcDateTimeField()
+    rejected_with = CharField(null=True)  # the command that ended it; None: could not
+    message_id = IntegerField(null=True)
+
+    class Meta:
+        table_name = "incoming_call"
+        indexes = ((("iccid", "at"), False),)
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Modem,
@@ -330,4 +381,6 @@ MODELS: tuple[type[BaseModel], ...] = (
     Event,
     BlockRuleRow,
     SiteFact,
+    NumberProbe,
+    IncomingCall,
 )

@@ -15,10 +15,12 @@ from peewee import fn
 
 from agent.status import (
     AttemptRecord,
+    CallRecord,
     LogEvent,
     MessageDetail,
     MessageSummary,
     PduRecord,
+    ProbeRecord,
     SlotActivity,
 )
 from agent.store.models import (
@@ -27,7 +29,9 @@ from agent.store.models import (
     SENT,
     DeliveryAttempt,
     Event,
+    IncomingCall,
     Message,
+    NumberProbe,
     ReceivedPdu,
     Sim,
     to_utc,
@@ -194,3 +198,62 @@ def activity(
     }
     latency = tuple(median(values) if values else None for values in latencies)
     return result, tuple(forwarded), latency
+
+
+def _probe_record(row: NumberProbe) -> ProbeRecord:
+    return ProbeRecord(
+        id=row.id,
+        iccid=row.iccid,
+        slot=row.slot,
+        target_iccid=row.target_iccid,
+        target_number=row.target_number,
+        state=row.state,
+        started_at=row.started_at.timestamp(),
+        sent_at=_epoch(row.sent_at),
+        finished_at=_epoch(row.finished_at),
+        reason=row.reason,
+        found_number=row.found_number,
+    )
+
+
+def number_probes(iccid: str | None = None, limit: int = 100) -> list[ProbeRecord]:
+    """Number probes, newest first; of one SIM when ``iccid`` is given."""
+    query = NumberProbe.select()
+    if iccid is not None:
+        query = query.where(NumberProbe.iccid == iccid)
+    return [_probe_record(row) for row in query.order_by(NumberProbe.id.desc()).limit(limit)]
+
+
+def last_probes() -> dict[str, ProbeRecord]:
+    """The newest number probe of each SIM that ever probed, by ICCID (the SIMs screen:
+    why a number is still unknown, or that it came by SMS)."""
+    newest = NumberProbe.select(fn.MAX(NumberProbe.id)).group_by(NumberProbe.iccid)
+    rows = NumberProbe.select().where(NumberProbe.id.in_(newest))
+    return {row.iccid: _probe_record(row) for row in rows}
+
+
+def incoming_calls(iccid: str | None = None, limit: int = 100) -> list[CallRecord]:
+    """Calls that rang and were rejected, newest first; of one SIM when ``iccid`` is given."""
+    query = IncomingCall.select()
+    if iccid is not None:
+        query = query.where(IncomingCall.iccid == iccid)
+    return [
+        CallRecord(
+            id=row.id,
+            iccid=row.iccid,
+            slot=row.slot,
+            caller=row.caller,
+            at=row.at.timestamp(),
+            rejected_with=row.rejected_with,
+            message_id=row.message_id,
+        )
+        for row in query.order_by(IncomingCall.id.desc()).limit(limit)
+    ]
+
+
+def calls_per_sim(since: datetime | float | None = None) -> dict[str, int]:
+    """How many calls rang on each SIM (since ``since``, or ever), by ICCID."""
+    query = IncomingCall.select(IncomingCall.iccid, fn.COUNT(IncomingCall.id).alias("calls"))
+    if since is not None:
+        query = query.where(IncomingCall.at >= to_utc(since))
+    return {row.iccid: row.calls for row in query.group_by(IncomingCall.iccid)}

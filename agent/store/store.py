@@ -24,7 +24,7 @@ from peewee import SqliteDatabase
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.store import datadir, facts, ingest, integrity, outbox
+from agent.store import calls, datadir, facts, ingest, integrity, outbox, probes
 from agent.store.blocking import (
     ADDED,
     CONFIGURED,
@@ -101,6 +101,7 @@ class Store:
         self._event_cap = event_cap
         self._ready_callbacks: list[Callable[[], None]] = []
         self._stored_callbacks: list[Callable[[bool], None]] = []
+        self._number_callbacks: list[Callable[[str], None]] = []
         self._closed = False
 
     @classmethod
@@ -328,6 +329,12 @@ class Store:
         self._stored_callbacks.append(callback)
         return lambda: self._stored_callbacks.remove(callback)
 
+    def on_number_found(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(iccid)`` when a number probe's SMS gave that SIM its number;
+        returns a function that removes it."""
+        self._number_callbacks.append(callback)
+        return lambda: self._number_callbacks.remove(callback)
+
     def _notify_stored(self, blocked: bool) -> None:
         for callback in list(self._stored_callbacks):
             callback(blocked)
@@ -383,6 +390,9 @@ class Store:
             partial(ingest.ingest, received, decoded, self._block_rules, self._multipart_timeout),
             f"ingest PDU from SIM {iccid} ({storage} index {index})",
         )
+        if result.number_found is not None:
+            for number_found in list(self._number_callbacks):
+                number_found(result.number_found)
         if result.message_id is not None:
             self._notify_stored(result.blocked)
             if not result.blocked:
@@ -503,6 +513,80 @@ class Store:
             partial(ingest.log_event, kind, text, at=moment, level=level, slot=slot, iccid=iccid),
             f"log event {kind}",
         )
+
+    # --- number probes and calls (agent.modem.probe, agent.modem.calls) -------------------
+
+    async def start_probe(
+        self,
+        *,
+        iccid: str,
+        slot: str | None,
+        target_iccid: str,
+        target_number: str,
+        token: str,
+        at: datetime | float,
+    ) -> int:
+        """Record a probe before its SMS is sent; its id."""
+        return await self._write(
+            partial(
+                probes.start,
+                iccid=iccid,
+                slot=slot,
+                target_iccid=target_iccid,
+                target_number=target_number,
+                token=token,
+                at=to_utc(at),
+            ),
+            f"start a number probe from SIM {iccid}",
+        )
+
+    async def probe_sent(self, probe_id: int, reference: int, at: datetime | float) -> None:
+        await self._write(
+            partial(probes.sent, probe_id, reference, to_utc(at)), f"number probe #{probe_id} sent"
+        )
+
+    async def probe_failed(self, probe_id: int, reason: str, at: datetime | float) -> bool:
+        return await self._write(
+            partial(probes.failed, probe_id, reason, to_utc(at)), f"number probe #{probe_id} failed"
+        )
+
+    async def expire_probes(self, now: datetime | float, within: float) -> list[int]:
+        """Fail the probes whose SMS did not arrive within ``within`` seconds."""
+        return await self._write(
+            partial(probes.expire, to_utc(now), within), "expire number probes"
+        )
+
+    async def probe_attempts_since(self, since: datetime | float) -> dict[str, int]:
+        return await self.read(partial(probes.attempts_since, to_utc(since)))
+
+    async def record_call(
+        self,
+        *,
+        iccid: str,
+        slot: str | None,
+        caller: str | None,
+        at: datetime | float,
+        rejected_with: str | None,
+        forward_template: str | None,
+    ) -> tuple[int, int | None]:
+        """Keep a call (and, with ``forward_template``, the message forwarding it)."""
+        call_id, message_id = await self._write(
+            partial(
+                calls.record,
+                iccid=iccid,
+                slot=slot,
+                caller=caller,
+                at=to_utc(at),
+                rejected_with=rejected_with,
+                forward_template=forward_template,
+                rules=self._block_rules,
+            ),
+            f"record a call on SIM {iccid}",
+        )
+        if message_id is not None:
+            self._notify_stored(False)
+            self._notify_ready()
+        return call_id, message_id
 
     async def record_fact(self, name: str, value: dict[str, Any]) -> None:
         """Keep one fact for the readers that cannot ask the agent (see store.facts)."""

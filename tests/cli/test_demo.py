@@ -20,6 +20,8 @@ def test_demo_starts_the_standin_and_modems_then_stops(tmp_path: Path) -> None:
             "demo",
             "--modems",
             "2",
+            "--unknown-numbers",
+            "1",
             "--dir",
             str(tmp_path),
             "--for",
@@ -37,6 +39,7 @@ def test_demo_starts_the_standin_and_modems_then_stops(tmp_path: Path) -> None:
         rest = [demo.stdout.readline() for _ in range(3)]
         assert "OnlineSim stand-in  http://127.0.0.1:" in rest[0]
         assert "emulated modems     2 x mixed" in rest[1]
+        assert "unknown numbers     1 SIMs start without one" in rest[2]
         links = [p for p in (tmp_path / "modems").iterdir() if p.name.endswith("-port0")]
         assert links, "the demo's modems have no ports"
     finally:

@@ -126,9 +126,17 @@ async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
         profile: str = "mixed",
         seed: int = 7,
         worker_settings: WorkerSettings = FAST,
+        hub_options: dict[str, Any] | None = None,
         **sections: dict[str, Any],
     ) -> Site:
-        hub = Hub(tmp_path / "modems", count=count, profile=profile, seed=seed, noise_interval=0.5)
+        hub = Hub(
+            tmp_path / "modems",
+            count=count,
+            profile=profile,
+            seed=seed,
+            noise_interval=0.5,
+            **(hub_options or {}),
+        )
         await hub.start()
         standin = OnlineSimStandIn(key=KEY)
         url = await standin.start()

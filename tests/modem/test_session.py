@@ -14,6 +14,7 @@ import pytest
 from agent.errors import CommandFailed, CommandTimeout, PortGone
 from agent.logs import LINES_PER_SOURCE, TRACE, trace_logger
 from agent.modem.session import URC_QUEUE_LIMIT, AtSession
+from agent.protocol.pdu import encode_submit
 from agent.protocol.urc import RegistrationChanged, SmsStored
 from tests.modem.conftest import Reply, ScriptedPeer, StartHub, at_link
 
@@ -236,3 +237,41 @@ async def test_trace_logs_raw_traffic_of_one_port_only(
         session.set_trace(False)
         logging.getLogger("simedge.trace").setLevel(logging.NOTSET)
         await session.close()
+
+
+async def test_submit_writes_the_body_after_the_prompt_with_echo_on(start_hub: StartHub) -> None:
+    hub = await start_hub(profile="ec25")
+    session = await AtSession.open(at_link(hub))
+    try:
+        pdu_hex, length = encode_submit("over the prompt", "+447802000332")
+        # Echo is on: the command's and the body's echo are both dropped.
+        assert await session.submit(f"AT+CMGS={length}", pdu_hex, timeout=3) == ["+CMGS: 1"]
+        assert await session.command("AT") == []  # the port is in step afterwards
+        await session.command("AT+CMEE=1")
+        with pytest.raises(CommandFailed) as refused:  # an error instead of the prompt
+            await session.submit("AT+CMGS=5", pdu_hex, timeout=3)
+        assert (refused.value.kind, refused.value.code) == ("CMS", 304)
+        hub.slots[0].modem.sim.credit = False  # an error after the body
+        with pytest.raises(CommandFailed) as no_credit:
+            await session.submit(f"AT+CMGS={length}", pdu_hex, timeout=3)
+        assert (no_credit.value.kind, no_credit.value.code) == ("CMS", 21)
+    finally:
+        await session.close()
+    (submitted,) = [event for event in hub.events if event["kind"] == "submitted"]
+    assert submitted["recipient"] == "+447802000332"
+
+
+async def test_a_submit_left_unanswered_is_cancelled_with_esc(scripted_peer: MakePeer) -> None:
+    peer = scripted_peer({"AT+CMGS=23": b"\r\n> "})  # the prompt, then nothing
+    session = await AtSession.open(peer.device)
+    try:
+        with pytest.raises(CommandTimeout):
+            await session.submit(
+                "AT+CMGS=23", "0011000B916407281553F80000AA0AE8329BFD4697D9EC37", timeout=0.3
+            )
+        assert await session.command("AT") == []
+        lines = await peer.received(2)
+    finally:
+        await session.close()
+    # The body and Ctrl-Z, then ESC before the next command: the modem drops the body.
+    assert lines[1].endswith("\x1a\x1bAT")

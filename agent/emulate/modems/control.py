@@ -22,11 +22,22 @@ Requests (``op`` and its fields):
 ``{"op": "fault", "modem": K, "kind": KIND}`` (+ ``"seconds"`` for slow)
     KIND: hang, slow, garbage, clear, reboot, unplug, replug, sim-out, sim-in,
     storage-full, deregister, reregister. -> ``{"ok": true}``
+``{"op": "call", "modem": K, "caller": "+4479...", "give_up_after": 30}``
+    Ring modem K with caller ID (RING and, under AT+CLIP=1, +CLIP every few seconds)
+    until the modem rejects it (ATH / AT+CHUP) or the caller gives up (then NO CARRIER).
+    -> ``{"ok": true, "call": "call-000001"}``
+``{"op": "sim", "modem": K, "credit": false, "service": true, "refusal": 38}``
+    What the SIM's network allows, each field optional: ``credit`` (false: every SMS sent
+    fails with +CMS ERROR 21), ``service`` (false: deregistered, sends fail with 331),
+    ``refusal`` (a +CMS ERROR code every send fails with; null clears it). -> ``{"ok": true}``
 ``{"op": "events", "since": N}``
     -> ``{"ok": true, "events": [...], "next": M}``: the delivery log from sequence N on.
     Each event: seq, t (``time.monotonic()`` of the hub process), kind (injected, queued,
     stored, cmt, acked, unacked, storage-full), modem, sms_id, part, and for stored the
-    memory and index. Latency benchmarks subtract the injected event's ``t``.
+    memory and index. Latency benchmarks subtract the injected event's ``t``. An SMS a
+    modem sent is ``submitted`` (recipient, reference, to_modem: the hub's modem it goes
+    to, or null); a call is ``call-ringing``, ``call-rejected``, ``call-given up`` or
+    ``call-lost`` (call_id, caller, rings).
 """
 
 from __future__ import annotations
@@ -122,11 +133,35 @@ class ControlServer:
         if op == "fault":
             hub.fault(request["modem"], str(request["kind"]), seconds=request.get("seconds"))
             return {}
+        if op == "call":
+            call_id = hub.call(
+                request["modem"],
+                str(request["caller"]),
+                give_up_after=float(request.get("give_up_after", 30.0)),
+            )
+            return {"call": call_id}
+        if op == "sim":
+            refusal = request.get("refusal")
+            hub.set_sim(
+                request["modem"],
+                credit=_flag(request, "credit"),
+                service=_flag(request, "service"),
+                refusal=int(refusal) if refusal is not None else None,
+                clear_refusal="refusal" in request and refusal is None,
+            )
+            return {}
         if op == "events":
             since = int(request.get("since", 0))
             events = hub.events_since(since)
             return {"events": events, "next": events[-1]["seq"] + 1 if events else since}
         raise ValueError(f"unknown op {op!r}")
+
+
+def _flag(request: dict[str, Any], name: str) -> bool | None:
+    value = request.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value
 
 
 class ControlClient:
@@ -188,6 +223,13 @@ class ControlClient:
 
     async def fault(self, modem: int | str, kind: str, *, seconds: float | None = None) -> None:
         await self.request("fault", modem=modem, kind=kind, seconds=seconds)
+
+    async def call(self, modem: int | str, caller: str, *, give_up_after: float = 30.0) -> str:
+        answer = await self.request("call", modem=modem, caller=caller, give_up_after=give_up_after)
+        return str(answer["call"])
+
+    async def set_sim(self, modem: int | str, **fields: Any) -> None:
+        await self.request("sim", modem=modem, **fields)
 
     async def list(self) -> list[dict[str, Any]]:
         return list((await self.request("list"))["modems"])

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.emulate.modems.control import ControlServer
-from agent.emulate.modems.modem import Modem, Pending
+from agent.emulate.modems.modem import Modem, Pending, Submitted
 from agent.emulate.modems.profiles import MIXED_CHOICES, PROFILE_NAMES, PROFILES, PortSpec, Profile
 from agent.emulate.modems.sim import SimCard, luhn_digit, make_sim
 from agent.errors import EmulatorError
@@ -187,7 +187,11 @@ class Hub:
 
     Timing knobs are for tests: ``cnma_timeout`` (how long a ``+CMT`` waits for
     ``+CNMA``), ``network_retry`` (when the network retries an unacknowledged SMS),
-    ``noise_interval`` (the shared noise tick; 0 turns noise off), ``slow_delay``.
+    ``noise_interval`` (the shared noise tick; 0 turns noise off), ``slow_delay``,
+    ``sms_delay`` (how long an SMS one SIM sends to another SIM of the hub takes to
+    arrive: a few seconds between real SIMs), ``ring_interval`` (between two RINGs).
+    ``hidden_numbers``: the first that many SIMs neither store their number nor get it
+    told by USSD (their number can be found only by an SMS they send).
     """
 
     def __init__(
@@ -203,6 +207,9 @@ class Hub:
         ussd_delay: float = 0.3,
         slow_delay: float = 3.0,
         reset_delay: float = 0.2,
+        sms_delay: float = 3.0,
+        ring_interval: float = 3.0,
+        hidden_numbers: int = 0,
     ) -> None:
         if profile not in PROFILE_NAMES:
             raise EmulatorError(
@@ -210,6 +217,9 @@ class Hub:
             )
         if count < 1:
             raise EmulatorError("must be at least 1", "count", count)
+        if not 0 <= hidden_numbers <= count:
+            raise EmulatorError(f"expected 0 to {count}", "hidden_numbers", hidden_numbers)
+        self.hidden_numbers = hidden_numbers
         self.directory = Path(directory)
         self.count = count
         self.profile_name = profile
@@ -221,11 +231,14 @@ class Hub:
             "ussd_delay": ussd_delay,
             "slow_delay": slow_delay,
             "reset_delay": reset_delay,
+            "ring_interval": ring_interval,
         }
+        self.sms_delay = sms_delay
         self.slots: list[Slot] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_LIMIT)
         self._event_seq = itertools.count()
         self._sms_ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
         self._rng = random.Random(f"{seed}:hub")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._control: ControlServer | None = None
@@ -296,6 +309,8 @@ class Hub:
             chain = f"{index // 49 + 1}.{index // 7 % 7 + 1}.{index % 7 + 1}"
             imei = _imei(rng, profile)
         sim = make_sim(rng)
+        if index < self.hidden_numbers:
+            sim.number_stored = sim.ussd_tells_number = False
         modem = Modem(
             profile, sim, imei, self._loop, rng, boot_id=rng.randrange(10**8), **self.timing
         )
@@ -308,6 +323,10 @@ class Hub:
             reference=rng.randrange(256),
         )
         modem.on_event = lambda kind, item, **details: self._record(slot, kind, item, details)
+        modem.on_submit = lambda submitted: self._route(slot, submitted)
+        modem.on_call = lambda kind, call_id, **details: self._log(
+            slot, f"call-{kind}", call_id=call_id, **details
+        )
         for spec in profile.ports:
             interface = spec.interface + uart
             link = self.directory / f"{CONTROLLER}-usb-0:{chain}:1.{interface}-port0"
@@ -419,14 +438,15 @@ class Hub:
     # ------------------------------------------------------------------- events
 
     def _record(self, slot: Slot, kind: str, item: Pending, details: dict[str, Any]) -> None:
+        self._log(slot, kind, sms_id=item.sms_id, part=item.part, **details)
+
+    def _log(self, slot: Slot, kind: str, **details: Any) -> None:
         self.events.append(
             {
                 "seq": next(self._event_seq),
                 "t": time.monotonic(),
                 "kind": kind,
                 "modem": slot.index,
-                "sms_id": item.sms_id,
-                "part": item.part,
                 **details,
             }
         )
@@ -517,6 +537,89 @@ class Hub:
             self._record(slot, "injected", item, {})
         if slot.modem.sim is not None:
             slot.modem.deliver(items)
+
+    # ------------------------------------------------- SMS between SIMs, calls, SIMs
+
+    def _route(self, sender: Slot, submitted: Submitted) -> None:
+        """An SMS a SIM of the hub sent: to a SIM of the hub whose number it is addressed
+        to, after ``sms_delay``, as the network would; anywhere else it leaves the hub."""
+        assert self._loop is not None
+        assert sender.modem.sim is not None
+        sender_number = sender.modem.sim.msisdn
+        target = next(
+            (
+                slot
+                for slot in self.slots
+                if slot.modem.sim is not None and slot.modem.sim.msisdn == submitted.recipient
+            ),
+            None,
+        )
+        sms_id = f"sms-{next(self._sms_ids):06d}"
+        self._log(
+            sender,
+            "submitted",
+            sms_id=sms_id,
+            recipient=submitted.recipient,
+            reference=submitted.reference,
+            to_modem=target.index if target is not None else None,
+        )
+        if target is not None:
+            self._loop.call_later(
+                self.sms_delay, self._arrive, target, sms_id, sender_number, submitted.text
+            )
+
+    def _arrive(self, target: Slot, sms_id: str, sender: str, text: str) -> None:
+        sim = target.modem.sim
+        if sim is None:
+            return  # the SIM was taken out meanwhile: the network would hold it; we drop it
+        zone = timezone(timedelta(minutes=15 * sim.operator.tz_quarters))
+        stamp = datetime.now(UTC).astimezone(zone).replace(microsecond=0)
+        pdus = encode_deliver(text, sender, timestamp=stamp, smsc=sim.smsc)
+        self._hand_over(
+            target, [Pending(sms_id, part, data, None) for part, data in enumerate(pdus, 1)]
+        )
+
+    def call(self, key: int | str, caller: str, *, give_up_after: float = 30.0) -> str:
+        """Ring a modem from ``caller`` until it rejects the call or ``give_up_after``
+        seconds pass; the call's id."""
+        slot = self.slot(key)
+        if not caller or len(caller) > 32 or not caller.lstrip("+").isdigit():
+            raise EmulatorError("expected a phone number (digits, an optional +)", "caller", caller)
+        if not 0 < give_up_after <= 600:
+            raise EmulatorError(
+                "expected more than 0 and at most 600 s", "give_up_after", give_up_after
+            )
+        call_id = f"call-{next(self._call_ids):06d}"
+        try:
+            slot.modem.incoming_call(call_id, caller, give_up_after=give_up_after)
+        except ValueError as exc:
+            raise EmulatorError(str(exc), "modem", key) from exc
+        return call_id
+
+    def set_sim(
+        self,
+        key: int | str,
+        *,
+        credit: bool | None = None,
+        service: bool | None = None,
+        refusal: int | None = None,
+        clear_refusal: bool = False,
+    ) -> None:
+        """Change what a SIM's network allows: ``credit`` (without it every send fails
+        with +CMS ERROR 21), ``service`` (registered or not), ``refusal`` (every send
+        fails with this +CMS ERROR code until ``clear_refusal``)."""
+        slot = self.slot(key)
+        sim = slot.modem.sim
+        if sim is None:
+            raise EmulatorError(f"modem {slot.index} has no SIM", "modem", key)
+        if refusal is not None and not 0 <= refusal <= 511:
+            raise EmulatorError("expected a +CMS ERROR code, 0..511", "refusal", refusal)
+        if credit is not None:
+            sim.credit = credit
+        if refusal is not None or clear_refusal:
+            sim.sms_refusal = refusal
+        if service is not None:
+            slot.modem.set_network(available=service)
 
     # ------------------------------------------------------------------- faults
 

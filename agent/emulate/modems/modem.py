@@ -28,7 +28,9 @@ from typing import Protocol
 from agent.emulate.modems.profiles import ROLE_AT, ROLE_DIAG, ROLE_NMEA, Profile
 from agent.emulate.modems.sim import SimCard, unpack_gsm7_hex
 from agent.emulate.modems.storage import REC_READ, REC_UNREAD, CombinedStorage, Memory, SmsStorage
+from agent.errors import ProtocolError
 from agent.protocol import pdu as pdu_codec
+from agent.protocol.results import CMS_ERRORS
 
 CME_TEXT = {
     3: "operation not allowed",
@@ -38,19 +40,15 @@ CME_TEXT = {
     50: "Incorrect parameters",
     100: "unknown",
 }
-CMS_TEXT = {
-    302: "operation not allowed",
-    303: "operation not supported",
-    304: "invalid PDU mode parameter",
-    310: "SIM not inserted",
-    321: "invalid memory index",
-    322: "memory full",
-    340: "no +CNMA acknowledgement expected",
-    500: "unknown error",
-}
+# Verbose +CMS ERROR text (AT+CMEE=2) is 27.005 3.2.5's wording: agent.protocol.results
+# holds that table, and the module side prints from the same one. The codes a send ends
+# with are the SMSC's RP causes passed through (21, 38, 42, 50 ...) or the module's own
+# 3xx; docs/modems.md says which the emulator gives when.
 CMGL_STAT_TEXT = {0: "REC UNREAD", 1: "REC READ", 2: "STO UNSENT", 3: "STO SENT", 4: "ALL"}
 
 FAULTS_ON_OUTPUT = ("hang", "slow", "garbage")
+NO_CREDIT_CMS = 21  # what an operator's SMSC answers a prepaid SIM without credit
+SMS_BODY_LIMIT = 1024  # bytes taken after the "> " prompt; a longer body is refused (304)
 
 
 class Cancellable(Protocol):
@@ -150,6 +148,7 @@ class Settings:
     csdh: int
     cusd: int
     portsel: int
+    clip: int
 
 
 class _Channel:
@@ -160,6 +159,10 @@ class _Channel:
         self.echo = True  # per port, as on the EC25's two AT interfaces
         self.sink: Callable[[bytes], None] = _discard
         self.ready_at = 0.0  # when delayed ("slow") output may go next, keeping order
+        # After AT+CMGS's "> " prompt: the body typed so far (None: not in a body), and
+        # what the command said (PDU mode: the TPDU length; text mode: the recipient).
+        self.body: bytearray | None = None
+        self.submit: int | str = 0
 
 
 def _discard(_data: bytes) -> None:
@@ -167,6 +170,25 @@ def _discard(_data: bytes) -> None:
 
 
 EventSink = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """An SMS this modem's SIM sent (AT+CMGS accepted): the hub routes it."""
+
+    recipient: str
+    text: str
+    reference: int
+
+
+class _Call:
+    """An incoming call that rings until rejected (ATH / AT+CHUP) or the caller gives up."""
+
+    def __init__(self, call_id: str, caller: str) -> None:
+        self.call_id = call_id
+        self.caller = caller
+        self.rings = 0
+        self.timers: list[Cancellable] = []
 
 
 class Modem:
@@ -186,6 +208,7 @@ class Modem:
         ussd_delay: float = 0.3,
         reset_delay: float = 0.2,
         slow_delay: float = 3.0,
+        ring_interval: float = 3.0,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.profile = profile
@@ -199,8 +222,13 @@ class Modem:
         self.ussd_delay = ussd_delay
         self.reset_delay = reset_delay
         self.slow_delay = slow_delay
+        self.ring_interval = ring_interval
         self.wall_clock = wall_clock
         self.on_event: EventSink = lambda kind, item, **details: None
+        self.on_submit: Callable[[Submitted], None] = lambda submitted: None
+        self.on_call: Callable[..., None] = lambda kind, call_id, **details: None
+        self._awaiting_body: int | str | None = None
+        self._call: _Call | None = None
         self.me = SmsStorage("ME", profile.me_capacity)
         self.factory = Settings(
             echo=True,
@@ -219,6 +247,7 @@ class Modem:
             csdh=0,
             cusd=0,
             portsel=0,
+            clip=0,
         )
         self.saved = self.factory
         self.settings = self.factory
@@ -269,8 +298,10 @@ class Modem:
         self._schedule_pump()
 
     def power_off(self) -> None:
-        """Power gone: timers stop, an unacknowledged ``+CMT`` goes back to the network."""
+        """Power gone: timers stop, an unacknowledged ``+CMT`` goes back to the network,
+        a ringing call is lost (the caller hears the network's "not reachable")."""
         self.powered = False
+        self._end_call("lost")
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -340,7 +371,7 @@ class Modem:
         cmee = self.settings.cmee
         if error.kind == "ERROR" or cmee == 0:
             return b"\r\nERROR\r\n" if self.settings.verbose else b"4\r"
-        texts = CME_TEXT if error.kind == "CME" else CMS_TEXT
+        texts = CME_TEXT if error.kind == "CME" else CMS_ERRORS
         detail = str(error.code) if cmee == 1 else texts.get(error.code, "unknown")
         line = f"+{error.kind} ERROR: {detail}"
         return f"\r\n{line}\r\n".encode() if self.settings.verbose else f"{line}\r\n".encode()
@@ -355,7 +386,9 @@ class Modem:
         if self.synced and channel.echo:
             self._send(interface, data)
         for byte in data:
-            if byte == 0x0D:
+            if channel.body is not None:
+                self._body_byte(interface, channel, byte)
+            elif byte == 0x0D:
                 line = bytes(channel.buffer)
                 channel.buffer.clear()
                 self._line(interface, line)
@@ -376,14 +409,23 @@ class Modem:
             return
         body = text[start + 2 :]
         out = bytearray()
+        self._awaiting_body = None
         try:
             commands = _split_commands(body)
             for command in commands:
                 lines = self._execute(interface, command)
                 if lines:
                     out += self._frame_info(lines)
+                if self._awaiting_body is not None:
+                    break  # AT+CMGS ends the line: the body follows the prompt
         except AtError as error:
             self._send(interface, bytes(out) + self._frame_final(error))
+            return
+        if self._awaiting_body is not None:
+            channel = self.channels[interface]
+            channel.body, channel.submit = bytearray(), self._awaiting_body
+            self._awaiting_body = None
+            self._send(interface, bytes(out) + b"\r\n> ")
             return
         self._send(interface, bytes(out) + self._frame_final(None))
 
@@ -430,6 +472,8 @@ class Modem:
             "+CSCA": self._csca,
             "+CSMP": self._csmp,
             "+CUSD": self._cusd,
+            "+CMGS": self._cmgs,
+            "+CLIP": self._setting("+CLIP", "clip", (0, 1)),
             "+CFUN": self._cfun,
             "+CCLK": self._cclk,
             "+IPR": self._ipr,
@@ -445,6 +489,8 @@ class Modem:
             table["+QCCID"] = self._qccid
         if "^ICCID" in extras:
             table["^ICCID"] = self._hw_iccid
+        if "+CHUP" in extras:
+            table["+CHUP"] = self._chup
         if "+QURCCFG" in extras:
             table["+QURCCFG"] = self._qurccfg
         if "^CURC" in extras:
@@ -476,7 +522,10 @@ class Modem:
         if letter == "V" and value in (0, 1):
             self.settings = replace(self.settings, verbose=bool(value))
             return []
-        if letter in ("Q", "X", "H", "L", "M"):
+        if letter == "H":
+            self._end_call("rejected")
+            return []
+        if letter in ("Q", "X", "L", "M"):
             return []
         if letter == "Z":
             self.settings = self.saved
@@ -877,6 +926,117 @@ class Modem:
         self._schedule_pump()
         return []
 
+    # --------------------------------------------------------------- SMS sending
+
+    def _cmgs(self, form: str, args: list[str | int | None]) -> list[str]:
+        """``AT+CMGS=<length>`` (PDU mode) or ``AT+CMGS="<number>"`` (text mode): the
+        prompt comes next and the body is taken by :meth:`_body_byte`."""
+        if form == "=?":
+            return []
+        if form != "=" or not args or args[0] is None:
+            raise AtError("CMS", 304 if self.settings.cmgf == 0 else 302)
+        self._need_sim("CMS")
+        if self.settings.cmgf == 0:
+            if not isinstance(args[0], int) or not 7 <= args[0] <= 164:
+                raise AtError("CMS", 304)  # a TPDU is 7..164 octets (23.040 9.2.2.2)
+            self._awaiting_body = args[0]
+        else:
+            self._awaiting_body = str(args[0])
+        return []
+
+    def _body_byte(self, interface: int, channel: _Channel, byte: int) -> None:
+        assert channel.body is not None
+        if byte == 0x1B:  # ESC: the body is dropped, nothing is sent
+            channel.body = None
+            self._send(interface, self._frame_final(None))
+        elif byte == 0x1A:  # Ctrl-Z: send
+            body, channel.body = bytes(channel.body), None
+            try:
+                lines = self._submit(body, channel.submit)
+            except AtError as error:
+                self._send(interface, self._frame_final(error))
+                return
+            self._send(interface, self._frame_info(lines) + self._frame_final(None))
+        elif byte not in (0x0D, 0x0A):
+            if len(channel.body) >= SMS_BODY_LIMIT:
+                channel.body = None
+                self._send(interface, self._frame_final(AtError("CMS", 304)))
+                return
+            channel.body.append(byte)
+
+    def _submit(self, body: bytes, submit: int | str) -> list[str]:
+        """The body after the prompt: check it, refuse it as the network would, or send it."""
+        if isinstance(submit, int):
+            recipient, text = self._submit_pdu(body, submit)
+        else:
+            recipient, text = submit, body.decode("latin-1")
+        sim = self._need_sim("CMS")
+        if self.registration_status != 1:
+            raise AtError("CMS", 331)
+        if sim.sms_refusal is not None:
+            raise AtError("CMS", sim.sms_refusal)
+        if not sim.credit:
+            raise AtError("CMS", NO_CREDIT_CMS)
+        sim.message_reference = (sim.message_reference + 1) % 256
+        self.on_submit(Submitted(recipient, text, sim.message_reference))
+        return [f"+CMGS: {sim.message_reference}"]
+
+    def _submit_pdu(self, body: bytes, tpdu_length: int) -> tuple[str, str]:
+        try:
+            data = bytes.fromhex(body.decode("ascii"))
+            smsc_octets = data[0] + 1
+            if len(data) - smsc_octets != tpdu_length:
+                raise ValueError("length differs from AT+CMGS")
+            sms = pdu_codec.decode(data)
+        except (ValueError, IndexError, ProtocolError):
+            raise AtError("CMS", 304) from None
+        if not isinstance(sms, pdu_codec.SmsSubmit):
+            raise AtError("CMS", 304)
+        return sms.recipient, sms.text
+
+    # -------------------------------------------------------------------- calls
+
+    def incoming_call(self, call_id: str, caller: str, *, give_up_after: float) -> None:
+        """A call comes in: ``RING`` (and ``+CLIP`` under ``AT+CLIP=1``) every
+        ``ring_interval`` seconds until ATH / AT+CHUP rejects it or the caller gives up
+        after ``give_up_after`` seconds (then ``NO CARRIER``)."""
+        if self.sim is None or self.registration_status != 1:
+            raise ValueError("the modem is not on the network: the call cannot reach it")
+        if self._call is not None:
+            raise ValueError(f"already ringing with call {self._call.call_id}: one call at a time")
+        call = _Call(call_id, caller)
+        self._call = call
+        call.timers.append(self.clock.call_later(give_up_after, self._end_call, "given up"))
+        self.on_call("ringing", call_id, caller=caller)
+        self._ring()
+
+    def _ring(self) -> None:
+        call = self._call
+        if call is None:
+            return
+        call.rings += 1
+        self._urc("RING")
+        if self.settings.clip:
+            kind = 145 if call.caller.startswith("+") else 129
+            self._urc(f'+CLIP: "{call.caller}",{kind},"",0,"",0')
+        call.timers.append(self.clock.call_later(self.ring_interval, self._ring))
+
+    def _end_call(self, how: str) -> None:
+        call, self._call = self._call, None
+        if call is None:
+            return
+        for timer in call.timers:
+            timer.cancel()
+        if how == "given up":
+            self._urc("NO CARRIER")
+        self.on_call(how, call.call_id, caller=call.caller, rings=call.rings)
+
+    def _chup(self, form: str, _args: list[str | int | None]) -> list[str]:
+        if form == "=?":
+            return []
+        self._end_call("rejected")
+        return []
+
     # ----------------------------------------------------------- SMS from network
 
     def deliver(self, items: list[Pending]) -> None:
@@ -983,6 +1143,7 @@ class Modem:
         self._schedule_pump()
 
     def remove_sim(self) -> None:
+        self._end_call("lost")
         self._requeue_unacked()
         self.sim = None
         self._urc("+CPIN: NOT INSERTED")
@@ -998,6 +1159,7 @@ class Modem:
     def set_network(self, *, available: bool) -> None:
         self.network_ok = available
         if not available:
+            self._end_call("lost")  # off the network, a ringing call drops
             self._requeue_unacked()
         self._announce_registration()
         self._schedule_pump()
@@ -1052,6 +1214,9 @@ class Modem:
             "cnmi": ",".join(map(str, self.settings.cnmi)),
             "csms": self.settings.csms,
             "registration": self.registration_status,
+            "credit": sim.credit if sim else None,
+            "sms_refusal": sim.sms_refusal if sim else None,
+            "ringing": self._call.call_id if self._call else None,
             "faults": sorted(self.faults),
         }
 

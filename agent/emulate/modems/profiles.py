@@ -8,6 +8,8 @@ field (docs/modems.md):
   Autobauds after power-up (the first ``AT`` goes unanswered; no boot URCs until then) until
   ``AT+IPR=<rate>`` fixes the rate, which the module keeps across restarts. Indices from 1.
   ``AT+CCID``. No ``+CEREG`` (2G only). ``AT+CUSD`` takes the code as plain text.
+  Refuses ``AT+CHUP`` here (a call is rejected with ``ATH``), so the agent's fallback
+  is exercised; the EC25 and Huawei profiles take both.
   When the SIM is full a new SMS goes to the module's own memory ("ME").
 - ``ec25``: Quectel EC25 (2c7c:0125): four interfaces, if0 DIAG (binary noise), if1 NMEA,
   if2 AT (URCs go here), if3 a second AT port sharing the modem's state. ``AT+QCCID``
@@ -153,7 +155,7 @@ EC25 = Profile(
         PortSpec(3, ROLE_AT),
     ),
     iccid_command="+QCCID",
-    extra_commands=frozenset({"+QCCID", "+QURCCFG", "+CGREG", "+CEREG"}),
+    extra_commands=frozenset({"+QCCID", "+QURCCFG", "+CGREG", "+CEREG", "+CHUP"}),
     memories=("SM", "ME", "MT"),
     me_capacity=255,
     me_volatile=False,
@@ -194,7 +196,7 @@ HUAWEI = Profile(
     driver="option",
     ports=(PortSpec(2, ROLE_AT),),
     iccid_command="^ICCID",
-    extra_commands=frozenset({"^ICCID", "+CGREG", "^CURC", "^PORTSEL"}),
+    extra_commands=frozenset({"^ICCID", "+CGREG", "^CURC", "^PORTSEL", "+CHUP"}),
     memories=("SM", "ME"),
     me_capacity=100,
     me_volatile=True,

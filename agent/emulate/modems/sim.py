@@ -222,6 +222,14 @@ class SimCard:
     operator: Operator
     storage: SmsStorage
     network_queue: deque = field(default_factory=deque)
+    # Sending: a prepaid SIM without credit is refused by its SMSC; ``sms_refusal`` makes
+    # every send fail with that +CMS ERROR code (barred, congested, ...).
+    credit: bool = True
+    sms_refusal: int | None = None
+    message_reference: int = 0  # TP-MR of the last SMS sent
+    # Some operators' own-number USSD answers only with an advert, or not at all: such a
+    # SIM (with no number stored either) can learn its number only from an SMS it sends.
+    ussd_tells_number: bool = True
 
     @property
     def smsc(self) -> str:
@@ -235,7 +243,7 @@ class SimCard:
 
     def ussd_answer(self, code: str) -> tuple[str, int] | None:
         """The network's answer to USSD ``code`` as (hex string, DCS), or None if unknown."""
-        if code != self.operator.ussd_code:
+        if code != self.operator.ussd_code or not self.ussd_tells_number:
             return None
         number = self.msisdn if self.operator.answer_with_plus else self.msisdn.lstrip("+")
         text = self.operator.answer.format(number=number)
