@@ -2,7 +2,7 @@
 methods mapped to the agent's error tree, every fault of the link, and the key kept secret.
 
 Faults are set through the stand-in's HTTP control API, as an operator or a benchmark would.
-One stand-in serves the whole module (starting and stopping uvicorn costs ~0.4 s); each
+One stand-in serves the whole module (starting and stopping the stand-in costs time); each
 test begins from an empty stand-in with no faults.
 """
 
