@@ -317,3 +317,74 @@ def test_the_private_name_check_lets_our_own_names_be() -> None:
         "        print(_tool, asyncio.get_running_loop().time())\n"
     )
     assert private_reaches(source, "tests") == []
+
+
+# Third-party classes our classes may subclass: those whose library documents subclassing
+# as the way to extend it. uvicorn.Server (whose capture_signals, main_loop and shutdown
+# were overridden) and uvicorn's H11Protocol were not: any release could change them.
+DOCUMENTED_BASES = (
+    "asyncio.Protocol",  # asyncio's low-level API: protocols are meant to be subclassed
+    "enum.",
+    "typing.",
+    "logging.Handler",
+    "logging.Filter",
+    "logging.Formatter",
+    "httpx.AsyncBaseTransport",  # httpx: custom transports
+    "httpx.AsyncByteStream",
+    "httpcore.AsyncNetworkBackend",  # httpcore: custom network backends
+    "httpcore.AsyncNetworkStream",
+    "peewee.",  # peewee: models and custom fields
+    "tenacity.wait.wait_base",  # tenacity: custom wait strategies
+    "textual.",  # Textual: apps, screens, widgets and messages are subclassed
+)
+
+
+def third_party_bases(source: str) -> list[str]:
+    """The third-party classes ``source``'s classes subclass, as dotted names."""
+    tree = ast.parse(source)
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                imported[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    bases: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            dotted = _dotted(base.value if isinstance(base, ast.Subscript) else base)
+            if dotted is None:
+                continue
+            root, _, rest = dotted.partition(".")
+            full = imported.get(root)
+            if full is None or full.split(".")[0] in OUR_PACKAGES:
+                continue
+            bases.append(f"{full}.{rest}" if rest else full)
+    return bases
+
+
+@pytest.mark.parametrize("path", our_python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_third_party_classes_are_subclassed_only_where_documented(path: Path) -> None:
+    undocumented = [
+        base
+        for base in third_party_bases(path.read_text())
+        if not base.startswith(DOCUMENTED_BASES)
+    ]
+    assert not undocumented, f"{path.relative_to(ROOT)} subclasses {undocumented}"
+
+
+def test_the_base_class_check_catches_uvicorns_internals() -> None:
+    source = (
+        "import uvicorn\n"
+        "from uvicorn.protocols.http.h11_impl import H11Protocol\n"
+        "class QuietServer(uvicorn.Server): ...\n"
+        "class Guarded(H11Protocol): ...\n"
+        "class Fine(httpx.AsyncBaseTransport): ...\n"  # not imported: not judged
+    )
+    found = [b for b in third_party_bases(source) if not b.startswith(DOCUMENTED_BASES)]
+    assert found == ["uvicorn.Server", "uvicorn.protocols.http.h11_impl.H11Protocol"]
