@@ -462,6 +462,7 @@ class _Cycle:
             self.connection.reset()  # an answer left half-written cannot be finished
 
     async def _answer_500(self) -> None:
+        self._start = None  # a head the app gave but never sent out is replaced
         with contextlib.suppress(OSError):
             await self.send(
                 {

@@ -89,7 +89,7 @@ async def test_requests_sent_before_the_answer_are_answered_in_order() -> None:
     assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4", b"/last"]
 
 
-@pytest.mark.parametrize("fault", ["raises", "returns without answering"])
+@pytest.mark.parametrize("fault", ["raises", "raises after the head", "returns without answering"])
 async def test_an_app_fault_is_one_500_and_the_server_serves_on(
     fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -98,6 +98,9 @@ async def test_an_app_fault_is_one_500_and_the_server_serves_on(
         if scope["path"] == "/fine":
             await answer(send, 200, b"fine")
         elif fault == "raises":
+            raise ValueError("a bug")
+        elif fault == "raises after the head":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
             raise ValueError("a bug")
 
     async with serving(app) as (_, port):
