@@ -276,3 +276,16 @@ def test_environment_proxy(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert environment_proxy(url) == proxy
+
+
+async def test_concurrent_requests_share_at_most_max_connections() -> None:
+    backend = AsyncioBackend()
+    lanes = UplinkTransport(
+        ssl_context=httpx.create_ssl_context(), max_connections=2, backend=backend
+    )
+    async with http_server() as (url, requests):
+        answers = await asyncio.gather(*(post(lanes, url) for _ in range(20)))
+    await lanes.aclose()
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert len(requests) == 20
+    assert backend.connections == 2  # both lanes used, never a third connection
