@@ -67,6 +67,8 @@ BODY_BUFFER = 64 * 1024
 #: seconds; here a burst is accepted at once and refused or served by the caps.
 ACCEPT_BACKLOG = 2048
 
+_CLOSE = (b"connection", b"close")
+
 # SO_LINGER on, 0 seconds: close() sends RST instead of FIN, which is what "connection
 # reset by peer" is.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
@@ -333,7 +335,7 @@ class _Connection(asyncio.Protocol):
             headers = [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                _CLOSE,
             ]
             self.transport.write(
                 self.h11.send(
@@ -468,7 +470,7 @@ class _Cycle:
                 {
                     "type": "http.response.start",
                     "status": 500,
-                    "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+                    "headers": [(b"content-length", b"0"), _CLOSE],
                 }
             )
             await self.send({"type": "http.response.body", "body": b""})
@@ -518,10 +520,10 @@ class _Cycle:
                 raise RuntimeError("http.response.body before http.response.start")
             self.response_started = True
             headers = list(self._start.get("headers", ()))
-            if connection.h11.their_state is not h11.DONE:
+            if connection.h11.their_state is not h11.DONE and _CLOSE not in headers:
                 # The app answers before the body is all in (413, 408): the rest will not
                 # be read, so this connection cannot carry another request.
-                headers.append((b"connection", b"close"))
+                headers.append(_CLOSE)
             status = self._start["status"]
             output += connection.h11.send(
                 h11.Response(
