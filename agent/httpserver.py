@@ -1,91 +1,557 @@
-"""uvicorn embedded in the agent's own event loop: shared by the webhook and the OnlineSim
-stand-in, so that both start, stop and cut connections the same way.
+"""A small HTTP/1.1 server for ASGI apps, in the caller's event loop: the webhook listener
+and the OnlineSim stand-in run on it.
 
-- :func:`listen_socket` binds before uvicorn starts, so that port 0 can pick a free port
-  and the caller learns it (and a busy port fails here, as an ``OSError``, not inside
-  uvicorn, which would ``sys.exit``).
-- :class:`QuietServer` leaves signals to the owner and stops in milliseconds.
-- :func:`start_serving` returns once the server accepts connections.
+It is asyncio's documented server API (``loop.create_server`` and an ``asyncio.Protocol``
+per connection) with h11 parsing and writing HTTP, as in httpx's and uvicorn's stacks. Ours
+rather than uvicorn: everything the webhook needs beyond plain HTTP (connection caps, a cap
+per source, a deadline per connection, signals left to the agent, a stop in milliseconds)
+was available from uvicorn only by overriding its internals, which any release may change.
+docs/bounds.md says why each limit is what it is.
+
+- :class:`Limits`: how much one client, and all of them together, may take.
+- :class:`HttpServer`: serves one ASGI app (HTTP scope only: no websockets, no lifespan).
+- :func:`listen_socket` binds before the server starts, so that port 0 can pick a free
+  port and the caller learns it (a busy port fails here, as an ``OSError``).
 - :func:`reset_transport` cuts one connection with an RST.
+
+What the server does on its own: a head past ``max_header_bytes`` or malformed HTTP gets
+400 and close; past ``busy_connections`` open connections a request gets 503 and close; a
+connection past ``max_connections``, or past ``max_per_source`` from one source, is reset as
+soon as it is accepted and never counted against the other caps; from the moment a
+connection is open or has had its answer, the next request's head must arrive within
+``header_timeout`` or the connection is reset (slowloris), and a request being answered
+gets one more ``header_timeout`` before it is reset too (a client that never reads its
+answer); an idle kept-alive connection is closed after ``keep_alive``. Bodies are the app's
+business; while the app does not read one, at most ``BODY_BUFFER`` of it is held and the
+connection stops reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
+import ipaddress
+import logging
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-import uvicorn
+import h11
+
+log = logging.getLogger("simedge.httpserver")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: What a client did that the server answered or refused by itself, by the summary's name
+#: for it (agent.logs.LogLimiter's kinds).
+MALFORMED = "malformed requests"
+BUSY = "requests answered 503 (busy)"
+PER_SOURCE = "connections refused (per-source cap)"
+
+#: A request body held for an app that does not read it yet; past it the connection stops
+#: reading from its socket until the app reads.
+BODY_BUFFER = 64 * 1024
+
+#: Connections the kernel may hold accepted but not yet taken by us (listen(2)'s backlog,
+#: which asyncio also takes as how many to accept per turn of the loop). Large, as
+#: uvicorn's 2048: when it is full, Linux leaves a client's handshake half-done and has it
+#: retry with growing waits, so a burst of connections would hold honest callers for
+#: seconds; here a burst is accepted at once and refused or served by the caps.
+ACCEPT_BACKLOG = 2048
+
+_CLOSE = (b"connection", b"close")
 
 # SO_LINGER on, 0 seconds: close() sends RST instead of FIN, which is what "connection
 # reset by peer" is.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
-# uvicorn settings of every server embedded in one of our event loops: our logging only
-# (an access line could carry a webhook token), no lifespan or websockets, the caller's loop,
-# and a short graceful stop.
-EMBEDDED: dict[str, Any] = {
-    "log_config": None,
-    "access_log": False,
-    "lifespan": "off",
-    "ws": "none",
-    "interface": "asgi3",
-    "loop": "none",
-    "timeout_graceful_shutdown": 2,
-}
+@dataclass(frozen=True)
+class Limits:
+    """How much one client, and all of them together, may take of a listener.
 
-
-class QuietServer(uvicorn.Server):
-    """uvicorn embedded in someone else's loop, built to stop at once.
-
-    - Signals are left to the owner (uvicorn would take over SIGINT/SIGTERM and re-raise
-      them after its shutdown).
-    - The main loop waits on an event instead of polling ``should_exit`` every 0.1 s.
-    - Shutdown cuts instead of draining: every answer of ours is short and can be asked
-      again, and tests start and stop one server per test, so a stop must cost
-      milliseconds.
+    The defaults are the webhook's, facing the internet; ``None`` means no such limit (the
+    OnlineSim stand-in, which only tests and the demo talk to, and whose faults hold
+    answers for as long as asked).
     """
 
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = asyncio.Event()
-        self._exit_requested = asyncio.Event()
+    header_timeout: float | None = 10.0
+    keep_alive: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_header_bytes: int = 16 * 1024
+    busy_connections: int | None = 200
+    max_connections: int | None = 256
+    # OnlineSim calls one at a time; 8 leaves room for its retries and for a health check
+    # and a scraper sharing its address (or a reverse proxy in front, where every
+    # connection comes from the proxy). A constant, not a setting: no honest client
+    # needs more, and 8 from each of 32 sources are needed to fill max_connections.
+    max_per_source: int | None = 8
 
-    def request_exit(self) -> None:
-        self.should_exit = True
-        self._exit_requested.set()
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+#: Reports what a client did wrong: (kind, source, text). The server logs nothing about
+#: clients itself, so that its owner can rate-limit by source.
+ClientWarning = Callable[[str, str, str], None]
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.listening.set()
 
-    async def main_loop(self) -> None:
-        # on_tick(0) refreshes the Date header and answers whether to exit.
-        while not await self.on_tick(0):
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit_requested.wait()
+def source_of(host: str) -> str:
+    """What counts as one client: an IPv4 address, or the /64 of an IPv6 one (a single
+    host is usually given a whole /64). Anything else (a unix socket) is itself."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        for connection in list(self.server_state.connections):
-            reset_transport(connection.transport)
-        # Handlers notice the cut (their owner's cut event, or a disconnect) and return.
-        if self.server_state.tasks:
-            await asyncio.wait(
-                set(self.server_state.tasks), timeout=self.config.timeout_graceful_shutdown
+
+class HttpServer:
+    """Serves ``app`` on a socket from :func:`listen_socket`, in the running event loop."""
+
+    def __init__(
+        self,
+        app: App,
+        limits: Limits,
+        *,
+        on_client_warning: ClientWarning | None = None,
+        stop_grace: float = 2.0,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.warn: ClientWarning = on_client_warning or _log_client_warning
+        self.stop_grace = stop_grace
+        self.connections: set[_Connection] = set()
+        # Open connections by source: only sources with one open, so at most
+        # max_connections keys.
+        self.per_source: dict[str, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        """Listen on ``sock`` and accept connections; returns once it does."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), sock=sock, backlog=ACCEPT_BACKLOG
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, reset every open connection, and wait (``stop_grace`` at most)
+        for the app's requests in progress; those still running then are cancelled.
+
+        Cuts instead of draining: every answer of ours is short and can be asked again,
+        and tests start and stop one server per test, so a stop must cost milliseconds.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        # Gone only once asyncio has closed their sockets (the RST is out), a turn later.
+        lost = [connection.lost for connection in self.connections]
+        for connection in list(self.connections):
+            connection.reset()
+        if lost:
+            await asyncio.wait(lost, timeout=self.stop_grace)
+        if self.tasks:
+            # Apps notice the cut (a disconnect, their owner's cut event) and return.
+            _, late = await asyncio.wait(set(self.tasks), timeout=self.stop_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await server.wait_closed()
+
+    def reset_client(self, client: tuple[str, int] | None) -> bool:
+        """Reset the connection of ``client`` (the ASGI scope's client address)."""
+        for connection in list(self.connections):
+            if client is not None and connection.client == tuple(client):
+                connection.reset()
+                return True
+        return False
+
+
+def _log_client_warning(kind: str, source: str, text: str) -> None:
+    log.warning("from %s: %s", source, text)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: h11's state, the request being answered, the caps and the
+    deadlines."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes
+        )
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self.source: str | None = None  # counted in server.per_source while open
+        self.cycle: _Cycle | None = None
+        self.reading_paused = False
+        self.writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self.deadline: asyncio.TimerHandle | None = None
+        self.cycle_at_deadline: _Cycle | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    # -- asyncio's side -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.client = _address(transport.get_extra_info("peername"))
+        self.local = _address(transport.get_extra_info("sockname"))
+        source = source_of(self.client[0] if self.client else "")
+        limits, server = self.limits, self.server
+        if limits.max_per_source is not None and (
+            server.per_source.get(source, 0) >= limits.max_per_source
+        ):
+            server.warn(
+                PER_SOURCE,
+                source,
+                f"{source} has {limits.max_per_source} connections open already: refused",
             )
-        for server in self.servers:
-            await server.wait_closed()
+            reset_transport(transport)
+            return
+        if limits.max_connections is not None and (
+            len(server.connections) >= limits.max_connections
+        ):
+            reset_transport(transport)
+            return
+        self.source = source
+        server.per_source[source] = server.per_source.get(source, 0) + 1
+        server.connections.add(self)
+        self._arm_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self.source is None:  # refused; the reset is on its way
+            return
+        self._disarm(idle=True)
+        self.h11.receive_data(data)
+        self.handle_events()
+
+    def eof_received(self) -> None:
+        # The client will send nothing more; HTTP/1.1 does not half-close, so neither do
+        # we: the transport closes and connection_lost tells the app.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm(idle=True, deadline=True)
+        server = self.server
+        server.connections.discard(self)
+        if self.source is not None:
+            left = server.per_source[self.source] - 1
+            if left:
+                server.per_source[self.source] = left
+            else:
+                del server.per_source[self.source]
+            self.source = None
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.wake()
+        self.resume_writing()
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def handle_events(self) -> None:
+        while self.transport is not None and not self.transport.is_closing():
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError:
+                self._refuse(400, MALFORMED, "malformed HTTP request")
+                return
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return
+            if event is h11.PAUSED:
+                # The next request has come before this one's answer is out: it waits.
+                self._pause_reading()
+                return
+            if isinstance(event, h11.Request):
+                self._request(event)
+            elif isinstance(event, h11.Data) and self.cycle is not None:
+                self.cycle.body.append(event.data)
+                self.cycle.buffered += len(event.data)
+                if self.cycle.buffered > BODY_BUFFER:
+                    self._pause_reading()
+                self.cycle.wake()
+            elif isinstance(event, h11.EndOfMessage) and self.cycle is not None:
+                self.cycle.body_complete = True
+                self.cycle.wake()
+
+    def _request(self, request: h11.Request) -> None:
+        limits, server = self.limits, self.server
+        if limits.busy_connections is not None and (
+            len(server.connections) > limits.busy_connections
+        ):
+            self._refuse(503, BUSY, "busy: request answered 503")
+            return
+        raw_path, _, query = request.target.partition(b"?")
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": request.http_version.decode("ascii"),
+            "server": self.local,
+            "client": self.client,
+            "scheme": "http",
+            "method": request.method.decode("ascii"),
+            "root_path": "",
+            "path": unquote(raw_path.decode("ascii")),
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": [(name, value) for name, value in request.headers],
+        }
+        cycle = self.cycle = _Cycle(self, scope)
+        task = self.loop.create_task(cycle.run())
+        server.tasks.add(task)
+        task.add_done_callback(server.tasks.discard)
+
+    def _refuse(self, status: int, kind: str, text: str) -> None:
+        """Answer ``status`` by ourselves, then close; the client hears why if it can."""
+        assert self.transport is not None
+        self.server.warn(kind, self.source or "unknown", text)
+        try:
+            body = f"{http.HTTPStatus(status).phrase}\n".encode()
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                _CLOSE,
+            ]
+            self.transport.write(
+                self.h11.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=headers,
+                        reason=http.HTTPStatus(status).phrase.encode(),
+                    )
+                )
+                + self.h11.send(h11.Data(data=body))
+                + self.h11.send(h11.EndOfMessage())
+            )
+        except h11.LocalProtocolError:
+            pass  # an answer is already under way: the close says it all
+        self.transport.close()
+
+    def response_complete(self) -> None:
+        """The answer is out: keep the connection for the next request, or close it."""
+        assert self.transport is not None
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            self.cycle = None
+            self._arm_deadline()
+            self.idle = self.loop.call_later(self.limits.keep_alive, self._idle_passed)
+            if self.reading_paused:
+                self.reading_paused = False
+                self.transport.resume_reading()
+            self.handle_events()  # a request that came while this one was answered
+        else:  # "Connection: close", HTTP/1.0, or a body the app left unread
+            self.transport.close()
+
+    def body_read(self) -> None:
+        """The app took the body held: read from the socket again."""
+        # Paused for a request that came before this answer is out (their side DONE):
+        # that one waits for the next cycle.
+        if (
+            self.reading_paused
+            and self.transport is not None
+            and self.h11.their_state is not h11.DONE
+        ):
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def reset(self) -> None:
+        if self.transport is not None:
+            reset_transport(self.transport)
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    def _arm_deadline(self) -> None:
+        self._disarm(deadline=True)
+        self.cycle_at_deadline = None
+        if self.limits.header_timeout is not None:
+            self.deadline = self.loop.call_later(self.limits.header_timeout, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self.deadline = None
+        cycle = self.cycle
+        answering = cycle is not None and not cycle.response_complete
+        if answering and cycle is not self.cycle_at_deadline:
+            # The head came in time and the app is answering: one more period for it.
+            assert self.limits.header_timeout is not None
+            self.cycle_at_deadline = cycle
+            self.deadline = self.loop.call_later(self.limits.header_timeout, self._deadline_passed)
+            return
+        self.reset()
+
+    def _idle_passed(self) -> None:
+        self.idle = None
+        if self.transport is not None and self.cycle is None:
+            self.transport.close()
+
+    def _disarm(self, *, idle: bool = False, deadline: bool = False) -> None:
+        if idle and self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        if deadline and self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+
+class _Cycle:
+    """One request and its answer: the ASGI ``receive`` and ``send`` of the app's call."""
+
+    def __init__(self, connection: _Connection, scope: Scope) -> None:
+        self.connection = connection
+        self.scope = scope
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.body_complete = False
+        self.body_given = False  # the last http.request message went to the app
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self._start: Message | None = None
+        self._woken: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
+
+    async def run(self) -> None:
+        try:
+            await self.connection.server.app(self.scope, self.receive, self.send)
+        except Exception:
+            log.exception("%s %s: the app failed", self.scope["method"], self.scope["path"][:100])
+            if not self.response_started and not self.disconnected:
+                await self._answer_500()
+            else:
+                self.connection.reset()
+            return
+        if self.response_complete or self.disconnected:
+            return
+        if not self.response_started:
+            # An app that returns without answering a live connection: a fault of ours.
+            log.error(
+                "%s %s: the app gave no answer", self.scope["method"], self.scope["path"][:100]
+            )
+            await self._answer_500()
+        else:
+            self.connection.reset()  # an answer left half-written cannot be finished
+
+    async def _answer_500(self) -> None:
+        self._start = None  # a head the app gave but never sent out is replaced
+        with contextlib.suppress(OSError):
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-length", b"0"), _CLOSE],
+                }
+            )
+            await self.send({"type": "http.response.body", "body": b""})
+
+    async def receive(self) -> Message:
+        connection = self.connection
+        if connection.h11.they_are_waiting_for_100_continue and connection.transport is not None:
+            connection.transport.write(
+                connection.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+            )
+        while True:
+            if self.disconnected:
+                return {"type": "http.disconnect"}
+            if self.body or (self.body_complete and not self.body_given):
+                data = b"".join(self.body)
+                self.body.clear()
+                self.buffered = 0
+                self.body_given = self.body_complete
+                connection.body_read()
+                return {"type": "http.request", "body": data, "more_body": not self.body_complete}
+            if self.body_given and self.response_complete:
+                return {"type": "http.disconnect"}
+            self._woken = connection.loop.create_future()
+            try:
+                await self._woken
+            finally:
+                self._woken = None
+
+    async def send(self, message: Message) -> None:
+        connection = self.connection
+        transport = connection.transport
+        if self.disconnected or transport is None or transport.is_closing():
+            return  # the client is gone: nothing to send it
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.response_started or self._start is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self._start = message
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if self.response_complete:
+            raise RuntimeError("http.response.body after the answer was complete")
+        output = b""
+        if not self.response_started:
+            if self._start is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            self.response_started = True
+            headers = list(self._start.get("headers", ()))
+            if connection.h11.their_state is not h11.DONE and _CLOSE not in headers:
+                # The app answers before the body is all in (413, 408): the rest will not
+                # be read, so this connection cannot carry another request.
+                headers.append(_CLOSE)
+            status = self._start["status"]
+            output += connection.h11.send(
+                h11.Response(
+                    status_code=status,
+                    headers=headers,
+                    reason=http.HTTPStatus(status).phrase.encode(),
+                )
+            )
+        body = message.get("body", b"")
+        if body and self.scope["method"] != "HEAD":  # HEAD: the head alone, as HTTP says
+            output += connection.h11.send(h11.Data(data=body))
+        more = message.get("more_body", False)
+        if not more:
+            output += connection.h11.send(h11.EndOfMessage())
+        transport.write(output)
+        if connection.writable is not None:
+            await asyncio.shield(connection.writable)
+        if not more:
+            self.response_complete = True
+            self.wake()
+            if not self.disconnected:
+                connection.response_complete()
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -103,21 +569,6 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-async def start_serving(server: QuietServer, sock: socket.socket, name: str) -> asyncio.Task[None]:
-    """Run ``server`` on ``sock`` in a task and return it once connections are accepted.
-
-    If uvicorn ends before listening, the socket is closed and ``OSError`` says why.
-    """
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=name)
-    listening = asyncio.create_task(server.listening.wait())
-    await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
-    if not server.listening.is_set():
-        listening.cancel()
-        sock.close()
-        raise OSError(f"uvicorn did not start: {task.exception()!r}")
-    return task
 
 
 def reset_transport(transport: asyncio.BaseTransport) -> None:

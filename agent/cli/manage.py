@@ -105,14 +105,16 @@ def _steer(
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        print(asyncio.run(_with_store(config, offline)))
+        print(asyncio.run(with_store(config, offline)))
     except SimedgeError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
 
-async def _with_store(config: Config, work: Callable[[Store], Awaitable[str]]) -> str:
+async def with_store(config: Config, work: Callable[[Store], Awaitable[str]]) -> str:
+    """Run ``work`` on the configuration's store, opened for this command alone (the
+    agent is not running), and return what it says."""
     from agent.locking import DataDirLock
     from agent.store import Store
 

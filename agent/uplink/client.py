@@ -41,7 +41,7 @@ from agent.errors import (
     UplinkRejected,
     UplinkTransient,
 )
-from agent.uplink.network import AsyncioBackend, lane_transport
+from agent.uplink.network import AsyncioBackend, UplinkTransport
 
 log = logging.getLogger("simedge.uplink")
 
@@ -72,6 +72,13 @@ _INTERNATIONAL_NUMBER = re.compile(r"\+[1-9]\d{6,14}")
 _PORT_ID_MAX = 100
 #: How much of an unexpected body goes into a log line; the whole body stays on the error.
 _BODY_PREVIEW = 200
+#: The longest answer read. OnlineSim's answers are a few hundred bytes; the longest
+#: (takeOffNumbers' list, some 100 bytes a number) stays far below. Past it the call fails
+#: as the link's (a proxy's or portal's page, an endless stream), and what was read of it
+#: is kept on the error.
+MAX_ANSWER = 1024 * 1024
+#: How much of an answer past MAX_ANSWER is kept on the error (and so in the database).
+_KEPT_OF_TOO_LARGE = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -364,21 +371,18 @@ class OnlineSimClient:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ).as_dict()
-        # Requests go straight to httpx's transport, one single-connection transport per
-        # connection ("lane"), on asyncio streams (agent.uplink.network). httpx.AsyncClient's
+        # Requests go straight to the transport (agent.uplink.network): httpx.AsyncClient's
         # own layer (cookie jar, auth flow, redirects, URL merging, event hooks) is none of
         # what this API needs and was 40% of the CPU of a backlog drain; redirects are not
         # followed either way (a moved URL or a captive portal is news for a person, and
-        # would turn a POST into a GET). One pool per lane, not one pool of
-        # max_connections: httpcore's pool inspects every pooled connection per request.
-        ssl_context = httpx.create_ssl_context()  # certifi's roots, SSL_CERT_FILE honoured
-        proxy = environment_proxy(self._base_url)
+        # would turn a POST into a GET).
         self.network = AsyncioBackend()
-        self._lanes = [
-            lane_transport(ssl_context, proxy, self.network)
-            for _ in range(max(1, settings.max_connections))
-        ]
-        self._busy = [0] * len(self._lanes)
+        self._transport = UplinkTransport(
+            ssl_context=httpx.create_ssl_context(),  # certifi's roots, SSL_CERT_FILE honoured
+            max_connections=max(1, settings.max_connections),
+            backend=self.network,
+            proxy=environment_proxy(self._base_url),
+        )
 
     def __repr__(self) -> str:
         return f"OnlineSimClient(base_url={self._base_url.rstrip('/')!r})"
@@ -396,8 +400,7 @@ class OnlineSimClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        for lane in self._lanes:
-            await lane.aclose()
+        await self._transport.aclose()
 
     async def send_numbers_online(
         self, items: list[NumberItem], *, dry_run: bool = False
@@ -467,8 +470,6 @@ class OnlineSimClient:
         if url is None:
             url = self._urls[api_method] = httpx.URL(self._base_url + api_method)
         started = time.monotonic()
-        lane = self._busy.index(min(self._busy))  # the least busy connection
-        self._busy[lane] += 1
         try:
             with map_errors(api_method, secret=self._secret):
                 request = httpx.Request(
@@ -480,20 +481,17 @@ class OnlineSimClient:
                     extensions={"timeout": self._timeout},
                 )
                 async with asyncio.timeout(self._call_timeout):
-                    response = await self._lanes[lane].handle_async_request(request)
-                    response.request = request
+                    streamed = await self._transport.handle_async_request(request)
                     try:
-                        await response.aread()
+                        response = await _read_bounded(api_method, streamed, secret=self._secret)
                     finally:
-                        await response.aclose()
+                        await streamed.aclose()
         except TimeoutError as exc:
             # Each phase came in time, the whole did not (an answer trickling in).
             raise UplinkTransient(
                 f"{api_method}: CallTimeout: no whole answer within {self._call_timeout:g} s",
                 code="CallTimeout",
             ) from exc
-        finally:
-            self._busy[lane] -= 1
         log.debug(
             "%s: HTTP %d in %.0f ms",
             api_method,
@@ -501,6 +499,30 @@ class OnlineSimClient:
             (time.monotonic() - started) * 1000,
         )
         return raise_for_answer(api_method, response, secret=self._secret)
+
+
+async def _read_bounded(method: str, response: httpx.Response, *, secret: str) -> httpx.Response:
+    """``response`` with its body read, at most :data:`MAX_ANSWER` bytes of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            start = b"".join(chunks)[:_KEPT_OF_TOO_LARGE].decode("utf-8", "replace")
+            raise UplinkTransient(
+                f"{method}: AnswerTooLarge: HTTP {response.status_code} answer longer than "
+                f"{MAX_ANSWER} bytes",
+                code="AnswerTooLarge",
+                status=response.status_code,
+                body=_redact(start, secret),
+            )
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        content=b"".join(chunks),
+        request=response.request,
+    )
 
 
 def parse_ids(method: str, answer: dict[str, Any]) -> dict[str, int | None]:

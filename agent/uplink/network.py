@@ -1,18 +1,19 @@
-"""httpx's transport on plain asyncio streams: the uplink's HTTP without anyio in between.
+"""The uplink's HTTP transport: httpcore's connection pool on plain asyncio, behind httpx's
+transport interface. Public, documented API of every library only (docs/uplink.md, "The
+HTTP stack").
 
 httpcore (httpx's engine) reaches the network through a *network backend*; under asyncio
 its default is anyio's, which wraps every read and write in a cancel scope and asks
 sniffio which event loop runs, on every call. In a backlog drain that was 30% of the
-agent's CPU per addMessage. :class:`AsyncioBackend` is the same job on
-``asyncio.open_connection`` streams with ``asyncio.timeout``, through httpcore's
-documented extension point (``network_backend=``); it raises httpcore's own exceptions,
-which httpx's transport maps to ``httpx.ConnectError``, ``httpx.ReadTimeout``... as before.
+agent's CPU per addMessage. :class:`AsyncioBackend` does the same job on an
+:class:`asyncio.Protocol` of ours, handed to httpcore through its documented extension
+point (``AsyncConnectionPool(network_backend=...)``). It raises httpcore's exceptions.
 
-:func:`lane_transport` builds the ``httpx.AsyncHTTPTransport`` of one uplink connection
-on it. httpx takes no network backend, so the transport's connection pool is replaced by
-an equal one that has it (``_pool`` is the one attribute of httpx relied on here;
-tests/uplink/test_network.py fails if a new httpx stops using it). With a proxy in the
-environment the stock pool is kept: proxies are rare on a site, and correct beats fast.
+:class:`UplinkTransport` is an ``httpx.AsyncBaseTransport`` (httpx's documented interface
+for custom transports) over that pool, or over httpcore's proxy pool when the environment
+names a proxy. It translates httpcore's exceptions into httpx's (``httpx.ConnectError``,
+``httpx.ReadTimeout``...), which :func:`agent.uplink.client.map_errors` then turns into
+the agent's.
 """
 
 # httpcore's interface takes the timeouts as arguments, so its methods do too.
@@ -24,45 +25,158 @@ import asyncio
 import contextlib
 import ssl
 import typing
+from collections.abc import AsyncIterator, Iterator
 
 import httpcore
 import httpx
 
-ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+#: Idle pooled connections are closed after this long (httpx's default).
+KEEPALIVE_EXPIRY = 5.0
+#: Bytes one connection holds unread before it stops reading from its socket: the bound of
+#: what a server can push ahead of what httpcore has asked for.
+READ_BUFFER_LIMIT = 256 * 1024
+
+# httpcore's exception -> httpx's of the same meaning (httpx's transport contract).
+_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+}
+
+
+class _Connection(asyncio.Protocol):
+    """What one connection received, whether it ended, and both directions' flow control.
+
+    Ours rather than asyncio's ``StreamReader``: httpcore asks an idle pooled connection
+    whether the server closed it or sent something (``is_readable``), and a
+    ``StreamReader`` has no public way to tell that bytes are waiting.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.received = bytearray()
+        self.ended = False  # end of file, or the connection is lost
+        self.error: Exception | None = None
+        self._arrived: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self._reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) > READ_BUFFER_LIMIT and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake_reader()
+        return False  # close our side too: HTTP/1.1 never half-closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake_reader()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def take(self, max_bytes: int) -> bytes:
+        data = bytes(self.received[:max_bytes])
+        del self.received[:max_bytes]
+        if self._reading_paused and len(self.received) <= READ_BUFFER_LIMIT // 2:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        return data
+
+    async def arrival(self) -> None:
+        """Until bytes arrive or the connection ends."""
+        self._arrived = asyncio.get_running_loop().create_future()
+        try:
+            await self._arrived
+        finally:
+            self._arrived = None
+
+    async def drained(self) -> None:
+        """Until the transport takes writes again."""
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+
+    def _wake_reader(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One TCP (or TLS) connection as httpcore wants it."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    @property
+    def unread_bytes(self) -> int:
+        """Bytes received and not yet read: what READ_BUFFER_LIMIT bounds."""
+        return len(self._connection.received)
+
+    @property
+    def _transport(self) -> asyncio.Transport:
+        transport = self._connection.transport
+        assert transport is not None  # set by connection_made before the stream exists
+        return transport
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-        except TimeoutError:
-            raise httpcore.ReadTimeout(f"no answer within {timeout:g} s") from None
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+        connection = self._connection
+        if not connection.received and not connection.ended:
+            try:
+                async with asyncio.timeout(timeout):
+                    await connection.arrival()
+            except TimeoutError:
+                raise httpcore.ReadTimeout(f"no answer within {timeout:g} s") from None
+        if connection.received:
+            return connection.take(max_bytes)
+        if connection.error is not None:
+            error = connection.error
+            raise httpcore.ReadError(str(error) or type(error).__name__) from error
+        return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
+        connection = self._connection
+        if connection.ended or self._transport.is_closing():
+            error = connection.error
+            raise httpcore.WriteError(str(error) if error else "the connection is closed")
+        self._transport.write(buffer)
         try:
             async with asyncio.timeout(timeout):
-                self._writer.write(buffer)
-                await self._writer.drain()
+                await connection.drained()
         except TimeoutError:
             raise httpcore.WriteTimeout(f"could not send within {timeout:g} s") from None
-        except OSError as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+        if connection.error is not None:
+            error = connection.error
+            raise httpcore.WriteError(str(error) or type(error).__name__) from error
 
     async def aclose(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):  # closing a connection the peer already reset
-            await self._writer.wait_closed()
+        self._transport.close()
 
     async def start_tls(
         self,
@@ -70,33 +184,40 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+                tls = await loop.start_tls(
+                    self._transport,
+                    self._connection,
+                    ssl_context,
+                    server_hostname=server_hostname,
+                )
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"TLS handshake not done within {timeout:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError) as exc:  # a refused certificate included
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if tls is None:  # the connection ended during the handshake
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        self._connection.transport = tls
         return self
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable":
             # Asked of an idle pooled connection: did the server close it or send
-            # something? asyncio reads eagerly into the StreamReader, so the socket itself
-            # never looks readable; the reader's buffer (``_buffer`` since Python 3.4: there
-            # is no public "bytes waiting") and its end-of-file say it instead.
-            return self._reader.at_eof() or bool(getattr(self._reader, "_buffer", b""))
+            # something? Either way it must not carry the next request.
+            return bool(self._connection.received) or self._connection.ended
         name = {
             "ssl_object": "ssl_object",
             "client_addr": "sockname",
             "server_addr": "peername",
             "socket": "socket",
         }.get(info)
-        return self._writer.get_extra_info(name) if name is not None else None
+        return self._transport.get_extra_info(name) if name is not None else None
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network on asyncio streams; counts the connections it opened."""
+    """httpcore's network on asyncio; counts the connections it opened."""
 
     def __init__(self) -> None:
         self.connections = 0
@@ -109,19 +230,18 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address is not None else None
-        try:
+        with _connecting(timeout):
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout:g} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = writer.get_extra_info("socket")
+                transport, connection = await loop.create_connection(
+                    _Connection, host, port, local_addr=local
+                )
+        sock = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
         self.connections += 1
-        return AsyncioStream(reader, writer)
+        return AsyncioStream(connection)
 
     async def connect_unix_socket(
         self,
@@ -129,31 +249,152 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
+        loop = asyncio.get_running_loop()
+        with _connecting(timeout):
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection within {timeout:g} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+                _, connection = await loop.create_unix_connection(_Connection, path)
         self.connections += 1
-        return AsyncioStream(reader, writer)
+        return AsyncioStream(connection)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def lane_transport(
-    ssl_context: ssl.SSLContext, proxy: str | None, backend: AsyncioBackend
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport with one connection; on ``backend`` unless there is a proxy."""
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=ONE_CONNECTION, proxy=proxy)
-    if proxy is None:
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=ONE_CONNECTION.max_connections,
-            max_keepalive_connections=ONE_CONNECTION.max_keepalive_connections,
-            keepalive_expiry=ONE_CONNECTION.keepalive_expiry,
-            network_backend=backend,
+@contextlib.contextmanager
+def _connecting(timeout: float | None) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"no connection within {timeout:g} s") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+
+
+@contextlib.contextmanager
+def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+    """httpcore's exceptions as httpx's, in this one place."""
+    try:
+        yield
+    except httpcore.TimeoutException as exc:
+        raise _HTTPX_ERRORS.get(type(exc), httpx.TimeoutException)(
+            str(exc), request=request
+        ) from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
+        raise _HTTPX_ERRORS.get(type(exc), httpx.TransportError)(str(exc), request=request) from exc
+    except httpcore.UnsupportedProtocol as exc:
+        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+
+
+class _AnswerStream(httpx.AsyncByteStream):
+    """An answer's body as httpx reads it, httpcore's errors translated; ``done`` is called
+    once when it is closed (its connection is then free for the next request)."""
+
+    def __init__(
+        self, answer: httpcore.Response, request: httpx.Request, done: typing.Callable[[], None]
+    ) -> None:
+        self._answer = answer
+        self._request = request
+        self._done: typing.Callable[[], None] | None = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self._request):
+            async for chunk in self._answer.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            with _httpx_errors(self._request):
+                await self._answer.aclose()
+        finally:
+            if self._done is not None:
+                self._done()
+                self._done = None
+
+
+class UplinkTransport(httpx.AsyncBaseTransport):
+    """At most ``max_connections`` kept-alive connections on ``backend``, through the
+    environment's ``proxy`` when there is one (``http://``, ``https://``, ``socks5://``).
+
+    Each connection is a *lane*: an httpcore pool of one connection, and a request takes
+    the least busy lane. One pool of ``max_connections`` would do the same job, but
+    httpcore's pool looks at every connection for every queued request whenever a request
+    starts or ends, which with 8 connections busy was a quarter of the agent's CPU in a
+    backlog drain; a lane's pool has one connection to look at.
+
+    Redirects are not followed (a transport never does): a moved URL or a captive portal is
+    news for a person, and following would turn a POST into a GET.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_connections: int,
+        backend: AsyncioBackend,
+        proxy: str | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections {max_connections} < 1")
+        self._lanes = [
+            _one_connection_pool(ssl_context, backend, proxy) for _ in range(max_connections)
+        ]
+        self._busy = [0] * max_connections  # requests on each lane, until their answer closes
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.content,
+            extensions=request.extensions,
         )
-    return transport
+        lane = self._busy.index(min(self._busy))
+        self._busy[lane] += 1
+
+        def done() -> None:
+            self._busy[lane] -= 1
+
+        try:
+            with _httpx_errors(request):
+                answer = await self._lanes[lane].handle_async_request(core_request)
+        except BaseException:
+            done()
+            raise
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_AnswerStream(answer, request, done),
+            extensions=answer.extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        for lane in self._lanes:
+            await lane.aclose()
+
+
+def _one_connection_pool(
+    ssl_context: ssl.SSLContext, backend: AsyncioBackend, proxy: str | None
+) -> httpcore.AsyncConnectionPool:
+    options: dict[str, typing.Any] = {
+        "ssl_context": ssl_context,
+        "max_connections": 1,
+        "max_keepalive_connections": 1,
+        "keepalive_expiry": KEEPALIVE_EXPIRY,
+        "network_backend": backend,
+    }
+    if proxy is None:
+        return httpcore.AsyncConnectionPool(**options)
+    url = httpx.URL(proxy)
+    auth = (url.username, url.password) if url.username else None
+    proxy_url = httpcore.URL(
+        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+    )
+    if url.scheme in ("http", "https"):
+        return httpcore.AsyncHTTPProxy(proxy_url=proxy_url, proxy_auth=auth, **options)
+    if url.scheme in ("socks5", "socks5h"):
+        return httpcore.AsyncSOCKSProxy(proxy_url=proxy_url, proxy_auth=auth, **options)
+    raise ValueError(f"proxy {proxy!r}: the scheme must be http, https or socks5")

@@ -10,7 +10,7 @@ import pytest
 
 from agent import config as config_module
 from agent.cli import main
-from agent.cli.manage import _with_store
+from agent.cli.manage import with_store
 from agent.errors import AlreadyRunning
 from agent.locking import DataDirLock
 from agent.store import Store
@@ -132,6 +132,6 @@ async def test_an_agent_cannot_start_while_a_command_writes_the_database(tmp_pat
             refused.append(exc)
         return "written"
 
-    assert await _with_store(config, work) == "written"
+    assert await with_store(config, work) == "written"
     assert refused, "an agent could take the folder while the command wrote in it"
     DataDirLock.acquire(data).release()  # and it can once the command is done

@@ -2,7 +2,7 @@
 methods mapped to the agent's error tree, every fault of the link, and the key kept secret.
 
 Faults are set through the stand-in's HTTP control API, as an operator or a benchmark would.
-One stand-in serves the whole module (starting and stopping uvicorn costs ~0.4 s); each
+One stand-in serves the whole module (starting and stopping the stand-in costs time); each
 test begins from an empty stand-in with no faults.
 """
 
@@ -31,6 +31,7 @@ from agent.errors import (
     UplinkTransient,
 )
 from agent.uplink.client import (
+    MAX_ANSWER,
     NumberItem,
     OnlineSimClient,
     TakeOffItem,
@@ -570,3 +571,44 @@ async def test_an_answer_that_trickles_in_is_cut_at_the_whole_call_timeout() -> 
         await server.wait_closed()
     assert caught.value.code == "CallTimeout"
     assert time.monotonic() - started < 3.0  # the 0.5 s deadline, not the trickle's length
+
+
+async def test_an_endless_answer_is_cut_at_the_answer_bound_with_its_start_kept() -> None:
+    # A proxy's or portal's page, or a stream that never ends: the call reads at most
+    # MAX_ANSWER bytes, fails as the link's fault and keeps the start (key redacted).
+    sent = 0
+    served = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nkey=secret-key ")
+            while sent < 8 * MAX_ANSWER:  # the client must give up long before this
+                writer.write(b"x" * 65536)
+                await writer.drain()
+                sent += 65536
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            served.set()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = UplinkSettings(base_url=f"http://127.0.0.1:{port}/api", api_key="secret-key")
+    try:
+        async with OnlineSimClient(settings) as client:
+            with pytest.raises(UplinkTransient) as caught:
+                await client.add_message(number="+79161234567", sender="x", text="y", date=1)
+        async with asyncio.timeout(10):
+            await served.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.code == "AnswerTooLarge"
+    assert caught.value.status == 200
+    assert caught.value.body is not None
+    assert caught.value.body.startswith("key=<api-key> x")
+    assert len(caught.value.body) <= 16 * 1024 + len("<api-key>")
+    assert sent < 8 * MAX_ANSWER  # the server was cut off, not read to its end

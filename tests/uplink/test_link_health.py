@@ -268,6 +268,10 @@ async def test_a_store_that_cannot_write_pauses_the_uplink_and_nothing_goes_twic
     await outcomes.until(lambda: "unrecorded" in [o for _, o in outcomes.seen])
     assert state.snapshot.condition is UplinkCondition.STORE_NOT_WRITABLE
     assert not world.store.writable
+    # The store is probed only when no request is in flight: from then on, what reached
+    # OnlineSim is what was in flight when the write failed (the other SIM's request may
+    # still have been on its way when the first "unrecorded" came).
+    await outcomes.until(lambda: outcomes.of(0).count("store probe") >= 1)
     calls_while_paused = len(world.requests("addMessage"))
     # Only what was in flight when the write failed went up: one per SIM at most.
     assert calls_while_paused <= 2

@@ -1,11 +1,14 @@
-"""The uplink's httpx transport on asyncio streams (agent.uplink.network), against real
-servers on loopback: plain HTTP, TLS, keep-alive, a server that closes idle connections,
-one that never answers, and a port nobody listens on."""
+"""The uplink's httpx transport on asyncio (agent.uplink.network), against real servers on
+loopback: plain HTTP, TLS, keep-alive, a server that closes or resets idle connections,
+one that never answers, one that pushes more than is read, a proxy, and a port nobody
+listens on."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +20,7 @@ import trustme
 from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
-from agent.uplink.network import AsyncioBackend, lane_transport
+from agent.uplink.network import READ_BUFFER_LIMIT, AsyncioBackend, UplinkTransport
 
 KEY = "sk-network-0123456789"
 ANSWER = b'{"response": 1}'
@@ -25,10 +28,15 @@ ANSWER = b'{"response": 1}'
 
 @asynccontextmanager
 async def http_server(
-    *, close_after_answer: bool = False, answer: bool = True, tls: ssl.SSLContext | None = None
+    *,
+    close_after_answer: bool = False,
+    reset_after_answer: bool = False,
+    answer: bool = True,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A small HTTP/1.1 peer: answers each request with ANSWER (keeping the connection
-    unless ``close_after_answer``), or never answers. Yields its URL and the requests."""
+    unless ``close_after_answer`` or ``reset_after_answer``), or never answers. Yields its
+    URL and the requests."""
     requests: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,7 +60,11 @@ async def http_server(
                     b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
                 )
                 await writer.drain()
-                if close_after_answer:
+                if reset_after_answer:
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                if close_after_answer or reset_after_answer:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             return
@@ -70,12 +82,17 @@ async def http_server(
 
 
 def transport(
-    backend: AsyncioBackend, context: ssl.SSLContext | None = None
-) -> httpx.AsyncHTTPTransport:
-    return lane_transport(context or httpx.create_ssl_context(), None, backend)
+    backend: AsyncioBackend, context: ssl.SSLContext | None = None, proxy: str | None = None
+) -> UplinkTransport:
+    return UplinkTransport(
+        ssl_context=context or httpx.create_ssl_context(),
+        max_connections=1,
+        backend=backend,
+        proxy=proxy,
+    )
 
 
-async def post(lane: httpx.AsyncHTTPTransport, url: str, **extensions: object) -> httpx.Response:
+async def post(lane: UplinkTransport, url: str, **extensions: object) -> httpx.Response:
     request = httpx.Request("POST", f"{url}/api/addMessage", content=b"{}", extensions=extensions)
     response = await lane.handle_async_request(request)
     await response.aread()
@@ -157,9 +174,79 @@ async def test_nobody_listening_is_a_connect_error() -> None:
     await lane.aclose()
 
 
-def test_with_a_proxy_in_the_environment_httpx_keeps_its_own_pool() -> None:
-    lane = lane_transport(httpx.create_ssl_context(), "http://proxy.example:3128", AsyncioBackend())
-    assert isinstance(lane._pool, httpcore.AsyncHTTPProxy)
+async def test_through_a_proxy_the_request_names_the_whole_url() -> None:
+    backend = AsyncioBackend()
+    async with http_server() as (proxy_url, requests):
+        lane = transport(backend, proxy=proxy_url)
+        answer = await post(lane, "http://onlinesim.example")
+        await lane.aclose()
+    assert answer.content == ANSWER
+    assert requests[0].startswith(b"POST http://onlinesim.example/api/addMessage HTTP/1.1\r\n")
+    assert backend.connections == 1  # the proxy's connection, on our backend too
+
+
+def test_a_proxy_of_another_scheme_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="'ftp://proxy:21': the scheme must be"):
+        transport(AsyncioBackend(), proxy="ftp://proxy:21")
+
+
+async def test_a_connection_the_server_reset_while_idle_is_not_reused() -> None:
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    async with http_server(reset_after_answer=True) as (url, requests):
+        first = await post(lane, url)
+        # Wait until the idle pooled connection has seen the server's reset.
+        with pytest.raises(httpcore.ReadError):
+            await first.extensions["network_stream"].read(1, timeout=5)
+        second = await post(lane, url)
+    await lane.aclose()
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert len(requests) == 2
+    assert backend.connections == 2
+
+
+async def test_a_server_pushing_more_than_is_read_fills_at_most_the_read_bound() -> None:
+    """1 MiB arrives at once; while nobody reads, one connection holds at most
+    READ_BUFFER_LIMIT of it (plus one socket read), the rest stays in the kernel."""
+    pushed = 1 << 20
+
+    served = asyncio.Event()
+
+    async def push(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % pushed)
+            writer.write(b"x" * pushed)
+            await writer.drain()
+            await reader.read()  # until the client closes
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            served.set()
+
+    server = await asyncio.start_server(push, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    request = httpx.Request("GET", f"http://127.0.0.1:{port}/big")
+    response = await lane.handle_async_request(request)
+    stream = response.extensions["network_stream"]
+    held = 0
+    for _ in range(200):  # the loop delivers what the socket has; nobody reads it
+        await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+        held = max(held, stream.unread_bytes)
+        if held >= READ_BUFFER_LIMIT:
+            break
+    assert 0 < held <= READ_BUFFER_LIMIT + 256 * 1024
+    body = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert len(body) == pushed  # nothing lost by the pause
+    await response.aclose()
+    await lane.aclose()
+    async with asyncio.timeout(5):
+        await served.wait()
+    server.close()
+    await server.wait_closed()
 
 
 @pytest.mark.parametrize(
@@ -189,3 +276,16 @@ def test_environment_proxy(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert environment_proxy(url) == proxy
+
+
+async def test_concurrent_requests_share_at_most_max_connections() -> None:
+    backend = AsyncioBackend()
+    lanes = UplinkTransport(
+        ssl_context=httpx.create_ssl_context(), max_connections=2, backend=backend
+    )
+    async with http_server() as (url, requests):
+        answers = await asyncio.gather(*(post(lanes, url) for _ in range(20)))
+    await lanes.aclose()
+    assert [answer.status_code for answer in answers] == [200] * 20
+    assert len(requests) == 20
+    assert backend.connections == 2  # both lanes used, never a third connection

@@ -180,7 +180,7 @@ async def test_a_slowloris_head_trickled_byte_by_byte_is_cut(running: Running) -
     cut = asyncio.Event()
 
     async def trickle() -> int:
-        """One byte per 20 ms (every byte would reset uvicorn's own timer) until the
+        """One byte per 20 ms (every byte would reset a plain keep-alive timer) until the
         server cuts the connection: the wait between bytes ends early when it does."""
         sent = 0
         with contextlib.suppress(ConnectionError):

@@ -1,4 +1,4 @@
-"""The webhook listener's content and auth, over real HTTP on 127.0.0.1 (uvicorn + httpx)."""
+"""The webhook listener's content and auth, over real HTTP on 127.0.0.1 (our server, httpx)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sockets and tasks of the stand-in: two uvicorn listeners in the caller's event loop.
+"""Sockets and tasks of the stand-in: two HTTP listeners (agent.httpserver) in the caller's
+event loop.
 
 The API listener carries the OnlineSim API (and the control routes, for convenience); it
 can be taken *down* for real (listening socket closed, open connections reset) and brought
@@ -16,18 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import uvicorn
-
 from agent.emulate.onlinesim.app import ApiApp, ControlApp
 from agent.emulate.onlinesim.state import Faults, RecordedRequest, StandInState, WebhookCall, scrub
 from agent.emulate.onlinesim.webhook_caller import WebhookCaller
 from agent.errors import EmulatorError
-from agent.httpserver import (
-    EMBEDDED,
-    QuietServer,
-    listen_socket,
-    reset_transport,
-    start_serving,
+from agent.httpserver import HttpServer, Limits, listen_socket
+
+#: Only tests and the demo talk to the stand-in, and its faults hold answers for as long as
+#: asked: no deadline, no cap per source (every client is 127.0.0.1). The connection cap
+#: is the bound of what a runaway test can open.
+STAND_IN_LIMITS = Limits(
+    header_timeout=None, busy_connections=None, max_connections=1024, max_per_source=None
 )
 
 
@@ -223,14 +223,13 @@ class OnlineSimStandIn:
 
 
 class _Listener:
-    """One uvicorn server on a fixed address that can be closed and reopened on it."""
+    """One HTTP server on a fixed address that can be closed and reopened on it."""
 
     def __init__(self, app: ApiApp | ControlApp, host: str, port: int) -> None:
         self._app = app
         self._host = host
         self._port = port
-        self._server: QuietServer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: HttpServer | None = None
 
     @property
     def is_open(self) -> bool:
@@ -247,29 +246,22 @@ class _Listener:
         except OSError as exc:
             raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, http="h11", **EMBEDDED)
-        server = QuietServer(config)
+        server = HttpServer(self._app, STAND_IN_LIMITS)
         try:
-            task = await start_serving(server, sock, name=f"onlinesim-{self.url}")
+            await server.start(sock)
         except OSError as exc:
-            raise EmulatorError(str(exc), "listen") from exc
-        self._server, self._task = server, task
+            sock.close()
+            raise EmulatorError(f"cannot listen on {self.url}: {exc}", "listen") from exc
+        self._server = server
 
     async def close(self) -> None:
-        """Stop listening, reset every open connection, wait for uvicorn to end."""
-        server, task = self._server, self._task
-        if server is None or task is None:
+        """Stop listening, reset every open connection, wait for requests in progress."""
+        server = self._server
+        if server is None:
             raise EmulatorError(f"{self.url} is not listening", "listen")
-        self._server = self._task = None
-        server.request_exit()
-        await task
+        self._server = None
+        await server.stop()
 
     def reset_client(self, client: tuple[str, int] | None) -> bool:
         """Reset the connection of ``client`` (the ASGI scope's client address)."""
-        if self._server is None or client is None:
-            return False
-        for connection in list(self._server.server_state.connections):
-            if connection.client == tuple(client):
-                reset_transport(connection.transport)
-                return True
-        return False
+        return self._server is not None and self._server.reset_client(client)

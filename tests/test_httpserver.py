@@ -1,0 +1,154 @@
+"""agent.httpserver on its own, over real sockets on 127.0.0.1: what the webhook's tests
+(tests/webhook/) do not reach through the webhook app: a body the app does not read yet,
+requests sent before the previous answer, an app that fails or gives no answer, HEAD."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agent.httpserver import BODY_BUFFER, HttpServer, Limits, Message, Receive, Scope, Send
+from agent.httpserver import listen_socket as bound_socket
+from tests.webhook import read_until_closed, status_of
+
+OPEN = Limits(header_timeout=5.0, busy_connections=None, max_connections=16, max_per_source=None)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: object) -> AsyncIterator[tuple[HttpServer, int]]:
+    server = HttpServer(app, OPEN)  # type: ignore[arg-type]
+    sock = bound_socket("127.0.0.1", 0)
+    await server.start(sock)
+    try:
+        yield server, sock.getsockname()[1]
+    finally:
+        await server.stop()
+
+
+async def answer(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_body_the_app_does_not_read_yet_is_held_up_to_the_bound() -> None:
+    may_read = asyncio.Event()
+    arrived = asyncio.Event()
+    received: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        arrived.set()
+        await may_read.wait()
+        size = 0
+        while True:
+            message: Message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        received.append(size)
+        await answer(send, 200, b"ok")
+
+    body = b"b" * (4 << 20)
+    async with serving(app) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        (connection,) = server.connections
+        held = 0
+        for _ in range(200):  # turns of the loop while the client keeps sending
+            await asyncio.sleep(0)  # not a wait for time
+            assert connection.cycle is not None
+            held = max(held, connection.cycle.buffered)
+        # One socket read (at most 256 KiB) may land past the bound before reading stops.
+        assert 0 < held <= BODY_BUFFER + 256 * 1024
+        may_read.set()
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert status_of(head) == 200
+    assert received == [len(body)]  # nothing lost by the pauses
+
+
+async def test_requests_sent_before_the_answer_are_answered_in_order() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await answer(send, 200, scope["path"].encode())
+
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(5)))
+        writer.write(b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = await read_until_closed(reader)
+        writer.close()
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in answers.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4", b"/last"]
+
+
+@pytest.mark.parametrize("fault", ["raises", "raises after the head", "returns without answering"])
+async def test_an_app_fault_is_one_500_and_the_server_serves_on(
+    fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        if scope["path"] == "/fine":
+            await answer(send, 200, b"fine")
+        elif fault == "raises":
+            raise ValueError("a bug")
+        elif fault == "raises after the head":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise ValueError("a bug")
+
+    async with serving(app) as (_, port):
+        for path, status in (("/bug", 500), ("/fine", 200)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert status_of(await read_until_closed(reader)) == status
+            writer.close()
+    assert any("/bug" in record.getMessage() for record in caplog.records)
+
+
+async def test_head_gets_the_head_alone() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await answer(send, 200, b"the body")
+
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) == 200
+    assert b"content-length: 8" in raw.lower()
+    assert raw.endswith(b"\r\n\r\n")  # no body after the head
+
+
+async def test_stop_cancels_an_app_that_ignores_the_cut_after_the_grace() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never answers, never reads the disconnect
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = HttpServer(app, OPEN, stop_grace=0.1)
+    sock = bound_socket("127.0.0.1", 0)
+    await server.start(sock)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        await started.wait()
+        await server.stop()
+    assert cancelled.is_set()
+    assert not server.connections
+    assert not server.tasks
+    assert await read_until_closed(reader) == b""
+    writer.close()
