@@ -131,7 +131,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class UplinkState(StrEnum):
+class UplinkCondition(StrEnum):
     OK = "ok"
     BACKING_OFF = "backing_off"  # the link is flaky: retrying with back-off
     PAUSED = "paused"  # an account error (401/403/405): a person must act
@@ -140,7 +140,7 @@ class UplinkState(StrEnum):
 
 @dataclass(frozen=True)
 class UplinkStatus:
-    state: UplinkState = UplinkState.OK
+    state: UplinkCondition = UplinkCondition.OK
     code: str | None = None  # the API code or network error behind the state
     since: float | None = None
     last_success_at: float | None = None

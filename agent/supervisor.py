@@ -61,8 +61,7 @@ from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
 from agent.uplink.numbers import NumbersSync, list_fields
 from agent.uplink.pump import OutboxPump
-from agent.uplink.state import UplinkSnapshot
-from agent.uplink.state import UplinkState as UplinkTracker
+from agent.uplink.state import UplinkSnapshot, UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from agent.webhook.app import WebhookApp
 from agent.webhook.metrics import Metrics

@@ -56,7 +56,7 @@ def read_fact(name: str) -> dict[str, Any] | None:
 
 class UplinkRecorder:
     """Keeps the ``uplink`` fact equal to the uplink's state, with the last error of any
-    run. Give :meth:`update` every new snapshot (``UplinkState.on_change``); ``write``
+    run. Give :meth:`update` every new snapshot (``UplinkTracker.on_change``); ``write``
     stores one value (through the store's writer). One write at a time, none queued
     behind it: the write that follows takes the newest snapshot."""
 

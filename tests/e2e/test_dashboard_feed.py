@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from agent.control.client import ControlClient
-from agent.status import UplinkState, UplinkStatus, from_json
+from agent.status import UplinkCondition, UplinkStatus, from_json
 from tests.e2e.site import StartSite
 
 
@@ -26,11 +26,11 @@ async def test_a_paused_uplink_reaches_the_dashboard_as_paused(start_site: Start
                 event = await anext(stream)
                 if event["event"] == "uplink":
                     shown = from_json(UplinkStatus, event["data"])
-                    if shown.state is UplinkState.PAUSED:
+                    if shown.state is UplinkCondition.PAUSED:
                         break
         assert shown.code == "ERROR_WRONG_KEY"
         snapshot = await site.agent.snapshot()
-        assert snapshot.uplink.state is UplinkState.PAUSED
+        assert snapshot.uplink.state is UplinkCondition.PAUSED
         assert snapshot.uplink.code == "ERROR_WRONG_KEY"
     finally:
         await stream.aclose()

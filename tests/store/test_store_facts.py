@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.readonly import connect_read_only, read_uplink
-from agent.status import FACT_UPLINK, UplinkState, UplinkStatus
+from agent.status import FACT_UPLINK, UplinkCondition, UplinkStatus
 from agent.store import Store
 from agent.store.facts import UplinkRecorder, read_fact
 
 PAUSED = UplinkStatus(
-    state=UplinkState.PAUSED,
+    state=UplinkCondition.PAUSED,
     code="ERROR_WRONG_KEY",
     since=100.0,
     last_error="401: ERROR_WRONG_KEY",
@@ -23,8 +23,8 @@ PAUSED = UplinkStatus(
 
 
 def success(at: float) -> UplinkStatus:
-    """The uplink after a success, as UplinkState makes it: ok, the last error kept."""
-    return replace(PAUSED, state=UplinkState.OK, code=None, since=200.0, last_success_at=at)
+    """The uplink after a success, as UplinkTracker makes it: ok, the last error kept."""
+    return replace(PAUSED, state=UplinkCondition.OK, code=None, since=200.0, last_success_at=at)
 
 
 class Clock:
@@ -91,7 +91,7 @@ async def test_the_last_error_of_an_earlier_run_is_kept_after_a_restart(
     finally:
         connection.close()
     assert recorded is not None
-    assert recorded.state is UplinkState.OK
+    assert recorded.state is UplinkCondition.OK
     assert recorded.last_error == "401: ERROR_WRONG_KEY"
     assert recorded.last_success_at == 300.0
 

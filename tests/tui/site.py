@@ -33,7 +33,7 @@ from agent.status import (
     SiteSnapshot,
     SlotActivity,
     TakeoffMark,
-    UplinkState,
+    UplinkCondition,
     UplinkStatus,
 )
 
@@ -94,7 +94,7 @@ def demo_site(now: float = NOW, slots: int = 8) -> SiteSnapshot:
         taken_at=now,
         modems=tuple(modems),
         activity=activity,
-        uplink=UplinkStatus(state=UplinkState.OK, last_success_at=now - 12),
+        uplink=UplinkStatus(state=UplinkCondition.OK, last_success_at=now - 12),
         outbox=OutboxStatus(pending=3, backing_off=1, dead=2, last_success_at=now - 12),
         takeoff=(TakeoffMark("8970100000000000001", "1-1.2", "+79161234501", 75.5, now - 3600),),
         numbers_online=NumbersOnline(count=4, accepted_at=NOW - 30),

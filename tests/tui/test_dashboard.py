@@ -16,7 +16,7 @@ from agent.status import (
     MessageSummary,
     ModemState,
     PduRecord,
-    UplinkState,
+    UplinkCondition,
     UplinkStatus,
 )
 from tests.tui.pilot import cell, column, make_app, until
@@ -79,7 +79,7 @@ async def test_the_header_says_the_uplink_is_paused_while_the_store_cannot_write
     app = make_app(socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.view.live)
-        paused = UplinkStatus(state=UplinkState.STORE_NOT_WRITABLE, code="DiskFull", since=NOW)
+        paused = UplinkStatus(state=UplinkCondition.STORE_NOT_WRITABLE, code="DiskFull", since=NOW)
         site.publish("uplink", paused.to_json())
         await until(pilot, lambda: "PAUSED: store not writable" in header_text(app))
         assert "(DiskFull)" in header_text(app)
