@@ -63,6 +63,20 @@ class BlockRuleStatus:
 
 
 @dataclass(frozen=True)
+class BlockRuleTrial:
+    """What a rule would have done to the last stored SMS (the answer to a preview):
+    ``withheld`` of ``checked``; ``timed_out`` of them took too long; ``stored`` were asked
+    for. A rule that ``withholds_most`` is added only when a person confirms it."""
+
+    withheld: int
+    checked: int
+    timed_out: int
+    stored: int
+    withholds_most: bool
+    summary: str  # the same in words: "would have withheld 3 of the last 200 SMS"
+
+
+@dataclass(frozen=True)
 class PortInfo:
     """One serial device and what is known of it before anyone talks to it."""
 
@@ -325,6 +339,24 @@ class MessageDetail:
 # ignored: an older dashboard keeps working against a newer agent.
 
 _T = TypeVar("_T")
+
+
+def to_json(value: Any) -> Any:
+    """Any of the shapes above (or a list or tuple of them, or a plain JSON value) as
+    JSON-ready data: what the control socket sends and :func:`read_json` reads back."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return _jsonable(value)
+
+
+def read_json(hint: Any, value: Any, *, where: str) -> Any:
+    """``value`` read as the type ``hint`` (a dataclass above, ``tuple[X, ...]``, ``str``,
+    ``X | None``...); ValueError names the field at fault, starting with ``where``."""
+    return _read(hint, value, where)
 
 
 def from_json(cls: type[_T], data: Any, *, where: str = "") -> _T:

@@ -125,12 +125,13 @@ def agent_health(socket: Any) -> dict[str, Any] | None:
     from pathlib import Path
 
     from agent.control.client import call
+    from agent.control.protocol import CheckHealth
     from agent.errors import AgentNotRunning, ControlError
 
     if not Path(socket).exists():
         return None
     try:
-        health: dict[str, Any] = call(socket, "health")
+        health: dict[str, Any] = call(socket, CheckHealth())
     except (AgentNotRunning, OSError):
         return None
     except ControlError as exc:
