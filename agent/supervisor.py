@@ -65,7 +65,6 @@ from agent.status import (
     MessageSummary,
     ModemState,
     ModemStatus,
-    OutboxStatus,
     PublicUrlState,
     PublicUrlStatus,
     SiteSnapshot,
@@ -619,7 +618,7 @@ class Agent:
             modems=tuple(self._live_modems()),
             activity=activity,
             uplink=uplink,
-            outbox=OutboxStatus(**_outbox_fields(counts)).with_uplink_error(uplink),
+            outbox=queries.outbox_status_of(counts).with_uplink_error(uplink),
             takeoff=tuple(
                 mark.to_status() for mark in (self.marks.open_marks() if self.marks else [])
             ),
@@ -631,22 +630,6 @@ class Agent:
             events=tuple(events),
             public_url=self.public_url.status if self.public_url is not None else None,
         )
-
-
-def _outbox_fields(counts: Any) -> dict[str, Any]:
-    def epoch(value: Any) -> float | None:
-        return value.timestamp() if hasattr(value, "timestamp") else value
-
-    return {
-        "pending": counts.pending,
-        "backing_off": counts.backing_off,
-        "dead": counts.dead,
-        "blocked": counts.blocked,
-        "assembling": counts.assembling,
-        "last_success_at": epoch(counts.last_success_at),
-        "last_error": counts.last_error,
-        "last_error_at": epoch(counts.last_error_at),
-    }
 
 
 def _clock_synced() -> bool | None:
