@@ -2,8 +2,8 @@
 
 - nothing in ``agent`` imports ``textual`` (the agent must run without the dashboard);
 - ``agent.protocol`` imports no I/O: no asyncio, serial, sockets, database, HTTP, threads;
-- ``tui`` reaches the agent only through ``agent.status``, the control client and
-  ``agent.readonly`` (the database read with the standard library only).
+- ``tui`` reaches the agent only through ``agent.status``, the control client and schema,
+  and ``agent.store.queries`` (the agent's own reads, on the file opened read-only).
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def test_protocol_import_loads_no_io_at_run_time() -> None:
 
 @pytest.mark.parametrize("path", python_files("tui"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_tui_reaches_the_agent_only_through_status_and_control(path: Path) -> None:
-    # agent.readonly: the database read with the standard library, shared with
-    # `simedge status` so that both say what the agent would.
+    # agent.store.queries: the agent's own reads, shared with `simedge status`, so that
+    # both say what the agent would.
     allowed = (
         "agent.status",
         "agent.control.client",

@@ -1,6 +1,7 @@
 """Facts the agent knows in memory, kept in the ``site_fact`` table for the readers that
 cannot ask it: ``simedge status`` and the dashboard while the agent is down (both read
-them with :mod:`agent.readonly`). Each is the JSON of an :mod:`agent.status` shape.
+them with :mod:`agent.store.queries` on a read-only connection). Each is the JSON of an
+:mod:`agent.status` shape.
 
 - ``uplink`` (:data:`~agent.status.FACT_UPLINK`): the uplink's condition and its last
   error with its time. Kept by :class:`UplinkRecorder`, which also carries the last error

@@ -34,6 +34,7 @@ from agent.status import (
     OutboxStatus,
     PduRecord,
     SlotActivity,
+    TakeoffMark,
     UplinkStatus,
     from_json,
 )
@@ -251,11 +252,44 @@ def message_detail(message_id: int) -> MessageDetail | None:
 def events(limit: int = 200) -> list[LogEvent]:
     """The site's log, newest last."""
     rows = Event.select().order_by(Event.id.desc()).limit(limit)
-    return [
-        LogEvent(
-            at=e.at.timestamp(), level=e.level, kind=e.kind, text=e.text, slot=e.slot, iccid=e.iccid
+    return [_log_event(e) for e in reversed(list(rows))]
+
+
+def last_event(kind: str) -> LogEvent | None:
+    """The newest line of the log of this kind (None: none)."""
+    row = Event.select().where(Event.kind == kind).order_by(Event.id.desc()).first()
+    return None if row is None else _log_event(row)
+
+
+def _log_event(e: Event) -> LogEvent:
+    return LogEvent(
+        at=e.at.timestamp(), level=e.level, kind=e.kind, text=e.text, slot=e.slot, iccid=e.iccid
+    )
+
+
+def open_takeoff_marks() -> list[TakeoffMark]:
+    """Take-off marks not yet done, of the SIM each slot holds now (the one seen there
+    last: a mark of a SIM already swapped out is history), by slot."""
+    newer = Sim.alias()
+    swapped_out = newer.select().where(
+        (newer.last_slot == Sim.last_slot) & (newer.last_seen > Sim.last_seen)
+    )
+    rows = (
+        Sim.select()
+        .where(
+            Sim.takeoff_at.is_null(False) & Sim.takeoff_done_at.is_null() & ~fn.EXISTS(swapped_out)
         )
-        for e in reversed(list(rows))
+        .order_by(Sim.last_slot)
+    )
+    return [
+        TakeoffMark(
+            iccid=sim.iccid,
+            slot=sim.last_slot,
+            number=sim.number,
+            sum_rub=sim.takeoff_sum or 0.0,
+            marked_at=sim.takeoff_at.timestamp(),
+        )
+        for sim in rows
     ]
 
 

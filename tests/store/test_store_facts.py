@@ -8,9 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.readonly import connect_read_only, read_uplink
 from agent.status import FACT_UPLINK, UplinkCondition, UplinkStatus
-from agent.store import Store
+from agent.store import Store, queries
 from agent.store.facts import UplinkRecorder, read_fact
 
 PAUSED = UplinkStatus(
@@ -85,11 +84,8 @@ async def test_the_last_error_of_an_earlier_run_is_kept_after_a_restart(
         await second.flush()
     finally:
         await store.close()
-    connection = connect_read_only(db_path)
-    try:
-        recorded = read_uplink(connection)
-    finally:
-        connection.close()
+    with queries.reading(db_path):  # as simedge status and the dashboard read it
+        recorded = queries.recorded_uplink()
     assert recorded is not None
     assert recorded.state is UplinkCondition.OK
     assert recorded.last_error == "401: ERROR_WRONG_KEY"
