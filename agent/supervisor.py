@@ -618,7 +618,7 @@ class Agent:
             modems=tuple(self._live_modems()),
             activity=activity,
             uplink=uplink,
-            outbox=queries.outbox_status_of(counts).with_uplink_error(uplink),
+            outbox=counts.with_uplink_error(uplink),
             takeoff=tuple(
                 mark.to_status() for mark in (self.marks.open_marks() if self.marks else [])
             ),

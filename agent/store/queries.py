@@ -162,20 +162,7 @@ def outbox_status(now: float) -> OutboxStatus:
     """Pending (due now), backing off, dead, blocked, assembling; the last success and
     the last failed attempt (the uplink's own last error is added by the caller, see
     :meth:`OutboxStatus.with_uplink_error`)."""
-    return outbox_status_of(outbox_store.counts(to_utc(now)))
-
-
-def outbox_status_of(counts: outbox_store.OutboxCounts) -> OutboxStatus:
-    return OutboxStatus(
-        pending=counts.pending,
-        backing_off=counts.backing_off,
-        dead=counts.dead,
-        blocked=counts.blocked,
-        assembling=counts.assembling,
-        last_success_at=_epoch(counts.last_success_at),
-        last_error=counts.last_error,
-        last_error_at=_epoch(counts.last_error_at),
-    )
+    return outbox_store.counts(to_utc(now))
 
 
 def recorded_uplink() -> UplinkStatus | None:
