@@ -280,7 +280,7 @@ class Event:
 
 def encode(message: dict[str, Any]) -> bytes:
     """One protocol line. ``ensure_ascii`` keeps every byte printable on the wire."""
-    return json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    return _dumps(message) + b"\n"
 
 
 def encode_request(request_id: Any, request: Request[Any]) -> bytes:
@@ -317,13 +317,37 @@ def read_request(op: Any, arguments: dict[str, Any]) -> Request[Any]:
     return request
 
 
-def encode_answer(request_id: Any, request: Request[R], result: R) -> bytes:
+def encode_answer(
+    request_id: Any, request: Request[R], result: R, shared: SharedResult | None = None
+) -> bytes:
     """The answer line of a handled request; TypeError when ``result`` is not the request's
     result type (a handler bug: the client would not understand it)."""
     if not conforms(request.RESULT, result):
         expected = getattr(request.RESULT, "__name__", str(request.RESULT))
         raise TypeError(f"{request.OP} answered a {type(result).__name__}, not {expected}")
-    return encode({"id": request_id, "ok": True, "result": to_json(result)})
+    result_json = shared.json(result) if shared is not None else _dumps(to_json(result))
+    # The layout of encode({"id": ..., "ok": True, "result": ...}), the result spliced in.
+    return b'{"id":' + _dumps(request_id) + b',"ok":true,"result":' + result_json + b"}\n"
+
+
+class SharedResult:
+    """The JSON of the last result answered, reused while the same object is answered
+    again: every client waiting on one coalesced snapshot gets the same object, and its
+    JSON (13 ms for 128 modems) is made once, not once per client."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, bytes] | None = None
+
+    def json(self, result: Any) -> bytes:
+        if self._last is not None and self._last[0] is result:
+            return self._last[1]
+        data = _dumps(to_json(result))
+        self._last = (result, data)
+        return data
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
 def encode_refusal(request_id: Any, error: str) -> bytes:

@@ -44,6 +44,7 @@ from agent.control.protocol import (
     SUBSCRIBER_QUEUE,
     EventKind,
     Request,
+    SharedResult,
     Subscribe,
     encode_answer,
     encode_event,
@@ -88,6 +89,7 @@ class ControlServer:
     ) -> None:
         self.path = path
         self._handlers = handler_table(*handlers)
+        self._shared = SharedResult()
         self.mode = mode
         self.max_clients = max_clients
         self._working = asyncio.Semaphore(max_working)
@@ -217,7 +219,7 @@ class ControlServer:
         try:
             async with self._working:
                 result = await handler(request)
-            return encode_answer(request_id, request, result)
+            return encode_answer(request_id, request, result, self._shared)
         except SimedgeError as exc:
             return encode_refusal(request_id, str(exc))
         except Exception as exc:  # a handler bug must not cut the dashboard off

@@ -3,6 +3,8 @@ every side handling every operation once."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections import Counter
 from dataclasses import fields
 
@@ -21,8 +23,12 @@ from agent.control.protocol import (
     ResetModem,
     Retry,
     SetNumber,
+    SharedResult,
     ShowMessage,
+    TakeSnapshot,
     Trace,
+    encode,
+    encode_answer,
     encode_request,
     handled_ops,
     handler_table,
@@ -31,7 +37,7 @@ from agent.control.protocol import (
 )
 from agent.errors import ControlError
 from agent.supervisor import Agent
-from tests.tui.site import SiteStandIn
+from tests.tui.site import SiteStandIn, demo_site
 
 SAMPLES: list[Request[object]] = [
     ListMessages(limit=5, query="+7916", before=40),
@@ -99,3 +105,23 @@ def test_two_handlers_for_one_op_are_refused() -> None:
 
     with pytest.raises(TypeError, match="op reset_modem is handled twice"):
         handler_table(First(), Second())
+
+
+@pytest.mark.parametrize("request_id", [1, None, 'a "quoted" id', [1, {"x": 2}]])
+def test_an_answer_line_is_the_envelope_with_the_result_spliced_in(request_id: object) -> None:
+    snapshot = demo_site(slots=2)
+    expected = encode({"id": request_id, "ok": True, "result": snapshot.to_json()})
+    assert encode_answer(request_id, TakeSnapshot(), snapshot) == expected
+    assert encode_answer(request_id, TakeSnapshot(), snapshot, SharedResult()) == expected
+
+
+def test_clients_answered_one_snapshot_share_its_json() -> None:
+    """Every client waiting on one coalesced snapshot gets the same object: its JSON is
+    made once (13 ms for 128 modems), not once per client."""
+    shared = SharedResult()
+    snapshot = demo_site(slots=2)
+    first = shared.json(snapshot)
+    assert shared.json(snapshot) is first  # the same object: the same bytes, not remade
+    newer = dataclasses.replace(snapshot, taken_at=snapshot.taken_at + 1)
+    assert shared.json(newer) is not first
+    assert json.loads(shared.json(newer))["taken_at"] == snapshot.taken_at + 1
