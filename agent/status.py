@@ -9,7 +9,7 @@ Values here are snapshots: whoever owns a piece of state builds a new one when i
 from __future__ import annotations
 
 import functools
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -64,6 +64,20 @@ class BlockRuleStatus:
 
 
 @dataclass(frozen=True)
+class BlockRuleTrial:
+    """What a rule would have done to the last stored SMS (the answer to a preview):
+    ``withheld`` of ``checked``; ``timed_out`` of them took too long; ``stored`` were asked
+    for. A rule that ``withholds_most`` is added only when a person confirms it."""
+
+    withheld: int
+    checked: int
+    timed_out: int
+    stored: int
+    withholds_most: bool
+    summary: str  # the same in words: "would have withheld 3 of the last 200 SMS"
+
+
+@dataclass(frozen=True)
 class PortInfo:
     """One serial device and what is known of it before anyone talks to it."""
 
@@ -105,7 +119,7 @@ class ModemStatus:
     updated_at: float = 0.0  # unix time of this snapshot
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_json(self)
 
 
 @dataclass(frozen=True)
@@ -118,21 +132,11 @@ class ScanResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "modems": [m.to_json() for m in self.modems],
-            "ignored": [_jsonable(asdict(p)) for p in self.ignored],
+            "ignored": to_json(self.ignored),
         }
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, StrEnum):
-        return str(value)
-    return value
-
-
-class UplinkState(StrEnum):
+class UplinkCondition(StrEnum):
     OK = "ok"
     BACKING_OFF = "backing_off"  # the link is flaky: retrying with back-off
     PAUSED = "paused"  # an account error (401/403/405): a person must act
@@ -141,7 +145,7 @@ class UplinkState(StrEnum):
 
 @dataclass(frozen=True)
 class UplinkStatus:
-    state: UplinkState = UplinkState.OK
+    state: UplinkCondition = UplinkCondition.OK
     code: str | None = None  # the API code or network error behind the state
     since: float | None = None
     last_success_at: float | None = None
@@ -150,7 +154,7 @@ class UplinkStatus:
     next_attempt_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_json(self)
 
 
 class PublicUrlState(StrEnum):
@@ -172,7 +176,7 @@ class PublicUrlStatus:
     problem: str | None = None  # why the last check failed
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_json(self)
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,7 @@ class SiteSnapshot:
     public_url: PublicUrlStatus | None = None  # None: no public URL configured
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_json(self)
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,7 @@ class MessageDetail:
     attempts: tuple[AttemptRecord, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return to_json(self)
 
 
 # Reading these shapes back from JSON (the control socket sends ``to_json``/``asdict``
@@ -326,6 +330,39 @@ class MessageDetail:
 # ignored: an older dashboard keeps working against a newer agent.
 
 _T = TypeVar("_T")
+
+
+def to_json(value: Any) -> Any:
+    """Any of the shapes above (or a list, tuple or dict of them, or a plain JSON value) as
+    JSON-ready data: what the control socket sends and :func:`read_json` reads back.
+
+    Walks the fields itself rather than through ``dataclasses.asdict``, which deep-copies
+    every value first: a snapshot of 128 modems took 60 ms that way, the event loop's
+    time."""
+    if isinstance(value, StrEnum):  # before str: a StrEnum is a str
+        return str(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass, None for any other type."""
+    return tuple(item.name for item in fields(cls)) if is_dataclass(cls) else None
+
+
+def read_json(hint: Any, value: Any, *, where: str) -> Any:
+    """``value`` read as the type ``hint`` (a dataclass above, ``tuple[X, ...]``, ``str``,
+    ``X | None``...); ValueError names the field at fault, starting with ``where``."""
+    return _read(hint, value, where)
 
 
 def from_json(cls: type[_T], data: Any, *, where: str = "") -> _T:

@@ -14,8 +14,9 @@ an SMS read but not yet durable stays on its SIM), lets in-flight uploads end or
 pending in the store, then stops the listeners and closes the store. Nothing is lost: what
 is not done is durable and picked up at the next start.
 
-The agent is also the control socket's handler (:meth:`Agent.handle`) and the webhook's
-view (:meth:`Agent.online_list`, :meth:`Agent.health`).
+The agent is also the control socket's handler (its methods marked ``@handles``, one per
+operation of :mod:`agent.control.protocol`) and the webhook's view
+(:meth:`Agent.online_list`, :meth:`Agent.health`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,28 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from agent.clock import WallClockWatch, kernel_clock_synchronized
 from agent.config import Config
-from agent.control.block_rules import BLOCK_RULE_OPS, block_rule_op
+from agent.control.block_rules import BlockRuleOps
+from agent.control.protocol import (
+    CheckHealth,
+    EventKind,
+    ListMessages,
+    ListOutbox,
+    Rescan,
+    ResetModem,
+    Retry,
+    SetNumber,
+    ShowMessage,
+    TakeoffDone,
+    TakeSnapshot,
+    Trace,
+    handles,
+)
 from agent.control.server import Coalesced, ControlServer
 from agent.errors import ControlError, StoreNotWritable
 from agent.locking import DataDirLock
@@ -48,9 +63,10 @@ from agent.modem.probe import NumberProber, ProbeSettings
 from agent.modem.worker import WorkerCommand, WorkerSettings
 from agent.status import (
     FACT_UPLINK,
+    MessageDetail,
+    MessageSummary,
     ModemState,
     ModemStatus,
-    OutboxStatus,
     PublicUrlState,
     PublicUrlStatus,
     SiteSnapshot,
@@ -63,8 +79,7 @@ from agent.systemd import Notifier
 from agent.uplink.client import OnlineSimClient, UplinkSettings
 from agent.uplink.numbers import NumbersSync, list_fields
 from agent.uplink.pump import OutboxPump
-from agent.uplink.state import UplinkSnapshot
-from agent.uplink.state import UplinkState as UplinkTracker
+from agent.uplink.state import UplinkSnapshot, UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from agent.webhook.app import WebhookApp
 from agent.webhook.metrics import Metrics
@@ -132,8 +147,8 @@ class Agent:
         self._activity: tuple[float, Any] | None = None  # (monotonic time taken, figures)
         self._activity_stale = False
         self._activity_recheck = False
-        self._snapshots = Coalesced(self._snapshot_json, min_interval=SNAPSHOT_INTERVAL)
-        self._coalesced: set[str] = set()
+        self._snapshots = Coalesced(self.snapshot, min_interval=SNAPSHOT_INTERVAL)
+        self._coalesced: set[EventKind] = set()
         self._changed = asyncio.Event()
 
     # -- life ------------------------------------------------------------------------------
@@ -247,7 +262,7 @@ class Agent:
             WebhookApp(self, self.metrics, path=config.webhook.path, token=config.webhook.token)
         )
         await self.webhook.start(config.webhook.host, config.webhook.port)
-        self.control = ControlServer(config.control_socket, self)
+        self.control = ControlServer(config.control_socket, self, BlockRuleOps(store))
         await self.control.start()
         if config.webhook.public_url:
             self.public_url = PublicUrlCheck(
@@ -372,7 +387,7 @@ class Agent:
             for modem in self._live_modems():
                 counts[modem.state] += 1
             self.metrics.set_modems(counts)
-        self._publish("modem", status.to_json())
+        self._publish(EventKind.MODEM, status)
 
     def _store_writable_changed(self, error: StoreNotWritable | None) -> None:
         # Any write counts, an ingest's DiskFull as much as the pump's mark_sent: /healthz
@@ -399,7 +414,7 @@ class Agent:
                 ),
                 "log the public URL's state",
             )
-        self._publish("public_url", status.to_json())
+        self._publish(EventKind.PUBLIC_URL, status)
 
     def _in_background(self, work: Coroutine[Any, Any, object], what: str) -> None:
         """Run ``work`` without waiting for it, holding its task until it ends (the loop
@@ -426,22 +441,22 @@ class Agent:
         status = self._uplink_status()
         if self.uplink_record is not None:
             self.uplink_record.update(snapshot.to_status())
-        self._publish("uplink", status.to_json())
+        self._publish(EventKind.UPLINK, status)
 
     def _message_ready(self) -> None:
         self._activity_stale = True
-        self._publish_later("message")
+        self._publish_later(EventKind.MESSAGE)
 
     def _outbox_outcome(self, _message_id: int, _outcome: str) -> None:
         self._activity_stale = True
-        self._publish_later("outbox")
+        self._publish_later(EventKind.OUTBOX)
 
     def _takeoff_marked(self) -> None:
         if self.numbers is not None:
             self.numbers.notify_change()
-        self._publish_later("takeoff")
+        self._publish_later(EventKind.TAKEOFF)
 
-    def _publish(self, kind: str, data: Any) -> None:
+    def _publish(self, kind: EventKind, data: Any = None) -> None:
         if self.control is not None:
             self.control.publish(kind, data)
         # One Event per generation: waiters of this one wake, later waiters get a new one.
@@ -455,7 +470,7 @@ class Agent:
         while not condition():
             await self._changed.wait()
 
-    def _publish_later(self, kind: str) -> None:
+    def _publish_later(self, kind: EventKind) -> None:
         """Events that only say "look again": coalesced, at most one per kind per loop turn,
         so a burst of 100 SMS costs the dashboard one refresh, not 100."""
         if kind in self._coalesced:
@@ -464,7 +479,7 @@ class Agent:
 
         def send() -> None:
             self._coalesced.discard(kind)
-            self._publish(kind, None)
+            self._publish(kind)
 
         asyncio.get_running_loop().call_soon(send)
 
@@ -498,66 +513,90 @@ class Agent:
 
     # -- the control socket ----------------------------------------------------------------
 
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
-        store, fleet = self.store, self.fleet
-        if store is None or fleet is None:
+    # One method per operation of agent.control.protocol (the block rules' are in
+    # BlockRuleOps); the server only starts once the store and the fleet exist.
+
+    def _serving(self) -> tuple[Store, Fleet]:
+        if self.store is None or self.fleet is None:
             raise ControlError("the agent is starting; try again in a moment")
-        if op == "snapshot":
-            return await self._snapshots.get()
-        if op == "health":
-            return self.health()
-        if op == "messages":
-            rows = await store.read(
-                lambda: queries.messages(
-                    int(arguments.get("limit", 100)),
-                    arguments.get("query"),
-                    arguments.get("before"),
-                )
-            )
-            return [asdict(row) for row in rows]
-        if op == "message":
-            message_id = int(arguments["message_id"])
-            detail = await store.read(lambda: queries.message_detail(message_id))
-            if detail is None:
-                raise ControlError(f"no message {message_id}")
-            return detail.to_json()
-        if op == "outbox":
-            rows = await store.read(lambda: queries.outbox(arguments.get("state")))
-            return [asdict(row) for row in rows]
-        if op == "rescan":
-            fleet.rescan()
-            return "rescan started"
-        if op == "reset_modem":
-            fleet.command(str(arguments["slot"]), WorkerCommand.RESET)
-            await store.log_event(
-                "modem", "reset asked from the dashboard", level="info", slot=str(arguments["slot"])
-            )
-            return f"resetting {arguments['slot']}"
-        if op == "set_number":
-            return await self._set_number(str(arguments["iccid"]), str(arguments["number"]))
-        if op == "trace":
-            slot, on = str(arguments["slot"]), bool(arguments["on"])
-            fleet.command(slot, WorkerCommand.TRACE_ON if on else WorkerCommand.TRACE_OFF)
-            status = fleet.statuses.get(slot)
-            if status is not None and status.at_port:
-                set_port_trace(status.at_port, on)
-            return f"raw AT trace {'on' if on else 'off'} for {slot}"
-        if op in BLOCK_RULE_OPS:
-            return await block_rule_op(store, op, arguments)
-        if op == "retry":
-            if arguments.get("all_dead"):
-                count = await store.retry_all_dead()
-                return f"{count} dead letters queued again"
-            if "message_id" not in arguments:
-                raise ControlError("retry: give message_id or all_dead")
-            await store.retry(int(arguments["message_id"]))
-            return f"message {arguments['message_id']} queued again"
-        if op == "takeoff_done":
-            assert self.marks is not None
-            await self.marks.done(str(arguments["iccid"]))
-            self._takeoff_marked()
-            return f"take-off mark of {arguments['iccid']} cleared"
-        raise ControlError(f"{op} is not handled by this agent")
+        return self.store, self.fleet
+
+    @handles(TakeSnapshot)
+    async def _op_snapshot(self, _: TakeSnapshot) -> SiteSnapshot:
+        self._serving()  # refuses while starting
+        return await self._snapshots.get()
+
+    @handles(CheckHealth)
+    async def _op_health(self, _: CheckHealth) -> dict[str, Any]:
+        return self.health()
+
+    @handles(ListMessages)
+    async def _op_messages(self, request: ListMessages) -> tuple[MessageSummary, ...]:
+        store, _ = self._serving()
+        rows = await store.read(
+            lambda: queries.messages(request.limit, request.query, request.before)
+        )
+        return tuple(rows)
+
+    @handles(ShowMessage)
+    async def _op_message(self, request: ShowMessage) -> MessageDetail:
+        store, _ = self._serving()
+        detail = await store.read(lambda: queries.message_detail(request.message_id))
+        if detail is None:
+            raise ControlError(f"no message {request.message_id}")
+        return detail
+
+    @handles(ListOutbox)
+    async def _op_outbox(self, request: ListOutbox) -> tuple[MessageSummary, ...]:
+        store, _ = self._serving()
+        return tuple(await store.read(lambda: queries.outbox(request.state)))
+
+    @handles(Rescan)
+    async def _op_rescan(self, _: Rescan) -> str:
+        _, fleet = self._serving()
+        fleet.rescan()
+        return "rescan started"
+
+    @handles(ResetModem)
+    async def _op_reset_modem(self, request: ResetModem) -> str:
+        store, fleet = self._serving()
+        fleet.command(request.slot, WorkerCommand.RESET)
+        await store.log_event(
+            "modem", "reset asked from the dashboard", level="info", slot=request.slot
+        )
+        return f"resetting {request.slot}"
+
+    @handles(SetNumber)
+    async def _op_set_number(self, request: SetNumber) -> str:
+        return await self._set_number(request.iccid, request.number)
+
+    @handles(Trace)
+    async def _op_trace(self, request: Trace) -> str:
+        _, fleet = self._serving()
+        slot, on = request.slot, request.on
+        fleet.command(slot, WorkerCommand.TRACE_ON if on else WorkerCommand.TRACE_OFF)
+        status = fleet.statuses.get(slot)
+        if status is not None and status.at_port:
+            set_port_trace(status.at_port, on)
+        return f"raw AT trace {'on' if on else 'off'} for {slot}"
+
+    @handles(Retry)
+    async def _op_retry(self, request: Retry) -> str:
+        store, _ = self._serving()
+        if request.all_dead:
+            count = await store.retry_all_dead()
+            return f"{count} dead letters queued again"
+        assert request.message_id is not None  # Retry says one or the other
+        await store.retry(request.message_id)
+        return f"message {request.message_id} queued again"
+
+    @handles(TakeoffDone)
+    async def _op_takeoff_done(self, request: TakeoffDone) -> str:
+        self._serving()  # refuses while starting
+        assert self.marks is not None
+        await self.marks.done(request.iccid)
+        self._takeoff_marked()
+        return f"take-off mark of {request.iccid} cleared"
 
     async def _set_number(self, iccid: str, number: str) -> str:
         assert self.store is not None
@@ -568,9 +607,6 @@ class Agent:
                 self.fleet.command(status.slot, WorkerCommand.REFRESH_NUMBER)
         await self.store.log_event("sim", f"number set by hand to {number}", iccid=iccid)
         return f"number of {iccid} set to {number}"
-
-    async def _snapshot_json(self) -> dict[str, Any]:
-        return (await self.snapshot()).to_json()
 
     async def snapshot(self) -> SiteSnapshot:
         assert self.store is not None
@@ -587,7 +623,7 @@ class Agent:
 
             def recheck() -> None:
                 self._activity_recheck = False
-                self._publish_later("message")
+                self._publish_later(EventKind.MESSAGE)
 
             asyncio.get_running_loop().call_later(ACTIVITY_MIN_AGE - age + 0.01, recheck)
         activity, forwarded, latency = self._activity[1]
@@ -600,7 +636,7 @@ class Agent:
             modems=tuple(self._live_modems()),
             activity=activity,
             uplink=uplink,
-            outbox=OutboxStatus(**_outbox_fields(counts)).with_uplink_error(uplink),
+            outbox=counts.with_uplink_error(uplink),
             takeoff=tuple(
                 mark.to_status() for mark in (self.marks.open_marks() if self.marks else [])
             ),
@@ -612,22 +648,6 @@ class Agent:
             events=tuple(events),
             public_url=self.public_url.status if self.public_url is not None else None,
         )
-
-
-def _outbox_fields(counts: Any) -> dict[str, Any]:
-    def epoch(value: Any) -> float | None:
-        return value.timestamp() if hasattr(value, "timestamp") else value
-
-    return {
-        "pending": counts.pending,
-        "backing_off": counts.backing_off,
-        "dead": counts.dead,
-        "blocked": counts.blocked,
-        "assembling": counts.assembling,
-        "last_success_at": epoch(counts.last_success_at),
-        "last_error": counts.last_error,
-        "last_error_at": epoch(counts.last_error_at),
-    }
 
 
 def _clock_synced() -> bool | None:

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from agent.control.protocol import AddBlockRule, Request
 from agent.errors import ControlError
 from tui.client import AgentLink, SiteChanged
 from tui.screens.base import SiteScreen
@@ -78,11 +79,8 @@ class SimedgeApp(App[None]):
             now=self.clock(),
         )
         self._redraw()
-        if isinstance(self.screen, MessagesScreen):
-            if message.messages_changed:
-                self.screen.load()
-            elif message.new_messages:
-                self.screen.add_live(message.new_messages)
+        if isinstance(self.screen, MessagesScreen) and message.messages_changed:
+            self.screen.load()
         self.updates += 1
 
     def _tick(self) -> None:
@@ -94,16 +92,16 @@ class SimedgeApp(App[None]):
         if isinstance(screen, SiteScreen | SlotDetailScreen):
             screen.show(self.view)
 
-    def act(self, op: str, done: str, **arguments: Any) -> None:
+    def act(self, request: Request[Any], done: str) -> None:
         """Send an action to the agent; the answer (or the refusal) is notified."""
-        self._act(op, done, arguments)
+        self._act(request, done)
 
     @work(group="actions")
-    async def _act(self, op: str, done: str, arguments: dict[str, Any]) -> None:
+    async def _act(self, request: Request[Any], done: str) -> None:
         try:
-            await self.link.request(op, **arguments)
+            await self.link.call(request)
         except ControlError as exc:
-            self.notify(str(exc), title=f"{op} failed", severity="error", markup=False)
+            self.notify(str(exc), title=f"{request.OP} failed", severity="error", markup=False)
             return
         self.notify(done, markup=False)
 
@@ -114,26 +112,24 @@ class SimedgeApp(App[None]):
         most recent SMS is asked about a second time. ``then`` runs after it is added."""
         if proposal is None:
             return
-        if not proposal.withholds_most:
-            self._add_block_rule(proposal.rule, False, then)
+        if not proposal.trial.withholds_most:
+            self._add_block_rule(proposal.adding(force=False), then)
             return
         question = (
-            f"Rule {proposal.rule['name']!r} {proposal.trial.get('summary', '')}.\n"
+            f"Rule {proposal.rule.name!r} {proposal.trial.summary}.\n"
             "Most SMS would stay on site and never be sold. Add it anyway?"
         )
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._add_block_rule(proposal.rule, True, then)
+                self._add_block_rule(proposal.adding(force=True), then)
 
         self.push_screen(ConfirmDialog(question), answered)
 
     @work(group="actions")
-    async def _add_block_rule(
-        self, rule: dict[str, str], force: bool, then: Callable[[], object] | None
-    ) -> None:
+    async def _add_block_rule(self, rule: AddBlockRule, then: Callable[[], object] | None) -> None:
         try:
-            done = await self.link.request("add_block_rule", **rule, force=force)
+            done = await self.link.call(rule)
         except ControlError as exc:
             self.notify(str(exc), title="block rule refused", severity="error", markup=False)
             return

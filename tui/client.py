@@ -10,10 +10,12 @@ When the agent cannot be reached the link says why (``problem``), shows the last
 state from the database opened read-only (:mod:`tui.offline`), and tries again with a
 growing delay until the agent is back.
 
-Event payloads are read with :func:`agent.status.from_json`. An event without a payload
-("look again"), a payload the link cannot read, a ``takeoff`` change and an ``overflow``
-all lead to a fresh ``snapshot``, asked at most once per ``min_interval``: the snapshot
-is always right, events only save asking for it.
+Events are read through the control schema (:mod:`agent.control.protocol`), which says
+what each carries: a modem's, the uplink's and the public URL's new status are folded
+into the model; the data-less ones (``message``, ``outbox``, ``takeoff``, ``overflow``,
+and an event the client cannot read, taken as an overflow) lead to a fresh snapshot,
+asked at most once per ``min_interval``, and ``message`` also tells the Messages screen
+to list again. The snapshot is always right; events only save asking for it.
 """
 
 from __future__ import annotations
@@ -24,43 +26,47 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.message import Message
 
 from agent.control.client import ControlClient
+from agent.control.protocol import (
+    Event,
+    EventKind,
+    ListBlockRules,
+    ListMessages,
+    ListOutbox,
+    Request,
+    ShowMessage,
+    TakeSnapshot,
+)
 from agent.errors import ControlError, StoreError
 from agent.status import (
     BlockRuleStatus,
-    LogEvent,
     MessageDetail,
     MessageSummary,
     ModemStatus,
-    OutboxStatus,
     PublicUrlStatus,
     SiteSnapshot,
-    SlotActivity,
     UplinkStatus,
-    from_json,
 )
 from tui import offline
 
 log = logging.getLogger("simedge.tui")
+R = TypeVar("R")
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds between tries to reach the agent
 REFRESH_EVERY = 60.0  # full snapshot: hourly charts, SIMs online, disk free
-MAX_EVENTS = 500  # log lines kept in the model
-SEEN_IDS = 5000  # message ids remembered, so an update of a message is not counted twice
-# Events whose data replaces a part of the snapshot; any other kind asks a fresh snapshot.
-FOLDED_KINDS = ("modem", "message", "uplink", "outbox", "log", "public_url")
 
 
 class SiteChanged(Message):
     """The site's state changed: redraw what differs.
 
     ``live`` is False when the state was read from the database because the agent is
-    down; ``problem`` then says why in words. ``new_messages`` are the messages that
-    arrived since the last SiteChanged, newest last."""
+    down; ``problem`` then says why in words. ``messages_changed``: messages came or
+    changed state since the last SiteChanged (the agent says so without sending them),
+    so a list of them should be asked again."""
 
     def __init__(
         self,
@@ -68,26 +74,13 @@ class SiteChanged(Message):
         *,
         live: bool,
         problem: str | None = None,
-        new_messages: Sequence[MessageSummary] = (),
         messages_changed: bool = False,
     ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.live = live
         self.problem = problem
-        self.new_messages = tuple(new_messages)
-        # Messages changed but the events did not carry them: lists should be asked again.
         self.messages_changed = messages_changed
-
-
-def _parse(cls: type[Any], data: Any, what: str) -> Any:
-    """The one place where a malformed answer of the agent becomes a ControlError."""
-    try:
-        return from_json(cls, data)
-    except (ValueError, TypeError) as exc:
-        raise ControlError(
-            f"the agent's {what} is not understood: {exc} (raw: {data!r:.200})"
-        ) from exc
 
 
 class AgentLink:
@@ -111,11 +104,9 @@ class AgentLink:
         self.client = ControlClient(self.socket_path, timeout=timeout)
         self.live = False
         self.snapshot = SiteSnapshot(taken_at=0.0)
-        self._new_messages: list[MessageSummary] = []
         self._messages_changed = False
         self._stale = False  # a snapshot is needed at the next flush
         self._refreshing: asyncio.Task[None] | None = None
-        self._seen_ids: dict[int, None] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._post: Callable[[Message], object] = lambda message: None
 
@@ -152,16 +143,14 @@ class AgentLink:
     async def _follow_once(self) -> None:
         refresher: asyncio.Task[None] | None = None
         try:
-            async with contextlib.aclosing(self.client.events()) as events:
+            async with self.client.subscribe() as events:
+                # Subscribed: from now on no event is missed, so the snapshot is current.
+                await self.client.close()  # a request connection left from before
+                await self._take_snapshot()
+                self.live = True
+                refresher = asyncio.create_task(self._refresh_periodically())
                 async for event in events:
-                    kind = event.get("event")
-                    if kind == "subscribed":
-                        await self.client.close()  # a request connection left from before
-                        await self._take_snapshot()
-                        self.live = True
-                        refresher = asyncio.create_task(self._refresh_periodically())
-                    else:
-                        await self._fold(kind, event.get("data"))
+                    self._fold(event)
         finally:
             if refresher is not None:
                 refresher.cancel()
@@ -175,64 +164,32 @@ class AgentLink:
                 await self._take_snapshot()
 
     async def _take_snapshot(self) -> None:
-        self.snapshot = _parse(SiteSnapshot, await self.client.request("snapshot"), "snapshot")
+        self.snapshot = await self.client.call(TakeSnapshot())
         self._schedule_flush(now=True)
 
-    async def _fold(self, kind: str | None, data: Any) -> None:
-        """Apply one event to the model; anything the link cannot apply asks a snapshot."""
-        if kind == "message" and data is None:
-            self._messages_changed = True
-        if data is None or kind not in FOLDED_KINDS:
-            # "takeoff", "overflow", a kind this dashboard does not know, or "look again"
-            self._stale = True
-            self._schedule_flush()
+    def _fold(self, event: Event) -> None:
+        """Apply one event to the model; a data-less one asks a snapshot."""
+        snapshot = self.snapshot
+        if event.kind is EventKind.MODEM:
+            modem: ModemStatus = event.data
+            others = tuple(m for m in snapshot.modems if m.slot != modem.slot)
+            self.snapshot = dataclasses.replace(snapshot, modems=(*others, modem))
+        elif event.kind is EventKind.UPLINK:
+            uplink: UplinkStatus = event.data
+            self.snapshot = dataclasses.replace(snapshot, uplink=uplink)
+        elif event.kind is EventKind.PUBLIC_URL:
+            public_url: PublicUrlStatus = event.data
+            self.snapshot = dataclasses.replace(snapshot, public_url=public_url)
+        else:  # message, outbox, takeoff, overflow: "look again"
+            if event.kind is EventKind.MESSAGE:
+                self._messages_changed = True
+            self._look_again()
             return
-        try:
-            snapshot = self.snapshot
-            if kind == "modem":
-                modem: ModemStatus = _parse(ModemStatus, data, "modem event")
-                others = tuple(m for m in snapshot.modems if m.slot != modem.slot)
-                snapshot = dataclasses.replace(snapshot, modems=(*others, modem))
-            elif kind == "message":
-                snapshot = self._count_message(_parse(MessageSummary, data, "message event"))
-            elif kind == "uplink":
-                uplink = _parse(UplinkStatus, data, "uplink event")
-                snapshot = dataclasses.replace(snapshot, uplink=uplink)
-            elif kind == "public_url":
-                public_url = _parse(PublicUrlStatus, data, "public URL event")
-                snapshot = dataclasses.replace(snapshot, public_url=public_url)
-            elif kind == "outbox":
-                outbox = _parse(OutboxStatus, data, "outbox event")
-                snapshot = dataclasses.replace(snapshot, outbox=outbox)
-            else:
-                event = _parse(LogEvent, data, "log event")
-                events = (*snapshot.events[-(MAX_EVENTS - 1) :], event)
-                snapshot = dataclasses.replace(snapshot, events=events)
-        except ControlError as exc:
-            log.warning("%s; taking a fresh snapshot", exc)
-            self._stale = True
-            self._schedule_flush()
-            return
-        self.snapshot = snapshot
         self._schedule_flush()
 
-    def _count_message(self, message: MessageSummary) -> SiteSnapshot:
-        self._new_messages.append(message)
-        snapshot = self.snapshot
-        if message.id in self._seen_ids or message.slot is None:
-            return snapshot
-        self._seen_ids[message.id] = None
-        if len(self._seen_ids) > SEEN_IDS:
-            del self._seen_ids[next(iter(self._seen_ids))]
-        activity = snapshot.activity.get(message.slot, SlotActivity())
-        hours = activity.sms_per_hour
-        activity = dataclasses.replace(
-            activity,
-            sms_today=activity.sms_today + 1,
-            last_sms_at=max(activity.last_sms_at or 0.0, message.received_at),
-            sms_per_hour=(*hours[:-1], hours[-1] + 1) if hours else hours,
-        )
-        return dataclasses.replace(snapshot, activity={**snapshot.activity, message.slot: activity})
+    def _look_again(self) -> None:
+        self._stale = True
+        self._schedule_flush()
 
     # Coalescing: at most one SiteChanged per min_interval ------------------------------
 
@@ -267,13 +224,8 @@ class AgentLink:
                 self._stale = True
                 self._schedule_flush()
             return
-        new_messages, self._new_messages = self._new_messages, []
         changed, self._messages_changed = self._messages_changed, False
-        self._post(
-            SiteChanged(
-                self.snapshot, live=True, new_messages=new_messages, messages_changed=changed
-            )
-        )
+        self._post(SiteChanged(self.snapshot, live=True, messages_changed=changed))
 
     async def _refresh(self) -> None:
         with contextlib.suppress(ControlError):  # the event stream notices a lost agent
@@ -295,11 +247,12 @@ class AgentLink:
 
     # Requests of the screens -------------------------------------------------------------
 
-    async def request(self, op: str, **arguments: Any) -> Any:
-        """An action for the agent; ControlError says why it did not happen."""
+    async def call(self, request: Request[R]) -> R:
+        """An action for the agent, or a question only it answers; ControlError says why
+        it did not happen."""
         if not self.live:
-            raise ControlError(f"the agent is down: cannot {op.replace('_', ' ')} now")
-        return await self.client.request(op, **arguments)
+            raise ControlError(f"the agent is down: cannot {str(request.OP).replace('_', ' ')} now")
+        return await self.client.call(request)
 
     async def messages(self, query: str = "", limit: int = 200) -> list[MessageSummary]:
         """Newest first, filtered by number or sender; from the database when offline."""
@@ -308,28 +261,20 @@ class AgentLink:
                 offline.read_offline_messages, self.db_path, query=query, limit=limit
             )
             return list(found)
-        arguments: dict[str, Any] = {"limit": limit}
-        if query:
-            arguments["query"] = query
-        answer = await self.request("messages", **arguments)
-        return [_parse(MessageSummary, item, "message list") for item in answer or ()]
+        return list(await self.call(ListMessages(limit=limit, query=query or None)))
 
     async def message(self, message_id: int) -> MessageDetail:
         if not self.live and self.db_path is not None:
             return await self._offline_read(offline.read_message_detail, self.db_path, message_id)
-        answer = await self.request("message", message_id=message_id)
-        detail: MessageDetail = _parse(MessageDetail, answer, "message")
-        return detail
+        return await self.call(ShowMessage(message_id))
 
     async def outbox(self) -> list[MessageSummary]:
         """Messages waiting: pending, backing off, dead."""
-        answer = await self.request("outbox")
-        return [_parse(MessageSummary, item, "outbox") for item in answer or ()]
+        return list(await self.call(ListOutbox()))
 
     async def block_rules(self) -> list[BlockRuleStatus]:
         """The block rules in force (only the running agent knows the configured ones)."""
-        answer = await self.request("block_rules")
-        return [_parse(BlockRuleStatus, item, "block rule list") for item in answer or ()]
+        return list(await self.call(ListBlockRules()))
 
     async def _offline_read(self, function: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         try:

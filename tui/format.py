@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 
-from agent.status import ModemState, SimState, UplinkState
+from agent.status import ModemState, SimState, UplinkCondition
 from tui.safe import safe_text
 
 MODEM_STATES: dict[str, tuple[str, str]] = {
@@ -33,10 +33,10 @@ SIM_STATES: dict[str, tuple[str, str]] = {
     SimState.UNKNOWN: ("?", "bright_black"),
 }
 UPLINK_STATES: dict[str, tuple[str, str, str]] = {
-    UplinkState.OK: ("●", "ok", "green"),
-    UplinkState.BACKING_OFF: ("▲", "backing off", "yellow"),
-    UplinkState.PAUSED: ("✖", "PAUSED", "bold red"),
-    UplinkState.STORE_NOT_WRITABLE: ("✖", "PAUSED: store not writable", "bold red"),
+    UplinkCondition.OK: ("●", "ok", "green"),
+    UplinkCondition.BACKING_OFF: ("▲", "backing off", "yellow"),
+    UplinkCondition.PAUSED: ("✖", "PAUSED", "bold red"),
+    UplinkCondition.STORE_NOT_WRITABLE: ("✖", "PAUSED: store not writable", "bold red"),
 }
 LEVELS: dict[str, tuple[str, str]] = {
     "info": ("·", ""),

@@ -16,13 +16,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
+if TYPE_CHECKING:
+    from agent.control.protocol import Request
+    from agent.status import BlockRuleStatus
+
 HELP = "list, add or remove the rules that keep confidential SMS on site"
 
-Send = Callable[..., Awaitable[Any]]  # send(op, **arguments) -> result
+Send = Callable[["Request[Any]"], Awaitable[Any]]  # send(request) -> its result
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,15 +75,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Any) -> int:
-    from agent.control.block_rules import block_rule_op
+    from agent.control.block_rules import BlockRuleOps
     from agent.control.client import ControlClient
+    from agent.control.protocol import handler_table
     from agent.errors import AgentNotRunning
     from agent.store import Store
     from agent.store.blocking import CONFIGURED, BlockRule
 
     try:
         async with ControlClient(config.control_socket) as client:
-            return await _act(args, client.request)
+            return await _act(args, client.call)
     except AgentNotRunning as exc:
         print(f"{exc}: working on the database {config.database} instead")
     configured = [
@@ -88,9 +93,10 @@ async def _run(args: argparse.Namespace, config: Any) -> int:
     ]
     store = await Store.open(config.database, block_rules=configured)
     try:
+        handlers = handler_table(BlockRuleOps(store))
 
-        async def send(op: str, **arguments: Any) -> Any:
-            return await block_rule_op(store, op, arguments)
+        async def send(request: Request[Any]) -> Any:
+            return await handlers[request.OP](request)
 
         code = await _act(args, send)
     finally:
@@ -101,17 +107,23 @@ async def _run(args: argparse.Namespace, config: Any) -> int:
 
 
 async def _act(args: argparse.Namespace, send: Send) -> int:
+    from agent.control.protocol import (
+        AddBlockRule,
+        ListBlockRules,
+        PreviewBlockRule,
+        RemoveBlockRule,
+    )
+
     if args.block_command == "list":
-        _print_rules(await send("block_rules"))
+        _print_rules(await send(ListBlockRules()))
         return EXIT_OK
     if args.block_command == "remove":
-        print(await send("remove_block_rule", name=args.name))
+        print(await send(RemoveBlockRule(args.name)))
         return EXIT_OK
-    patterns = {k: v for k, v in (("sender", args.sender), ("text", args.text)) if v is not None}
-    trial = await send("preview_block_rule", name=args.name, **patterns)
-    print(f"rule {args.name!r} {trial['summary']}")
+    trial = await send(PreviewBlockRule(args.name, args.sender, args.text))
+    print(f"rule {args.name!r} {trial.summary}")
     force = False
-    if trial["withholds_most"]:
+    if trial.withholds_most:
         force = args.yes or _confirm("That is most of them. Add it anyway? [y/N] ")
         if not force:
             print(
@@ -119,7 +131,7 @@ async def _act(args: argparse.Namespace, send: Send) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILURE
-    print(await send("add_block_rule", name=args.name, force=force, **patterns))
+    print(await send(AddBlockRule(args.name, args.sender, args.text, force)))
     return EXIT_OK
 
 
@@ -130,18 +142,15 @@ def _confirm(question: str) -> bool:
     return input(question).strip().lower() in ("y", "yes")
 
 
-def _print_rules(rules: list[dict[str, Any]]) -> None:
-    from agent.store.blocking import CONFIGURED
+def _print_rules(rules: tuple[BlockRuleStatus, ...]) -> None:
+    from agent.status import RuleSource
 
     if not rules:
         print("no block rules: every SMS is forwarded")
         return
     for rule in rules:
-        where = "configuration file" if rule["source"] == CONFIGURED else "added at run time"
-        line = (
-            f"{rule['name']}  sender {rule['sender'] or 'any'}  text {rule['text'] or 'any'}"
-            f"  ({where})"
-        )
-        if rule.get("timing_out"):
+        where = "configuration file" if rule.source is RuleSource.CONFIG else "added at run time"
+        line = f"{rule.name}  sender {rule.sender or 'any'}  text {rule.text or 'any'}  ({where})"
+        if rule.timing_out:
             line += "  ran out of time on an SMS: simplify it"
         print(line)

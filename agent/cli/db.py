@@ -68,13 +68,14 @@ def _check(path: Path) -> int:
 
 def _recover(config: Config, name: str) -> int:
     from agent.control.client import call
+    from agent.control.protocol import CheckHealth
     from agent.errors import AgentNotRunning, AlreadyRunning, ControlError, StoreError
     from agent.locking import DataDirLock
     from agent.store import integrity
 
     path = config.database
     try:
-        call(config.control_socket, "snapshot")
+        call(config.control_socket, CheckHealth())
     except AgentNotRunning:
         pass  # the one case in which the file may be moved
     except ControlError:

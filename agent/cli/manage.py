@@ -13,12 +13,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 
 if TYPE_CHECKING:
     from agent.config import Config
+    from agent.control.protocol import Request
     from agent.store import Store
 
 
@@ -60,15 +61,15 @@ def run_sim(args: argparse.Namespace) -> int:
         await store.set_sim_number(args.iccid, e164)
         return f"number of {args.iccid} set to {e164} (the agent takes it at its next start)"
 
-    return _steer(
-        args, "simedge sim set-number", "set_number", {"iccid": args.iccid, "number": e164}, offline
-    )
+    from agent.control.protocol import SetNumber
+
+    return _steer(args, "simedge sim set-number", SetNumber(args.iccid, e164), offline)
 
 
 def run_outbox(args: argparse.Namespace) -> int:
-    arguments: dict[str, Any] = (
-        {"all_dead": True} if args.all_dead else {"message_id": args.message_id}
-    )
+    from agent.control.protocol import Retry
+
+    request = Retry(all_dead=True) if args.all_dead else Retry(message_id=args.message_id)
 
     async def offline(store: Store) -> str:
         if args.all_dead:
@@ -77,14 +78,13 @@ def run_outbox(args: argparse.Namespace) -> int:
         await store.retry(args.message_id)
         return f"message {args.message_id} queued again (sent when the agent starts)"
 
-    return _steer(args, "simedge outbox retry", "retry", arguments, offline)
+    return _steer(args, "simedge outbox retry", request, offline)
 
 
 def _steer(
     args: argparse.Namespace,
     name: str,
-    op: str,
-    arguments: dict[str, Any],
+    request: Request[str],
     offline: Callable[[Store], Awaitable[str]],
 ) -> int:
     from agent import config as config_module
@@ -97,7 +97,7 @@ def _steer(
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        print(call(config.control_socket, op, **arguments))
+        print(call(config.control_socket, request))
         return EXIT_OK
     except AgentNotRunning:
         pass  # then the database, directly

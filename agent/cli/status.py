@@ -1,7 +1,8 @@
 """``simedge status``: the uplink, the outbox and the take-off marks, from the database.
 
-Reads the store read-only (SQLite ``mode=ro``, through :mod:`agent.readonly` as the
-dashboard does when the agent is down), so it is safe beside a running agent: the
+Reads the store read-only (SQLite ``mode=ro``), with the agent's own read queries
+(:mod:`agent.store.queries`, as the dashboard does when the agent is down), so it is safe
+beside a running agent and says what the agent would: the
 uplink's last recorded state, the numbers OnlineSim last accepted ("not yet sent" before
 any), pending, in back-off, dead, blocked and assembling messages, the last success and
 the last error (the uplink's included: a pause on a wrong key fails no message), and one
@@ -35,11 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from agent.config import load
     from agent.errors import ConfigError, StoreError
-    from agent.readonly import connect_read_only
+    from agent.store import queries
 
     try:
         config = load(args.config)
@@ -51,16 +50,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"simedge status: no database at {path} (has the agent run?)", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        connection = connect_read_only(path)
-        try:
-            report = read_status(connection)
+        with queries.reading(path):
+            report = read_status(time.time())
             if config.webhook.public_url:
-                report["public_url"] = read_public_url(
-                    connection, config.webhook.public_webhook_url
-                )
-        finally:
-            connection.close()
-    except (StoreError, sqlite3.Error) as exc:
+                report["public_url"] = read_public_url(config.webhook.public_webhook_url)
+    except StoreError as exc:
         print(f"simedge status: {path}: {exc}; `simedge db check` says more", file=sys.stderr)
         return EXIT_FAILURE
     report["agent"] = agent_health(config.control_socket)
@@ -72,22 +66,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_status(connection: Any) -> dict[str, Any]:
-    """The uplink, the numbers online, the outbox counts and open take-off marks, from a
-    read-only sqlite3 connection."""
-    from agent import readonly
+def read_status(now: float) -> dict[str, Any]:
+    """The uplink, the numbers online, the outbox counts and open take-off marks, inside
+    :func:`agent.store.queries.reading`."""
+    from agent.store import queries
 
-    uplink = readonly.read_uplink(connection)
-    outbox = readonly.read_outbox(connection, time.time(), uplink)
-    accepted = readonly.read_numbers_online(connection)
-    # Open marks of the SIM each slot holds now (the most recently seen one there).
-    marks = connection.execute(
-        "SELECT last_slot, iccid, number, takeoff_sum, takeoff_at FROM sim AS s"
-        " WHERE takeoff_at IS NOT NULL AND takeoff_done_at IS NULL AND NOT EXISTS ("
-        "  SELECT 1 FROM sim AS newer WHERE newer.last_slot = s.last_slot"
-        "  AND newer.last_seen > s.last_seen)"
-        " ORDER BY last_slot"
-    ).fetchall()
+    uplink = queries.recorded_uplink()
+    outbox = queries.outbox_status(now)
+    if uplink is not None:
+        outbox = outbox.with_uplink_error(uplink)
+    accepted = queries.numbers_online()
     return {
         "uplink": None
         if uplink is None
@@ -107,13 +95,13 @@ def read_status(connection: Any) -> dict[str, Any]:
         },
         "takeoff": [
             {
-                "slot": slot,
-                "iccid": iccid,
-                "number": number,
-                "sum": total,
-                "at": _iso(readonly.epoch(at)),
+                "slot": mark.slot,
+                "iccid": mark.iccid,
+                "number": mark.number,
+                "sum": mark.sum_rub,
+                "at": _iso(mark.marked_at),
             }
-            for slot, iccid, number, total, at in marks
+            for mark in queries.open_takeoff_marks()
         ],
     }
 
@@ -125,12 +113,13 @@ def agent_health(socket: Any) -> dict[str, Any] | None:
     from pathlib import Path
 
     from agent.control.client import call
+    from agent.control.protocol import CheckHealth
     from agent.errors import AgentNotRunning, ControlError
 
     if not Path(socket).exists():
         return None
     try:
-        health: dict[str, Any] = call(socket, "health")
+        health: dict[str, Any] = call(socket, CheckHealth())
     except (AgentNotRunning, OSError):
         return None
     except ControlError as exc:
@@ -146,22 +135,20 @@ UPLINK_WORDS = {
 }
 
 
-def read_public_url(connection: Any, url: str) -> dict[str, Any]:
+def read_public_url(url: str) -> dict[str, Any]:
     """The public webhook URL and the agent's last word on it (its newest "public_url"
-    event): "up", "down", or "unknown" when it has not checked yet."""
-    from agent import readonly
+    event): "up", "down", or "unknown" when it has not checked yet. Inside
+    :func:`agent.store.queries.reading`."""
+    from agent.store import queries
 
-    last = connection.execute(
-        "SELECT at, level, text FROM event WHERE kind = 'public_url' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    last = queries.last_event("public_url")
     if last is None:
         return {"url": url, "state": "unknown", "since": None, "detail": None}
-    at, level, text = last
     return {
         "url": url,
-        "state": "up" if level == "info" else "down",
-        "since": _iso(readonly.epoch(at)),
-        "detail": text,
+        "state": "up" if last.level == "info" else "down",
+        "since": _iso(last.at),
+        "detail": last.text,
     }
 
 

@@ -1,22 +1,40 @@
 """The client side of the control socket, for the dashboard and the CLI.
 
-:class:`ControlClient` keeps one connection for requests; :meth:`ControlClient.events`
+:class:`ControlClient` keeps one connection for requests; :meth:`ControlClient.subscribe`
 opens a second one for the event stream, so that a burst of events never delays an
-answer. Every failure (agent down, socket missing, refusal) is a ControlError that says
-what happened in words a person on site understands.
+answer. :meth:`ControlClient.call` takes a request of :mod:`agent.control.protocol` and
+returns its result typed; :meth:`ControlClient.request` is the same exchange untyped
+(tools and tests that speak the wire form, a wrong one included). Every failure (agent
+down, socket missing, refusal) is a ControlError that says what happened in words a
+person on site understands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from agent.control.protocol import MAX_LINE, encode
+from agent.control.protocol import (
+    MAX_LINE,
+    Event,
+    EventKind,
+    Request,
+    Subscribe,
+    encode,
+    encode_request,
+    parse_event,
+    read_result,
+)
 from agent.errors import AgentNotRunning, ControlError
+
+R = TypeVar("R")
+log = logging.getLogger("simedge.control")
 
 
 class ControlClient:
@@ -49,8 +67,21 @@ class ControlClient:
         except (TimeoutError, OSError) as exc:
             raise ControlError(f"cannot reach the agent on {self.path}: {exc}") from exc
 
+    async def call(self, request: Request[R]) -> R:
+        """Send one request and return its result typed, or raise ControlError with the
+        refusal (or with what is wrong in an answer the schema does not allow)."""
+        return read_result(request, await self._exchange(str(request.OP), request.arguments()))
+
     async def request(self, op: str, **arguments: Any) -> Any:
-        """Send one request and return its result, or raise ControlError with the refusal."""
+        """The untyped exchange: the ``result`` as JSON; ControlError with a refusal."""
+        answer = await self._exchange(op, arguments)
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            raise ControlError(error or f"{op} refused")
+        return answer.get("result")
+
+    async def _exchange(self, op: str, arguments: dict[str, Any]) -> Any:
+        """One request line out, its answer line back, parsed."""
         async with self._lock:
             if self._writer is None or self._writer.is_closing():
                 self._reader, self._writer = await self._open()
@@ -67,29 +98,26 @@ class ControlClient:
             if not line:
                 await self.close()
                 raise ControlError(f"the agent closed the connection during {op}")
-            answer = json.loads(line)
-            if not answer.get("ok"):
-                raise ControlError(answer.get("error") or f"{op} refused")
-            return answer.get("result")
+            try:
+                return json.loads(line)
+            except ValueError as exc:
+                raise ControlError(f"the agent's answer to {op} is not JSON: {exc}") from exc
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Live events until the agent goes away (then ControlError).
-
-        The first item is ``{"event": "subscribed"}``: from then on no event is missed, so
-        that is the moment to take a snapshot."""
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+        """``async with client.subscribe() as events``: entered once the agent registered
+        this subscriber, so a snapshot taken inside misses no event; then ``async for
+        event in events`` until the agent goes away (ControlError)."""
         reader, writer = await self._open()
         try:
-            writer.write(encode({"id": 0, "op": "subscribe"}))
-            await writer.drain()
-            first = await reader.readline()
-            if not first or not json.loads(first).get("ok"):
-                raise ControlError("the agent refused the event stream")
-            yield {"event": "subscribed", "data": None}
-            while line := await reader.readline():
-                yield json.loads(line)
-            raise ControlError("the agent closed the event stream")
-        except (ConnectionError, ValueError) as exc:
-            raise ControlError(f"event stream lost: {exc}") from exc
+            try:
+                writer.write(encode_request(0, Subscribe()))
+                await writer.drain()
+                first = await reader.readline()
+                read_result(Subscribe(), json.loads(first) if first else None)
+            except (ConnectionError, ValueError) as exc:
+                raise ControlError(f"the agent refused the event stream: {exc}") from exc
+            yield _events(reader)
         finally:
             writer.close()
 
@@ -100,11 +128,28 @@ class ControlClient:
             self._reader = None
 
 
-def call(path: str | Path, op: str, **arguments: Any) -> Any:
+async def _events(reader: asyncio.StreamReader) -> AsyncIterator[Event]:
+    while True:
+        try:
+            line = await reader.readline()
+        except (ConnectionError, ValueError) as exc:
+            raise ControlError(f"event stream lost: {exc}") from exc
+        if not line:
+            raise ControlError("the agent closed the event stream")
+        try:
+            yield parse_event(line)
+        except ControlError as exc:
+            # An agent newer than this client, or a damaged line: something was missed,
+            # which is what overflow says; the stream itself goes on.
+            log.warning("unreadable event (%s): taken as an overflow", exc)
+            yield Event(EventKind.OVERFLOW)
+
+
+def call(path: str | Path, request: Request[R]) -> R:
     """One request from synchronous code (the CLI)."""
 
-    async def once() -> Any:
+    async def once() -> R:
         async with ControlClient(path) as client:
-            return await client.request(op, **arguments)
+            return await client.call(request)
 
     return asyncio.run(once())

@@ -1,7 +1,11 @@
 """The agent's side of the control socket: serve requests, fan events out.
 
-The server only transports: what each operation does is the handler's business
-(:class:`Handler`, implemented by the supervisor). A client is a local user of the
+The server only transports and dispatches: each request line is read into its request
+class (:mod:`agent.control.protocol`) and given to the method marked ``@handles`` for it,
+from a table built once (the agent's methods, and the block-rule operations of
+:mod:`agent.control.block_rules`); answers and events are written through the same schema,
+so a handler that answers the wrong shape is an internal error, never a line the client
+misreads. A client is a local user of the
 agent's group, but a buggy or hostile one must not cost the agent its memory or an SMS
 its minute, so every client is bounded (the figures are in docs/bounds.md):
 
@@ -33,9 +37,21 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from agent.control.protocol import MAX_REQUEST, SUBSCRIBER_QUEUE, encode, parse_request
+from agent.control.protocol import (
+    MAX_REQUEST,
+    SUBSCRIBER_QUEUE,
+    EventKind,
+    Request,
+    SharedResult,
+    Subscribe,
+    encode_answer,
+    encode_event,
+    encode_refusal,
+    handler_table,
+    parse_request,
+)
 from agent.errors import ControlError, SimedgeError
 from agent.logs import LogLimiter
 
@@ -55,27 +71,25 @@ SEND_TIMEOUT = 10.0  # seconds a client may leave its answers unread before it i
 REFUSAL_LINGER = 1.0
 
 
-class Handler(Protocol):
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
-        """Carry out one operation; raise ControlError (or any SimedgeError) to refuse."""
-        ...
-
-
 class ControlServer:
-    """A unix-socket JSON-lines server; ``publish`` sends an event to every subscriber."""
+    """A unix-socket JSON-lines server; ``publish`` sends an event to every subscriber.
+
+    ``handlers`` are objects whose methods are marked ``@handles(SomeRequest)``; a handler
+    refuses by raising ControlError (or any SimedgeError). An operation none of them
+    handles is refused as such (``tests/test_layering.py`` checks the agent handles all)."""
 
     def __init__(
         self,
         path: Path,
-        handler: Handler,
-        *,
+        *handlers: object,
         mode: int = 0o660,
         max_clients: int = MAX_CLIENTS,
         max_working: int = MAX_WORKING,
         send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self.path = path
-        self.handler = handler
+        self._handlers = handler_table(*handlers)
+        self._shared = SharedResult()
         self.mode = mode
         self.max_clients = max_clients
         self._working = asyncio.Semaphore(max_working)
@@ -123,11 +137,12 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    def publish(self, kind: str, data: Any) -> None:
-        """Queue an event for every subscriber; never waits."""
+    def publish(self, kind: EventKind, data: Any = None) -> None:
+        """Queue an event for every subscriber; never waits. TypeError when ``data`` is not
+        what the schema says this kind carries."""
         if not self._subscribers:
             return
-        line = encode({"event": kind, "data": data})
+        line = encode_event(kind, data)
         for queue in self._subscribers:
             _offer(queue, line)
 
@@ -181,14 +196,14 @@ class ControlServer:
             if not line.strip():
                 continue
             try:
-                request_id, op, arguments = parse_request(line)
+                request_id, request = parse_request(line)
             except ControlError as exc:
-                writer.write(_refusal(str(exc)))
+                writer.write(encode_refusal(None, str(exc)))
             else:
-                if op == "subscribe":
+                if isinstance(request, Subscribe):  # the server's own: the connection turns
                     await self._stream_events(writer, request_id)
                     return
-                writer.write(encode(await self._answer(request_id, op, arguments)))
+                writer.write(await self._answer(request_id, request))
             await self._drain(writer)
 
     async def _drain(self, writer: asyncio.StreamWriter) -> None:
@@ -197,18 +212,22 @@ class ControlServer:
         async with asyncio.timeout(self.send_timeout):
             await writer.drain()
 
-    async def _answer(self, request_id: Any, op: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, request_id: Any, request: Request[Any]) -> bytes:
+        handler = self._handlers.get(request.OP)
+        if handler is None:
+            return encode_refusal(request_id, f"{request.OP} is not handled by this agent")
         try:
             async with self._working:
-                result = await self.handler.handle(op, arguments)
-            return {"id": request_id, "ok": True, "result": result}
+                result = await handler(request)
+            return encode_answer(request_id, request, result, self._shared)
         except SimedgeError as exc:
-            return {"id": request_id, "ok": False, "error": str(exc)}
+            return encode_refusal(request_id, str(exc))
         except Exception as exc:  # a handler bug must not cut the dashboard off
+            op = request.OP
             self._log.error(
                 "failed requests", f"op {op}", "control op %s failed", op, exc_info=True
             )
-            return {"id": request_id, "ok": False, "error": f"internal error: {exc!r}"}
+            return encode_refusal(request_id, f"internal error: {exc!r}")
 
     async def _stream_events(self, writer: asyncio.StreamWriter, request_id: Any) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
@@ -216,7 +235,7 @@ class ControlServer:
         # reaches it, so a snapshot taken then misses nothing.
         self._subscribers.add(queue)
         try:
-            writer.write(encode({"id": request_id, "ok": True, "result": None}))
+            writer.write(encode_answer(request_id, Subscribe(), None))
             await self._drain(writer)
             while (line := await queue.get()) is not None:
                 writer.write(line)
@@ -282,14 +301,10 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _refusal(error: str) -> bytes:
-    return encode({"id": None, "ok": False, "error": error})
-
-
 async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: str) -> None:
     """Say ``error``, end our side, and drop what the client still sends for at most
     REFUSAL_LINGER seconds; the caller closes."""
-    writer.write(_refusal(error))
+    writer.write(encode_refusal(None, error))
     with contextlib.suppress(TimeoutError, ConnectionError, BrokenPipeError):
         async with asyncio.timeout(REFUSAL_LINGER):
             await writer.drain()
@@ -306,6 +321,6 @@ def _offer(queue: asyncio.Queue[bytes | None], line: bytes | None) -> None:
     except asyncio.QueueFull:
         while not queue.empty():
             queue.get_nowait()
-        queue.put_nowait(encode({"event": "overflow", "data": None}))
+        queue.put_nowait(encode_event(EventKind.OVERFLOW))
         if line is None:
             queue.put_nowait(None)

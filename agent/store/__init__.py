@@ -9,14 +9,13 @@ bounded on an SD card. See ``store.py`` for the API, ``db.py`` for the writer an
 from agent.store.blocking import BlockRule
 from agent.store.ingest import IngestResult
 from agent.store.migrations import LATEST_VERSION
-from agent.store.outbox import OutboxCounts, OutboxMessage
+from agent.store.outbox import OutboxMessage
 from agent.store.store import PruneResult, Store
 
 __all__ = [
     "LATEST_VERSION",
     "BlockRule",
     "IngestResult",
-    "OutboxCounts",
     "OutboxMessage",
     "PruneResult",
     "Store",

@@ -37,7 +37,7 @@ from enum import Enum
 import regex
 
 from agent.errors import BlockRuleError
-from agent.status import BlockRuleStatus, RuleSource
+from agent.status import BlockRuleStatus, BlockRuleTrial, RuleSource
 
 RULE_TIMEOUT = 0.05  # seconds one rule may search one SMS (sender and text together)
 MAX_PATTERN_LENGTH = 256  # characters of one pattern
@@ -286,15 +286,15 @@ class Preview:
             text += f"; time ran out after {self.checked} of {self.stored}"
         return text
 
-    def to_json(self) -> dict[str, int | bool | str]:
-        return {
-            "withheld": self.withheld,
-            "checked": self.checked,
-            "timed_out": self.timed_out,
-            "stored": self.stored,
-            "withholds_most": self.withholds_most,
-            "summary": self.describe(),
-        }
+    def to_status(self) -> BlockRuleTrial:
+        return BlockRuleTrial(
+            withheld=self.withheld,
+            checked=self.checked,
+            timed_out=self.timed_out,
+            stored=self.stored,
+            withholds_most=self.withholds_most,
+            summary=self.describe(),
+        )
 
 
 def preview(

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from peewee import SqliteDatabase
+from peewee import DatabaseError, SqliteDatabase
 
 from agent.errors import DiskFull, StoreDamaged, StoreError, StoreNotWritable
 from agent.store.integrity import way_out
@@ -94,6 +95,21 @@ def open_database(path: str | Path) -> SqliteDatabase:
     """A peewee database for ``path`` with the store's pragmas, not yet connected."""
     database = SqliteDatabase(None)
     database.init(str(path), pragmas=list(PRAGMAS))
+    return database
+
+
+def open_read_only(path: str | Path) -> SqliteDatabase:
+    """A connected peewee database for the agent's file at ``path`` that cannot write to
+    it nor hold its write lock (``mode=ro``; no pragma is set, since setting one writes).
+    StoreError names the file when it is missing or not the agent's database."""
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+    database = SqliteDatabase(uri, uri=True, timeout=2.0)
+    try:
+        database.connect()
+        database.execute_sql("SELECT 1 FROM schema_version LIMIT 1")
+    except (sqlite3.Error, DatabaseError) as exc:
+        database.close()
+        raise StoreError(f"{path}: cannot read the agent's database: {exc}") from exc
     return database
 
 

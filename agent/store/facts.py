@@ -1,6 +1,7 @@
 """Facts the agent knows in memory, kept in the ``site_fact`` table for the readers that
 cannot ask it: ``simedge status`` and the dashboard while the agent is down (both read
-them with :mod:`agent.readonly`). Each is the JSON of an :mod:`agent.status` shape.
+them with :mod:`agent.store.queries` on a read-only connection). Each is the JSON of an
+:mod:`agent.status` shape.
 
 - ``uplink`` (:data:`~agent.status.FACT_UPLINK`): the uplink's condition and its last
   error with its time. Kept by :class:`UplinkRecorder`, which also carries the last error
@@ -56,7 +57,7 @@ def read_fact(name: str) -> dict[str, Any] | None:
 
 class UplinkRecorder:
     """Keeps the ``uplink`` fact equal to the uplink's state, with the last error of any
-    run. Give :meth:`update` every new snapshot (``UplinkState.on_change``); ``write``
+    run. Give :meth:`update` every new snapshot (``UplinkTracker.on_change``); ``write``
     stores one value (through the store's writer). One write at a time, none queued
     behind it: the write that follows takes the newest snapshot."""
 

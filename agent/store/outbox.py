@@ -21,6 +21,7 @@ from typing import Any
 from peewee import fn
 
 from agent.errors import StoreError
+from agent.status import OutboxStatus
 from agent.store.ingest import log_event, sql, with_offset
 from agent.store.models import (
     ASSEMBLING,
@@ -53,20 +54,6 @@ class OutboxMessage:
     attempts: int
     complete: bool
     missing_parts: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class OutboxCounts:
-    """What `simedge status` and the dashboard show about the outbox."""
-
-    pending: int  # waiting for their first or next attempt now
-    backing_off: int  # waiting for a retry time in the future
-    dead: int
-    blocked: int
-    assembling: int  # multipart messages still waiting for parts
-    last_success_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
 
 
 # The outbox reads run once per upload, so they speak SQL directly (see ingest.sql): peewee
@@ -283,7 +270,9 @@ def pending_count() -> int:
     return int(count)
 
 
-def counts(now: datetime) -> OutboxCounts:
+def counts(now: datetime) -> OutboxStatus:
+    """What ``simedge status`` and the dashboard show of the outbox (the uplink's own last
+    error is added by the caller: :meth:`OutboxStatus.with_uplink_error`)."""
     by_state = dict(
         Message.select(Message.state, fn.COUNT(Message.id))
         .where(Message.state != literal(SENT))
@@ -304,13 +293,14 @@ def counts(now: datetime) -> OutboxCounts:
         .order_by(DeliveryAttempt.id.desc())
         .first()
     )
-    return OutboxCounts(
+    last_success_at = Message.sent_at.python_value(last_success)
+    return OutboxStatus(
         pending=by_state.get(PENDING, 0) - backing_off,
         backing_off=backing_off,
         dead=by_state.get(DEAD, 0),
         blocked=by_state.get(BLOCKED, 0),
         assembling=by_state.get(ASSEMBLING, 0),
-        last_success_at=Message.sent_at.python_value(last_success),
+        last_success_at=last_success_at.timestamp() if last_success_at else None,
         last_error=last_failure.error if last_failure else None,
-        last_error_at=last_failure.at if last_failure else None,
+        last_error_at=last_failure.at.timestamp() if last_failure else None,
     )

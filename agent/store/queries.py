@@ -1,36 +1,58 @@
 """Read-side queries for the dashboard, the control socket and ``simedge status``.
 
-Each function runs on a read connection (call it through ``Store.read`` so the event loop
-never waits on SQLite) and returns the plain shapes of :mod:`agent.status`. Nothing here
-writes.
+Each function runs on a read connection and returns the plain shapes of
+:mod:`agent.status`. Nothing here writes. In the agent, call them through ``Store.read``
+(so the event loop never waits on SQLite); in another process (the dashboard while the
+agent is down), inside :func:`reading`, which binds the models to the agent's file
+opened read-only. Both then say the same of the same rows: there is no second reader.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from statistics import median
 
-from peewee import fn
+from peewee import DatabaseError, OperationalError, fn
 
+from agent.errors import StoreError
 from agent.status import (
+    FACT_NUMBERS_ONLINE,
+    FACT_UPLINK,
     AttemptRecord,
     CallRecord,
     LogEvent,
     MessageDetail,
     MessageSummary,
+    ModemState,
+    ModemStatus,
+    NumbersOnline,
+    NumberSource,
+    OutboxStatus,
     PduRecord,
     ProbeRecord,
     SlotActivity,
+    TakeoffMark,
+    UplinkStatus,
+    from_json,
 )
+from agent.store import outbox as outbox_store
+from agent.store.db import open_read_only
+from agent.store.facts import read_fact
 from agent.store.models import (
     DEAD,
+    MODELS,
     PENDING,
     SENT,
     DeliveryAttempt,
     Event,
     IncomingCall,
     Message,
+    Modem,
     NumberProbe,
     ReceivedPdu,
     Sim,
@@ -38,6 +60,25 @@ from agent.store.models import (
 )
 
 HOURS = 24
+# Binding the models is process-wide: one read-only reading at a time (the dashboard's
+# worker threads may ask for a snapshot and a message list at once).
+_READING = threading.Lock()
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Run the queries below on the agent's file at ``path``, opened read-only, from a
+    process that has no store open (the dashboard while the agent is down). StoreError
+    names the file when it cannot be read."""
+    with _READING:
+        database = open_read_only(path)
+        try:
+            with database.bind_ctx(MODELS):
+                yield
+        except DatabaseError as exc:
+            raise StoreError(f"{path}: cannot read the agent's database: {exc}") from exc
+        finally:
+            database.close()
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -84,6 +125,73 @@ def messages(
         pattern = f"%{query}%"
         select = select.where(Message.sender.contains(query) | Sim.number**pattern)
     return [summary(m, m.sim.number) for m in select]
+
+
+def known_modems() -> list[ModemStatus]:
+    """Every modem the store has seen, by slot, with the SIM last seen in its slot: what
+    was there, not what is (state GONE, ``updated_at`` when it was last seen)."""
+    sims: dict[str, Sim] = {}
+    for sim in Sim.select().where(Sim.last_slot.is_null(False)).order_by(Sim.last_seen):
+        sims[sim.last_slot] = sim  # the latest seen wins
+    modems = []
+    for modem in Modem.select().order_by(Modem.slot):
+        sim = sims.get(modem.slot)
+        modems.append(
+            ModemStatus(
+                slot=modem.slot,
+                at_port=modem.port,
+                state=ModemState.GONE,
+                manufacturer=modem.manufacturer,
+                model=modem.model,
+                imei=modem.imei,
+                iccid=sim.iccid if sim else None,
+                imsi=sim.imsi if sim else None,
+                number=sim.number if sim else None,
+                number_source=_number_source(sim.number_source if sim else None),
+                operator=sim.operator if sim else None,
+                updated_at=modem.last_seen.timestamp(),
+            )
+        )
+    return modems
+
+
+def _number_source(value: str | None) -> NumberSource:
+    try:
+        return NumberSource(value)
+    except ValueError:  # none yet, or a source this version does not know
+        return NumberSource.UNKNOWN
+
+
+def outbox_status(now: float) -> OutboxStatus:
+    """Pending (due now), backing off, dead, blocked, assembling; the last success and
+    the last failed attempt (the uplink's own last error is added by the caller, see
+    :meth:`OutboxStatus.with_uplink_error`)."""
+    return outbox_store.counts(to_utc(now))
+
+
+def recorded_uplink() -> UplinkStatus | None:
+    """The uplink as the agent last recorded it (None: never, or unreadable)."""
+    value = _fact(FACT_UPLINK)
+    try:
+        return None if value is None else from_json(UplinkStatus, value, where=FACT_UPLINK)
+    except ValueError:
+        return None
+
+
+def numbers_online() -> NumbersOnline | None:
+    """The last numbers list OnlineSim accepted (None: none yet)."""
+    value = _fact(FACT_NUMBERS_ONLINE)
+    try:
+        return None if value is None else from_json(NumbersOnline, value, where="numbers")
+    except ValueError:
+        return None
+
+
+def _fact(name: str) -> dict[str, object] | None:
+    try:
+        return read_fact(name)
+    except OperationalError:  # a database older than the site_fact table
+        return None
 
 
 def outbox(state: str | None = None, limit: int = 500) -> list[MessageSummary]:
@@ -135,11 +243,44 @@ def message_detail(message_id: int) -> MessageDetail | None:
 def events(limit: int = 200) -> list[LogEvent]:
     """The site's log, newest last."""
     rows = Event.select().order_by(Event.id.desc()).limit(limit)
-    return [
-        LogEvent(
-            at=e.at.timestamp(), level=e.level, kind=e.kind, text=e.text, slot=e.slot, iccid=e.iccid
+    return [_log_event(e) for e in reversed(list(rows))]
+
+
+def last_event(kind: str) -> LogEvent | None:
+    """The newest line of the log of this kind (None: none)."""
+    row = Event.select().where(Event.kind == kind).order_by(Event.id.desc()).first()
+    return None if row is None else _log_event(row)
+
+
+def _log_event(e: Event) -> LogEvent:
+    return LogEvent(
+        at=e.at.timestamp(), level=e.level, kind=e.kind, text=e.text, slot=e.slot, iccid=e.iccid
+    )
+
+
+def open_takeoff_marks() -> list[TakeoffMark]:
+    """Take-off marks not yet done, of the SIM each slot holds now (the one seen there
+    last: a mark of a SIM already swapped out is history), by slot."""
+    newer = Sim.alias()
+    swapped_out = newer.select().where(
+        (newer.last_slot == Sim.last_slot) & (newer.last_seen > Sim.last_seen)
+    )
+    rows = (
+        Sim.select()
+        .where(
+            Sim.takeoff_at.is_null(False) & Sim.takeoff_done_at.is_null() & ~fn.EXISTS(swapped_out)
         )
-        for e in reversed(list(rows))
+        .order_by(Sim.last_slot)
+    )
+    return [
+        TakeoffMark(
+            iccid=sim.iccid,
+            slot=sim.last_slot,
+            number=sim.number,
+            sum_rub=sim.takeoff_sum or 0.0,
+            marked_at=sim.takeoff_at.timestamp(),
+        )
+        for sim in rows
     ]
 
 

@@ -24,6 +24,7 @@ from peewee import SqliteDatabase
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
+from agent.status import OutboxStatus
 from agent.store import calls, datadir, facts, ingest, integrity, outbox, probes
 from agent.store.blocking import (
     ADDED,
@@ -687,7 +688,7 @@ class Store:
         """Pending messages, due now or backing off (one indexed count)."""
         return outbox.pending_count()
 
-    async def outbox_counts(self, now: datetime | float | None = None) -> outbox.OutboxCounts:
+    async def outbox_counts(self, now: datetime | float | None = None) -> OutboxStatus:
         """Pending, backing off, dead, blocked, last success and last error."""
         return outbox.counts(to_utc(now) if now is not None else _now())
 

@@ -56,6 +56,7 @@ from agent.status import (
     ModemStatus,
     NumbersOnline,
     SimState,
+    UplinkCondition,
     from_json,
 )
 from agent.store import Store
@@ -63,7 +64,7 @@ from agent.store.facts import read_fact
 from agent.store.models import Sim
 from agent.uplink.client import NumberItem, OnlineSimClient
 from agent.uplink.policy import RetryPolicy, account_probe, next_delay, transient_backoff
-from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
+from agent.uplink.state import UplinkSnapshot, UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ class NumbersSync:
         debounce: float = 5.0,
         heartbeat: float = 240.0,
         clock: Callable[[], float] = time.time,
-        state: UplinkState | None = None,
+        state: UplinkTracker | None = None,
         metrics: Metrics | None = None,
         marks: TakeOffMarks | None = None,
         takeoff_offline: bool = True,
@@ -241,7 +242,7 @@ class NumbersSync:
         self._debounce = debounce
         self._heartbeat = min(heartbeat, MAX_HEARTBEAT)
         self._clock = clock
-        self._state = state or UplinkState(clock)
+        self._state = state or UplinkTracker(clock)
         self._metrics = metrics
         self._marks = marks
         self._takeoff_offline = takeoff_offline

@@ -86,7 +86,7 @@ from agent.uplink.policy import (
     next_delay,
     store_probe,
 )
-from agent.uplink.state import UplinkState
+from agent.uplink.state import UplinkTracker
 
 if TYPE_CHECKING:
     from agent.webhook.metrics import Metrics
@@ -127,7 +127,7 @@ class OutboxPump:
         probe: RetryPolicy | None = None,
         store_policy: RetryPolicy | None = None,
         numbers: NumbersSync | None = None,
-        state: UplinkState | None = None,
+        state: UplinkTracker | None = None,
         metrics: Metrics | None = None,
         max_in_flight: int = 8,
         batch: int = 256,
@@ -143,7 +143,7 @@ class OutboxPump:
         self._probe = probe or account_probe()
         self._store_policy = store_policy or store_probe()
         self._numbers = numbers
-        self._state = state or UplinkState(clock)
+        self._state = state or UplinkTracker(clock)
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._batch = max(batch, max_in_flight)
@@ -174,7 +174,7 @@ class OutboxPump:
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
 
     @property
-    def state(self) -> UplinkState:
+    def state(self) -> UplinkTracker:
         return self._state
 
     @property

@@ -15,7 +15,7 @@ Four conditions, as a person on site would want them said:
   over the link's condition in the snapshot: it is the reason nothing goes out.
 
 Whoever calls OnlineSim reports each outcome here; the dashboard, ``/healthz`` and
-``simedge status`` read :meth:`UplinkState.snapshot`. A success from any caller ends a link
+``simedge status`` read :meth:`UplinkTracker.snapshot`. A success from any caller ends a link
 fault or a pause for all of them (the link and the account are one), and every listener
 hears it at once: the pump resumes every SIM, the numbers list goes up again.
 """
@@ -26,19 +26,10 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
 from agent.errors import StoreNotWritable, UplinkError
-from agent.status import UplinkState as UplinkStatusState
-from agent.status import UplinkStatus
-
-
-class UplinkCondition(StrEnum):
-    OK = "ok"
-    BACKING_OFF = "backing_off"  # the link is down: one probe backs off for all
-    PAUSED = "paused"
-    STORE_NOT_WRITABLE = "store_not_writable"
+from agent.status import UplinkCondition, UplinkStatus
 
 
 @dataclass(frozen=True)
@@ -57,7 +48,7 @@ class UplinkSnapshot:
         """The shared shape (agent.status) in which the dashboard reads it, from the
         snapshot and from every "uplink" event alike."""
         return UplinkStatus(
-            state=UplinkStatusState(str(self.condition)),
+            state=self.condition,
             code=self.code,
             since=self.since,
             last_success_at=self.last_success_at,
@@ -70,7 +61,7 @@ class UplinkSnapshot:
         return {"state": str(self.condition), "code": self.code, "since": self.since}
 
 
-class UplinkState:
+class UplinkTracker:
     """The one mutable uplink state of an agent; every change makes a new snapshot.
 
     ``clock`` is the wall clock, for the records (``since``, ``last_success_at``) only:

@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 
 from agent.errors import ControlError, UplinkAccountError, UplinkError, UplinkTransient
 from agent.logs import get_logger
-from agent.status import ModemStatus, TakeoffMark
+from agent.status import ModemStatus, TakeoffMark, UplinkCondition
 from agent.store import Store
 from agent.store.models import Sim
 from agent.uplink.client import OnlineSimClient, TakeOffItem
 from agent.uplink.policy import RetryPolicy, account_probe, retrying, transient_backoff
-from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
+from agent.uplink.state import UplinkSnapshot, UplinkTracker
 
 log = get_logger("uplink.takeoff")
 
@@ -180,7 +180,7 @@ class TakeOffPoller:
         sum_rub: float,
         interval: float,
         on_marked: Callable[[], None] = lambda: None,
-        state: UplinkState | None = None,
+        state: UplinkTracker | None = None,
         policy: RetryPolicy | None = None,
         probe: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
@@ -191,7 +191,7 @@ class TakeOffPoller:
         self._sum = sum_rub
         self._interval = interval
         self._on_marked = on_marked
-        self._state = state or UplinkState(clock)
+        self._state = state or UplinkTracker(clock)
         self._policy = policy or transient_backoff()
         self._probe = probe or account_probe()
         self._clock = clock

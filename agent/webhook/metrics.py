@@ -49,7 +49,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from agent.status import ModemState, UplinkState
+from agent.status import ModemState, UplinkCondition
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # An SMS carries a code somebody is waiting for: most should land in well under a second;
@@ -110,7 +110,7 @@ class Metrics:
             ["state"],
             registry=registry,
         )
-        self.set_uplink_state(UplinkState.OK)
+        self.set_uplink_state(UplinkCondition.OK)
         self._store_writable = Gauge(
             "simedge_store_writable",
             "1 while writes to the store commit, 0 while they fail (full, read-only, I/O).",
@@ -241,9 +241,9 @@ class Metrics:
             self._error_codes.add(code)
         self._uplink_errors.labels(code=code).inc()
 
-    def set_uplink_state(self, state: UplinkState | str) -> None:
-        current = UplinkState(state)
-        for each in UplinkState:
+    def set_uplink_state(self, state: UplinkCondition | str) -> None:
+        current = UplinkCondition(state)
+        for each in UplinkCondition:
             self._uplink_state.labels(state=each.value).set(1 if each is current else 0)
 
     def set_store_writable(self, writable: bool) -> None:

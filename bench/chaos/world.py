@@ -401,12 +401,18 @@ socket = "{self.control_socket}"
         the last snapshot is returned either way (callers judge it)."""
         snapshot: dict[str, Any] = {}
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds), AgentControl(self.control_socket) as control:
-                async for _event in control.events():
-                    # The first item is "subscribed": from then on nothing is missed.
+            async with (
+                asyncio.timeout(seconds),
+                AgentControl(self.control_socket) as control,
+                control.subscribe() as events,
+            ):
+                # Subscribed: from now on nothing is missed. A snapshot now, then after
+                # each event.
+                while True:
                     snapshot = await control.request("snapshot")
                     if condition(snapshot):
                         return snapshot
+                    await anext(events)
         return snapshot
 
     async def until_ready(self, count: int, seconds: float = 60.0) -> int:

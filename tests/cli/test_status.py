@@ -12,11 +12,12 @@ import pytest
 from agent.cli import main
 from agent.cli.status import agent_health, render
 from agent.control.client import ControlClient
+from agent.control.protocol import TakeSnapshot
 from agent.control.server import ControlServer
 from agent.protocol.pdu import encode_deliver
 from agent.store import Store
 from agent.store.models import Sim
-from tests.control.test_control import RecordingHandler
+from tests.control.test_control import SMALL, RecordingHandler
 
 ICCID, NEW_ICCID = "8970101234567890001", "8970101234567890009"
 
@@ -174,7 +175,7 @@ async def test_an_agent_that_listens_but_does_not_answer_is_not_called_not_runni
     await server.start()
     holder = ControlClient(socket)
     try:
-        assert await holder.request("snapshot") == {"op": "snapshot"}
+        assert await holder.call(TakeSnapshot()) == SMALL
         health = await asyncio.to_thread(agent_health, socket)
     finally:
         await holder.close()

@@ -12,28 +12,61 @@ from typing import Any
 import pytest
 
 from agent.control.client import ControlClient
-from agent.control.protocol import MAX_DEPTH, MAX_REQUEST, SUBSCRIBER_QUEUE, too_deep
+from agent.control.protocol import (
+    MAX_DEPTH,
+    MAX_REQUEST,
+    SUBSCRIBER_QUEUE,
+    Event,
+    EventKind,
+    ResetModem,
+    SetNumber,
+    Subscribe,
+    TakeoffDone,
+    TakeSnapshot,
+    encode_answer,
+    handles,
+    too_deep,
+)
 from agent.control.server import OUTPUT_BUFFER, Coalesced, ControlServer
 from agent.errors import ControlError
+from agent.status import LogEvent, ModemStatus, SiteSnapshot
+
+SMALL = SiteSnapshot(taken_at=1.0)
+SMALL_JSON = SMALL.to_json()
 
 
 class RecordingHandler:
     """The supervisor's role, reduced to recording what it was asked."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[object] = []
         self.release = asyncio.Event()
 
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
-        self.calls.append((op, arguments))
-        if op == "reset_modem" and arguments["slot"] == "slow":
+    @handles(TakeSnapshot)
+    async def snapshot(self, request: TakeSnapshot) -> SiteSnapshot:
+        self.calls.append(request)
+        return SMALL
+
+    @handles(SetNumber)
+    async def set_number(self, request: SetNumber) -> str:
+        self.calls.append(request)
+        return f"{request.iccid} is {request.number}"
+
+    @handles(ResetModem)
+    async def reset_modem(self, request: ResetModem) -> str:
+        self.calls.append(request)
+        if request.slot == "slow":
             await self.release.wait()
             return "slow done"
-        if op == "reset_modem" and arguments["slot"] == "missing":
+        if request.slot == "missing":
             raise ControlError("no modem in slot missing")
-        if op == "takeoff_done":
-            raise RuntimeError("handler bug")
-        return {"op": op, **arguments}
+        if request.slot == "wrong shape":
+            return {"not": "a sentence"}  # type: ignore[return-value]
+        return f"resetting {request.slot}"
+
+    @handles(TakeoffDone)
+    async def takeoff_done(self, request: TakeoffDone) -> str:
+        raise RuntimeError("handler bug")
 
 
 @pytest.fixture
@@ -48,9 +81,10 @@ async def served(tmp_path: Path):
 async def test_request_reaches_the_handler_and_answers(served) -> None:
     server, handler = served
     async with ControlClient(server.path) as client:
-        result = await client.request("set_number", iccid="8970", number="+79161234567")
-    assert result == {"op": "set_number", "iccid": "8970", "number": "+79161234567"}
-    assert handler.calls == [("set_number", {"iccid": "8970", "number": "+79161234567"})]
+        result = await client.call(SetNumber("8970", "+79161234567"))
+        assert await client.call(TakeSnapshot()) == SMALL
+    assert result == "8970 is +79161234567"
+    assert handler.calls == [SetNumber("8970", "+79161234567"), TakeSnapshot()]
 
 
 async def test_socket_is_group_accessible_only(served) -> None:
@@ -62,10 +96,16 @@ async def test_socket_is_group_accessible_only(served) -> None:
     ("op", "arguments", "message"),
     [
         ("reboot_pi", {}, "unknown op 'reboot_pi'"),
-        ("reset_modem", {}, "reset_modem: missing slot"),
+        ("reset_modem", {}, "reset_modem.slot: missing"),
+        ("reset_modem", {"slot": 3}, "reset_modem.slot: expected str, got 3"),
+        ("trace", {"slot": "1", "on": "yes"}, "trace.on: expected bool, got 'yes'"),
+        ("retry", {}, "retry: give message_id or all_dead"),
         ("snapshot", {"verbose": True}, "snapshot: unknown argument verbose"),
         ("reset_modem", {"slot": "missing"}, "no modem in slot missing"),
         ("takeoff_done", {"iccid": "1"}, "internal error: RuntimeError('handler bug')"),
+        # A handler that answers another shape than the schema says: never sent as is.
+        ("reset_modem", {"slot": "wrong shape"}, "reset_modem answered a dict, not str"),
+        ("rescan", {}, "rescan is not handled by this agent"),
     ],
 )
 async def test_refusals_say_why(served, op: str, arguments: dict[str, Any], message: str) -> None:
@@ -75,7 +115,7 @@ async def test_refusals_say_why(served, op: str, arguments: dict[str, Any], mess
             await client.request(op, **arguments)
         assert message in str(caught.value)
         # The connection is still usable after a refusal.
-        assert await client.request("snapshot") == {"op": "snapshot"}
+        assert await client.request("snapshot") == SMALL_JSON
 
 
 async def test_a_slow_operation_does_not_block_other_requests(served) -> None:
@@ -83,24 +123,64 @@ async def test_a_slow_operation_does_not_block_other_requests(served) -> None:
     async with ControlClient(server.path) as slow_client, ControlClient(server.path) as client:
         slow = asyncio.create_task(slow_client.request("reset_modem", slot="slow"))
         async with asyncio.timeout(5):
-            assert await client.request("snapshot") == {"op": "snapshot"}
+            assert await client.call(TakeSnapshot()) == SMALL
         assert not slow.done()
         handler.release.set()
         async with asyncio.timeout(5):
             assert await slow == "slow done"
 
 
-async def test_events_reach_subscribers(served) -> None:
+async def test_events_reach_subscribers_typed(served) -> None:
     server, _ = served
-    client = ControlClient(server.path)
-    stream = client.events()
-    async with asyncio.timeout(5):
-        assert await anext(stream) == {"event": "subscribed", "data": None}
-    server.publish("modem", {"slot": "1-1.2", "text": "[bold]not markup[/]"})
-    async with asyncio.timeout(5):
-        event = await anext(stream)
-    assert event == {"event": "modem", "data": {"slot": "1-1.2", "text": "[bold]not markup[/]"}}
-    await stream.aclose()
+    modem = ModemStatus(slot="1-1.2", fault="[bold]not markup[/]")
+    async with ControlClient(server.path) as client, client.subscribe() as events:
+        assert server.subscribers == 1  # registered before the answer
+        server.publish(EventKind.MODEM, modem)
+        server.publish(EventKind.MESSAGE)
+        async with asyncio.timeout(5):
+            assert await anext(events) == Event(EventKind.MODEM, modem)
+            assert await anext(events) == Event(EventKind.MESSAGE)
+
+
+async def test_an_event_is_published_only_with_the_data_the_schema_gives_it(served) -> None:
+    server, _ = served
+    async with ControlClient(server.path) as client, client.subscribe():
+        with pytest.raises(TypeError, match="a message event carries no data"):
+            server.publish(EventKind.MESSAGE, {"id": 1})
+        with pytest.raises(TypeError, match="a modem event carries a ModemStatus, not dict"):
+            server.publish(EventKind.MODEM, {"slot": "1-1.2"})
+
+
+async def test_an_event_the_client_cannot_read_is_taken_as_an_overflow(tmp_path: Path) -> None:
+    """An agent newer than the dashboard (or a damaged line): the stream goes on, and the
+    reader is told it missed something, as after an overflow."""
+    lines = [
+        b'{"event": "weather", "data": {"rain": true}}\n',
+        b'{"event": "modem", "data": {"slot": 7}}\n',
+        b'{"event": "takeoff", "data": {"iccid": "1"}}\n',
+        b'{"event": "takeoff", "data": null}\n',
+    ]
+
+    async def newer_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readline()
+            writer.write(encode_answer(0, Subscribe(), None) + b"".join(lines))
+            await writer.drain()
+            await reader.read()  # until the client leaves
+        finally:
+            writer.close()
+
+    path = tmp_path / "newer.sock"
+    agent = await asyncio.start_unix_server(newer_agent, path=str(path))
+    try:
+        async with ControlClient(path) as client, client.subscribe() as events:
+            async with asyncio.timeout(5):
+                received = [await anext(events) for _ in lines]
+        overflow = Event(EventKind.OVERFLOW)
+        assert received == [overflow, overflow, overflow, Event(EventKind.TAKEOFF)]
+    finally:
+        agent.close()
+        await agent.wait_closed()
 
 
 async def test_a_stalled_subscriber_overflows_instead_of_holding_the_agent(served) -> None:
@@ -112,9 +192,9 @@ async def test_a_stalled_subscriber_overflows_instead_of_holding_the_agent(serve
     assert server.subscribers == 1
     # The client reads nothing while far more events than the queue holds are published:
     # publish() must return at once every time (it never awaits).
-    payload = {"text": "x" * 1000}
+    payload = ModemStatus(slot="1-1.1", fault="x" * 1000)
     for _ in range(SUBSCRIBER_QUEUE * 20):
-        server.publish("log", payload)
+        server.publish(EventKind.MODEM, payload)
     seen_overflow = False
     async with asyncio.timeout(10):
         while not seen_overflow:
@@ -160,7 +240,7 @@ async def test_deep_nesting_is_refused_before_parsing(served) -> None:
     assert answer["error"] == f"request nested deeper than {MAX_DEPTH} levels"
     # The connection lives on.
     answer = await _ask(reader, writer, b'{"id": 3, "op": "snapshot"}')
-    assert answer == {"id": 3, "ok": True, "result": {"op": "snapshot"}}
+    assert answer == {"id": 3, "ok": True, "result": SMALL_JSON}
     writer.close()
 
 
@@ -170,18 +250,22 @@ def test_brackets_inside_strings_are_not_nesting() -> None:
     assert too_deep(b'{"a": [[[[[[[[["\\"]]]]]]]]]}', 8)
 
 
-class BigAnswers(RecordingHandler):
+BIG = SiteSnapshot(taken_at=1.0, events=(LogEvent(1.0, "info", "agent", "x" * 10_000),))
+BIG_LINE = len(encode_answer(10**6, TakeSnapshot(), BIG))  # an answer, its id included
+
+
+class BigAnswers:
     """Answers of ~10 KiB, and what the server had buffered each time it was asked."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.server: ControlServer | None = None
         self.buffered: list[int] = []
 
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+    @handles(TakeSnapshot)
+    async def snapshot(self, _: TakeSnapshot) -> SiteSnapshot:
         assert self.server is not None
         self.buffered.append(self.server.buffered)
-        return "x" * 10_000
+        return BIG
 
 
 class LogEvent(logging.Handler):
@@ -220,7 +304,7 @@ async def test_a_client_that_never_reads_is_bounded_and_cut_off(
             loop = asyncio.get_running_loop()
             asked = loop.time()
             async with asyncio.timeout(5):
-                assert await other.request("snapshot") == "x" * 10_000
+                assert await other.call(TakeSnapshot()) == BIG
             assert loop.time() - asked < 1.0
             # The flooder fills what the server may buffer for it, then is cut off.
             async with asyncio.timeout(10):
@@ -228,9 +312,9 @@ async def test_a_client_that_never_reads_is_bounded_and_cut_off(
             assert server.cut_off == 1
             assert server.clients == 1  # the other client only
             assert server.buffered == 0  # what the flooder left unread is gone
-            assert await other.request("snapshot") == "x" * 10_000
+            assert await other.call(TakeSnapshot()) == BIG
         # Never more buffered than the bound plus the one answer written past it.
-        assert max(handler.buffered) <= OUTPUT_BUFFER + 10_100
+        assert max(handler.buffered) <= OUTPUT_BUFFER + BIG_LINE
         assert max(handler.buffered) > OUTPUT_BUFFER // 2  # the flood did fill it
         assert len(handler.buffered) < 20_000  # most requests were never even read
         flood.close()
@@ -244,7 +328,7 @@ async def test_clients_are_capped(tmp_path: Path) -> None:
     try:
         clients = [ControlClient(server.path) for _ in range(3)]
         for client in clients:
-            assert await client.request("snapshot") == {"op": "snapshot"}
+            assert await client.call(TakeSnapshot()) == SMALL
         async with ControlClient(server.path) as refused:
             with pytest.raises(ControlError, match=r"too many control clients \(3\)"):
                 await refused.request("snapshot")
@@ -254,7 +338,7 @@ async def test_clients_are_capped(tmp_path: Path) -> None:
         for _ in range(100):
             with contextlib.suppress(ControlError):
                 async with ControlClient(server.path) as late:
-                    assert await late.request("snapshot") == {"op": "snapshot"}
+                    assert await late.call(TakeSnapshot()) == SMALL
                     break
         else:
             pytest.fail("a place freed by a client that left was never given to another")
@@ -264,16 +348,17 @@ async def test_clients_are_capped(tmp_path: Path) -> None:
         await server.stop()
 
 
-class Gate(RecordingHandler):
+class Gate:
     """Holds every request until released; counts how many are inside at once."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.release = asyncio.Event()
         self.inside = 0
         self.most_inside = 0
         self.arrived = asyncio.Condition()
 
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+    @handles(ResetModem)
+    async def reset_modem(self, _: ResetModem) -> str:
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)
         async with self.arrived:
@@ -293,7 +378,7 @@ async def test_requests_in_the_handler_at_once_are_bounded_for_all_clients(
     await server.start()
     clients = [ControlClient(server.path) for _ in range(10)]
     try:
-        asking = [asyncio.create_task(client.request("snapshot")) for client in clients]
+        asking = [asyncio.create_task(client.call(ResetModem("1-1.1"))) for client in clients]
         async with asyncio.timeout(5), handler.arrived:
             await handler.arrived.wait_for(lambda: handler.inside >= 3)
         handler.release.set()
@@ -361,14 +446,10 @@ async def test_garbage_lines_get_an_error_and_the_connection_lives_on(served) ->
     assert second["error"] == "request must be a JSON object"
     writer.write(b'{"id": 7, "op": "snapshot"}\n')
     await writer.drain()
-    assert json.loads(await reader.readline()) == {
-        "id": 7,
-        "ok": True,
-        "result": {"op": "snapshot"},
-    }
+    assert json.loads(await reader.readline()) == {"id": 7, "ok": True, "result": SMALL_JSON}
     writer.close()
 
 
 async def test_agent_down_is_said_plainly(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="the agent is not running"):
-        await ControlClient(tmp_path / "none.sock").request("snapshot")
+        await ControlClient(tmp_path / "none.sock").call(TakeSnapshot())

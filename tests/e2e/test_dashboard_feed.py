@@ -1,12 +1,14 @@
 """What the dashboard is told by the running agent: the events on the control socket and the
-snapshot agree with what the agent knows (a paused uplink, an open take-off mark)."""
+snapshot agree with what the agent knows (a paused uplink, an open take-off mark), and
+every event is of the kind and shape the control schema declares."""
 
 from __future__ import annotations
 
 import asyncio
 
 from agent.control.client import ControlClient
-from agent.status import UplinkState, UplinkStatus, from_json
+from agent.control.protocol import EVENT_DATA, Event, EventKind
+from agent.status import UplinkCondition
 from tests.e2e.site import StartSite
 
 
@@ -14,24 +16,22 @@ async def test_a_paused_uplink_reaches_the_dashboard_as_paused(start_site: Start
     site = await start_site(count=1, profile="sim800")
     await site.ready_modems(1)
     await site.until(lambda: len(site.standin.state.online) == 1)
-    client = ControlClient(site.config.control_socket)
-    stream = client.events()
-    try:
-        async with asyncio.timeout(5):
-            assert (await anext(stream))["event"] == "subscribed"
+    seen: list[Event] = []
+    async with ControlClient(site.config.control_socket) as client, client.subscribe() as events:
         await site.standin.set_faults(force="ERROR_WRONG_KEY")
         site.hub.inject(0, "+79161234567", "code 4711")
         async with asyncio.timeout(20):
-            while True:
-                event = await anext(stream)
-                if event["event"] == "uplink":
-                    shown = from_json(UplinkStatus, event["data"])
-                    if shown.state is UplinkState.PAUSED:
-                        break
-        assert shown.code == "ERROR_WRONG_KEY"
-        snapshot = await site.agent.snapshot()
-        assert snapshot.uplink.state is UplinkState.PAUSED
-        assert snapshot.uplink.code == "ERROR_WRONG_KEY"
-    finally:
-        await stream.aclose()
-        await client.close()
+            async for event in events:
+                seen.append(event)
+                if event.kind is EventKind.UPLINK and event.data.state is UplinkCondition.PAUSED:
+                    break
+    shown = seen[-1].data
+    assert shown.code == "ERROR_WRONG_KEY"
+    # The SMS was said as the schema says: a "message" event, without data.
+    assert Event(EventKind.MESSAGE) in seen
+    for event in seen:
+        shape = EVENT_DATA[event.kind]
+        assert (event.data is None) if shape is None else isinstance(event.data, shape)
+    snapshot = await site.agent.snapshot()
+    assert snapshot.uplink.state is UplinkCondition.PAUSED
+    assert snapshot.uplink.code == "ERROR_WRONG_KEY"

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.cli import main
-from agent.status import UplinkState
+from agent.status import UplinkCondition
 from tests.e2e.site import TOKEN, Site, StartSite
 from tui.offline import read_offline_snapshot
 
@@ -59,7 +59,7 @@ async def test_a_wrong_key_is_the_last_error_and_nothing_is_online(
     live = await site.agent.snapshot()
     assert all(str(m.state) == "ready" for m in live.modems)
     assert live.numbers_online is None
-    assert live.uplink.state is UplinkState.PAUSED
+    assert live.uplink.state is UplinkCondition.PAUSED
     assert live.outbox.last_error is not None
     assert "WRONG_KEY" in live.outbox.last_error
     assert live.outbox.last_error_at is not None
@@ -86,7 +86,7 @@ async def test_a_wrong_key_is_the_last_error_and_nothing_is_online(
     # And the dashboard with the agent down reads the same from the database.
     offline = read_offline_snapshot(site.config.database)
     assert offline.numbers_online is None
-    assert offline.uplink.state is UplinkState.PAUSED
+    assert offline.uplink.state is UplinkCondition.PAUSED
     assert offline.outbox.last_error == live.outbox.last_error
 
 

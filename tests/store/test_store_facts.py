@@ -8,13 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.readonly import connect_read_only, read_uplink
-from agent.status import FACT_UPLINK, UplinkState, UplinkStatus
-from agent.store import Store
+from agent.status import FACT_UPLINK, UplinkCondition, UplinkStatus
+from agent.store import Store, queries
 from agent.store.facts import UplinkRecorder, read_fact
 
 PAUSED = UplinkStatus(
-    state=UplinkState.PAUSED,
+    state=UplinkCondition.PAUSED,
     code="ERROR_WRONG_KEY",
     since=100.0,
     last_error="401: ERROR_WRONG_KEY",
@@ -23,8 +22,8 @@ PAUSED = UplinkStatus(
 
 
 def success(at: float) -> UplinkStatus:
-    """The uplink after a success, as UplinkState makes it: ok, the last error kept."""
-    return replace(PAUSED, state=UplinkState.OK, code=None, since=200.0, last_success_at=at)
+    """The uplink after a success, as UplinkTracker makes it: ok, the last error kept."""
+    return replace(PAUSED, state=UplinkCondition.OK, code=None, since=200.0, last_success_at=at)
 
 
 class Clock:
@@ -85,13 +84,10 @@ async def test_the_last_error_of_an_earlier_run_is_kept_after_a_restart(
         await second.flush()
     finally:
         await store.close()
-    connection = connect_read_only(db_path)
-    try:
-        recorded = read_uplink(connection)
-    finally:
-        connection.close()
+    with queries.reading(db_path):  # as simedge status and the dashboard read it
+        recorded = queries.recorded_uplink()
     assert recorded is not None
-    assert recorded.state is UplinkState.OK
+    assert recorded.state is UplinkCondition.OK
     assert recorded.last_error == "401: ERROR_WRONG_KEY"
     assert recorded.last_success_at == 300.0
 

@@ -172,7 +172,7 @@ async def test_counts_and_history_of_a_sent_message(store: Store) -> None:
 
     counts = await store.outbox_counts(T0)
     assert (counts.pending, counts.backing_off, counts.dead) == (0, 0, 0)
-    assert counts.last_success_at == T0 + timedelta(seconds=30)
+    assert counts.last_success_at == (T0 + timedelta(seconds=30)).timestamp()
     outcomes = await store.read(
         lambda: [row.outcome for row in DeliveryAttempt.select().order_by(DeliveryAttempt.id)]
     )

@@ -1,25 +1,52 @@
-"""A stand-in for the agent's control handler, serving a site built from agent.status.
+"""A stand-in agent for the dashboard's tests: a site held in memory, served by the
+production :class:`~agent.control.server.ControlServer`.
 
-It answers the control ops with the shapes of :mod:`agent.status` over a real
-ControlServer on a real unix socket, records the actions it was asked for, and applies
-their effect to its state and publishes the event the agent would, so a test sees an
-action's effect arrive on screen the way it would from the agent.
+Built the way zigpy-znp builds its fake from the production class: the stand-in is only
+a set of handlers (``@handles``, one per operation, as the agent's) over a fake site
+state; parsing requests, encoding answers and events, the bounds, all of it is the real
+server and the one schema of :mod:`agent.control.protocol`. So the stand-in cannot send
+what the agent never would: an event with data the schema says it has not, an answer of
+another shape. It records the actions it was asked for (the request objects), applies
+their effect to its state and publishes the event the agent would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.control.protocol import (
+    AddBlockRule,
+    CheckHealth,
+    EventKind,
+    ListBlockRules,
+    ListMessages,
+    ListOutbox,
+    PreviewBlockRule,
+    RemoveBlockRule,
+    Request,
+    Rescan,
+    ResetModem,
+    Retry,
+    SetNumber,
+    ShowMessage,
+    TakeoffDone,
+    TakeSnapshot,
+    Trace,
+    handles,
+)
 from agent.control.server import ControlServer
 from agent.errors import ControlError
 from agent.status import (
     AttemptRecord,
+    BlockRuleStatus,
+    BlockRuleTrial,
     LogEvent,
     MessageDetail,
     MessageSummary,
@@ -29,11 +56,12 @@ from agent.status import (
     NumberSource,
     OutboxStatus,
     PduRecord,
+    RuleSource,
     SimState,
     SiteSnapshot,
     SlotActivity,
     TakeoffMark,
-    UplinkState,
+    UplinkCondition,
     UplinkStatus,
 )
 
@@ -94,7 +122,7 @@ def demo_site(now: float = NOW, slots: int = 8) -> SiteSnapshot:
         taken_at=now,
         modems=tuple(modems),
         activity=activity,
-        uplink=UplinkStatus(state=UplinkState.OK, last_success_at=now - 12),
+        uplink=UplinkStatus(state=UplinkCondition.OK, last_success_at=now - 12),
         outbox=OutboxStatus(pending=3, backing_off=1, dead=2, last_success_at=now - 12),
         takeoff=(TakeoffMark("8970100000000000001", "1-1.2", "+79161234501", 75.5, now - 3600),),
         numbers_online=NumbersOnline(count=4, accepted_at=NOW - 30),
@@ -153,70 +181,155 @@ def demo_messages(now: float = NOW) -> list[MessageSummary]:
 
 
 class SiteStandIn:
-    """The agent's control handler, reduced to a site held in memory."""
+    """The agent's control handlers, reduced to a site held in memory."""
 
     def __init__(self, snapshot: SiteSnapshot, messages: list[MessageSummary]) -> None:
         self.snapshot = snapshot
         self.messages = messages
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.rules: list[BlockRuleStatus] = []
+        self.calls: list[Request[Any]] = []  # the actions asked, in order (not the reads)
         self.server: ControlServer | None = None
 
-    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
-        if op not in ("snapshot", "messages", "message", "outbox"):
-            self.calls.append((op, arguments))
-        if op == "snapshot":
-            return self.snapshot.to_json()
-        if op == "messages":
-            query = arguments.get("query", "")
-            found = [m for m in self.messages if query in m.sender or query in (m.number or "")]
-            return [dataclasses.asdict(m) for m in found[: arguments.get("limit", 200)]]
-        if op == "message":
-            message = next((m for m in self.messages if m.id == arguments["message_id"]), None)
-            if message is None:
-                raise ControlError(f"no message {arguments['id']}")
-            return MessageDetail(
-                message=message,
-                pdus=(PduRecord("07919730071111F1040B919701", NOW - 91, "SM", 3, "ok"),),
-                attempts=(AttemptRecord(NOW - 80, "dead", 400, "WRONG_PARAMS"),),
-            ).to_json()
-        if op == "outbox":
-            return [dataclasses.asdict(m) for m in self.messages if m.state != "sent"]
-        if op == "set_number":
-            self.update_modem(
-                lambda m: m.iccid == arguments["iccid"],
-                number=arguments["number"],
-                number_source=NumberSource.MANUAL,
-            )
-        if op == "takeoff_done":
-            marks = tuple(t for t in self.snapshot.takeoff if t.iccid != arguments["iccid"])
-            self.snapshot = dataclasses.replace(self.snapshot, takeoff=marks)
-            self.publish("takeoff", None)
-        if op == "retry":
-            self.outbox(dead=0, pending=self.snapshot.outbox.pending + 2)
-        return {"ok": True}
+    # The reads ---------------------------------------------------------------------------
 
-    def update_modem(self, which: Any, **changes: Any) -> None:
+    @handles(TakeSnapshot)
+    async def take_snapshot(self, _: TakeSnapshot) -> SiteSnapshot:
+        return self.snapshot
+
+    @handles(CheckHealth)
+    async def check_health(self, _: CheckHealth) -> dict[str, Any]:
+        return {"agent": "ok", "uplink": {"state": str(self.snapshot.uplink.state)}}
+
+    @handles(ListMessages)
+    async def list_messages(self, request: ListMessages) -> tuple[MessageSummary, ...]:
+        query = request.query or ""
+        found = [m for m in self.messages if query in m.sender or query in (m.number or "")]
+        return tuple(found[: request.limit])
+
+    @handles(ShowMessage)
+    async def show_message(self, request: ShowMessage) -> MessageDetail:
+        message = next((m for m in self.messages if m.id == request.message_id), None)
+        if message is None:
+            raise ControlError(f"no message {request.message_id}")
+        return MessageDetail(
+            message=message,
+            pdus=(PduRecord("07919730071111F1040B919701", NOW - 91, "SM", 3, "ok"),),
+            attempts=(AttemptRecord(NOW - 80, "dead", 400, "WRONG_PARAMS"),),
+        )
+
+    @handles(ListOutbox)
+    async def list_outbox(self, _: ListOutbox) -> tuple[MessageSummary, ...]:
+        return tuple(m for m in self.messages if m.state != "sent")
+
+    @handles(ListBlockRules)
+    async def list_block_rules(self, _: ListBlockRules) -> tuple[BlockRuleStatus, ...]:
+        return tuple(self.rules)
+
+    @handles(PreviewBlockRule)
+    async def preview_block_rule(self, request: PreviewBlockRule) -> BlockRuleTrial:
+        withheld = sum(1 for m in self.messages if _matches(request, m))
+        checked = len(self.messages)
+        return BlockRuleTrial(
+            withheld=withheld,
+            checked=checked,
+            timed_out=0,
+            stored=checked,
+            withholds_most=withheld * 2 > checked,
+            summary=f"would have withheld {withheld} of the last {checked} SMS",
+        )
+
+    # The actions -------------------------------------------------------------------------
+
+    @handles(Rescan)
+    async def rescan(self, request: Rescan) -> str:
+        self.calls.append(request)
+        return "rescan started"
+
+    @handles(ResetModem)
+    async def reset_modem(self, request: ResetModem) -> str:
+        self.calls.append(request)
+        return f"resetting {request.slot}"
+
+    @handles(Trace)
+    async def trace(self, request: Trace) -> str:
+        self.calls.append(request)
+        return f"raw AT trace {'on' if request.on else 'off'} for {request.slot}"
+
+    @handles(SetNumber)
+    async def set_number(self, request: SetNumber) -> str:
+        self.calls.append(request)
+        self.update_modem(
+            lambda m: m.iccid == request.iccid,
+            number=request.number,
+            number_source=NumberSource.MANUAL,
+        )
+        return f"number of {request.iccid} set to {request.number}"
+
+    @handles(TakeoffDone)
+    async def takeoff_done(self, request: TakeoffDone) -> str:
+        self.calls.append(request)
+        marks = tuple(t for t in self.snapshot.takeoff if t.iccid != request.iccid)
+        self.snapshot = dataclasses.replace(self.snapshot, takeoff=marks)
+        self.publish(EventKind.TAKEOFF)
+        return f"take-off mark of {request.iccid} cleared"
+
+    @handles(Retry)
+    async def retry(self, request: Retry) -> str:
+        self.calls.append(request)
+        self.outbox(dead=0, pending=self.snapshot.outbox.pending + 2)
+        return "queued again"
+
+    @handles(AddBlockRule)
+    async def add_block_rule(self, request: AddBlockRule) -> str:
+        self.calls.append(request)
+        rule = BlockRuleStatus(request.name, RuleSource.ADDED, request.sender, request.text)
+        self.rules.append(rule)
+        return f"block rule {request.name} added"
+
+    @handles(RemoveBlockRule)
+    async def remove_block_rule(self, request: RemoveBlockRule) -> str:
+        self.calls.append(request)
+        self.rules = [rule for rule in self.rules if rule.name != request.name]
+        return f"block rule {request.name} removed"
+
+    # What happens on the site, published as the agent would ------------------------------
+
+    def update_modem(self, which: Callable[[ModemStatus], bool], **changes: Any) -> None:
         modems = []
         for modem in self.snapshot.modems:
             if which(modem):
                 modem = dataclasses.replace(modem, **changes)
-                self.publish("modem", modem.to_json())
+                self.publish(EventKind.MODEM, modem)
             modems.append(modem)
         self.snapshot = dataclasses.replace(self.snapshot, modems=tuple(modems))
 
     def outbox(self, **changes: Any) -> None:
         outbox = dataclasses.replace(self.snapshot.outbox, **changes)
         self.snapshot = dataclasses.replace(self.snapshot, outbox=outbox)
-        self.publish("outbox", dataclasses.asdict(outbox))
+        self.publish(EventKind.OUTBOX)
 
     def receive(self, message: MessageSummary) -> None:
-        """A new SMS, as the agent publishes it."""
+        """A new SMS: stored, counted in its slot's activity, and said as the agent says
+        it (a ``message`` event without data)."""
         self.messages.insert(0, message)
-        self.publish("message", dataclasses.asdict(message))
+        if message.slot is not None:
+            activity = self.snapshot.activity.get(message.slot, SlotActivity())
+            activity = dataclasses.replace(activity, sms_today=activity.sms_today + 1)
+            counts = {**self.snapshot.activity, message.slot: activity}
+            self.snapshot = dataclasses.replace(self.snapshot, activity=counts)
+        self.publish(EventKind.MESSAGE)
 
-    def publish(self, kind: str, data: Any) -> None:
+    def publish(self, kind: EventKind, data: Any = None) -> None:
         assert self.server is not None
         self.server.publish(kind, data)
+
+
+def _matches(rule: PreviewBlockRule, message: MessageSummary) -> bool:
+    return bool(
+        (rule.sender or rule.text)
+        and (rule.sender is None or re.search(rule.sender, message.sender))
+        and (rule.text is None or re.search(rule.text, message.text))
+    )
 
 
 async def start_site(socket_path: Path, stand_in: SiteStandIn) -> ControlServer:

@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, RichLog, Sparkline, Static
 
+from agent.control.protocol import (
+    EventKind,
+    Rescan,
+    ResetModem,
+    Retry,
+    SetNumber,
+    TakeoffDone,
+    Trace,
+)
 from agent.control.server import ControlServer
 from agent.status import (
     AttemptRecord,
@@ -16,7 +25,7 @@ from agent.status import (
     MessageSummary,
     ModemState,
     PduRecord,
-    UplinkState,
+    UplinkCondition,
     UplinkStatus,
 )
 from tests.tui.pilot import cell, column, make_app, until
@@ -79,8 +88,8 @@ async def test_the_header_says_the_uplink_is_paused_while_the_store_cannot_write
     app = make_app(socket_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.view.live)
-        paused = UplinkStatus(state=UplinkState.STORE_NOT_WRITABLE, code="DiskFull", since=NOW)
-        site.publish("uplink", paused.to_json())
+        paused = UplinkStatus(state=UplinkCondition.STORE_NOT_WRITABLE, code="DiskFull", since=NOW)
+        site.publish(EventKind.UPLINK, paused)
         await until(pilot, lambda: "PAUSED: store not writable" in header_text(app))
         assert "(DiskFull)" in header_text(app)
 
@@ -129,25 +138,22 @@ async def test_actions_reach_the_agent(site: SiteStandIn, socket_path: Path) -> 
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.view.live)
         await pilot.press("r")
-        await until(pilot, lambda: ("rescan", {}) in site.calls)
+        await until(pilot, lambda: Rescan() in site.calls)
 
         await pilot.press("down", "x")  # destructive: asks first; "n" says no
         await pilot.press("n")
         await pilot.press("x", "y")
-        await until(pilot, lambda: ("reset_modem", {"slot": "1-1.2"}) in site.calls)
-        assert site.calls.count(("reset_modem", {"slot": "1-1.2"})) == 1
+        await until(pilot, lambda: ResetModem("1-1.2") in site.calls)
+        assert site.calls.count(ResetModem("1-1.2")) == 1
 
         await pilot.press("t")
-        await until(pilot, lambda: ("trace", {"slot": "1-1.2", "on": True}) in site.calls)
+        await until(pilot, lambda: Trace("1-1.2", on=True) in site.calls)
 
         await pilot.press("n")
         await pilot.press("ctrl+a", "ctrl+k", *"+79990001122", "enter")
         await until(
             pilot,
-            lambda: (
-                ("set_number", {"iccid": "8970100000000000001", "number": "+79990001122"})
-                in site.calls
-            ),
+            lambda: SetNumber("8970100000000000001", "+79990001122") in site.calls,
         )
         table = app.screen.query_one(SlotTable)
         await until(pilot, lambda: cell(table, "1-1.2", "number") == "+79990001122")
@@ -164,7 +170,7 @@ async def test_outbox_and_retry(site: SiteStandIn, socket_path: Path) -> None:
         assert cell(table, "2", "state") == "✖ dead"
         assert cell(table, "2", "reason") == "400 WRONG_PARAMS: rejected"
         await pilot.press("A", "y")
-        await until(pilot, lambda: ("retry", {"all_dead": True}) in site.calls)
+        await until(pilot, lambda: Retry(all_dead=True) in site.calls)
         await until(
             pilot,
             lambda: (
@@ -182,7 +188,7 @@ async def test_retry_one_message(site: SiteStandIn, socket_path: Path) -> None:
         await until(pilot, lambda: table.row_count == 2)
         await pilot.press("down", "r")
         await until(pilot, lambda: site.calls, within=2)
-        assert site.calls == [("retry", {"message_id": 2})]
+        assert site.calls == [Retry(message_id=2)]
 
 
 async def test_takeoff_mark_done(site: SiteStandIn, socket_path: Path) -> None:
@@ -198,7 +204,7 @@ async def test_takeoff_mark_done(site: SiteStandIn, socket_path: Path) -> None:
         )
         await pilot.press("d", "y")
         await until(pilot, lambda: table.row_count == 0)
-        assert ("takeoff_done", {"iccid": "8970100000000000001"}) in site.calls
+        assert TakeoffDone("8970100000000000001") in site.calls
 
 
 async def test_messages_feed_filter_and_detail(site: SiteStandIn, socket_path: Path) -> None:
@@ -344,7 +350,7 @@ async def test_header_shows_the_public_url_and_follows_its_changes(
         await until(pilot, lambda: app.view.live)
         assert header_text(app).startswith("● live  public URL ● reachable for ")
         down = dataclasses.replace(up, state=PublicUrlState.DOWN, since=NOW, problem="502")
-        site.publish("public_url", down.to_json())
+        site.publish(EventKind.PUBLIC_URL, down)
         await until(pilot, lambda: "public URL ✖ UNREACHABLE for " in header_text(app))
 
 

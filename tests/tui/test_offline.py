@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,3 +88,37 @@ def test_a_missing_database_says_which(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"missing\.db: cannot read the agent's database"):
         read_offline_snapshot(tmp_path / "missing.db")
     assert not os.path.exists(tmp_path / "missing.db")
+
+
+async def test_readings_at_once_each_see_the_file_and_leave_the_models_unbound(
+    tmp_path: Path,
+) -> None:
+    """The dashboard's worker threads may read a snapshot and a message list at the same
+    time; binding the models is process-wide, so readings take turns (queries.reading)."""
+    from agent.store.models import Message
+
+    path = await make_database(tmp_path / "simedge.db")
+    unbound = Message._meta.database
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        snapshots = [pool.submit(read_offline_snapshot, path, now=NOW) for _ in range(8)]
+        lists = [pool.submit(read_offline_messages, path) for _ in range(8)]
+        assert {len(s.result(timeout=60).modems) for s in snapshots} == {2}
+        assert {len(m.result(timeout=60)) for m in lists} == {2}
+    assert Message._meta.database is unbound
+
+
+async def test_offline_and_the_running_agent_say_the_same(tmp_path: Path) -> None:
+    """One reader: what the agent answers over its socket for these rows is what the
+    dashboard reads from the file when the agent is down."""
+    from agent.store import queries
+
+    path = await make_database(tmp_path / "simedge.db")
+    store = await Store.open(path)
+    try:
+        live_messages = await store.read(lambda: queries.messages(200))
+        live_outbox = await store.read(lambda: queries.outbox_status(NOW))
+    finally:
+        await store.close()
+    offline = read_offline_snapshot(path, now=NOW)
+    assert read_offline_messages(path) == tuple(live_messages)
+    assert offline.outbox == live_outbox

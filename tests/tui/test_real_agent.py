@@ -35,3 +35,8 @@ async def test_overview_messages_and_actions_on_the_real_agent(start_site: Start
         await pilot.press("2")
         feed = app.screen.query_one("#messages", DataTable)
         await until(pilot, lambda: "Your code: 4821" in column(feed, "text"), within=10)
+        # On the Messages screen, a new SMS arrives live: the agent says "message" without
+        # data and the screen lists the messages again.
+        site.hub.inject(1, "Google", "G-123456 is your code")
+        await until(pilot, lambda: "G-123456 is your code" in column(feed, "text"), within=15)
+        assert column(feed, "text")[-2:] == ["Your code: 4821", "G-123456 is your code"]

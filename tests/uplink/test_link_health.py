@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.errors import DiskFull, UplinkAccountError, UplinkTransient
+from agent.status import UplinkCondition
 from agent.store.models import DeliveryAttempt, Message
 from agent.uplink import transient_backoff
 from agent.uplink.numbers import NumbersSync
 from agent.uplink.policy import store_probe
-from agent.uplink.state import UplinkCondition, UplinkState
+from agent.uplink.state import UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from tests.uplink.test_pump import NUMBERS, A, B, C, online, pump_for
 from tests.uplink.world import WAIT, Outcomes, World, sim_status, world
@@ -58,7 +59,7 @@ async def set_query_only(world: World, on: bool) -> None:
 
 def test_the_state_machine_one_condition_at_a_time() -> None:
     now = [1000.0]
-    state = UplinkState(clock=lambda: now[0])
+    state = UplinkTracker(clock=lambda: now[0])
     seen: list[UplinkCondition] = []
     state.on_change(lambda snapshot: seen.append(snapshot.condition))
     down = UplinkTransient("addMessage: ConnectError", code="ConnectError")
@@ -112,7 +113,7 @@ def test_a_failure_of_a_call_that_was_out_when_another_succeeded_leaves_the_link
     # A connect refused just before the link came back, its answer handled just after a
     # take-off poll went through: stale news. Taking the link down again on it would make
     # the pump and the numbers list wait out their back-offs with the link up.
-    state = UplinkState()
+    state = UplinkTracker()
     seen = state.successes
     state.succeeded()
     took_it_down = state.backing_off(
@@ -134,7 +135,7 @@ async def test_a_fresh_sms_goes_up_at_once_when_the_link_is_back_whatever_the_ba
 ) -> None:
     await online(world, A, B, C)
     outcomes = Outcomes()
-    state = UplinkState()
+    state = UplinkTracker()
     world.start(pump_for(world, outcomes, policy=HOUR, state=state).run())
     await world.standin.set_faults(down=True)
     backlog = [await world.receive(A, "a1")]
@@ -188,7 +189,7 @@ async def test_the_first_success_of_another_part_resumes_every_sim_and_the_numbe
     for iccid, slot in ((A, "usb-1.1"), (B, "usb-1.2")):
         await world.add_sim(iccid, NUMBERS[iccid], slot=slot)
         world.modems[slot] = sim_status(slot, iccid, NUMBERS[iccid])
-    state = UplinkState()
+    state = UplinkTracker()
     await world.standin.set_faults(down=True)
     numbers = NumbersSync(
         world.client, world.store, world.live, policy=HOUR, state=state, start_grace=0
@@ -236,7 +237,7 @@ async def test_a_store_that_cannot_write_pauses_the_uplink_and_nothing_goes_twic
 ) -> None:
     await online(world, A, B)
     outcomes = Outcomes()
-    state = UplinkState()
+    state = UplinkTracker()
     pump = pump_for(world, outcomes, state=state, store_policy=FAST_STORE)
     backlog = [await world.receive(A, f"a{n}") for n in range(3)]
     backlog += [await world.receive(B, f"b{n}", slot="usb-1.2") for n in range(3)]

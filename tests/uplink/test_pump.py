@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.status import UplinkCondition
 from agent.store import Store
 from agent.store.models import DeliveryAttempt, Message
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings, transient_backoff
 from agent.uplink.numbers import NumbersSync
 from agent.uplink.pump import OutboxPump
-from agent.uplink.state import UplinkCondition, UplinkState
+from agent.uplink.state import UplinkTracker
 from agent.webhook.metrics import Metrics
 from tests.uplink.world import FAST, KEY, PROBE, SCTS, Outcomes, World, sim_status, world
 
@@ -86,7 +87,7 @@ async def test_an_account_refusal_pauses_with_an_alarm_and_drops_nothing(
     await online(world, A)
     await world.standin.set_faults(force=force)
     outcomes = Outcomes()
-    state = UplinkState()
+    state = UplinkTracker()
     world.start(pump_for(world, outcomes, state=state).run())
     message = await world.receive(A, "code 1")
     await world.receive(A, "code 2")
@@ -115,7 +116,7 @@ async def test_a_wrong_base_url_405_pauses_the_uplink(world: World) -> None:
     await online(world, A)
     wrong = OnlineSimClient(UplinkSettings(base_url=f"{world.standin.url}/api/resale", api_key=KEY))
     outcomes = Outcomes()
-    state = UplinkState()
+    state = UplinkTracker()
     world.start(
         OutboxPump(
             wrong, world.store, policy=FAST, probe=PROBE, state=state, on_outcome=outcomes
@@ -210,7 +211,7 @@ async def test_a_refusal_makes_a_dead_letter_that_can_be_sent_again(
 async def test_a_flaky_link_backs_off_then_delivers(world: World, fault: dict[str, object]) -> None:
     await online(world, A)
     outcomes = Outcomes()
-    state = UplinkState()
+    state = UplinkTracker()
     world.start(pump_for(world, outcomes, state=state).run())
     await world.standin.set_faults(**fault)
     message = await world.receive(A, "code 1")

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from agent.status import UplinkCondition
 from agent.store.models import Event, Sim
 from agent.uplink.client import TakeOffItem
 from agent.uplink.numbers import NumbersSync
 from agent.uplink.policy import account_probe
-from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkState
+from agent.uplink.state import UplinkSnapshot, UplinkTracker
 from agent.uplink.takeoff import TakeOffMarks, TakeOffPoller
 from tests.uplink.world import FAST, World, sim_status, world
 
@@ -94,7 +95,7 @@ async def test_the_poller_backs_off_a_flaky_link_probes_a_refused_account_then_m
     world: World,
 ) -> None:
     numbers, _ = await started(world, offline=False)
-    state = UplinkState()
+    state = UplinkTracker()
     seen: list[UplinkCondition] = []
     changed = asyncio.Event()
 

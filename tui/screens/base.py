@@ -43,6 +43,10 @@ class SiteScreen(Screen[None]):
         self.show(self.site_app.view)
 
     def show(self, view: SiteView) -> None:
+        if not self.query(HeaderBar):
+            # Being built or taken down (the app quits while the link still reports): no
+            # widgets to draw in. A screen draws itself when it comes to the front.
+            return
         self.header_bar.show(view)
         self.show_body(view)
 

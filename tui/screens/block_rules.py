@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from agent.control.protocol import RemoveBlockRule
 from agent.errors import ControlError
 from agent.status import BlockRuleStatus, RuleSource
 from tui.safe import safe_text
@@ -120,7 +121,7 @@ class BlockRulesScreen(ModalScreen[None]):
     @work(group="block-rule-actions")
     async def _remove(self, name: str) -> None:
         try:
-            done = await self.site_app.link.request("remove_block_rule", name=name)
+            done = await self.site_app.link.call(RemoveBlockRule(name))
         except ControlError as exc:
             self.app.notify(str(exc), title="remove refused", severity="error", markup=False)
             return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -14,7 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from agent.control.protocol import AddBlockRule, PreviewBlockRule
 from agent.errors import ControlError
+from agent.status import BlockRuleTrial
 from tui.safe import safe_text
 
 NUMBER = re.compile(r"\+?[0-9]{6,15}")
@@ -83,14 +84,14 @@ class SetNumberDialog(ModalScreen[str | None]):
 @dataclass(frozen=True)
 class BlockRuleProposal:
     """A rule the person filled in and the agent accepted as valid, with what it would
-    have withheld of the last stored SMS (the agent's ``preview_block_rule`` answer)."""
+    have withheld of the last stored SMS (the agent's answer to the preview)."""
 
-    rule: dict[str, str]
-    trial: dict[str, Any]
+    rule: PreviewBlockRule
+    trial: BlockRuleTrial
 
-    @property
-    def withholds_most(self) -> bool:
-        return bool(self.trial.get("withholds_most"))
+    def adding(self, *, force: bool) -> AddBlockRule:
+        rule = self.rule
+        return AddBlockRule(rule.name, rule.sender, rule.text, force=force)
 
 
 class BlockRuleDialog(ModalScreen[BlockRuleProposal | None]):
@@ -126,17 +127,17 @@ class BlockRuleDialog(ModalScreen[BlockRuleProposal | None]):
         if not rule["name"] or not (rule["sender"] or rule["text"]):
             self._problem("a rule needs a name and a sender or a text pattern")
             return
-        self._check({key: value for key, value in rule.items() if value})
+        self._check(PreviewBlockRule(rule["name"], rule["sender"] or None, rule["text"] or None))
 
     @work(exclusive=True, group="block-rule-check")
-    async def _check(self, rule: dict[str, str]) -> None:
+    async def _check(self, rule: PreviewBlockRule) -> None:
         from tui.app import SimedgeApp
 
         app = self.app
         assert isinstance(app, SimedgeApp)
         self._problem("checking with the agent…")
         try:
-            trial = await app.link.request("preview_block_rule", **rule)
+            trial = await app.link.call(rule)
         except ControlError as exc:
             self._problem(str(exc))
             return

@@ -86,16 +86,7 @@ class MessagesScreen(SiteScreen):
         self._add(reversed(messages))
 
     def show_body(self, view: SiteView) -> None:
-        pass  # the feed is fed by on_site_changed's new messages, see add_live
-
-    def add_live(self, messages: tuple[MessageSummary, ...]) -> None:
-        wanted = [m for m in messages if self._matches(m)]
-        if wanted:
-            self._add(wanted)
-
-    def _matches(self, message: MessageSummary) -> bool:
-        needle = self.query_text.lower()
-        return not needle or needle in message.sender.lower() or needle in (message.number or "")
+        pass  # the agent says when messages changed; the app then calls load()
 
     def _add(self, messages: Iterable[MessageSummary]) -> None:
         table = self.table

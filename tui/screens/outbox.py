@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from agent.control.protocol import Retry
 from agent.errors import ControlError
 from agent.status import MessageSummary, OutboxStatus
 from tui import format as fmt
@@ -90,13 +91,13 @@ class OutboxScreen(SiteScreen):
             self.app.notify("no message selected", severity="warning", markup=False)
             return
         message = self._rows[self.table.cursor_row]
-        self.site_app.act("retry", f"message {message.id} queued again", message_id=message.id)
+        self.site_app.act(Retry(message_id=message.id), f"message {message.id} queued again")
         self._counts = None
 
     def action_retry_all(self) -> None:
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.site_app.act("retry", "dead letters queued again", all_dead=True)
+                self.site_app.act(Retry(all_dead=True), "dead letters queued again")
                 self._counts = None
 
         dead = self.site_app.view.snapshot.outbox.dead

@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
+from agent.control.protocol import Rescan, ResetModem, SetNumber, Trace
 from agent.status import ModemStatus, SlotActivity
 from tui import format as fmt
 from tui.safe import safe_text
@@ -87,7 +88,7 @@ class OverviewScreen(SiteScreen):
             self.app.push_screen(SlotDetailScreen(modem.slot))
 
     def action_rescan(self) -> None:
-        self.site_app.act("rescan", "rescan started")
+        self.site_app.act(Rescan(), "rescan started")
 
     def action_reset(self) -> None:
         if (modem := self._need_modem()) is None:
@@ -95,7 +96,7 @@ class OverviewScreen(SiteScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.site_app.act("reset_modem", f"reset of {modem.slot} started", slot=modem.slot)
+                self.site_app.act(ResetModem(modem.slot), f"reset of {modem.slot} started")
 
         question = f"Reset the modem in slot {modem.label or modem.slot}? It stops receiving SMS "
         question += "for up to a minute."
@@ -111,9 +112,7 @@ class OverviewScreen(SiteScreen):
 
         def entered(number: str | None) -> None:
             if number:
-                self.site_app.act(
-                    "set_number", f"number of {iccid} set to {number}", iccid=iccid, number=number
-                )
+                self.site_app.act(SetNumber(iccid, number), f"number of {iccid} set to {number}")
 
         self.app.push_screen(SetNumberDialog(iccid, modem.number or ""), entered)
 
@@ -126,7 +125,7 @@ class OverviewScreen(SiteScreen):
         else:
             self.site_app.traced_slots.discard(modem.slot)
         word = "on" if on else "off"
-        self.site_app.act("trace", f"AT trace {word} for {modem.slot}", slot=modem.slot, on=on)
+        self.site_app.act(Trace(modem.slot, on), f"AT trace {word} for {modem.slot}")
 
     def action_block_rules(self) -> None:
         self.app.push_screen(BlockRulesScreen())

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from agent.control.protocol import TakeoffDone
 from agent.status import TakeoffMark
 from tui import format as fmt
 from tui.safe import safe_text
@@ -65,7 +66,7 @@ class TakeoffScreen(SiteScreen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.site_app.act("takeoff_done", f"SIM {iccid} marked swapped", iccid=iccid)
+                self.site_app.act(TakeoffDone(iccid), f"SIM {iccid} marked swapped")
 
         self.app.push_screen(
             ConfirmDialog(f"SIM {iccid} was taken out and replaced? Its mark is cleared."),

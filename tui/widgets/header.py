@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from agent.status import PublicUrlState, PublicUrlStatus, UplinkState
+from agent.status import PublicUrlState, PublicUrlStatus, UplinkCondition
 from tui import format as fmt
 from tui.safe import safe_text
 from tui.view import SiteView
@@ -52,7 +52,7 @@ class HeaderBar(TextBlock):
         symbol, word, style = fmt.UPLINK_STATES.get(uplink.state, ("?", uplink.state, ""))
         second = Text("uplink ")
         second.append(f"{symbol} {word}", style=style)
-        if uplink.code and uplink.state != UplinkState.OK:
+        if uplink.code and uplink.state != UplinkCondition.OK:
             second.append_text(safe_text(f" ({uplink.code})", style))
         last_upload = uplink.last_success_at or outbox.last_success_at
         second.append(f"  last upload {fmt.since(last_upload, now)}")
