@@ -25,6 +25,10 @@ ARCHES=${SIMEDGE_TEST_ARM_ARCHES:-arm64 armhf}
 # What runs inside each root, on the installed package (paths from the source tree).
 TESTS=(tests/protocol tests/e2e/test_site.py tests/e2e/test_agent_process.py tests/tui/test_tmux.py
     tests/tui/test_hangup.py)
+# Under qemu-user a whole process starts several times slower than natively: the tests'
+# limits on a process's start and stop are multiplied by this (tests/slowdown.py). 6×
+# makes the agent's 30 s start limit systemd's own TimeoutStartSec (180 s).
+TEST_SLOWDOWN=6
 # The test runner's own packages, in a venv of their own beside the installed app.
 TEST_TOOLS=("pytest>=8,<10" "pytest-timeout>=2.3" "pytest-asyncio>=0.24" "hypothesis>=6.100")
 
@@ -135,12 +139,12 @@ SETTINGS
     ln -sfn /opt/simedge/venv/bin/simedge "$root/opt/simedge-tests/bin/simedge"
     echo "ok  test tools in $((SECONDS - started))s"
 
-    step "$arch: ${TESTS[*]} inside the root, on the installed package"
+    step "$arch: ${TESTS[*]} inside the root, on the installed package (process limits ×$TEST_SLOWDOWN)"
     # From a copy without agent/ and tui/: what is imported is what install.sh installed.
     rm -rf "$root/usr/src/simedge-tests" && mkdir -p "$root/usr/src/simedge-tests"
     cp -a "$root/usr/src/simedge/tests" "$root/usr/src/simedge/pyproject.toml" "$root/usr/src/simedge-tests/"
     started=$SECONDS
-    in_root sh -c 'cd /usr/src/simedge-tests && exec /opt/simedge-tests/bin/python -m pytest -q \
+    in_root env SIMEDGE_TEST_SLOWDOWN=$TEST_SLOWDOWN sh -c 'cd /usr/src/simedge-tests && exec /opt/simedge-tests/bin/python -m pytest -q \
         -p no:cacheprovider -o timeout=600 "$@"' pytest "${TESTS[@]}" 2>&1 | tee "$log-pytest.log" ||
         fail "$arch: tests failed inside the root, see $log-pytest.log"
     local test_seconds=$((SECONDS - started))
