@@ -200,6 +200,38 @@ dashboard_login() {
     echo "ok  q ended the connection: $(cat "$screen_file.exit")"
 }
 
+# ssh's options for the test logins into DASHBOARD_SSH_OPTIONS: only KEY, no prompts,
+# any host key (each root and image makes its own at its first start), quiet.
+dashboard_ssh_options() {
+    DASHBOARD_SSH_OPTIONS=(-i "$1" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
+}
+
+# The dashboard login on 127.0.0.1:PORT refuses everything but the dashboard: a session
+# without a terminal (ssh -T, as a shell request) in one plain line, a command, port
+# forwarding (to FORWARD_TARGET, host:port as the site sees it) and SFTP. What ssh and
+# sftp printed goes to LOG_PREFIX-forward.log and -sftp.log. Call dashboard_ssh_options
+# first.
+dashboard_refusals() {
+    local port=$1 forward_target=$2 log=$3 refused
+    local ssh=(ssh -p "$port" "${DASHBOARD_SSH_OPTIONS[@]}")
+    refused=$("${ssh[@]}" -T dashboard@127.0.0.1 </dev/null 2>&1) && fail "ssh -T was let in"
+    [ "$refused" = "simedge tui: needs a terminal and has none (connect with ssh -t, not ssh -T or a command)" ] ||
+        fail "ssh -T got \"$refused\""
+    echo "ok  ssh -T refused in one line: $refused"
+    refused=$("${ssh[@]}" dashboard@127.0.0.1 'echo shell-for-dashboard' </dev/null 2>&1) && fail "a command ran"
+    if grep -q "shell-for-dashboard" <<<"$refused"; then fail "the dashboard user ran a command"; fi
+    echo "ok  a command is refused: $refused"
+    if "${ssh[@]}" -W "$forward_target" dashboard@127.0.0.1 </dev/null >"$log-forward.log" 2>&1; then
+        fail "port forwarding was allowed"
+    fi
+    echo "ok  port forwarding refused: $(tr '\n' ' ' <"$log-forward.log")"
+    if sftp -b - -P "$port" "${DASHBOARD_SSH_OPTIONS[@]}" dashboard@127.0.0.1 <<<"ls" >"$log-sftp.log" 2>&1; then
+        fail "SFTP was allowed"
+    fi
+    echo "ok  SFTP refused: $(tr '\n' ' ' <"$log-sftp.log")"
+}
+
 # Installs those of the named Debian packages that are missing on this machine.
 ensure_packages() {
     local missing=() package

@@ -261,27 +261,9 @@ PY
     "${IN_ROOT[@]}" /usr/sbin/sshd -D -e -p "$ssh_port" -o ListenAddress=127.0.0.1 >"$log-sshd.log" 2>&1 &
     SITE_PIDS+=($!)
     wait_for_line "$log-sshd.log" "Server listening" 120 || fail "$arch: sshd did not start, see $log-sshd.log"
-    local ssh=(ssh -p "$ssh_port" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
-        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
-    dashboard_login "$TMUX_SOCKET" "$log-ssh-dashboard.txt" 120 "${ssh[@]}"
-
-    local refused
-    refused=$("${ssh[@]}" -T dashboard@127.0.0.1 </dev/null 2>&1) && fail "$arch: ssh -T was let in"
-    [ "$refused" = "simedge tui: needs a terminal and has none (connect with ssh -t, not ssh -T or a command)" ] ||
-        fail "$arch: ssh -T got \"$refused\""
-    echo "ok  ssh -T refused in one line: $refused"
-    refused=$("${ssh[@]}" dashboard@127.0.0.1 'echo shell-for-dashboard' </dev/null 2>&1) && fail "$arch: a command ran"
-    if grep -q "shell-for-dashboard" <<<"$refused"; then fail "$arch: the dashboard user ran a command"; fi
-    echo "ok  a command is refused: $refused"
-    if "${ssh[@]}" -W "127.0.0.1:$ssh_port" dashboard@127.0.0.1 </dev/null >"$log-forward.log" 2>&1; then
-        fail "$arch: port forwarding was allowed"
-    fi
-    echo "ok  port forwarding refused: $(tr '\n' ' ' <"$log-forward.log")"
-    if sftp -b - -P "$ssh_port" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
-        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR dashboard@127.0.0.1 <<<"ls" >"$log-sftp.log" 2>&1; then
-        fail "$arch: SFTP was allowed"
-    fi
-    echo "ok  SFTP refused: $(tr '\n' ' ' <"$log-sftp.log")"
+    dashboard_ssh_options "$WORK/dashboard_ed25519"
+    dashboard_login "$TMUX_SOCKET" "$log-ssh-dashboard.txt" 120 ssh -p "$ssh_port" "${DASHBOARD_SSH_OPTIONS[@]}"
+    dashboard_refusals "$ssh_port" "127.0.0.1:$ssh_port" "$log"
     # Every dashboard the logins started has ended: none outlives its connection.
     local pid
     for pid in $(pgrep -f "simedge tui" || true); do

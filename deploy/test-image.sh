@@ -6,7 +6,8 @@
 #      onto a copy of the image's boot partition (mtools; nothing is mounted);
 #   2. first boot: the serial console shows simedge-firstboot run; from outside the VM,
 #      through forwarded loopback ports: /healthz answers 200 (simedge.service is up) and
-#      the dashboard login draws over ssh -tt under tmux; then the VM powers off;
+#      the dashboard login draws over ssh -tt under tmux and q ends it; ssh -T, a command,
+#      port forwarding and SFTP are refused for that login; then the VM powers off;
 #   3. read from the image: simedge.txt is gone from the boot partition and
 #      simedge-firstboot.log is there;
 #   4. a second boot: simedge comes up again and simedge-firstboot does not run.
@@ -127,9 +128,10 @@ print(*(probe.getsockname()[1] for probe in probes))')
         fail "the console does not show simedge-firstboot"
 
     step "the dashboard login over SSH (forwarded port), ssh -tt under tmux at 80x24"
-    local ssh=(ssh -p "$SSH_PORT" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
-        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
-    dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 "${ssh[@]}"
+    dashboard_ssh_options "$WORK/dashboard_ed25519"
+    dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 ssh -p "$SSH_PORT" "${DASHBOARD_SSH_OPTIONS[@]}"
+    step "a terminal-less session, a command, port forwarding and SFTP are refused for the dashboard user"
+    dashboard_refusals "$SSH_PORT" 127.0.0.1:22 "$WORK/test-image"
     power_off
 
     step "the boot partition after first boot"
