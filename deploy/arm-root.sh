@@ -200,6 +200,14 @@ dashboard_login() {
     echo "ok  q ended the connection: $(cat "$screen_file.exit")"
 }
 
+# Ends the tmux server SOCKET (tmux -L) and removes its socket file, which tmux leaves
+# behind when its server is killed.
+# shellcheck disable=SC2317  # run by the callers' EXIT traps
+end_tmux() {
+    tmux -L "$1" kill-server 2>/dev/null || true
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$1"
+}
+
 # ssh's options for the test logins into DASHBOARD_SSH_OPTIONS: only KEY, no prompts,
 # any host key (each root and image makes its own at its first start), quiet.
 dashboard_ssh_options() {

@@ -188,7 +188,7 @@ TMUX_SOCKET=simedge-test-arm-$$
 # shellcheck disable=SC2317  # also run by the EXIT trap
 stop_site() {
     local pid
-    tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
+    end_tmux "$TMUX_SOCKET"
     for pid in "${SITE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${SITE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     SITE_PIDS=()

@@ -48,7 +48,7 @@ QEMU_PID=""
 TMUX_SOCKET=simedge-test-image-$$
 # shellcheck disable=SC2317  # run by the EXIT trap
 stop_everything() {
-    tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
+    end_tmux "$TMUX_SOCKET"
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID"
         wait "$QEMU_PID" 2>/dev/null || true
@@ -79,20 +79,21 @@ wait_healthy() {
 }
 
 # ACPI-less "virt" board: the power button is a GPIO key that systemd-logind acts on.
+# LOG is the boot's console.
 power_off() {
     local started=$SECONDS
     python3 -c 'import socket, sys
 monitor = socket.socket(socket.AF_UNIX)
 monitor.connect(sys.argv[1])
 monitor.sendall(b"system_powerdown\n")' "$WORK/qemu-monitor.sock"
-    if timeout 180 tail --pid="$QEMU_PID" -f /dev/null; then
-        echo "ok  powered off in $((SECONDS - started))s"
-    else
-        echo "note: no clean power-off within 180s; stopping qemu"
-        kill "$QEMU_PID"
+    if ! timeout 180 tail --pid="$QEMU_PID" -f /dev/null; then
+        # The EXIT trap stops qemu; what is on the disk now may be half written.
+        fail "no clean power-off within 180s of the power button (console: $1)"
     fi
     wait "$QEMU_PID" 2>/dev/null || true
     QEMU_PID=""
+    grep -aq "reboot: Power down" "$1" || fail "qemu ended without the kernel's power-down (console: $1)"
+    echo "ok  powered off in $((SECONDS - started))s: the button, systemd's shutdown, \"reboot: Power down\""
 }
 
 main() {
@@ -132,7 +133,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
     dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 ssh -p "$SSH_PORT" "${DASHBOARD_SSH_OPTIONS[@]}"
     step "a terminal-less session, a command, port forwarding and SFTP are refused for the dashboard user"
     dashboard_refusals "$SSH_PORT" 127.0.0.1:22 "$WORK/test-image"
-    power_off
+    power_off "$WORK/console-1.log"
 
     step "the boot partition after first boot"
     local listing
@@ -151,7 +152,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
         fail "simedge-firstboot ran again on the second boot"
     fi
     echo "ok  no first boot on the second boot"
-    power_off
+    power_off "$WORK/console-2.log"
     echo
     echo "test-image: PASSED in $(($(date +%s) - SIMEDGE_TEST_IMAGE_STARTED))s"
 }
