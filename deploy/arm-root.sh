@@ -15,35 +15,91 @@ qemu_arch() {
     esac
 }
 
-MOUNTED_BINFMT=0
-REGISTERED=()
+# Runs of these scripts may go on side by side (make image while make test-arm runs) and
+# share the one binfmt_misc: an entry, and the mount, stay while any run that uses them is
+# alive, and the last one to leave removes what one of them made. Under $BINFMT_USERS, a
+# folder per entry holds a file per run using it (named by its PID) and, when one of our
+# runs registered it, "ours"; "mounted" says one of them mounted binfmt_misc. Every
+# change happens under the lock. A run killed outright (SIGKILL) leaves its file, which
+# the next run drops since no such process is alive.
+BINFMT_USERS=/run/simedge-binfmt
+BINFMT_LOCK=""
+USED_ENTRIES=()
+
+lock_binfmt() {
+    mkdir -p "$BINFMT_USERS"
+    exec {BINFMT_LOCK}>"$BINFMT_USERS/lock"
+    flock "$BINFMT_LOCK"
+}
+
+unlock_binfmt() { flock -u "$BINFMT_LOCK"; }
+
+# Under the lock: the users' files of runs no longer alive are dropped.
+forget_dead_users() {
+    local user
+    for user in "$BINFMT_USERS"/qemu-*/[0-9]*; do
+        [ -e "$user" ] || continue
+        kill -0 "${user##*/}" 2>/dev/null || rm -f "$user"
+    done
+}
+
+# Under the lock: whether any run still uses the entry.
+entry_in_use() { compgen -G "$BINFMT_USERS/$1/[0-9]*" >/dev/null; }
+
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup_binfmt() {
-    local entry
-    for entry in "${REGISTERED[@]}"; do
-        if [ -e "$BINFMT/$entry" ]; then echo -1 >"$BINFMT/$entry" && echo "${0##*/}: unregistered binfmt $entry"; fi
+    [ -n "$BINFMT_LOCK" ] || return 0
+    lock_binfmt
+    local entry folder any_in_use=0
+    for entry in "${USED_ENTRIES[@]}"; do rm -f "$BINFMT_USERS/$entry/$$"; done
+    forget_dead_users
+    for folder in "$BINFMT_USERS"/qemu-*; do
+        [ -d "$folder" ] || continue
+        entry=${folder##*/}
+        if entry_in_use "$entry"; then
+            any_in_use=1
+            echo "${0##*/}: binfmt $entry is still used by another run; left to it"
+            continue
+        fi
+        if [ -e "$folder/ours" ] && [ -e "$BINFMT/$entry" ]; then
+            echo -1 >"$BINFMT/$entry" && echo "${0##*/}: unregistered binfmt $entry"
+        fi
+        rm -rf "$folder"
     done
-    if [ "$MOUNTED_BINFMT" = 1 ]; then umount "$BINFMT" && echo "${0##*/}: unmounted $BINFMT"; fi
+    if [ -e "$BINFMT_USERS/mounted" ] && [ "$any_in_use" = 0 ]; then
+        umount "$BINFMT" && echo "${0##*/}: unmounted $BINFMT"
+        rm -f "$BINFMT_USERS/mounted"
+    fi
+    unlock_binfmt
 }
 
 # Registers qemu-ARCH from qemu-user-static's description with flags P (argv[0] kept, as
 # the -P interpreters expect) and F (the interpreter opened now, so it works inside the
-# chroot without a copy there). An entry already present is someone else's: used, kept.
+# chroot without a copy there). An entry present that none of our runs made is someone
+# else's: used, kept.
 register_binfmt() {
     local name=qemu-$1 description=/usr/share/binfmts/qemu-$1
+    lock_binfmt
+    forget_dead_users
     if ! mountpoint -q "$BINFMT"; then
         mount -t binfmt_misc binfmt_misc "$BINFMT"
-        MOUNTED_BINFMT=1
+        touch "$BINFMT_USERS/mounted"
     fi
-    if [ -e "$BINFMT/$name" ]; then
-        echo "${0##*/}: binfmt $name is already registered; using it, leaving it"
-        return
-    fi
+    mkdir -p "$BINFMT_USERS/$name"
+    touch "$BINFMT_USERS/$name/$$"
+    USED_ENTRIES+=("$name")
     field() { sed -n "s/^$1 //p" "$description"; }
-    printf ':%s:M:%s:%s:%s:%s:PF\n' "$name" "$(field offset)" "$(field magic)" "$(field mask)" \
-        "$(field interpreter)" >"$BINFMT/register"
-    REGISTERED+=("$name")
-    echo "${0##*/}: registered binfmt $name ($(field interpreter), flags PF)"
+    if [ ! -e "$BINFMT/$name" ]; then
+        printf ':%s:M:%s:%s:%s:%s:PF\n' "$name" "$(field offset)" "$(field magic)" "$(field mask)" \
+            "$(field interpreter)" >"$BINFMT/register"
+        touch "$BINFMT_USERS/$name/ours"
+        echo "${0##*/}: registered binfmt $name ($(field interpreter), flags PF)"
+    elif [ -e "$BINFMT_USERS/$name/ours" ]; then
+        echo "${0##*/}: binfmt $name is registered by another run of ours; shared with it"
+    else
+        echo "${0##*/}: binfmt $name is already registered; using it, leaving it"
+    fi
+    unlock_binfmt
 }
 
 # The base root of one architecture, made once: the first stage of debootstrap here, the
@@ -142,6 +198,46 @@ dashboard_login() {
     tmux -L "$tmux_socket" send-keys -t login q
     wait_for_line "$screen_file.exit" "^ssh ended: 0$" 60 || fail "q did not end the SSH connection cleanly"
     echo "ok  q ended the connection: $(cat "$screen_file.exit")"
+}
+
+# Ends the tmux server SOCKET (tmux -L) and removes its socket file, which tmux leaves
+# behind when its server is killed.
+# shellcheck disable=SC2317  # run by the callers' EXIT traps
+end_tmux() {
+    tmux -L "$1" kill-server 2>/dev/null || true
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$1"
+}
+
+# ssh's options for the test logins into DASHBOARD_SSH_OPTIONS: only KEY, no prompts,
+# any host key (each root and image makes its own at its first start), quiet.
+dashboard_ssh_options() {
+    DASHBOARD_SSH_OPTIONS=(-i "$1" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
+}
+
+# The dashboard login on 127.0.0.1:PORT refuses everything but the dashboard: a session
+# without a terminal (ssh -T, as a shell request) in one plain line, a command, port
+# forwarding (to FORWARD_TARGET, host:port as the site sees it) and SFTP. What ssh and
+# sftp printed goes to LOG_PREFIX-forward.log and -sftp.log. Call dashboard_ssh_options
+# first.
+dashboard_refusals() {
+    local port=$1 forward_target=$2 log=$3 refused
+    local ssh=(ssh -p "$port" "${DASHBOARD_SSH_OPTIONS[@]}")
+    refused=$("${ssh[@]}" -T dashboard@127.0.0.1 </dev/null 2>&1) && fail "ssh -T was let in"
+    [ "$refused" = "simedge tui: needs a terminal and has none (connect with ssh -t, not ssh -T or a command)" ] ||
+        fail "ssh -T got \"$refused\""
+    echo "ok  ssh -T refused in one line: $refused"
+    refused=$("${ssh[@]}" dashboard@127.0.0.1 'echo shell-for-dashboard' </dev/null 2>&1) && fail "a command ran"
+    if grep -q "shell-for-dashboard" <<<"$refused"; then fail "the dashboard user ran a command"; fi
+    echo "ok  a command is refused: $refused"
+    if "${ssh[@]}" -W "$forward_target" dashboard@127.0.0.1 </dev/null >"$log-forward.log" 2>&1; then
+        fail "port forwarding was allowed"
+    fi
+    echo "ok  port forwarding refused: $(tr '\n' ' ' <"$log-forward.log")"
+    if sftp -b - -P "$port" "${DASHBOARD_SSH_OPTIONS[@]}" dashboard@127.0.0.1 <<<"ls" >"$log-sftp.log" 2>&1; then
+        fail "SFTP was allowed"
+    fi
+    echo "ok  SFTP refused: $(tr '\n' ' ' <"$log-sftp.log")"
 }
 
 # Installs those of the named Debian packages that are missing on this machine.

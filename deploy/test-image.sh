@@ -6,7 +6,8 @@
 #      onto a copy of the image's boot partition (mtools; nothing is mounted);
 #   2. first boot: the serial console shows simedge-firstboot run; from outside the VM,
 #      through forwarded loopback ports: /healthz answers 200 (simedge.service is up) and
-#      the dashboard login draws over ssh -tt under tmux; then the VM powers off;
+#      the dashboard login draws over ssh -tt under tmux and q ends it; ssh -T, a command,
+#      port forwarding and SFTP are refused for that login; then the VM powers off;
 #   3. read from the image: simedge.txt is gone from the boot partition and
 #      simedge-firstboot.log is there;
 #   4. a second boot: simedge comes up again and simedge-firstboot does not run.
@@ -47,7 +48,7 @@ QEMU_PID=""
 TMUX_SOCKET=simedge-test-image-$$
 # shellcheck disable=SC2317  # run by the EXIT trap
 stop_everything() {
-    tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
+    end_tmux "$TMUX_SOCKET"
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID"
         wait "$QEMU_PID" 2>/dev/null || true
@@ -78,20 +79,21 @@ wait_healthy() {
 }
 
 # ACPI-less "virt" board: the power button is a GPIO key that systemd-logind acts on.
+# LOG is the boot's console.
 power_off() {
     local started=$SECONDS
     python3 -c 'import socket, sys
 monitor = socket.socket(socket.AF_UNIX)
 monitor.connect(sys.argv[1])
 monitor.sendall(b"system_powerdown\n")' "$WORK/qemu-monitor.sock"
-    if timeout 180 tail --pid="$QEMU_PID" -f /dev/null; then
-        echo "ok  powered off in $((SECONDS - started))s"
-    else
-        echo "note: no clean power-off within 180s; stopping qemu"
-        kill "$QEMU_PID"
+    if ! timeout 180 tail --pid="$QEMU_PID" -f /dev/null; then
+        # The EXIT trap stops qemu; what is on the disk now may be half written.
+        fail "no clean power-off within 180s of the power button (console: $1)"
     fi
     wait "$QEMU_PID" 2>/dev/null || true
     QEMU_PID=""
+    grep -aq "reboot: Power down" "$1" || fail "qemu ended without the kernel's power-down (console: $1)"
+    echo "ok  powered off in $((SECONDS - started))s: the button, systemd's shutdown, \"reboot: Power down\""
 }
 
 main() {
@@ -127,10 +129,11 @@ print(*(probe.getsockname()[1] for probe in probes))')
         fail "the console does not show simedge-firstboot"
 
     step "the dashboard login over SSH (forwarded port), ssh -tt under tmux at 80x24"
-    local ssh=(ssh -p "$SSH_PORT" -i "$WORK/dashboard_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes
-        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=60)
-    dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 "${ssh[@]}"
-    power_off
+    dashboard_ssh_options "$WORK/dashboard_ed25519"
+    dashboard_login "$TMUX_SOCKET" "$WORK/test-image-dashboard.txt" 300 ssh -p "$SSH_PORT" "${DASHBOARD_SSH_OPTIONS[@]}"
+    step "a terminal-less session, a command, port forwarding and SFTP are refused for the dashboard user"
+    dashboard_refusals "$SSH_PORT" 127.0.0.1:22 "$WORK/test-image"
+    power_off "$WORK/console-1.log"
 
     step "the boot partition after first boot"
     local listing
@@ -149,7 +152,7 @@ print(*(probe.getsockname()[1] for probe in probes))')
         fail "simedge-firstboot ran again on the second boot"
     fi
     echo "ok  no first boot on the second boot"
-    power_off
+    power_off "$WORK/console-2.log"
     echo
     echo "test-image: PASSED in $(($(date +%s) - SIMEDGE_TEST_IMAGE_STARTED))s"
 }
