@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import UssdRecipeConfig
 from agent.emulate.modems.sim import pack_gsm7_hex
-from agent.modem import own_number, startup
+from agent.modem import own_number, startup, ussd
 from agent.modem.session import AtSession
 from agent.modem.startup import Vendor
 from agent.protocol.urc import UssdReceived
@@ -186,9 +186,9 @@ def test_configured_recipes_override_and_extend_the_built_in_ones() -> None:
 
 
 def test_huawei_wants_the_ussd_code_packed() -> None:
-    assert own_number.ussd_request("*205#", Vendor.SIMCOM) == 'AT+CUSD=1,"*205#",15'
+    assert ussd.ussd_request("*205#", Vendor.SIMCOM) == 'AT+CUSD=1,"*205#",15'
     for code in ("*111*0887#", "*205#", "*110*10#", "#686#", "*1234567#"):
-        packed = own_number.ussd_request(code, Vendor.HUAWEI)
+        packed = ussd.ussd_request(code, Vendor.HUAWEI)
         assert packed == f'AT+CUSD=1,"{pack_gsm7_hex(code)}",15'
 
 
