@@ -107,8 +107,8 @@ def _token_problem(value: str) -> str | None:
 def _ussd_problem(recipes: dict[str, Any]) -> str | None:
     """Each entry: "MCCMNC" = {code = "*100#", pattern = "regex with a number", region = "RU"}."""
     for network, recipe in recipes.items():
-        if not (network.isdigit() and len(network) in (5, 6)):
-            return f'"{network}": expected the network as MCC+MNC, 5 or 6 digits'
+        if problem := _network_problem(network):
+            return problem
         if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
             return f'"{network}": expected a table with code = "*...#"'
         unknown = set(recipe) - {"code", "pattern", "region"}
@@ -120,6 +120,54 @@ def _ussd_problem(recipes: dict[str, Any]) -> str | None:
             re.compile(recipe.get("pattern", ""))
         except re.error as exc:
             return f'"{network}": pattern is not a regular expression: {exc}'
+    return None
+
+
+def _network_problem(network: str) -> str | None:
+    if not (network.isdigit() and len(network) in (5, 6)):
+        return f'"{network}": expected the network as MCC+MNC, 5 or 6 digits'
+    return None
+
+
+def _balance_problem(recipes: dict[str, Any]) -> str | None:
+    """Each entry: "MCCMNC" = {code = "*100#", pattern = "...(?P<amount>...)", currency}."""
+    for network, recipe in recipes.items():
+        if problem := _network_problem(network):
+            return problem
+        if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
+            return f'"{network}": expected a table with code = "*...#"'
+        unknown = set(recipe) - {"code", "pattern", "currency"}
+        if unknown:
+            return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, currency)'
+        if not all(isinstance(value, str) for value in recipe.values()):
+            return f'"{network}": code, pattern and currency must be strings'
+        if recipe.get("pattern"):
+            # Loaded here only when a pattern is configured: it brings the regex package.
+            from agent.modem.balance import balance_pattern_problem
+
+            if problem := balance_pattern_problem(recipe["pattern"]):
+                return f'"{network}": pattern {problem}'
+    return None
+
+
+def _keepalive_problem(policies: dict[str, Any]) -> str | None:
+    """Each entry: "MCCMNC" = {days = 90, ussd = "*100#"}."""
+    for network, policy in policies.items():
+        if problem := _network_problem(network):
+            return problem
+        if not isinstance(policy, dict):
+            return f'"{network}": expected a table with days and ussd'
+        unknown = set(policy) - {"days", "ussd"}
+        if unknown:
+            return (
+                f'"{network}": unknown key {sorted(unknown)[0]} (known: days, ussd; an SMS'
+                " action is not supported by this version)"
+            )
+        days = policy.get("days")
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 1 <= days <= 3650:
+            return f'"{network}": days must be a number from 1 to 3650, got {days!r}'
+        if not isinstance(policy.get("ussd"), str) or not policy["ussd"].strip():
+            return f'"{network}": expected ussd = "*...#", the code to dial as the keep-alive'
     return None
 
 
@@ -291,6 +339,39 @@ SCHEMA: dict[str, dict[str, Key]] = {
             item_type=dict,
         ),
     },
+    "sims": {
+        "balance_interval": Key(
+            (int, float),
+            86400,
+            "seconds between balance questions to each SIM (each at its own time of day)",
+            lambda v: None if v >= 600 else "expected at least 600 seconds",
+        ),
+        "balance_fresh": Key(
+            (int, float),
+            172800,
+            "seconds a balance is told to OnlineSim (sendNumbersOnline) after it was read",
+            _positive,
+        ),
+        "low_balance": Key(
+            (int, float),
+            0,
+            "a balance below this is shown as low and alerted on (in the SIM's currency)",
+        ),
+        "balance": Key(
+            dict,
+            {},
+            'balance USSD per network: "MCCMNC" = {code, pattern, currency}',
+            _balance_problem,
+            item_type=dict,
+        ),
+        "keepalive": Key(
+            dict,
+            {},
+            'keep prepaid SIMs alive per network: "MCCMNC" = {days, ussd}; none: off',
+            _keepalive_problem,
+            item_type=dict,
+        ),
+    },
     "store": {
         "retention_days": Key(
             (int, float), 30, "days a forwarded SMS is kept before it is pruned", _positive
@@ -389,6 +470,34 @@ class ModemsConfig:
 
 
 @dataclass(frozen=True)
+class BalanceRecipeConfig:
+    """How to ask one network for the balance: the USSD code, a regular expression with
+    a group ``(?P<amount>...)`` (and optionally ``(?P<currency>...)``), and the currency
+    (ISO 4217) when the answer does not say it."""
+
+    code: str
+    pattern: str = ""
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    """Keep a network's prepaid SIMs alive: dial ``ussd`` before ``days`` pass without."""
+
+    days: float
+    ussd: str
+
+
+@dataclass(frozen=True)
+class SimsConfig:
+    balance_interval: float = 86400
+    balance_fresh: float = 172800
+    low_balance: float = 0
+    balance: Mapping[str, BalanceRecipeConfig] = field(default_factory=dict)
+    keepalive: Mapping[str, KeepaliveConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     host: str
     port: int
@@ -413,6 +522,7 @@ class Config:
     control_socket: Path
     log_level: str
     store: StoreConfig = field(default_factory=StoreConfig)
+    sims: SimsConfig = field(default_factory=SimsConfig)
 
     @property
     def database(self) -> Path:
@@ -522,6 +632,19 @@ def from_mapping(
             retention_days=float(values["store"]["retention_days"]),
             multipart_timeout=float(values["store"]["multipart_timeout"]),
             block=tuple(BlockRuleConfig(**rule) for rule in values["store"]["block"]),
+        ),
+        sims=SimsConfig(
+            balance_interval=float(values["sims"]["balance_interval"]),
+            balance_fresh=float(values["sims"]["balance_fresh"]),
+            low_balance=float(values["sims"]["low_balance"]),
+            balance={
+                network: BalanceRecipeConfig(**recipe)
+                for network, recipe in values["sims"]["balance"].items()
+            },
+            keepalive={
+                network: KeepaliveConfig(float(policy["days"]), policy["ussd"].strip())
+                for network, policy in values["sims"]["keepalive"].items()
+            },
         ),
     )
 
