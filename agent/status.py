@@ -101,10 +101,69 @@ class ModemStatus:
     registered: bool = False
     storage_used: int | None = None
     storage_total: int | None = None
+    # The SIM's upkeep (agent.modem.upkeep): the last balance read by USSD (amount,
+    # currency, unix time) and, where a keep-alive policy applies, its deadline.
+    balance: float | None = None
+    balance_currency: str | None = None
+    balance_at: float | None = None
+    active_until: float | None = None
     updated_at: float = 0.0  # unix time of this snapshot
 
     def to_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class SimStayRecord:
+    """A SIM in one slot from ``since`` to ``until`` (unix times)."""
+
+    slot: str
+    since: float
+    until: float
+
+
+@dataclass(frozen=True)
+class SimRow:
+    """One SIM ever seen on the site, by ICCID, across swaps and restarts: what
+    ``simedge sims`` prints and the dashboard's SIMs screen shows.
+
+    ``slot`` is where it is now or was last (``in_slot``: seen there by the running
+    agent). Balance: the newest amount read and when; ``balance_error`` is the newest
+    question's failure when it came after that amount. ``active_until`` only where a
+    keep-alive policy covers the SIM's network. ``earned`` is what OnlineSim reported
+    when it listed the number for take-off. Calls and own-number probe failures are not
+    kept by this version; they join this row when the agent records them.
+    """
+
+    iccid: str
+    slot: str | None
+    in_slot: bool
+    number: str | None
+    number_source: str | None
+    operator: str | None
+    first_seen: float
+    last_seen: float
+    balance: float | None = None
+    balance_currency: str | None = None
+    balance_at: float | None = None
+    balance_low: bool = False
+    balance_error: str | None = None
+    active_until: float | None = None
+    keepalive_at: float | None = None
+    keepalive_error: str | None = None
+    sms_today: int = 0
+    sms_7d: int = 0
+    sms_all: int = 0
+    earned: float | None = None
+    stays: tuple[SimStayRecord, ...] = ()
+
+    @property
+    def swaps(self) -> int:
+        """Times the SIM was seen in another slot than before."""
+        return max(0, len(self.stays) - 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_jsonable(asdict(self)), "swaps": self.swaps}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ writes.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from statistics import median
 
@@ -19,6 +20,8 @@ from agent.status import (
     MessageDetail,
     MessageSummary,
     PduRecord,
+    SimRow,
+    SimStayRecord,
     SlotActivity,
 )
 from agent.store.models import (
@@ -30,6 +33,10 @@ from agent.store.models import (
     Message,
     ReceivedPdu,
     Sim,
+    SimBalance,
+    SimDay,
+    SimKeepalive,
+    SimStay,
     to_utc,
 )
 
@@ -194,3 +201,99 @@ def activity(
     }
     latency = tuple(median(values) if values else None for values in latencies)
     return result, tuple(forwarded), latency
+
+
+def sims(
+    now: float,
+    *,
+    in_slots: Mapping[str, str] | None = None,
+    low_balance: float = 0.0,
+    keepalive_days: Mapping[str, float] | None = None,
+) -> list[SimRow]:
+    """Every SIM ever seen, by ICCID, most recently seen first (``simedge sims``, the
+    SIMs screen). ``in_slots`` (ICCID -> slot) are the SIMs the running agent sees now;
+    ``keepalive_days`` (MCC+MNC -> days) the networks a keep-alive policy covers."""
+    in_slots = in_slots or {}
+    keepalive_days = keepalive_days or {}
+    end = to_utc(now)
+    midnight = (
+        datetime.fromtimestamp(now)
+        .astimezone()
+        .replace(hour=0, minute=0, second=0, microsecond=0)
+        .astimezone(UTC)
+    )
+    week = end - timedelta(days=7)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # today, 7 days, all
+    for iccid, received_at in Message.select(Message.sim, Message.received_at).tuples():
+        row = counts[iccid]
+        row[2] += 1
+        received = to_utc(received_at)
+        if received >= week:
+            row[1] += 1
+        if received >= midnight:
+            row[0] += 1
+    # Pruned messages, by day (UTC): their days are past the retention, so "all" only.
+    pruned = SimDay.select(SimDay.iccid, fn.SUM(SimDay.sms)).group_by(SimDay.iccid)
+    for iccid, total in pruned.tuples():
+        counts[iccid][2] += int(total or 0)
+    amounts: dict[str, SimBalance] = {}
+    failures: dict[str, SimBalance] = {}
+    for answer in SimBalance.select().order_by(SimBalance.at):
+        if answer.amount is not None:
+            amounts[answer.iccid] = answer
+            failures.pop(answer.iccid, None)
+        else:
+            failures[answer.iccid] = answer
+    keepalives: dict[str, SimKeepalive] = {}
+    keepalive_failures: dict[str, SimKeepalive] = {}
+    for action in SimKeepalive.select().order_by(SimKeepalive.at):
+        if action.error is None:
+            keepalives[action.iccid] = action
+            keepalive_failures.pop(action.iccid, None)
+        else:
+            keepalive_failures[action.iccid] = action
+    stays: dict[str, list[SimStayRecord]] = defaultdict(list)
+    for stay in SimStay.select().order_by(SimStay.since):
+        stays[stay.iccid].append(
+            SimStayRecord(stay.slot, stay.since.timestamp(), stay.until.timestamp())
+        )
+    rows = []
+    for sim in Sim.select().order_by(Sim.last_seen.desc(), Sim.iccid):
+        iccid = sim.iccid
+        balance = amounts.get(iccid)
+        failure = failures.get(iccid)
+        keepalive = keepalives.get(iccid)
+        days = keepalive_days.get(sim.operator or "")
+        active_until = None
+        if days is not None:
+            start = keepalive.at if keepalive is not None else sim.first_seen
+            active_until = start.timestamp() + days * 86400
+        today, seven, total = counts.get(iccid, (0, 0, 0))
+        rows.append(
+            SimRow(
+                iccid=iccid,
+                slot=in_slots.get(iccid) or sim.last_slot,
+                in_slot=iccid in in_slots,
+                number=sim.number,
+                number_source=sim.number_source,
+                operator=sim.operator,
+                first_seen=sim.first_seen.timestamp(),
+                last_seen=sim.last_seen.timestamp(),
+                balance=balance.amount if balance else None,
+                balance_currency=balance.currency if balance else None,
+                balance_at=balance.at.timestamp() if balance else None,
+                balance_low=balance is not None and balance.amount < low_balance,
+                balance_error=failure.error if failure else None,
+                active_until=active_until,
+                keepalive_at=keepalive.at.timestamp() if keepalive else None,
+                keepalive_error=(
+                    keepalive_failures[iccid].error if iccid in keepalive_failures else None
+                ),
+                sms_today=today,
+                sms_7d=seven,
+                sms_all=total,
+                earned=sim.takeoff_sum,
+                stays=tuple(stays.get(iccid, ())),
+            )
+        )
+    return rows

@@ -24,7 +24,7 @@ from peewee import SqliteDatabase
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.store import datadir, facts, ingest, integrity, outbox
+from agent.store import datadir, facts, ingest, integrity, outbox, simhistory
 from agent.store.blocking import (
     ADDED,
     CONFIGURED,
@@ -460,6 +460,8 @@ class Store:
 
         def job() -> None:
             ingest.touch_sim(iccid, slot=slot, imei=imei, seen_at=seen)
+            if slot is not None:
+                simhistory.record_stay(iccid, slot, seen)
             sim = Sim.get_by_id(iccid)
             if imsi is not None:
                 sim.imsi = imsi
@@ -486,6 +488,61 @@ class Store:
 
         await self._write(job, f"set the number of SIM {iccid}")
         self._notify_ready()  # messages waiting for a known number may go now
+
+    async def record_balance(
+        self,
+        iccid: str,
+        *,
+        code: str,
+        slot: str | None,
+        amount: float | None,
+        currency: str | None,
+        answer: str | None,
+        error: str | None,
+        at: datetime | float | None = None,
+    ) -> None:
+        """Keep one balance question's outcome: the amount, or the answer and what was
+        wrong with it (nothing the operator said is lost)."""
+        moment = to_utc(at) if at is not None else _now()
+        await self._write(
+            partial(
+                simhistory.record_balance,
+                iccid,
+                at=moment,
+                slot=slot,
+                code=code,
+                amount=amount,
+                currency=currency,
+                answer=answer,
+                error=error,
+            ),
+            f"record the balance of SIM {iccid}",
+        )
+
+    async def record_keepalive(
+        self,
+        iccid: str,
+        *,
+        action: str,
+        slot: str | None,
+        answer: str | None,
+        error: str | None,
+        at: datetime | float | None = None,
+    ) -> None:
+        """Keep one keep-alive action and its outcome (``error`` None: it worked)."""
+        moment = to_utc(at) if at is not None else _now()
+        await self._write(
+            partial(
+                simhistory.record_keepalive,
+                iccid,
+                at=moment,
+                slot=slot,
+                action=action,
+                answer=answer,
+                error=error,
+            ),
+            f"record a keep-alive of SIM {iccid}",
+        )
 
     async def log_event(
         self,
@@ -680,6 +737,7 @@ def _prune_messages(cutoff: datetime, chunk: int) -> int:
         )
         ids.extend(row.id for row in old_blocked)
     if ids:
+        simhistory.fold_into_days(ids)  # a SIM's SMS totals outlive its messages
         Message.delete().where(Message.id.in_(ids)).execute()  # parts, PDUs, attempts cascade
     return len(ids)
 
