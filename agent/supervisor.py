@@ -43,6 +43,7 @@ from agent.modem.discovery import BY_PATH_DIR
 from agent.modem.fleet import Fleet
 from agent.modem.hotplug import PortWatcher
 from agent.modem.own_number import StoreNumberBook
+from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
 from agent.modem.worker import WorkerCommand, WorkerSettings
 from agent.status import (
     FACT_UPLINK,
@@ -95,8 +96,14 @@ class Agent:
         worker_settings: WorkerSettings | None = None,
         notifier: Notifier | None = None,
         hotplug_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+        upkeep_check: float = 3600.0,
     ) -> None:
         self.config = config
+        # The wall clock of SIM upkeep (balance schedule and freshness, keep-alive
+        # deadlines): days pass in a test by moving it; see agent.modem.upkeep.
+        self.clock = clock
+        self.upkeep_check = upkeep_check
         self.auto_discovery = auto_discovery
         self.by_path_dir = by_path_dir
         self.worker_settings = worker_settings or WorkerSettings.from_config(config.modems)
@@ -193,6 +200,8 @@ class Agent:
             takeoff_offline=config.onlinesim.takeoff_action == "offline",
             debounce=config.onlinesim.numbers_debounce,
             heartbeat=config.onlinesim.numbers_heartbeat,
+            balance_fresh=config.sims.balance_fresh,
+            clock=self.clock,
         )
         self.pump = OutboxPump(
             self.client,
@@ -227,6 +236,12 @@ class Agent:
             settings=self.worker_settings,
             number_book=StoreNumberBook(store),
             ussd_recipes=own_number.recipes(config.modems.ussd),
+            upkeep=SimUpkeep.from_config(
+                config.sims,
+                StoreUpkeepLedger(store),
+                check_every=self.upkeep_check,
+                clock=self.clock,
+            ),
             on_change=self._modem_changed,
         )
         self.webhook = WebhookServer(
