@@ -33,6 +33,7 @@ import resource
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -203,6 +204,7 @@ class Hub:
         ussd_delay: float = 0.3,
         slow_delay: float = 3.0,
         reset_delay: float = 0.2,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if profile not in PROFILE_NAMES:
             raise EmulatorError(
@@ -222,6 +224,8 @@ class Hub:
             "slow_delay": slow_delay,
             "reset_delay": reset_delay,
         }
+        # The modems' date and time (+CCLK, SCTS, a SIM's lapse): tests move it by days.
+        self.wall_clock = wall_clock
         self.slots: list[Slot] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_LIMIT)
         self._event_seq = itertools.count()
@@ -297,7 +301,14 @@ class Hub:
             imei = _imei(rng, profile)
         sim = make_sim(rng)
         modem = Modem(
-            profile, sim, imei, self._loop, rng, boot_id=rng.randrange(10**8), **self.timing
+            profile,
+            sim,
+            imei,
+            self._loop,
+            rng,
+            boot_id=rng.randrange(10**8),
+            wall_clock=self.wall_clock,
+            **self.timing,
         )
         slot = Slot(
             index=index,
