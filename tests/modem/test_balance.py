@@ -111,7 +111,8 @@ def test_configured_recipe_overrides_with_its_own_currency_group() -> None:
 )
 def test_bad_patterns_are_refused_naming_the_problem(pattern: str, problem: str) -> None:
     said = balance.balance_pattern_problem(pattern)
-    assert said is not None and problem in said
+    assert said is not None
+    assert problem in said
 
 
 def test_a_backtracking_pattern_gives_up_within_the_bound() -> None:
