@@ -496,6 +496,11 @@ class SimsConfig:
     balance: Mapping[str, BalanceRecipeConfig] = field(default_factory=dict)
     keepalive: Mapping[str, KeepaliveConfig] = field(default_factory=dict)
 
+    @property
+    def keepalive_days(self) -> dict[str, float]:
+        """MCC+MNC -> days, for the networks a keep-alive policy covers."""
+        return {network: policy.days for network, policy in self.keepalive.items()}
+
 
 @dataclass(frozen=True)
 class WebhookConfig:

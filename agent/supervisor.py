@@ -52,6 +52,7 @@ from agent.status import (
     OutboxStatus,
     PublicUrlState,
     PublicUrlStatus,
+    SimRow,
     SiteSnapshot,
     UplinkStatus,
 )
@@ -190,6 +191,7 @@ class Agent:
         await self.marks.load()
         marks = self.marks
         self.metrics.read_swap_due(lambda: len(marks.open_marks()))
+        self.metrics.read_sim_balances(self._live_modems, config.sims.low_balance)
         self.numbers = NumbersSync(
             self.client,
             store,
@@ -549,6 +551,10 @@ class Agent:
                 raise ControlError("retry: give message_id or all_dead")
             await store.retry(int(arguments["message_id"]))
             return f"message {arguments['message_id']} queued again"
+        if op == "sims":
+            return [row.to_json() for row in await store.read(self.sim_rows)]
+        if op == "sim_balance":
+            return await self._ask_balance(str(arguments["sim"]))
         if op == "takeoff_done":
             assert self.marks is not None
             await self.marks.done(str(arguments["iccid"]))
@@ -565,6 +571,33 @@ class Agent:
                 self.fleet.command(status.slot, WorkerCommand.REFRESH_NUMBER)
         await self.store.log_event("sim", f"number set by hand to {number}", iccid=iccid)
         return f"number of {iccid} set to {number}"
+
+    def sim_rows(self) -> list[SimRow]:
+        """Every SIM ever seen (a read on the store's thread: see queries.sims)."""
+        assert self.fleet is not None
+        in_slots = {
+            status.iccid: status.slot
+            for status in self.fleet.modems()
+            if status.iccid and status.state is not ModemState.GONE
+        }
+        return queries.sims(
+            self.clock(),
+            in_slots=in_slots,
+            low_balance=self.config.sims.low_balance,
+            keepalive_days=self.config.sims.keepalive_days,
+        )
+
+    async def _ask_balance(self, sim: str) -> str:
+        """Ask the balance of the SIM in slot ``sim`` (or with ICCID ``sim``) now."""
+        assert self.fleet is not None
+        for status in self.fleet.modems():
+            if sim in (status.slot, status.iccid) and status.iccid:
+                self.fleet.command(status.slot, WorkerCommand.CHECK_BALANCE)
+                return (
+                    f"balance of SIM {status.iccid} in slot {status.slot} asked;"
+                    " the answer shows in `simedge sims` and on the dashboard"
+                )
+        raise ControlError(f"sim_balance: no SIM in a slot named {sim!r} or with that ICCID")
 
     async def _snapshot_json(self) -> dict[str, Any]:
         return (await self.snapshot()).to_json()

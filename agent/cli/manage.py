@@ -28,6 +28,9 @@ def configure_sim(parser: argparse.ArgumentParser) -> None:
     set_number.add_argument("iccid", help="the SIM's ICCID (simedge scan shows it)")
     set_number.add_argument("number", help="its number, international: +79161234567")
     add_config_argument(set_number)
+    balance = sub.add_parser("balance", help="ask a SIM's balance by USSD now")
+    balance.add_argument("sim", help="the SIM's slot or ICCID (simedge sims shows both)")
+    add_config_argument(balance)
 
 
 def configure_outbox(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,8 @@ def configure_outbox(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sim(args: argparse.Namespace) -> int:
+    if args.sim_command == "balance":
+        return _ask_balance(args)
     import phonenumbers
 
     number = args.number.strip()
@@ -63,6 +68,29 @@ def run_sim(args: argparse.Namespace) -> int:
     return _steer(
         args, "simedge sim set-number", "set_number", {"iccid": args.iccid, "number": e164}, offline
     )
+
+
+def _ask_balance(args: argparse.Namespace) -> int:
+    from agent import config as config_module
+    from agent.control.client import call
+    from agent.errors import AgentNotRunning, ConfigError, ControlError
+
+    name = "simedge sim balance"
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(call(config.control_socket, "sim_balance", sim=args.sim))
+    except AgentNotRunning:
+        # A USSD question needs the modem, which only the running agent holds.
+        print(f"{name}: the agent is not running; start it to ask a balance", file=sys.stderr)
+        return EXIT_FAILURE
+    except ControlError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def run_outbox(args: argparse.Namespace) -> int:

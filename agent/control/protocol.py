@@ -45,6 +45,9 @@ Operations (``OPS``) and their arguments:
     remove_block_rule name           a rule added at run time (configured ones: the file)
     retry        message_id | all_dead=true   send dead letters again
     takeoff_done iccid               the SIM was swapped by hand: clear the mark
+    sims                             every SIM ever seen, by ICCID: slot, number, balance,
+                                     active until, SMS today / 7 days / all, earned
+    sim_balance  sim                 ask the balance of the SIM in slot or with ICCID sim now
 
 Every string inside ``result`` and ``data`` that came from outside (SMS text, senders,
 modem answers) is untrusted: a client must display it as plain text.
@@ -92,6 +95,8 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "remove_block_rule": (("name",), ()),
     "retry": ((), ("message_id", "all_dead")),
     "takeoff_done": (("iccid",), ()),
+    "sims": ((), ()),
+    "sim_balance": (("sim",), ()),
 }
 
 

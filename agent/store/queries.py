@@ -7,13 +7,17 @@ writes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from statistics import median
+from urllib.parse import quote
 
-from peewee import fn
+from peewee import OperationalError, SqliteDatabase, fn
 
+from agent.errors import StoreError
 from agent.status import (
     AttemptRecord,
     LogEvent,
@@ -26,6 +30,7 @@ from agent.status import (
 )
 from agent.store.models import (
     DEAD,
+    MODELS,
     PENDING,
     SENT,
     DeliveryAttempt,
@@ -41,6 +46,20 @@ from agent.store.models import (
 )
 
 HOURS = 24
+
+
+@contextlib.contextmanager
+def read_only(path: str | Path) -> Iterator[None]:
+    """Run these queries on the database at ``path`` opened read-only (SQLite
+    ``mode=ro``), for a command run while the agent may or may not be: it never writes,
+    so it never waits on the agent's writer. StoreError names the file it cannot read."""
+    uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+    database = SqliteDatabase(uri, uri=True, timeout=2.0)
+    try:
+        with database.bind_ctx(MODELS), database.connection_context():
+            yield
+    except OperationalError as exc:
+        raise StoreError(f"{path}: cannot read the agent's database: {exc}") from exc
 
 
 def _epoch(value: datetime | None) -> float | None:
