@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -164,6 +165,60 @@ class SimRow:
 
     def to_json(self) -> dict[str, Any]:
         return {**_jsonable(asdict(self)), "swaps": self.swaps}
+
+    def cells(self, now: float) -> tuple[str, ...]:
+        """The row as ``simedge sims`` and the SIMs screen print it, in ``SIM_COLUMNS``."""
+        slot = self.slot or "-"
+        if self.slot and not self.in_slot:
+            slot = f"({self.slot})"
+        if self.balance is None:
+            balance = "unreadable" if self.balance_error else "?"
+        else:
+            balance = f"{self.balance:.2f} {self.balance_currency or ''}".strip()
+            if self.balance_low:
+                balance += " LOW"
+        active = "-" if self.active_until is None else _day(self.active_until)
+        if self.active_until is not None and self.active_until < now:
+            active += "!"
+        return (
+            slot,
+            self.number or "?",
+            balance,
+            active,
+            str(self.sms_today),
+            str(self.sms_7d),
+            str(self.sms_all),
+            "-" if self.earned is None else f"{self.earned:g}",
+            self.number_source or "-",
+            self.operator or "-",
+            self.iccid,
+        )
+
+
+SIM_COLUMNS: tuple[tuple[str, int], ...] = (
+    # (heading, width) of SimRow.cells: what a person reads first goes left, so that the
+    # first eight fit 80 columns; the ICCID, which identifies the card, last.
+    ("SLOT", 7),
+    ("NUMBER", 12),
+    ("BALANCE", 12),
+    ("UNTIL", 11),
+    ("TODAY", 5),
+    ("7D", 4),
+    ("ALL", 5),
+    ("EARNED", 6),
+    ("SOURCE", 6),
+    ("NET", 6),
+    ("ICCID", 20),
+    # Calls and own-number probe failures join here when the agent records them.
+)
+SIM_LEGEND = (
+    "(slot): out of the hub, last seen there. LOW: balance below [sims] low_balance."
+    " UNTIL: active until (keep-alive); ! past it"
+)
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from tui.screens.log import LogScreen
 from tui.screens.messages import MessagesScreen
 from tui.screens.outbox import OutboxScreen
 from tui.screens.overview import OverviewScreen, SlotDetailScreen
+from tui.screens.sims import SimsScreen
 from tui.screens.takeoff import TakeoffScreen
 from tui.view import SiteView
 from tui.widgets.header import TABS
@@ -44,6 +45,7 @@ class SimedgeApp(App[None]):
         "takeoff": TakeoffScreen,
         "charts": ChartsScreen,
         "log": LogScreen,
+        "sims": SimsScreen,
     }
     BINDINGS = [  # noqa: RUF012
         *(

@@ -38,6 +38,7 @@ from agent.status import (
     ModemStatus,
     OutboxStatus,
     PublicUrlStatus,
+    SimRow,
     SiteSnapshot,
     SlotActivity,
     UplinkStatus,
@@ -325,6 +326,11 @@ class AgentLink:
         """Messages waiting: pending, backing off, dead."""
         answer = await self.request("outbox")
         return [_parse(MessageSummary, item, "outbox") for item in answer or ()]
+
+    async def sims(self) -> list[SimRow]:
+        """Every SIM ever seen (only the running agent knows which are in a slot now)."""
+        answer = await self.request("sims")
+        return [_parse(SimRow, item, "SIM list") for item in answer or ()]
 
     async def block_rules(self) -> list[BlockRuleStatus]:
         """The block rules in force (only the running agent knows the configured ones)."""

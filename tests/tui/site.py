@@ -29,7 +29,9 @@ from agent.status import (
     NumberSource,
     OutboxStatus,
     PduRecord,
+    SimRow,
     SimState,
+    SimStayRecord,
     SiteSnapshot,
     SlotActivity,
     TakeoffMark,
@@ -152,20 +154,78 @@ def demo_messages(now: float = NOW) -> list[MessageSummary]:
     ]
 
 
+def demo_sims(snapshot: SiteSnapshot, now: float = NOW) -> list[SimRow]:
+    """A row for each SIM of the demo site's modems, and one swapped out a week ago: one
+    with a low balance, one kept alive, one whose deadline passed, one never answered."""
+    day = 86400.0
+    rows = []
+    for index, modem in enumerate(m for m in snapshot.modems if m.iccid):
+        rows.append(
+            SimRow(
+                iccid=modem.iccid or "",
+                slot=modem.slot,
+                in_slot=True,
+                number=modem.number,
+                number_source=str(modem.number_source),
+                operator=modem.operator,
+                first_seen=now - 40 * day,
+                last_seen=now - 5,
+                balance=(None, 2.5, 187.4)[index % 3],
+                balance_currency=(None, "RUB", "RUB")[index % 3],
+                balance_at=None if index % 3 == 0 else now - 3600,
+                balance_low=index % 3 == 1,
+                balance_error="no amount in the answer to *100#" if index % 3 == 0 else None,
+                active_until=now + 21 * day if index != 2 else now - day,
+                keepalive_at=now - 9 * day,
+                sms_today=3 * index,
+                sms_7d=20 + index,
+                sms_all=400 + 10 * index,
+                earned=12.5 * index if index else None,
+                stays=(SimStayRecord(modem.slot, now - 40 * day, now - 5),),
+            )
+        )
+    rows.append(
+        SimRow(
+            iccid="8970102000000000099",
+            slot="1-1.4",
+            in_slot=False,
+            number="+79260000099",
+            number_source="cnum",
+            operator="25002",
+            first_seen=now - 90 * day,
+            last_seen=now - 7 * day,
+            balance=0.0,
+            balance_currency="RUB",
+            balance_at=now - 8 * day,
+            sms_7d=0,
+            sms_all=1250,
+            earned=55.0,
+            stays=(
+                SimStayRecord("1-1.2", now - 90 * day, now - 30 * day),
+                SimStayRecord("1-1.4", now - 29 * day, now - 7 * day),
+            ),
+        )
+    )
+    return rows
+
+
 class SiteStandIn:
     """The agent's control handler, reduced to a site held in memory."""
 
     def __init__(self, snapshot: SiteSnapshot, messages: list[MessageSummary]) -> None:
         self.snapshot = snapshot
         self.messages = messages
+        self.sims = demo_sims(snapshot)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.server: ControlServer | None = None
 
     async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
-        if op not in ("snapshot", "messages", "message", "outbox"):
+        if op not in ("snapshot", "messages", "message", "outbox", "sims"):
             self.calls.append((op, arguments))
         if op == "snapshot":
             return self.snapshot.to_json()
+        if op == "sims":
+            return [row.to_json() for row in self.sims]
         if op == "messages":
             query = arguments.get("query", "")
             found = [m for m in self.messages if query in m.sender or query in (m.number or "")]
