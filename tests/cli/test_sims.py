@@ -1,0 +1,117 @@
+"""`simedge sims` (from the database while the agent is down, and from the agent) and
+`simedge sim balance` (needs the agent)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.control.server import ControlServer
+from agent.status import SimRow
+from agent.store import Store
+
+ICCID, OTHER = "8970101234567890001", "8970199000000000002"
+
+
+async def _fill(db: Path) -> None:
+    store = await Store.open(db)
+    try:
+        now = datetime.now(UTC)
+        await store.upsert_sim(
+            ICCID, number="+79161230001", number_source="ussd", operator="25001",
+            slot="usb-1.1", seen_at=now,
+        )  # fmt: skip
+        await store.upsert_sim(OTHER, operator="25099", slot="usb-1.2", seen_at=now)
+        await store.record_balance(
+            ICCID, code="*100#", slot="usb-1.1", amount=3.25, currency="RUB",
+            answer="Баланс:3,25р", error=None, at=now,
+        )  # fmt: skip
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def upkeep_config(config: Path) -> Path:
+    config.write_text(
+        config.read_text() + '[sims]\nlow_balance = 5\n[sims.keepalive."25001"]\n'
+        'days = 30\nussd = "*321#"\n'
+    )
+    return config
+
+
+async def test_sims_from_the_database_as_text_and_json(
+    upkeep_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = upkeep_config
+    await _fill(config.parent / "data" / "simedge.db")
+
+    # In a thread: the command runs its own event loop, as it does from a shell.
+    assert await asyncio.to_thread(main, ["sims", "--config", str(config), "--json"]) == 0
+    rows = {row["iccid"]: row for row in json.loads(capsys.readouterr().out)}
+    assert await asyncio.to_thread(main, ["sims", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+
+    assert set(rows) == {ICCID, OTHER}
+    sim = rows[ICCID]
+    assert (sim["balance"], sim["balance_currency"], sim["balance_low"]) == (3.25, "RUB", True)
+    assert sim["in_slot"] is False  # nobody running can say it is there now
+    assert sim["active_until"] == pytest.approx(sim["first_seen"] + 30 * 86400)
+    assert rows[OTHER]["active_until"] is None
+    header, _first, _second, legend = text.splitlines()
+    assert header.split()[:4] == ["SLOT", "NUMBER", "BALANCE", "UNTIL"]
+    assert "(usb-1.1)  +79161230001  3.25 RUB LOW" in text
+    assert ICCID in text
+    assert legend.startswith("2 SIM(s).")
+
+
+def test_sims_without_a_database_says_so(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sims", "--config", str(config)]) == 1
+    assert "no database at" in capsys.readouterr().err
+
+
+class _Agent:
+    """The control handler of a running agent, reduced to the two ops these commands use."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        self.calls.append((op, arguments))
+        if op == "sims":
+            row = SimRow(ICCID, "usb-1.1", True, "+79161230001", "cnum", "25001", 0.0, 1.0)
+            return [row.to_json()]
+        return f"balance of SIM {arguments['sim']} asked"
+
+
+async def test_sims_and_balance_ask_the_running_agent(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = _Agent()
+    server = ControlServer(tmp_path / "control.sock", agent)
+    await server.start()
+    try:
+        code = await asyncio.to_thread(main, ["sims", "--config", str(config), "--json"])
+        rows = json.loads(capsys.readouterr().out)
+        asked = await asyncio.to_thread(
+            main, ["sim", "balance", "usb-1.1", "--config", str(config)]
+        )
+    finally:
+        await server.stop()
+    assert (code, asked) == (0, 0)
+    assert [(row["slot"], row["in_slot"]) for row in rows] == [("usb-1.1", True)]
+    assert "balance of SIM usb-1.1 asked" in capsys.readouterr().out
+    assert agent.calls == [("sims", {}), ("sim_balance", {"sim": "usb-1.1"})]
+
+
+def test_balance_needs_the_agent(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert main(["sim", "balance", "usb-1.1", "--config", str(config)]) == 1
+    assert "the agent is not running" in capsys.readouterr().err
+    assert time.monotonic() - started < 10
