@@ -103,6 +103,7 @@ class SimUpkeep:
         self.balance_interval = balance_interval
         self.check_every = check_every
         self.clock = clock
+        self._first_checked: dict[str, float] = {}  # ICCID -> time; one entry per SIM seen
 
     @classmethod
     def from_config(
@@ -144,7 +145,9 @@ class SimUpkeep:
         recipe = self.balance_recipes.get(network)
         policy = self.keepalive_policies.get(network)
         now = self.clock()
-        first_seen = history.first_seen if history.first_seen is not None else now
+        # A SIM the ledger has no row for yet (its row is written beside this check): the
+        # first check's time, kept, or every check would move its deadline on.
+        first_seen = history.first_seen or self._first_checked.setdefault(sim.iccid, now)
 
         if policy is not None and now >= keepalive.due_at(policy, history.keepalive_at, first_seen):
             answer = await ussd.ask(
