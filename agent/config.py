@@ -104,18 +104,26 @@ def _token_problem(value: str) -> str | None:
     return None
 
 
+def _recipe_problem(network: str, recipe: object, third: str) -> str | None:
+    """What is wrong with one USSD recipe table of ``[modems.ussd]`` or ``[sims.balance]``:
+    ``code``, ``pattern`` and ``third`` (region or currency), all strings."""
+    if problem := _network_problem(network):
+        return problem
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
+        return f'"{network}": expected a table with code = "*...#"'
+    unknown = set(recipe) - {"code", "pattern", third}
+    if unknown:
+        return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, {third})'
+    if not all(isinstance(value, str) for value in recipe.values()):
+        return f'"{network}": code, pattern and {third} must be strings'
+    return None
+
+
 def _ussd_problem(recipes: dict[str, Any]) -> str | None:
     """Each entry: "MCCMNC" = {code = "*100#", pattern = "regex with a number", region = "RU"}."""
     for network, recipe in recipes.items():
-        if problem := _network_problem(network):
+        if problem := _recipe_problem(network, recipe, "region"):
             return problem
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
-            return f'"{network}": expected a table with code = "*...#"'
-        unknown = set(recipe) - {"code", "pattern", "region"}
-        if unknown:
-            return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, region)'
-        if not all(isinstance(value, str) for value in recipe.values()):
-            return f'"{network}": code, pattern and region must be strings'
         try:
             re.compile(recipe.get("pattern", ""))
         except re.error as exc:
@@ -132,15 +140,8 @@ def _network_problem(network: str) -> str | None:
 def _balance_problem(recipes: dict[str, Any]) -> str | None:
     """Each entry: "MCCMNC" = {code = "*100#", pattern = "...(?P<amount>...)", currency}."""
     for network, recipe in recipes.items():
-        if problem := _network_problem(network):
+        if problem := _recipe_problem(network, recipe, "currency"):
             return problem
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
-            return f'"{network}": expected a table with code = "*...#"'
-        unknown = set(recipe) - {"code", "pattern", "currency"}
-        if unknown:
-            return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, currency)'
-        if not all(isinstance(value, str) for value in recipe.values()):
-            return f'"{network}": code, pattern and currency must be strings'
         if recipe.get("pattern"):
             # Loaded here only when a pattern is configured: it brings the regex package.
             from agent.modem.balance import balance_pattern_problem

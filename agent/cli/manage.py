@@ -71,26 +71,8 @@ def run_sim(args: argparse.Namespace) -> int:
 
 
 def _ask_balance(args: argparse.Namespace) -> int:
-    from agent import config as config_module
-    from agent.control.client import call
-    from agent.errors import AgentNotRunning, ConfigError, ControlError
-
-    name = "simedge sim balance"
-    try:
-        config = config_module.load(args.config)
-    except ConfigError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        print(call(config.control_socket, "sim_balance", sim=args.sim))
-    except AgentNotRunning:
-        # A USSD question needs the modem, which only the running agent holds.
-        print(f"{name}: the agent is not running; start it to ask a balance", file=sys.stderr)
-        return EXIT_FAILURE
-    except ControlError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
+    # A USSD question needs the modem, which only the running agent holds: no offline way.
+    return _steer(args, "simedge sim balance", "sim_balance", {"sim": args.sim}, None)
 
 
 def run_outbox(args: argparse.Namespace) -> int:
@@ -113,8 +95,10 @@ def _steer(
     name: str,
     op: str,
     arguments: dict[str, Any],
-    offline: Callable[[Store], Awaitable[str]],
+    offline: Callable[[Store], Awaitable[str]] | None,
 ) -> int:
+    """Ask the running agent; when it does not run, do ``offline`` on the database, or
+    (None) say that it needs the agent."""
     from agent import config as config_module
     from agent.control.client import call
     from agent.errors import AgentNotRunning, ConfigError, ControlError, SimedgeError
@@ -128,7 +112,10 @@ def _steer(
         print(call(config.control_socket, op, **arguments))
         return EXIT_OK
     except AgentNotRunning:
-        pass  # then the database, directly
+        if offline is None:
+            print(f"{name}: the agent is not running; start it first", file=sys.stderr)
+            return EXIT_FAILURE
+        # then the database, directly
     except ControlError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config import SimsConfig
@@ -45,6 +45,7 @@ class SimHistory:
     balance: Balance | None = None  # the newest amount read ...
     balance_at: float | None = None  # ... and when
     keepalive_at: float | None = None  # the newest keep-alive that worked
+    keepalive_tried_at: float | None = None  # the newest attempt, worked or not
 
 
 class UpkeepLedger(Protocol):
@@ -136,81 +137,104 @@ class SimUpkeep:
         answers: asyncio.Queue[UssdReceived],
         command_timeout: float,
         answer_within: float,
+        registered: bool = True,
         balance_now: bool = False,
     ) -> UpkeepView:
         """Do what is due for ``sim`` (the balance when ``balance_now``, whatever the
-        schedule), record it, and say what to show and when to look again."""
+        schedule), record it, and say what to show and when to look again. Nothing is
+        dialled while the SIM is not ``registered`` (the network would refuse it)."""
         history = await self.ledger.history(sim.iccid)
         network = sim.operator or ""
         recipe = self.balance_recipes.get(network)
         policy = self.keepalive_policies.get(network)
-        now = self.clock()
         # A SIM the ledger has no row for yet (its row is written beside this check): the
         # first check's time, kept, or every check would move its deadline on.
-        first_seen = history.first_seen or self._first_checked.setdefault(sim.iccid, now)
+        first_seen = history.first_seen or self._first_checked.setdefault(sim.iccid, self.clock())
 
-        if policy is not None and now >= keepalive.due_at(policy, history.keepalive_at, first_seen):
-            answer = await ussd.ask(
+        async def ask(code: str) -> ussd.UssdAnswer:
+            return await ussd.ask(
                 session,
-                policy.ussd,
+                code,
                 vendor,
                 answers,
                 command_timeout=command_timeout,
                 answer_within=answer_within,
             )
-            now = self.clock()
-            await self.ledger.record_keepalive(
-                sim.iccid,
-                at=now,
-                slot=slot,
-                action=f"ussd {policy.ussd}",
-                answer=answer.text or answer.raw,
-                error=answer.error,
-            )
-            if answer.error is None:
-                log.info("%s: keep-alive %s done for SIM %s", slot, policy.ussd, sim.iccid)
-                history = _replace_keepalive(history, now)
-            else:
-                log.warning("%s: keep-alive %s failed: %s", slot, policy.ussd, answer.error)
 
-        due = balances.next_due(sim.iccid, history.balance_asked_at, self.balance_interval)
-        if recipe is not None and (balance_now or now >= due):
-            history = await self._ask_balance(
-                session, sim, recipe, history, slot, vendor, answers, command_timeout, answer_within
-            )
-            due = balances.next_due(sim.iccid, history.balance_asked_at, self.balance_interval)
-        elif recipe is None and balance_now:
-            log.info("%s: no balance USSD recipe for network %s", slot, network or "?")
+        if (
+            registered
+            and policy is not None
+            and self.clock() >= self._keepalive_due(policy, history, first_seen)
+        ):
+            history = await self._keep_alive(ask, sim, policy, history, slot)
+        if recipe is None:
+            if balance_now:
+                log.info("%s: no balance USSD recipe for network %s", slot, network or "?")
+        elif registered and (balance_now or self.clock() >= self._balance_due(sim, history)):
+            history = await self._ask_balance(ask, sim, recipe, history, slot)
 
-        now = self.clock()
-        next_times = [due] if recipe is not None else []
+        next_times = [] if recipe is None else [self._balance_due(sim, history)]
         active_until = None
         if policy is not None:
             active_until = keepalive.active_until(policy, history.keepalive_at, first_seen)
-            next_times.append(keepalive.due_at(policy, history.keepalive_at, first_seen))
+            next_times.append(self._keepalive_due(policy, history, first_seen))
+        now = self.clock()
         wait = min([self.check_every, *(max(0.0, t - now) for t in next_times)])
+        # At least a second: a time just past (a clock running slow) never spins the worker.
         return UpkeepView(history.balance, history.balance_at, active_until, max(wait, 1.0))
+
+    def _balance_due(self, sim: SimIdentity, history: SimHistory) -> float:
+        """At the SIM's moment after its last amount; a question that failed since is
+        asked again after ``check_every``, not a day later, nor at every check."""
+        due = balances.next_due(sim.iccid, history.balance_at, self.balance_interval)
+        asked = history.balance_asked_at
+        if asked is not None and (history.balance_at is None or asked > history.balance_at):
+            due = max(due, asked + self.check_every)
+        return due
+
+    def _keepalive_due(
+        self, policy: KeepalivePolicy, history: SimHistory, first_seen: float
+    ) -> float:
+        """Before the deadline; a failed attempt is tried again after ``check_every``."""
+        due = keepalive.due_at(policy, history.keepalive_at, first_seen)
+        tried = history.keepalive_tried_at
+        if tried is not None and (history.keepalive_at is None or tried > history.keepalive_at):
+            due = max(due, tried + self.check_every)
+        return due
+
+    async def _keep_alive(
+        self,
+        ask: Callable[[str], Awaitable[ussd.UssdAnswer]],
+        sim: SimIdentity,
+        policy: KeepalivePolicy,
+        history: SimHistory,
+        slot: str,
+    ) -> SimHistory:
+        answer = await ask(policy.ussd)
+        now = self.clock()
+        await self.ledger.record_keepalive(
+            sim.iccid,
+            at=now,
+            slot=slot,
+            action=f"ussd {policy.ussd}",
+            answer=answer.text or answer.raw,
+            error=answer.error,
+        )
+        if answer.error is not None:
+            log.warning("%s: keep-alive %s failed: %s", slot, policy.ussd, answer.error)
+            return replace(history, keepalive_tried_at=now)
+        log.info("%s: keep-alive %s done for SIM %s", slot, policy.ussd, sim.iccid)
+        return replace(history, keepalive_tried_at=now, keepalive_at=now)
 
     async def _ask_balance(
         self,
-        session: AtSession,
+        ask: Callable[[str], Awaitable[ussd.UssdAnswer]],
         sim: SimIdentity,
         recipe: BalanceRecipe,
         history: SimHistory,
         slot: str,
-        vendor: Vendor,
-        answers: asyncio.Queue[UssdReceived],
-        command_timeout: float,
-        answer_within: float,
     ) -> SimHistory:
-        answer = await ussd.ask(
-            session,
-            recipe.code,
-            vendor,
-            answers,
-            command_timeout=command_timeout,
-            answer_within=answer_within,
-        )
+        answer = await ask(recipe.code)
         now = self.clock()
         read: Balance | None = None
         error = answer.error
@@ -230,17 +254,9 @@ class SimUpkeep:
         )
         if read is None:
             log.warning("%s: balance %s of SIM %s: %s", slot, recipe.code, sim.iccid, error)
-            return SimHistory(
-                history.first_seen, now, history.balance, history.balance_at, history.keepalive_at
-            )
+            return replace(history, balance_asked_at=now)
         log.info("%s: balance of SIM %s: %g %s", slot, sim.iccid, read.amount, read.currency)
-        return SimHistory(history.first_seen, now, read, now, history.keepalive_at)
-
-
-def _replace_keepalive(history: SimHistory, at: float) -> SimHistory:
-    return SimHistory(
-        history.first_seen, history.balance_asked_at, history.balance, history.balance_at, at
-    )
+        return replace(history, balance_asked_at=now, balance=read, balance_at=now)
 
 
 class StoreUpkeepLedger:
@@ -262,6 +278,11 @@ class StoreUpkeepLedger:
                 .where((SimBalance.iccid == iccid) & SimBalance.amount.is_null(False))
                 .order_by(SimBalance.at.desc())
             ).first()
+            tried = (
+                SimKeepalive.select()
+                .where(SimKeepalive.iccid == iccid)
+                .order_by(SimKeepalive.at.desc())
+            ).first()
             kept = (
                 SimKeepalive.select()
                 .where((SimKeepalive.iccid == iccid) & SimKeepalive.error.is_null())
@@ -273,6 +294,7 @@ class StoreUpkeepLedger:
                 balance=Balance(read.amount, read.currency or "") if read else None,
                 balance_at=read.at.timestamp() if read else None,
                 keepalive_at=kept.at.timestamp() if kept else None,
+                keepalive_tried_at=tried.at.timestamp() if tried else None,
             )
 
         return await self._store.read(lookup)

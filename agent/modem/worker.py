@@ -615,6 +615,7 @@ class ModemWorker:
             answers=self._ussd_answers,
             command_timeout=self.settings.command_timeout,
             answer_within=self.settings.ussd_answer_within,
+            registered=self.status.registered,
             balance_now=balance_now,
         )
         self._publish(
