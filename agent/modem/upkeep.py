@@ -186,11 +186,10 @@ class SimUpkeep:
     def _balance_due(self, sim: SimIdentity, history: SimHistory) -> float:
         """At the SIM's moment after its last amount; a question that failed since is
         asked again after ``check_every``, not a day later, nor at every check."""
-        due = balances.next_due(sim.iccid, history.balance_at, self.balance_interval)
         asked = history.balance_asked_at
         if asked is not None and (history.balance_at is None or asked > history.balance_at):
-            due = max(due, asked + self.check_every)
-        return due
+            return asked + self.check_every
+        return balances.next_due(sim.iccid, history.balance_at, self.balance_interval)
 
     def _keepalive_due(
         self, policy: KeepalivePolicy, history: SimHistory, first_seen: float

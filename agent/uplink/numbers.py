@@ -468,7 +468,8 @@ class NumbersSync:
     # --- building the list ----------------------------------------------------------------
 
     def _build(self, statuses: list[ModemStatus]) -> _Built:
-        now = int(self._clock())
+        clock_now = self._clock()  # not rounded: a balance read this second is fresh
+        now = int(clock_now)
         items: list[NumberItem] = []
         holders: dict[str, tuple[str, str | None]] = {}
         flags: dict[str, str] = {}
@@ -498,7 +499,7 @@ class NumbersSync:
                     operator=operator_of(status),
                     balance=(
                         status.balance
-                        if is_fresh(status.balance_at, now, self._balance_fresh)
+                        if is_fresh(status.balance_at, clock_now, self._balance_fresh)
                         else None
                     ),
                     port_id=port_id_of(status),
