@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import median
 from urllib.parse import quote
 
-from peewee import OperationalError, SqliteDatabase, fn
+from peewee import Case, OperationalError, SqliteDatabase, fn
 
 from agent.errors import StoreError
 from agent.status import (
@@ -243,34 +243,22 @@ def sims(
     )
     week = end - timedelta(days=7)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # today, 7 days, all
-    for iccid, received_at in Message.select(Message.sim, Message.received_at).tuples():
-        row = counts[iccid]
-        row[2] += 1
-        received = to_utc(received_at)
-        if received >= week:
-            row[1] += 1
-        if received >= midnight:
-            row[0] += 1
+    # Counted by SQLite, one row per SIM: a site keeps a month of SMS (a few 100,000 rows).
+    since_midnight = fn.SUM(Case(None, [(Message.received_at >= midnight, 1)], 0))
+    since_week = fn.SUM(Case(None, [(Message.received_at >= week, 1)], 0))
+    per_sim = Message.select(Message.sim, since_midnight, since_week, fn.COUNT(Message.id))
+    for iccid, today, seven, total in per_sim.group_by(Message.sim).tuples():
+        counts[iccid] = [int(today or 0), int(seven or 0), int(total)]
     # Pruned messages, by day (UTC): their days are past the retention, so "all" only.
     pruned = SimDay.select(SimDay.iccid, fn.SUM(SimDay.sms)).group_by(SimDay.iccid)
     for iccid, total in pruned.tuples():
         counts[iccid][2] += int(total or 0)
-    amounts: dict[str, SimBalance] = {}
-    failures: dict[str, SimBalance] = {}
-    for answer in SimBalance.select().order_by(SimBalance.at):
-        if answer.amount is not None:
-            amounts[answer.iccid] = answer
-            failures.pop(answer.iccid, None)
-        else:
-            failures[answer.iccid] = answer
-    keepalives: dict[str, SimKeepalive] = {}
-    keepalive_failures: dict[str, SimKeepalive] = {}
-    for action in SimKeepalive.select().order_by(SimKeepalive.at):
-        if action.error is None:
-            keepalives[action.iccid] = action
-            keepalive_failures.pop(action.iccid, None)
-        else:
-            keepalive_failures[action.iccid] = action
+    amounts = _newest(
+        SimBalance, SimBalance.amount.is_null(False), SimBalance.amount, SimBalance.currency
+    )
+    asked = _newest(SimBalance, None, SimBalance.error)
+    kept = _newest(SimKeepalive, SimKeepalive.error.is_null())
+    tried = _newest(SimKeepalive, None, SimKeepalive.error)
     stays: dict[str, list[SimStayRecord]] = defaultdict(list)
     for stay in SimStay.select().order_by(SimStay.since):
         stays[stay.iccid].append(
@@ -279,14 +267,15 @@ def sims(
     rows = []
     for sim in Sim.select().order_by(Sim.last_seen.desc(), Sim.iccid):
         iccid = sim.iccid
-        balance = amounts.get(iccid)
-        failure = failures.get(iccid)
-        keepalive = keepalives.get(iccid)
+        balance = amounts.get(iccid)  # (at, amount, currency)
+        failure = _failed_since(asked.get(iccid), balance)  # the newest question's error
+        keepalive = kept.get(iccid)  # (at,)
+        keepalive_failure = _failed_since(tried.get(iccid), keepalive)
         days = keepalive_days.get(sim.operator or "")
         active_until = None
         if days is not None:
-            start = keepalive.at if keepalive is not None else sim.first_seen
-            active_until = start.timestamp() + days * 86400
+            start = keepalive[0] if keepalive is not None else sim.first_seen.timestamp()
+            active_until = start + days * 86400
         today, seven, total = counts.get(iccid, (0, 0, 0))
         rows.append(
             SimRow(
@@ -298,16 +287,14 @@ def sims(
                 operator=sim.operator,
                 first_seen=sim.first_seen.timestamp(),
                 last_seen=sim.last_seen.timestamp(),
-                balance=balance.amount if balance else None,
-                balance_currency=balance.currency if balance else None,
-                balance_at=balance.at.timestamp() if balance else None,
-                balance_low=balance is not None and balance.amount < low_balance,
-                balance_error=failure.error if failure else None,
+                balance=balance[1] if balance else None,
+                balance_currency=balance[2] if balance else None,
+                balance_at=balance[0] if balance else None,
+                balance_low=balance is not None and balance[1] < low_balance,
+                balance_error=failure,
                 active_until=active_until,
-                keepalive_at=keepalive.at.timestamp() if keepalive else None,
-                keepalive_error=(
-                    keepalive_failures[iccid].error if iccid in keepalive_failures else None
-                ),
+                keepalive_at=keepalive[0] if keepalive else None,
+                keepalive_error=keepalive_failure,
                 sms_today=today,
                 sms_7d=seven,
                 sms_all=total,
@@ -316,3 +303,28 @@ def sims(
             )
         )
     return rows
+
+
+def _newest(model: type, where: object | None, *columns: object) -> dict[str, tuple]:
+    """ICCID -> (unix time, *columns) of each SIM's newest row matching ``where``: one row
+    per SIM, chosen by SQLite (a bare column beside MAX() comes from the row with the
+    maximum), not a year of answers read into Python."""
+    select = model.select(model.iccid, fn.MAX(model.at), *columns)
+    if where is not None:
+        select = select.where(where)
+    return {
+        iccid: (_stored_time(at), *rest)
+        for iccid, at, *rest in select.group_by(model.iccid).tuples()
+    }
+
+
+def _failed_since(newest: tuple | None, success: tuple | None) -> str | None:
+    """The error of the newest attempt (at, error) when it came after the last success."""
+    if newest is None or newest[1] is None:
+        return None
+    return newest[1] if success is None or newest[0] > success[0] else None
+
+
+def _stored_time(value: object) -> float:
+    """A time as an aggregate returns it (the stored naive-UTC text), as unix seconds."""
+    return to_utc(datetime.fromisoformat(str(value)).replace(tzinfo=UTC)).timestamp()

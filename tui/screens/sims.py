@@ -27,7 +27,7 @@ class SimsScreen(SiteScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._modems: object = None
+        self._modems: tuple[tuple[object, ...], ...] | None = None
         self._rows: list[SimRow] = []
 
     def compose_body(self) -> ComposeResult:
@@ -43,10 +43,15 @@ class SimsScreen(SiteScreen):
         return self.query_one("#sims", DataTable)
 
     def show_body(self, view: SiteView) -> None:
-        # The list is asked for when the modems changed (a SIM came, a balance was read),
-        # not at every redraw.
-        if view.snapshot.modems != self._modems:
-            self._modems = view.snapshot.modems
+        # The list is asked for when what it shows of the modems changed (a SIM came or
+        # went, a number or a balance was read), not at every signal figure: on a big
+        # site it is a query of a second (docs/upkeep.md).
+        shown = tuple(
+            (m.slot, m.iccid, m.number, m.balance, m.balance_at, m.active_until)
+            for m in view.snapshot.modems
+        )
+        if shown != self._modems:
+            self._modems = shown
             self.load()
 
     @work(exclusive=True, group="sims")
