@@ -180,6 +180,10 @@ class Metrics:
             registry=registry,
         )
 
+        # Declared from the start (no samples until read_sim_balances gives the modems).
+        self._sim_balances = _SimBalances(lambda: [], 0.0)
+        registry.register(self._sim_balances)
+
     def set_site(self, name: str) -> None:
         self._site_info.clear()
         self._site_info.labels(name=name).set(1)
@@ -274,7 +278,8 @@ class Metrics:
     ) -> None:
         """The balance of every SIM in a slot now, read from ``modems()`` at each scrape:
         one series per slot at most, and a SIM taken out leaves no stale series."""
-        self.registry.register(_SimBalances(modems, low_balance))
+        self._sim_balances.modems = modems
+        self._sim_balances.low = low_balance
 
     def render(self) -> bytes:
         """The whole set in the Prometheus text exposition format (``CONTENT_TYPE``)."""
@@ -285,14 +290,14 @@ class _SimBalances(Collector):
     """simedge_sim_balance and simedge_sim_balance_low, from the live modem statuses."""
 
     def __init__(self, modems: Callable[[], list[ModemStatus]], low_balance: float) -> None:
-        self._modems = modems
-        self._low = low_balance
+        self.modems = modems
+        self.low = low_balance
 
     def describe(self) -> list[GaugeMetricFamily]:
         return list(self._families())
 
     def collect(self) -> list[GaugeMetricFamily]:
-        return list(self._families(self._modems()))
+        return list(self._families(self.modems()))
 
     def _families(self, modems: Iterable[ModemStatus] = ()) -> tuple[GaugeMetricFamily, ...]:
         amount = GaugeMetricFamily(
@@ -310,5 +315,5 @@ class _SimBalances(Collector):
                 continue
             currency = status.balance_currency or ""
             amount.add_metric([status.slot, status.iccid, currency], status.balance)
-            low.add_metric([status.slot, status.iccid], float(status.balance < self._low))
+            low.add_metric([status.slot, status.iccid], float(status.balance < self.low))
         return amount, low

@@ -233,6 +233,8 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
         "simedge_data_free_bytes",
         "simedge_data_size_bytes",
         "simedge_clock_synchronized",
+        "simedge_sim_balance",  # declared always, sampled for SIMs with a balance
+        "simedge_sim_balance_low",
     }
     assert all(f.documentation for f in families.values())
     uplink = {s.labels["state"]: s.value for s in families["simedge_uplink_state"].samples}
