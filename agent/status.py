@@ -115,6 +115,33 @@ class ModemStatus:
 
 
 @dataclass(frozen=True)
+class BalanceAnswer:
+    """One balance question to a SIM and what came of it: the amount read, or ``error``
+    saying why none was; ``answer`` is the operator's text as decoded, kept either way."""
+
+    iccid: str
+    at: float  # unix time
+    slot: str | None
+    code: str
+    amount: float | None
+    currency: str | None
+    answer: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class KeepaliveAction:
+    """One keep-alive done for a SIM (``action``: "ussd CODE"); ``error`` None: it worked."""
+
+    iccid: str
+    at: float  # unix time
+    slot: str | None
+    action: str
+    answer: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class SimStayRecord:
     """A SIM in one slot from ``since`` to ``until`` (unix times)."""
 

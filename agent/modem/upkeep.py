@@ -29,6 +29,7 @@ from agent.modem.keepalive import KeepalivePolicy
 from agent.modem.session import AtSession
 from agent.modem.startup import SimIdentity, Vendor
 from agent.protocol.urc import UssdReceived
+from agent.status import BalanceAnswer, KeepaliveAction
 
 if TYPE_CHECKING:  # the store (peewee) loads only when a StoreUpkeepLedger is used
     from agent.store import Store
@@ -51,28 +52,9 @@ class SimHistory:
 class UpkeepLedger(Protocol):
     async def history(self, iccid: str) -> SimHistory: ...
 
-    async def record_balance(
-        self,
-        iccid: str,
-        *,
-        at: float,
-        slot: str,
-        code: str,
-        balance: Balance | None,
-        answer: str | None,
-        error: str | None,
-    ) -> None: ...
+    async def record_balance(self, row: BalanceAnswer) -> None: ...
 
-    async def record_keepalive(
-        self,
-        iccid: str,
-        *,
-        at: float,
-        slot: str,
-        action: str,
-        answer: str | None,
-        error: str | None,
-    ) -> None: ...
+    async def record_keepalive(self, row: KeepaliveAction) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -212,12 +194,9 @@ class SimUpkeep:
         answer = await ask(policy.ussd)
         now = self.clock()
         await self.ledger.record_keepalive(
-            sim.iccid,
-            at=now,
-            slot=slot,
-            action=f"ussd {policy.ussd}",
-            answer=answer.text or answer.raw,
-            error=answer.error,
+            KeepaliveAction(
+                sim.iccid, now, slot, f"ussd {policy.ussd}", answer.text or answer.raw, answer.error
+            )
         )
         if answer.error is not None:
             log.warning("%s: keep-alive %s failed: %s", slot, policy.ussd, answer.error)
@@ -243,13 +222,16 @@ class SimUpkeep:
             except UnreadableAnswer as exc:
                 error = str(exc)
         await self.ledger.record_balance(
-            sim.iccid,
-            at=now,
-            slot=slot,
-            code=recipe.code,
-            balance=read,
-            answer=answer.text or answer.raw,
-            error=error,
+            BalanceAnswer(
+                sim.iccid,
+                now,
+                slot,
+                recipe.code,
+                read.amount if read else None,
+                read.currency if read else None,
+                answer.text or answer.raw,
+                error,
+            )
         )
         if read is None:
             log.warning("%s: balance %s of SIM %s: %s", slot, recipe.code, sim.iccid, error)
@@ -298,38 +280,8 @@ class StoreUpkeepLedger:
 
         return await self._store.read(lookup)
 
-    async def record_balance(
-        self,
-        iccid: str,
-        *,
-        at: float,
-        slot: str,
-        code: str,
-        balance: Balance | None,
-        answer: str | None,
-        error: str | None,
-    ) -> None:
-        await self._store.record_balance(
-            iccid,
-            at=at,
-            slot=slot,
-            code=code,
-            amount=balance.amount if balance else None,
-            currency=balance.currency if balance else None,
-            answer=answer,
-            error=error,
-        )
+    async def record_balance(self, row: BalanceAnswer) -> None:
+        await self._store.record_balance(row)
 
-    async def record_keepalive(
-        self,
-        iccid: str,
-        *,
-        at: float,
-        slot: str,
-        action: str,
-        answer: str | None,
-        error: str | None,
-    ) -> None:
-        await self._store.record_keepalive(
-            iccid, at=at, slot=slot, action=action, answer=answer, error=error
-        )
+    async def record_keepalive(self, row: KeepaliveAction) -> None:
+        await self._store.record_keepalive(row)

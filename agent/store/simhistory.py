@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 
+from agent.status import BalanceAnswer, KeepaliveAction
 from agent.store.models import (
     HISTORY_PER_SIM,
     BaseModel,
@@ -27,43 +29,14 @@ def _trim(model: type[BaseModel], iccid: str, order: object) -> None:
     model.delete().where((model.iccid == iccid) & model.id.not_in(keep)).execute()
 
 
-def record_balance(
-    iccid: str,
-    *,
-    at: datetime,
-    slot: str | None,
-    code: str,
-    amount: float | None,
-    currency: str | None,
-    answer: str | None,
-    error: str | None,
-) -> None:
-    SimBalance.insert(
-        iccid=iccid,
-        at=at,
-        slot=slot,
-        code=code,
-        amount=amount,
-        currency=currency,
-        answer=answer,
-        error=error,
-    ).execute()
-    _trim(SimBalance, iccid, SimBalance.at.desc())
+def record_balance(row: BalanceAnswer) -> None:
+    SimBalance.insert(**asdict(row)).execute()
+    _trim(SimBalance, row.iccid, SimBalance.at.desc())
 
 
-def record_keepalive(
-    iccid: str,
-    *,
-    at: datetime,
-    slot: str | None,
-    action: str,
-    answer: str | None,
-    error: str | None,
-) -> None:
-    SimKeepalive.insert(
-        iccid=iccid, at=at, slot=slot, action=action, answer=answer, error=error
-    ).execute()
-    _trim(SimKeepalive, iccid, SimKeepalive.at.desc())
+def record_keepalive(row: KeepaliveAction) -> None:
+    SimKeepalive.insert(**asdict(row)).execute()
+    _trim(SimKeepalive, row.iccid, SimKeepalive.at.desc())
 
 
 def record_stay(iccid: str, slot: str, seen: datetime) -> None:

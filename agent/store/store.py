@@ -24,6 +24,7 @@ from peewee import SqliteDatabase
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
+from agent.status import BalanceAnswer, KeepaliveAction
 from agent.store import datadir, facts, ingest, integrity, outbox, simhistory
 from agent.store.blocking import (
     ADDED,
@@ -489,59 +490,17 @@ class Store:
         await self._write(job, f"set the number of SIM {iccid}")
         self._notify_ready()  # messages waiting for a known number may go now
 
-    async def record_balance(
-        self,
-        iccid: str,
-        *,
-        code: str,
-        slot: str | None,
-        amount: float | None,
-        currency: str | None,
-        answer: str | None,
-        error: str | None,
-        at: datetime | float | None = None,
-    ) -> None:
+    async def record_balance(self, row: BalanceAnswer) -> None:
         """Keep one balance question's outcome: the amount, or the answer and what was
         wrong with it (nothing the operator said is lost)."""
-        moment = to_utc(at) if at is not None else _now()
         await self._write(
-            partial(
-                simhistory.record_balance,
-                iccid,
-                at=moment,
-                slot=slot,
-                code=code,
-                amount=amount,
-                currency=currency,
-                answer=answer,
-                error=error,
-            ),
-            f"record the balance of SIM {iccid}",
+            partial(simhistory.record_balance, row), f"record the balance of SIM {row.iccid}"
         )
 
-    async def record_keepalive(
-        self,
-        iccid: str,
-        *,
-        action: str,
-        slot: str | None,
-        answer: str | None,
-        error: str | None,
-        at: datetime | float | None = None,
-    ) -> None:
-        """Keep one keep-alive action and its outcome (``error`` None: it worked)."""
-        moment = to_utc(at) if at is not None else _now()
+    async def record_keepalive(self, row: KeepaliveAction) -> None:
+        """Keep one keep-alive action and its outcome."""
         await self._write(
-            partial(
-                simhistory.record_keepalive,
-                iccid,
-                at=moment,
-                slot=slot,
-                action=action,
-                answer=answer,
-                error=error,
-            ),
-            f"record a keep-alive of SIM {iccid}",
+            partial(simhistory.record_keepalive, row), f"record a keep-alive of SIM {row.iccid}"
         )
 
     async def log_event(

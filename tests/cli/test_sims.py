@@ -14,7 +14,7 @@ import pytest
 
 from agent.cli import main
 from agent.control.server import ControlServer
-from agent.status import SimRow
+from agent.status import BalanceAnswer, SimRow
 from agent.store import Store
 
 ICCID, OTHER = "8970101234567890001", "8970199000000000002"
@@ -30,9 +30,10 @@ async def _fill(db: Path) -> None:
         )  # fmt: skip
         await store.upsert_sim(OTHER, operator="25099", slot="usb-1.2", seen_at=now)
         await store.record_balance(
-            ICCID, code="*100#", slot="usb-1.1", amount=3.25, currency="RUB",
-            answer="Баланс:3,25р", error=None, at=now,
-        )  # fmt: skip
+            BalanceAnswer(
+                ICCID, now.timestamp(), "usb-1.1", "*100#", 3.25, "RUB", "Баланс:3,25р", None
+            )
+        )
     finally:
         await store.close()
 

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+from agent.status import BalanceAnswer, KeepaliveAction
 from agent.store import Store, queries
 from agent.store.models import HISTORY_PER_SIM
 from tests.store.conftest import ICCID, OTHER_ICCID, T0, count_rows, ingest, pdus
@@ -31,29 +32,17 @@ async def test_slots_sms_balance_and_keepalive_per_sim_across_a_swap_and_a_prune
         await ingest(store, pdus("today")[0], index=10, read_at=recent)
         await ingest(store, pdus("other")[0], iccid=OTHER_ICCID, index=11, read_at=recent)
         await store.prune(T0 + 31 * DAY)  # the three old messages go
+        at = recent.timestamp()
         await store.record_balance(
-            ICCID,
-            code="*100#",
-            slot="1.1.2",
-            amount=12.5,
-            currency="RUB",
-            answer="Баланс:12,50р",
-            error=None,
-            at=recent,
+            BalanceAnswer(ICCID, at, "1.1.2", "*100#", 12.5, "RUB", "Баланс:12,50р", None)
         )
         await store.record_balance(
-            ICCID,
-            code="*100#",
-            slot="1.1.2",
-            amount=None,
-            currency=None,
-            answer="Сервис недоступен",
-            error="no amount in the answer to *100#",
-            at=recent + timedelta(hours=1),
-        )
-        await store.record_keepalive(
-            ICCID, action="ussd *321#", slot="1.1.2", answer="ok", error=None, at=recent
-        )
+            BalanceAnswer(
+                ICCID, at + 3600, "1.1.2", "*100#", None, None, "Сервис недоступен",
+                "no amount in the answer to *100#",
+            )
+        )  # fmt: skip
+        await store.record_keepalive(KeepaliveAction(ICCID, at, "1.1.2", "ussd *321#", "ok", None))
         now = (recent + timedelta(hours=2)).timestamp()
         rows = await store.read(
             lambda: queries.sims(
@@ -95,20 +84,15 @@ async def test_history_tables_are_bounded_per_sim(db_path: Path) -> None:
         await asyncio.gather(
             *(
                 store.record_balance(
-                    ICCID,
-                    code="*100#",
-                    slot="1.1.1",
-                    amount=float(n),
-                    currency="RUB",
-                    answer=None,
-                    error=None,
-                    at=at,
+                    BalanceAnswer(
+                        ICCID, at.timestamp(), "1.1.1", "*100#", float(n), "RUB", None, None
+                    )
                 )
                 for n, at in enumerate(days)
             ),
             *(
                 store.record_keepalive(
-                    ICCID, action="ussd *321#", slot="1.1.1", answer=None, error=None, at=at
+                    KeepaliveAction(ICCID, at.timestamp(), "1.1.1", "ussd *321#", None, None)
                 )
                 for at in days
             ),
