@@ -51,6 +51,7 @@ from agent.errors import (
     CommandTimeout,
     PortBusy,
     PortGone,
+    StoreError,
     StoreNotWritable,
 )
 from agent.logs import LogLimiter, get_logger
@@ -605,19 +606,27 @@ class ModemWorker:
             await self._check_upkeep(balance_now=True)
 
     async def _check_upkeep(self, *, balance_now: bool) -> None:
-        if self._upkeep is None or self._sim is None or self._setup is None:
+        upkeep, sim, setup = self._upkeep, self._sim, self._setup
+        if upkeep is None or sim is None or setup is None:
             return
-        view = await self._upkeep.check(
-            self.session,
-            self._sim,
-            slot=self.slot,
-            vendor=self._setup.vendor,
-            answers=self._ussd_answers,
-            command_timeout=self.settings.command_timeout,
-            answer_within=self.settings.ussd_answer_within,
-            registered=self.status.registered,
-            balance_now=balance_now,
-        )
+        try:
+            view = await upkeep.check(
+                self.session,
+                sim,
+                slot=self.slot,
+                vendor=setup.vendor,
+                answers=self._ussd_answers,
+                command_timeout=self.settings.command_timeout,
+                answer_within=self.settings.ussd_answer_within,
+                registered=self.status.registered,
+                balance_now=balance_now,
+            )
+        except StoreError as exc:
+            # The store cannot keep the answer now (full, read-only): looked at again later;
+            # the SMS, which the store's state concerns, are handled on their own path.
+            self._errors.warning("upkeep", self.slot, "%s: SIM upkeep: %s", self.slot, exc)
+            self._arm(_Tick.UPKEEP, upkeep.check_every)
+            return
         self._publish(
             balance=view.balance.amount if view.balance else None,
             balance_currency=view.balance.currency if view.balance else None,
