@@ -17,7 +17,7 @@ from typing import Any
 from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
 from agent.status import SIM_COLUMNS, SIM_LEGEND, SimRow
 
-HELP = "list every SIM ever seen: slot, number, balance, active until, SMS, earned"
+HELP = "list every SIM ever seen: slot, number, balance, active until, SMS, earned, calls"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -374,9 +374,7 @@ def number_probes(iccid: str | None = None, limit: int = 100) -> list[ProbeRecor
 def last_probes() -> dict[str, ProbeRecord]:
     """The newest number probe of each SIM that ever probed, by ICCID (the SIMs screen:
     why a number is still unknown, or that it came by SMS)."""
-    newest = NumberProbe.select(fn.MAX(NumberProbe.id)).group_by(NumberProbe.iccid)
-    rows = NumberProbe.select().where(NumberProbe.id.in_(newest))
-    return {row.iccid: _probe_record(row) for row in rows}
+    return {row.iccid: _probe_record(row) for row in _newest_of_each_sim(NumberProbe)}
 
 
 def incoming_calls(iccid: str | None = None, limit: int = 100) -> list[CallRecord]:
@@ -409,9 +407,13 @@ def calls_per_sim(since: datetime | float | None = None) -> dict[str, int]:
 
 def last_calls() -> dict[str, CallRecord]:
     """The newest call of each SIM that ever rang, by ICCID."""
-    newest = IncomingCall.select(fn.MAX(IncomingCall.id)).group_by(IncomingCall.iccid)
-    rows = IncomingCall.select().where(IncomingCall.id.in_(newest))
-    return {row.iccid: _call_record(row) for row in rows}
+    return {row.iccid: _call_record(row) for row in _newest_of_each_sim(IncomingCall)}
+
+
+def _newest_of_each_sim(model: type[NumberProbe] | type[IncomingCall]) -> Iterator:
+    """The newest row (highest id) of each ICCID in ``model``'s table, in one query."""
+    newest = model.select(fn.MAX(model.id)).group_by(model.iccid)
+    return iter(model.select().where(model.id.in_(newest)))
 
 
 def sims(
