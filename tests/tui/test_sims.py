@@ -66,3 +66,24 @@ def test_sims_screen_in_a_real_terminal(tmp_path: Path) -> None:
             session.send("q")
         finally:
             session.close()
+
+
+async def test_sims_screen_reads_the_database_when_the_agent_is_down(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    from tests.tui.test_offline import make_database
+
+    db_path = await make_database(tmp_path / "simedge.db")
+    app = make_app(socket_path, db_path)  # nothing listens on the socket
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: app.view.snapshot.modems)
+        assert not app.view.live
+        await pilot.press("7")
+        await until(pilot, lambda: isinstance(app.screen, SimsScreen))
+        table = app.screen.query_one("#sims", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert cell(table, "8970100000000000000", "SLOT") == "(1-1.1)"  # last seen there
+        assert cell(table, "8970100000000000000", "NUMBER") == "+79161234500"
+        assert cell(table, "8970100000000000000", "ALL") == "2"
+        summary = app.screen.query_one("#sims-summary", Static).render()
+        assert "1 SIM(s) seen, 0 in a slot now" in str(summary)
