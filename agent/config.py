@@ -104,22 +104,71 @@ def _token_problem(value: str) -> str | None:
     return None
 
 
+def _recipe_problem(network: str, recipe: object, third: str) -> str | None:
+    """What is wrong with one USSD recipe table of ``[modems.ussd]`` or ``[sims.balance]``:
+    ``code``, ``pattern`` and ``third`` (region or currency), all strings."""
+    if problem := _network_problem(network):
+        return problem
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
+        return f'"{network}": expected a table with code = "*...#"'
+    unknown = set(recipe) - {"code", "pattern", third}
+    if unknown:
+        return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, {third})'
+    if not all(isinstance(value, str) for value in recipe.values()):
+        return f'"{network}": code, pattern and {third} must be strings'
+    return None
+
+
 def _ussd_problem(recipes: dict[str, Any]) -> str | None:
     """Each entry: "MCCMNC" = {code = "*100#", pattern = "regex with a number", region = "RU"}."""
     for network, recipe in recipes.items():
-        if not (network.isdigit() and len(network) in (5, 6)):
-            return f'"{network}": expected the network as MCC+MNC, 5 or 6 digits'
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("code"), str):
-            return f'"{network}": expected a table with code = "*...#"'
-        unknown = set(recipe) - {"code", "pattern", "region"}
-        if unknown:
-            return f'"{network}": unknown key {sorted(unknown)[0]} (known: code, pattern, region)'
-        if not all(isinstance(value, str) for value in recipe.values()):
-            return f'"{network}": code, pattern and region must be strings'
+        if problem := _recipe_problem(network, recipe, "region"):
+            return problem
         try:
             re.compile(recipe.get("pattern", ""))
         except re.error as exc:
             return f'"{network}": pattern is not a regular expression: {exc}'
+    return None
+
+
+def _network_problem(network: str) -> str | None:
+    if not (network.isdigit() and len(network) in (5, 6)):
+        return f'"{network}": expected the network as MCC+MNC, 5 or 6 digits'
+    return None
+
+
+def _balance_problem(recipes: dict[str, Any]) -> str | None:
+    """Each entry: "MCCMNC" = {code = "*100#", pattern = "...(?P<amount>...)", currency}."""
+    for network, recipe in recipes.items():
+        if problem := _recipe_problem(network, recipe, "currency"):
+            return problem
+        if recipe.get("pattern"):
+            # Loaded here only when a pattern is configured: it brings the regex package.
+            from agent.modem.balance import balance_pattern_problem
+
+            if problem := balance_pattern_problem(recipe["pattern"]):
+                return f'"{network}": pattern {problem}'
+    return None
+
+
+def _keepalive_problem(policies: dict[str, Any]) -> str | None:
+    """Each entry: "MCCMNC" = {days = 90, ussd = "*100#"}."""
+    for network, policy in policies.items():
+        if problem := _network_problem(network):
+            return problem
+        if not isinstance(policy, dict):
+            return f'"{network}": expected a table with days and ussd'
+        unknown = set(policy) - {"days", "ussd"}
+        if unknown:
+            return (
+                f'"{network}": unknown key {sorted(unknown)[0]} (known: days, ussd; an SMS'
+                " action is not supported by this version)"
+            )
+        days = policy.get("days")
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 1 <= days <= 3650:
+            return f'"{network}": days must be a number from 1 to 3650, got {days!r}'
+        if not isinstance(policy.get("ussd"), str) or not policy["ussd"].strip():
+            return f'"{network}": expected ussd = "*...#", the code to dial as the keep-alive'
     return None
 
 
@@ -303,6 +352,52 @@ SCHEMA: dict[str, dict[str, Key]] = {
             item_type=dict,
         ),
     },
+    "sims": {
+        "balance_interval": Key(
+            (int, float),
+            86400,
+            "seconds between balance questions to each SIM (each at its own time of day)",
+            lambda v: None if v >= 600 else "expected at least 600 seconds",
+        ),
+        "balance_fresh": Key(
+            (int, float),
+            172800,
+            "seconds a balance is told to OnlineSim (sendNumbersOnline) after it was read",
+            _positive,
+        ),
+        "low_balance": Key(
+            (int, float),
+            0,
+            "a balance below this is shown as low and alerted on (in the SIM's currency)",
+        ),
+        "balance": Key(
+            dict,
+            {},
+            'balance USSD per network: "MCCMNC" = {code, pattern, currency}',
+            _balance_problem,
+            item_type=dict,
+        ),
+        "keepalive": Key(
+            dict,
+            {},
+            'keep prepaid SIMs alive per network: "MCCMNC" = {days, ussd}; none: off',
+            _keepalive_problem,
+            item_type=dict,
+        ),
+        "probe_sms_per_day": Key(
+            int,
+            0,
+            "SMS a day the site may spend finding unknown numbers by texting another SIM of"
+            " the site (one attempt per SIM a day); 0: never",
+            lambda v: None if 0 <= v <= 1000 else "expected 0 to 1000",
+        ),
+        "probe_timeout": Key(
+            (int, float),
+            600,
+            "seconds a number probe's SMS may take to arrive before it counts as failed",
+            lambda v: None if 10 <= v <= 86400 else "expected 10 to 86400",
+        ),
+    },
     "store": {
         "retention_days": Key(
             (int, float), 30, "days a forwarded SMS is kept before it is pruned", _positive
@@ -334,21 +429,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "the URL OnlineSim reaches this site by (router port forward or relay), without"
             " the webhook path; empty: not known, not checked",
             _public_url_problem,
-        ),
-    },
-    "sims": {
-        "probe_sms_per_day": Key(
-            int,
-            0,
-            "SMS a day the site may spend finding unknown numbers by texting another SIM of"
-            " the site (one attempt per SIM a day); 0: never",
-            lambda v: None if 0 <= v <= 1000 else "expected 0 to 1000",
-        ),
-        "probe_timeout": Key(
-            (int, float),
-            600,
-            "seconds a number probe's SMS may take to arrive before it counts as failed",
-            lambda v: None if 10 <= v <= 86400 else "expected 10 to 86400",
         ),
     },
     "calls": {
@@ -429,9 +509,38 @@ class ModemsConfig:
 
 
 @dataclass(frozen=True)
+class BalanceRecipeConfig:
+    """How to ask one network for the balance: the USSD code, a regular expression with
+    a group ``(?P<amount>...)`` (and optionally ``(?P<currency>...)``), and the currency
+    (ISO 4217) when the answer does not say it."""
+
+    code: str
+    pattern: str = ""
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    """Keep a network's prepaid SIMs alive: dial ``ussd`` before ``days`` pass without."""
+
+    days: float
+    ussd: str
+
+
+@dataclass(frozen=True)
 class SimsConfig:
+    balance_interval: float = 86400
+    balance_fresh: float = 172800
+    low_balance: float = 0
+    balance: Mapping[str, BalanceRecipeConfig] = field(default_factory=dict)
+    keepalive: Mapping[str, KeepaliveConfig] = field(default_factory=dict)
     probe_sms_per_day: int = 0
     probe_timeout: float = 600
+
+    @property
+    def keepalive_days(self) -> dict[str, float]:
+        """MCC+MNC -> days, for the networks a keep-alive policy covers."""
+        return {network: policy.days for network, policy in self.keepalive.items()}
 
 
 @dataclass(frozen=True)
@@ -578,6 +687,17 @@ def from_mapping(
             block=tuple(BlockRuleConfig(**rule) for rule in values["store"]["block"]),
         ),
         sims=SimsConfig(
+            balance_interval=float(values["sims"]["balance_interval"]),
+            balance_fresh=float(values["sims"]["balance_fresh"]),
+            low_balance=float(values["sims"]["low_balance"]),
+            balance={
+                network: BalanceRecipeConfig(**recipe)
+                for network, recipe in values["sims"]["balance"].items()
+            },
+            keepalive={
+                network: KeepaliveConfig(float(policy["days"]), policy["ussd"].strip())
+                for network, policy in values["sims"]["keepalive"].items()
+            },
             probe_sms_per_day=values["sims"]["probe_sms_per_day"],
             probe_timeout=float(values["sims"]["probe_timeout"]),
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -116,10 +117,171 @@ class ModemStatus:
     registered: bool = False
     storage_used: int | None = None
     storage_total: int | None = None
+    # The SIM's upkeep (agent.modem.upkeep): the last balance read by USSD (amount,
+    # currency, unix time) and, where a keep-alive policy applies, its deadline.
+    balance: float | None = None
+    balance_currency: str | None = None
+    balance_at: float | None = None
+    active_until: float | None = None
     updated_at: float = 0.0  # unix time of this snapshot
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
+
+
+@dataclass(frozen=True)
+class BalanceAnswer:
+    """One balance question to a SIM and what came of it: the amount read, or ``error``
+    saying why none was; ``answer`` is the operator's text as decoded, kept either way."""
+
+    iccid: str
+    at: float  # unix time
+    slot: str | None
+    code: str
+    amount: float | None
+    currency: str | None
+    answer: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class KeepaliveAction:
+    """One keep-alive done for a SIM (``action``: "ussd CODE"); ``error`` None: it worked."""
+
+    iccid: str
+    at: float  # unix time
+    slot: str | None
+    action: str
+    answer: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SimStayRecord:
+    """A SIM in one slot from ``since`` to ``until`` (unix times)."""
+
+    slot: str
+    since: float
+    until: float
+
+
+@dataclass(frozen=True)
+class SimRow:
+    """One SIM ever seen on the site, by ICCID, across swaps and restarts: what
+    ``simedge sims`` prints and the dashboard's SIMs screen shows.
+
+    ``slot`` is where it is now or was last (``in_slot``: seen there by the running
+    agent). Balance: the newest amount read and when; ``balance_error`` is the newest
+    question's failure when it came after that amount. ``active_until`` only where a
+    keep-alive policy covers the SIM's network. ``earned`` is what OnlineSim reported
+    when it listed the number for take-off. ``calls`` counts the calls that rang on it
+    (recorded and rejected, docs/sims.md), ``last_caller`` the newest one's caller ID
+    (None: withheld or no call). ``probe_state`` is its newest number probe's state (an
+    SMS to another SIM of the site that tells its number) and ``probe_error`` why it
+    failed, when it did.
+    """
+
+    iccid: str
+    slot: str | None
+    in_slot: bool
+    number: str | None
+    number_source: str | None
+    operator: str | None
+    first_seen: float
+    last_seen: float
+    balance: float | None = None
+    balance_currency: str | None = None
+    balance_at: float | None = None
+    balance_low: bool = False
+    balance_error: str | None = None
+    active_until: float | None = None
+    keepalive_at: float | None = None
+    keepalive_error: str | None = None
+    sms_today: int = 0
+    sms_7d: int = 0
+    sms_all: int = 0
+    earned: float | None = None
+    calls: int = 0
+    last_caller: str | None = None
+    last_call_at: float | None = None
+    probe_state: str | None = None
+    probe_error: str | None = None
+    stays: tuple[SimStayRecord, ...] = ()
+
+    @property
+    def swaps(self) -> int:
+        """Times the SIM was seen in another slot than before."""
+        return max(0, len(self.stays) - 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**to_json(self), "swaps": self.swaps}
+
+    def cells(self, now: float) -> tuple[str, ...]:
+        """The row as ``simedge sims`` and the SIMs screen print it, in ``SIM_COLUMNS``."""
+        slot = self.slot or "-"
+        if self.slot and not self.in_slot:
+            slot = f"({self.slot})"
+        if self.balance is None:
+            balance = "unreadable" if self.balance_error else "?"
+        else:
+            balance = f"{self.balance:.2f} {self.balance_currency or ''}".strip()
+            if self.balance_low:
+                balance += " LOW"
+        active = "-" if self.active_until is None else _day(self.active_until)
+        if self.active_until is not None and self.active_until < now:
+            active += "!"
+        return (
+            slot,
+            self.number or "?",
+            balance,
+            active,
+            str(self.sms_today),
+            str(self.sms_7d),
+            str(self.sms_all),
+            "-" if self.earned is None else f"{self.earned:g}",
+            str(self.calls),
+            self.last_caller or "-",
+            self.number_source or "-",
+            self._probe_cell(),
+            self.operator or "-",
+            self.iccid,
+        )
+
+    def _probe_cell(self) -> str:
+        if self.probe_state is None:
+            return "-"
+        if self.probe_error:
+            return f"{self.probe_state}: {self.probe_error}"
+        return self.probe_state
+
+
+SIM_COLUMNS: tuple[tuple[str, int], ...] = (
+    # (heading, width) of SimRow.cells: what a person reads first goes left, so that the
+    # first eight fit 80 columns; the ICCID, which identifies the card, last.
+    ("SLOT", 7),
+    ("NUMBER", 12),
+    ("BALANCE", 12),
+    ("UNTIL", 11),
+    ("TODAY", 5),
+    ("7D", 4),
+    ("ALL", 5),
+    ("EARNED", 6),
+    ("CALLS", 5),
+    ("CALLER", 12),
+    ("SOURCE", 6),
+    ("PROBE", 10),
+    ("NET", 6),
+    ("ICCID", 20),
+)
+SIM_LEGEND = (
+    "(slot): out of the hub, last seen there. LOW: balance below [sims] low_balance."
+    " UNTIL: active until (keep-alive); ! past it. CALLER: the last call's."
+    " PROBE: the last number probe by SMS (failed: why)"
+)
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,12 @@ from agent.clock import WallClockWatch, kernel_clock_synchronized
 from agent.config import Config
 from agent.control.block_rules import BlockRuleOps
 from agent.control.protocol import (
+    AskBalance,
     CheckHealth,
     EventKind,
     ListMessages,
     ListOutbox,
+    ListSims,
     Rescan,
     ResetModem,
     Retry,
@@ -60,6 +62,7 @@ from agent.modem.fleet import Fleet
 from agent.modem.hotplug import PortWatcher
 from agent.modem.own_number import StoreNumberBook
 from agent.modem.probe import NumberProber, ProbeSettings
+from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
 from agent.modem.worker import WorkerCommand, WorkerSettings
 from agent.status import (
     FACT_UPLINK,
@@ -69,6 +72,7 @@ from agent.status import (
     ModemStatus,
     PublicUrlState,
     PublicUrlStatus,
+    SimRow,
     SiteSnapshot,
     UplinkStatus,
 )
@@ -112,8 +116,14 @@ class Agent:
         worker_settings: WorkerSettings | None = None,
         notifier: Notifier | None = None,
         hotplug_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+        upkeep_check: float = 3600.0,
     ) -> None:
         self.config = config
+        # The wall clock of SIM upkeep (balance schedule and freshness, keep-alive
+        # deadlines): days pass in a test by moving it; see agent.modem.upkeep.
+        self.clock = clock
+        self.upkeep_check = upkeep_check
         self.auto_discovery = auto_discovery
         self.by_path_dir = by_path_dir
         self.worker_settings = worker_settings or WorkerSettings.from_config(config.modems)
@@ -201,6 +211,7 @@ class Agent:
         await self.marks.load()
         marks = self.marks
         self.metrics.read_swap_due(lambda: len(marks.open_marks()))
+        self.metrics.read_sim_balances(self._live_modems, config.sims.low_balance)
         self.numbers = NumbersSync(
             self.client,
             store,
@@ -211,6 +222,8 @@ class Agent:
             takeoff_offline=config.onlinesim.takeoff_action == "offline",
             debounce=config.onlinesim.numbers_debounce,
             heartbeat=config.onlinesim.numbers_heartbeat,
+            balance_fresh=config.sims.balance_fresh,
+            clock=self.clock,
         )
         self.pump = OutboxPump(
             self.client,
@@ -245,6 +258,12 @@ class Agent:
             settings=self.worker_settings,
             number_book=StoreNumberBook(store),
             ussd_recipes=own_number.recipes(config.modems.ussd),
+            upkeep=SimUpkeep.from_config(
+                config.sims,
+                StoreUpkeepLedger(store),
+                check_every=self.upkeep_check,
+                clock=self.clock,
+            ),
             on_change=self._modem_changed,
             call_settings=CallSettings(
                 forward_template=config.calls.forward_text if config.calls.forward else None
@@ -598,6 +617,23 @@ class Agent:
         self._takeoff_marked()
         return f"take-off mark of {request.iccid} cleared"
 
+    @handles(ListSims)
+    async def _op_sims(self, _: ListSims) -> tuple[SimRow, ...]:
+        store, _fleet = self._serving()
+        return tuple(await store.read(self.sim_rows))
+
+    @handles(AskBalance)
+    async def _op_sim_balance(self, request: AskBalance) -> str:
+        _store, fleet = self._serving()
+        for status in fleet.modems():
+            if request.sim in (status.slot, status.iccid) and status.iccid:
+                fleet.command(status.slot, WorkerCommand.CHECK_BALANCE)
+                return (
+                    f"balance of SIM {status.iccid} in slot {status.slot} asked;"
+                    " the answer shows in `simedge sims` and on the dashboard"
+                )
+        raise ControlError(f"no SIM in a slot named {request.sim!r} or with that ICCID")
+
     async def _set_number(self, iccid: str, number: str) -> str:
         assert self.store is not None
         assert self.fleet is not None
@@ -607,6 +643,21 @@ class Agent:
                 self.fleet.command(status.slot, WorkerCommand.REFRESH_NUMBER)
         await self.store.log_event("sim", f"number set by hand to {number}", iccid=iccid)
         return f"number of {iccid} set to {number}"
+
+    def sim_rows(self) -> list[SimRow]:
+        """Every SIM ever seen (a read on the store's thread: see queries.sims)."""
+        assert self.fleet is not None
+        in_slots = {
+            status.iccid: status.slot
+            for status in self.fleet.modems()
+            if status.iccid and status.state is not ModemState.GONE
+        }
+        return queries.sims(
+            self.clock(),
+            in_slots=in_slots,
+            low_balance=self.config.sims.low_balance,
+            keepalive_days=self.config.sims.keepalive_days,
+        )
 
     async def snapshot(self) -> SiteSnapshot:
         assert self.store is not None

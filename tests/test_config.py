@@ -121,7 +121,7 @@ def test_check_config_refuses_a_world_readable_key_file_with_exit_2(tmp_path: Pa
         (
             lambda t: t + "\n[modem]\nports = []\n",
             "[modem]: unknown section "
-            "(known: onlinesim, site, modems, store, webhook, sims, calls, control, logging)",
+            "(known: onlinesim, site, modems, sims, store, webhook, calls, control, logging)",
         ),
         (
             lambda t: t + "\n[sims]\nprobe_sms_per_day = -1\n",

@@ -335,6 +335,7 @@ DOCUMENTED_BASES = (
     "httpcore.AsyncNetworkBackend",  # httpcore: custom network backends
     "httpcore.AsyncNetworkStream",
     "peewee.",  # peewee: models and custom fields
+    "prometheus_client.registry.Collector",  # prometheus_client: custom collectors
     "tenacity.wait.wait_base",  # tenacity: custom wait strategies
     "textual.",  # Textual: apps, screens, widgets and messages are subclassed
 )

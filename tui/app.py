@@ -27,6 +27,7 @@ from tui.screens.log import LogScreen
 from tui.screens.messages import MessagesScreen
 from tui.screens.outbox import OutboxScreen
 from tui.screens.overview import OverviewScreen, SlotDetailScreen
+from tui.screens.sims import SimsScreen
 from tui.screens.takeoff import TakeoffScreen
 from tui.view import SiteView
 from tui.widgets.header import TABS
@@ -45,6 +46,7 @@ class SimedgeApp(App[None]):
         "takeoff": TakeoffScreen,
         "charts": ChartsScreen,
         "log": LogScreen,
+        "sims": SimsScreen,
     }
     BINDINGS = [  # noqa: RUF012
         *(

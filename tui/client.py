@@ -37,6 +37,7 @@ from agent.control.protocol import (
     ListBlockRules,
     ListMessages,
     ListOutbox,
+    ListSims,
     Request,
     ShowMessage,
     TakeSnapshot,
@@ -48,6 +49,7 @@ from agent.status import (
     MessageSummary,
     ModemStatus,
     PublicUrlStatus,
+    SimRow,
     SiteSnapshot,
     UplinkStatus,
 )
@@ -271,6 +273,13 @@ class AgentLink:
     async def outbox(self) -> list[MessageSummary]:
         """Messages waiting: pending, backing off, dead."""
         return list(await self.call(ListOutbox()))
+
+    async def sims(self) -> list[SimRow]:
+        """Every SIM ever seen (only the running agent knows which are in a slot now);
+        from the database when offline."""
+        if not self.live and self.db_path is not None:
+            return list(await self._offline_read(offline.read_offline_sims, self.db_path))
+        return list(await self.call(ListSims()))
 
     async def block_rules(self) -> list[BlockRuleStatus]:
         """The block rules in force (only the running agent knows the configured ones)."""

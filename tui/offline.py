@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from agent.errors import StoreError
-from agent.status import MessageDetail, MessageSummary, SiteSnapshot, UplinkStatus
+from agent.status import MessageDetail, MessageSummary, SimRow, SiteSnapshot, UplinkStatus
 from agent.store import queries
 
 RECENT_EVENTS = 200
@@ -63,6 +63,15 @@ def read_message_detail(path: str | Path, message_id: int) -> MessageDetail:
     if detail is None:
         raise StoreError(f"{path}: no message {message_id}")
     return detail
+
+
+def read_offline_sims(path: str | Path, *, now: float | None = None) -> tuple[SimRow, ...]:
+    """Every SIM ever seen, from the database at ``path``: no SIM is in a slot (nobody
+    watches them), each is where it was last seen. The dashboard has no configuration
+    here, so no balance is marked low and no keep-alive deadline is computed."""
+    now = time.time() if now is None else now
+    with queries.reading(path):
+        return tuple(queries.sims(now))
 
 
 def _minute(at: float) -> str:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "status": "status",
     "db": "db",
     "sim": "sim",
+    "sims": "sims",
     "outbox": "outbox",
     "config": "settings",
     "block": "block",

@@ -29,6 +29,9 @@ def configure_sim(parser: argparse.ArgumentParser) -> None:
     set_number.add_argument("iccid", help="the SIM's ICCID (simedge scan shows it)")
     set_number.add_argument("number", help="its number, international: +79161234567")
     add_config_argument(set_number)
+    balance = sub.add_parser("balance", help="ask a SIM's balance by USSD now")
+    balance.add_argument("sim", help="the SIM's slot or ICCID (simedge sims shows both)")
+    add_config_argument(balance)
 
 
 def configure_outbox(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,8 @@ def configure_outbox(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sim(args: argparse.Namespace) -> int:
+    if args.sim_command == "balance":
+        return _ask_balance(args)
     import phonenumbers
 
     number = args.number.strip()
@@ -66,6 +71,13 @@ def run_sim(args: argparse.Namespace) -> int:
     return _steer(args, "simedge sim set-number", SetNumber(args.iccid, e164), offline)
 
 
+def _ask_balance(args: argparse.Namespace) -> int:
+    # A USSD question needs the modem, which only the running agent holds: no offline way.
+    from agent.control.protocol import AskBalance
+
+    return _steer(args, "simedge sim balance", AskBalance(args.sim), None)
+
+
 def run_outbox(args: argparse.Namespace) -> int:
     from agent.control.protocol import Retry
 
@@ -85,8 +97,10 @@ def _steer(
     args: argparse.Namespace,
     name: str,
     request: Request[str],
-    offline: Callable[[Store], Awaitable[str]],
+    offline: Callable[[Store], Awaitable[str]] | None,
 ) -> int:
+    """Ask the running agent; when it does not run, do ``offline`` on the database, or
+    (None) say that it needs the agent."""
     from agent import config as config_module
     from agent.control.client import call
     from agent.errors import AgentNotRunning, ConfigError, ControlError, SimedgeError
@@ -100,7 +114,10 @@ def _steer(
         print(call(config.control_socket, request))
         return EXIT_OK
     except AgentNotRunning:
-        pass  # then the database, directly
+        if offline is None:
+            print(f"{name}: the agent is not running; start it first", file=sys.stderr)
+            return EXIT_FAILURE
+        # then the database, directly
     except ControlError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

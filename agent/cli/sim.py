@@ -1,8 +1,8 @@
-"""``simedge sim``: a SIM's own number, set by hand (see agent.cli.manage)."""
+"""``simedge sim``: a SIM's own number set by hand, its balance asked now (agent.cli.manage)."""
 
 from agent.cli.manage import configure_sim as configure
 from agent.cli.manage import run_sim as run
 
-HELP = "set a SIM's own number by hand: simedge sim set-number ICCID +NUMBER"
+HELP = "a SIM by hand: simedge sim set-number ICCID +NUMBER, simedge sim balance SLOT|ICCID"
 
 __all__ = ["HELP", "configure", "run"]

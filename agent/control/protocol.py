@@ -61,6 +61,7 @@ from agent.status import (
     MessageSummary,
     ModemStatus,
     PublicUrlStatus,
+    SimRow,
     SiteSnapshot,
     UplinkStatus,
     from_json,
@@ -92,6 +93,8 @@ class Op(StrEnum):
     REMOVE_BLOCK_RULE = "remove_block_rule"
     RETRY = "retry"
     TAKEOFF_DONE = "takeoff_done"
+    SIMS = "sims"
+    SIM_BALANCE = "sim_balance"
 
 
 R = TypeVar("R")
@@ -242,6 +245,19 @@ class TakeoffDone(Request[str], op=Op.TAKEOFF_DONE):
     """The SIM was swapped by hand: clear its take-off mark."""
 
     iccid: str
+
+
+@dataclass(frozen=True)
+class ListSims(Request[tuple[SimRow, ...]], op=Op.SIMS):
+    """Every SIM ever seen, by ICCID: slot, number and its source, balance, active until,
+    calls, SMS today / 7 days / all, earned."""
+
+
+@dataclass(frozen=True)
+class AskBalance(Request[str], op=Op.SIM_BALANCE):
+    """Ask the balance of the SIM in slot ``sim`` (or with ICCID ``sim``) now, by USSD."""
+
+    sim: str
 
 
 class EventKind(StrEnum):

@@ -29,6 +29,7 @@ from agent.modem.calls import CallSettings
 from agent.modem.discovery import PortGroup, probe_group, split_by_identity
 from agent.modem.hotplug import Change, PortWatcher
 from agent.modem.own_number import NumberBook, UssdRecipe
+from agent.modem.upkeep import SimUpkeep
 from agent.modem.worker import ModemWorker, WorkerCommand, WorkerSettings
 from agent.status import ModemState, ModemStatus
 from agent.store import Store
@@ -58,6 +59,7 @@ class Fleet:
         settings: WorkerSettings,
         number_book: NumberBook,
         ussd_recipes: Mapping[str, UssdRecipe],
+        upkeep: SimUpkeep | None = None,
         on_change: Callable[[ModemStatus], None] = lambda status: None,
         reprobe: ReprobeBackoff | None = None,
         probe_timeout: float = 0.5,
@@ -68,6 +70,7 @@ class Fleet:
         self.settings = settings
         self.number_book = number_book
         self.ussd_recipes = ussd_recipes
+        self.upkeep = upkeep
         self.on_change = on_change
         self.reprobe = reprobe or ReprobeBackoff()
         self.probe_timeout = probe_timeout
@@ -228,6 +231,7 @@ class Fleet:
                 settings=self.settings,
                 number_book=self.number_book,
                 ussd_recipes=self.ussd_recipes,
+                upkeep=self.upkeep,
                 label=group.label,
                 usb_path=group.key,
                 call_recorder=self.store,

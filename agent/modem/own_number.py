@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Protocol
 import phonenumbers
 
 from agent.config import UssdRecipeConfig
-from agent.errors import AtParseError, CommandFailed, CommandTimeout
+from agent.errors import AtParseError, CommandFailed
 from agent.logs import get_logger
+from agent.modem import ussd
 from agent.modem.session import AtSession
-from agent.modem.vendors import UssdCoding, VendorProfile
-from agent.protocol import commands, gsm7
-from agent.protocol.commands import UssdStatus
+from agent.modem.vendors import VendorProfile
+from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
 from agent.status import NumberSource
 
@@ -168,19 +168,6 @@ async def read_cnum(session: AtSession) -> str | None:
     return None
 
 
-def ussd_request(code: str, vendor: VendorProfile) -> str:
-    """The ``AT+CUSD`` line for ``code``, written as ``vendor`` wants it (Huawei sticks
-    want it GSM 7-bit packed)."""
-    if vendor.ussd_coding is UssdCoding.GSM7_PACKED_HEX:
-        septets = b"".join(gsm7.encode_chars(code) or ())
-        packed = gsm7.pack_septets(septets)
-        if len(septets) % 8 == 7:
-            # 23.038 6.1.2.3.1: 7 spare bits would read as "@"; they carry CR instead.
-            packed = packed[:-1] + bytes((packed[-1] | (0x0D << 1),))
-        code = packed.hex().upper()
-    return f'AT+CUSD=1,"{code}",15'
-
-
 async def ask_ussd(
     session: AtSession,
     recipe: UssdRecipe,
@@ -189,37 +176,20 @@ async def ask_ussd(
     *,
     answer_within: float = 20.0,
 ) -> str | None:
-    """Send the recipe's code and wait for the ``+CUSD`` answer on ``answers`` (the
-    worker forwards that URC there); the number in it, or None."""
-    while not answers.empty():
-        answers.get_nowait()  # an old answer belongs to an old question
-    try:
-        await session.command(ussd_request(recipe.code, vendor))
-    except (CommandFailed, CommandTimeout) as exc:
-        log.info("%s: USSD %s: %s", session.name, recipe.code, exc)
-        return None
-    try:
-        async with asyncio.timeout(answer_within):
-            answer = (await answers.get()).response
-    except TimeoutError:
-        log.info("%s: USSD %s: no answer in %gs", session.name, recipe.code, answer_within)
-        return None
+    """Ask the recipe's code (:func:`agent.modem.ussd.ask`); the number in the answer, or None."""
+    answer = await ussd.ask(
+        session,
+        recipe.code,
+        vendor,
+        answers,
+        answer_within=answer_within,
+    )
     if answer.text is None:
-        log.info("%s: USSD %s: answered %s", session.name, recipe.code, answer.status.name)
         return None
-    if answer.status is UssdStatus.ACTION_REQUIRED:
-        await _cancel_ussd(session)
-    number = number_from_answer(answer.text or "", recipe)
+    number = number_from_answer(answer.text, recipe)
     if number is None:
         log.info("%s: USSD %s: no number in %r", session.name, recipe.code, answer.text)
     return number
-
-
-async def _cancel_ussd(session: AtSession) -> None:
-    try:
-        await session.command("AT+CUSD=2")
-    except (CommandFailed, CommandTimeout) as exc:
-        log.info("%s: AT+CUSD=2: %s", session.name, exc)
 
 
 async def resolve(

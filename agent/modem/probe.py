@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from agent.errors import CommandFailed, CommandTimeout, PortGone
-from agent.logs import get_logger
+from agent.errors import CommandFailed, CommandTimeout, PortGone, StoreNotWritable
+from agent.logs import LogLimiter, get_logger
 from agent.modem.session import AtSession
 from agent.modem.worker import ModemWorker, WorkerCommand
 from agent.protocol import commands
@@ -121,6 +121,7 @@ class NumberProber:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sending: dict[str, asyncio.Task[None]] = {}  # ICCID -> its probe being sent
+        self._errors = LogLimiter(log)  # a store that stays unwritable: not a line per round
         self._planning = asyncio.Lock()  # one round at a time: each reads what the last began
         store.on_number_found(self._number_found)
 
@@ -144,7 +145,14 @@ class NumberProber:
     async def run(self) -> None:
         try:
             while True:
-                await self.round()
+                try:
+                    await self.round()
+                except StoreNotWritable as exc:
+                    # Full, read-only, I/O error: no probe is started that could not be
+                    # recorded (an SMS costs money); the next round tries again.
+                    self._errors.warning(
+                        "rounds put off", "store", "number probes wait for the store: %s", exc
+                    )
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._settings.interval):

@@ -8,7 +8,9 @@ arrives in one inbox and is handled in order:
 - the health tick, a timer re-armed after each check (``health_interval``), never a
   busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?``, ``+CNMI?`` (still set?) and storage (a sweep
   when anything is stored that was not taken: a notice lost in noise or a hang);
-- commands from outside (:meth:`ModemWorker.send`): reset, trace on/off, refresh number;
+- commands from outside (:meth:`ModemWorker.send`): reset, trace on/off, refresh number,
+  ask the balance now;
+- the upkeep tick: the SIM's balance and keep-alive when due (:mod:`agent.modem.upkeep`);
 - the port going away, which ends the worker with state GONE (discovery decides whether a
   new worker starts when the device comes back).
 
@@ -49,6 +51,7 @@ from agent.errors import (
     CommandTimeout,
     PortBusy,
     PortGone,
+    StoreError,
     StoreNotWritable,
 )
 from agent.logs import LogLimiter, get_logger
@@ -56,6 +59,7 @@ from agent.modem import calls, own_number, startup, vendors
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
 from agent.modem.session import AtSession
 from agent.modem.startup import ModemSetup, SimIdentity
+from agent.modem.upkeep import SimUpkeep
 from agent.protocol import commands
 from agent.protocol.urc import (
     CallEnded,
@@ -102,6 +106,7 @@ class WorkerCommand(StrEnum):
     TRACE_OFF = "trace-off"
     REFRESH_NUMBER = "refresh-number"
     RELOAD_NUMBER = "reload-number"  # learnt elsewhere (a number probe): read it again
+    CHECK_BALANCE = "check-balance"
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,7 @@ class _Tick(StrEnum):
     HEALTH = "health"
     SETUP = "setup"  # boot URCs settled, or a SIM came: set up again
     SWEEP = "sweep"  # read what is stored (disk space may be back)
+    UPKEEP = "upkeep"  # the SIM's balance and keep-alive, when due
     GONE = "gone"
 
 
@@ -204,6 +210,14 @@ class _Job:
 
 _InboxItem = Urc | WorkerCommand | _Tick | _Job
 
+# A SIM's upkeep fields of ModemStatus, cleared when the SIM goes or changes.
+_NO_UPKEEP: dict[str, object] = {
+    "balance": None,
+    "balance_currency": None,
+    "balance_at": None,
+    "active_until": None,
+}
+
 
 class ModemWorker:
     """One modem's owner task; see the module docstring. ``run()`` it in a task."""
@@ -218,6 +232,7 @@ class ModemWorker:
         settings: WorkerSettings | None = None,
         number_book: NumberBook | None = None,
         ussd_recipes: Mapping[str, UssdRecipe] | None = None,
+        upkeep: SimUpkeep | None = None,
         label: str | None = None,
         usb_path: str | None = None,
         call_recorder: calls.CallRecorder | None = None,
@@ -231,6 +246,7 @@ class ModemWorker:
         self._on_status = on_status
         self._book: NumberBook = number_book or MemoryNumberBook()
         self._recipes = dict(ussd_recipes) if ussd_recipes is not None else own_number.recipes({})
+        self._upkeep = upkeep
         self.status = ModemStatus(slot=slot, label=label, ports=(device,), at_port=device)
         self._session: AtSession | None = None
         # A broken modem can fail the same command every few seconds for days.
@@ -559,6 +575,7 @@ class ModemWorker:
                 number_source=NumberSource.UNKNOWN,
                 operator=None,
                 operator_name=None,
+                **_NO_UPKEEP,
             )
             self._arm(_Tick.HEALTH, self._next_health())
             return
@@ -575,12 +592,14 @@ class ModemWorker:
             operator_name=sim.operator_name,
             storage_used=setup.storage.used if setup.storage else None,
             storage_total=setup.storage.total if setup.storage else None,
+            **_NO_UPKEEP,  # until the upkeep check says what this SIM's are
         )
         await self._resolve_number(refresh=False)
         self._first_health = True
         await self._health()
         await self._sweep()
         self._publish(state=ModemState.READY, fault=self._standing_fault())
+        self._arm(_Tick.UPKEEP, 0)
 
     def _standing_fault(self) -> str | None:
         if self._disk_full:
@@ -626,6 +645,8 @@ class ModemWorker:
         elif item is _Tick.SWEEP:
             await self._sweep()
             self._publish(fault=self._standing_fault())
+        elif item is _Tick.UPKEEP:
+            await self._check_upkeep(balance_now=False)
         elif isinstance(item, Urc):
             await self._urc(item)
         elif isinstance(item, _Job):
@@ -644,6 +665,37 @@ class ModemWorker:
             await self._resolve_number(refresh=True)
         elif command is WorkerCommand.RELOAD_NUMBER:
             await self._resolve_number(refresh=False)
+        elif command is WorkerCommand.CHECK_BALANCE:
+            await self._check_upkeep(balance_now=True)
+
+    async def _check_upkeep(self, *, balance_now: bool) -> None:
+        upkeep, sim, setup = self._upkeep, self._sim, self._setup
+        if upkeep is None or sim is None or setup is None:
+            return
+        try:
+            view = await upkeep.check(
+                self.session,
+                sim,
+                slot=self.slot,
+                vendor=setup.vendor,
+                answers=self._ussd_answers,
+                answer_within=self.settings.ussd_answer_within,
+                registered=self.status.registered,
+                balance_now=balance_now,
+            )
+        except StoreError as exc:
+            # The store cannot keep the answer now (full, read-only): looked at again later;
+            # the SMS, which the store's state concerns, are handled on their own path.
+            self._errors.warning("upkeep", self.slot, "%s: SIM upkeep: %s", self.slot, exc)
+            self._arm(_Tick.UPKEEP, upkeep.check_every)
+            return
+        self._publish(
+            balance=view.balance.amount if view.balance else None,
+            balance_currency=view.balance.currency if view.balance else None,
+            balance_at=view.balance_at,
+            active_until=view.active_until,
+        )
+        self._arm(_Tick.UPKEEP, view.next_check)
 
     async def _urc(self, urc: Urc) -> None:
         if isinstance(urc, SmsStored):
@@ -695,6 +747,7 @@ class ModemWorker:
             number=None,
             number_source=NumberSource.UNKNOWN,
             registered=False,
+            **_NO_UPKEEP,
         )
 
     # -- health ------------------------------------------------------------------------

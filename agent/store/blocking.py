@@ -14,12 +14,11 @@ bounded (docs/block-rules.md says how, in a person's words):
 - A rule that runs out of time counts as no match: the SMS is forwarded, because a stuck
   rule must not hold back every SMS of the site. :class:`BlockRules` remembers the rule
   and hands it out once (:meth:`BlockRules.take_timeouts`) for the store to report.
-- Patterns are checked where they are added (:func:`pattern_problem`): not empty, at most
-  ``MAX_PATTERN_LENGTH`` characters, Python ``re`` syntax (the ``regex`` package's own
-  extensions are refused, so a rule means what Python's documentation says), counted
-  repetitions that multiply to at most ``MAX_REPEAT_WEIGHT`` (compiling ``(?:a{1000}){1000}``
-  holds the GIL for a second), and not matching the empty value (such a rule withholds
-  every SMS).
+- Patterns are checked where they are added (:func:`pattern_problem`, the checks of
+  :mod:`agent.patterns` that every pattern from a person passes): not empty, at most
+  ``MAX_PATTERN_LENGTH`` characters, Python ``re`` syntax, counted repetitions that
+  multiply to at most ``MAX_REPEAT_WEIGHT``, and not matching the empty value (such a
+  rule withholds every SMS).
 - At most ``MAX_RULES`` rules from the configuration and as many added at run time, so an
   SMS is matched in at most ``2 * MAX_RULES * RULE_TIMEOUT`` seconds even if every rule
   were stuck.
@@ -27,7 +26,6 @@ bounded (docs/block-rules.md says how, in a person's words):
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,12 +34,12 @@ from enum import Enum
 
 import regex
 
+from agent import patterns
 from agent.errors import BlockRuleError
+from agent.patterns import MAX_PATTERN_LENGTH
+from agent.patterns import SEARCH_TIMEOUT as RULE_TIMEOUT
 from agent.status import BlockRuleStatus, BlockRuleTrial, RuleSource
 
-RULE_TIMEOUT = 0.05  # seconds one rule may search one SMS (sender and text together)
-MAX_PATTERN_LENGTH = 256  # characters of one pattern
-MAX_REPEAT_WEIGHT = 1_000  # product of nested counted repetitions, e.g. (?:\d{10}){100}
 MAX_RULES = 32  # rules from the configuration; as many again added at run time
 
 PREVIEW_MESSAGES = 200  # stored SMS a new rule is tried on before it is added
@@ -50,98 +48,14 @@ PREVIEW_BUDGET = 1.0  # seconds that trial may take in all
 CONFIGURED = RuleSource.CONFIG  # in the configuration file: edit the file to remove it
 ADDED = RuleSource.ADDED  # added at run time (dashboard, control socket, CLI): in the database
 
-# A counted repetition {m}, {m,}, {,n} or {m,n}; a brace that is not one is a literal.
-_COUNTED = re.compile(r"\{(\d*)(?:,(\d*))?\}")
-
-
-class _BareBrace(Exception):
-    """A ``{`` that is not a counted repetition: a literal to Python's re, but the start
-    of a fuzzy match (``{e<=1}``) to the regex package. Refused, so no rule means one
-    thing in the documentation and another when it runs."""
-
-
-def _repeat_weight(pattern: str) -> int:
-    """The largest product of nested counted repetitions: how many copies of an atom the
-    compiler may unroll. A scan of the pattern's text, not a parse: escapes and character
-    classes are skipped, groups nest, ``{m,n}`` multiplies the atom (or group) before it.
-    Raises _BareBrace at a brace that is not a repetition."""
-    group_max = [1]  # per open group: the largest weight inside it so far
-    previous = 1  # weight of the atom just read (a closed group carries its inside's)
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            if pattern.startswith("N{", i + 1):  # \N{NAME}: one character, named
-                closing = pattern.find("}", i)
-                i = len(pattern) if closing < 0 else closing + 1
-            else:
-                i += 2
-            previous = 1
-        elif char == "[":
-            end = i + 1
-            if end < len(pattern) and pattern[end] == "^":
-                end += 1
-            if end < len(pattern) and pattern[end] == "]":
-                end += 1  # a ']' first in a class is a literal
-            while end < len(pattern) and pattern[end] != "]":
-                end += 2 if pattern[end] == "\\" else 1
-            previous, i = 1, end + 1
-        elif char == "(":
-            group_max.append(1)
-            previous, i = 1, i + 1
-        elif char == ")":
-            inner = group_max.pop() if len(group_max) > 1 else 1
-            group_max[-1] = max(group_max[-1], inner)
-            previous, i = inner, i + 1
-        elif char == "{":
-            counted = _COUNTED.match(pattern, i)
-            if counted is None or not any(counted.groups()):
-                raise _BareBrace
-            bound = max(int(number) for number in counted.groups() if number)
-            previous = previous * max(bound, 1)
-            group_max[-1] = max(group_max[-1], previous)
-            i = counted.end()
-        else:
-            previous, i = 1, i + 1
-    return max(group_max)
-
 
 def pattern_problem(pattern: object) -> str | None:
-    """What is wrong with a block rule's pattern, in a person's words, or None.
-
-    Only the text is checked here, in microseconds, before anything compiles it."""
-    if not isinstance(pattern, str):
-        return f"must be a string, not {type(pattern).__name__}"
-    if not pattern.strip():
-        return "is empty (leave the field out to match any value)"
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        return f"is {len(pattern)} characters long (at most {MAX_PATTERN_LENGTH})"
-    try:
-        weight = _repeat_weight(pattern)
-    except _BareBrace:
-        return "has a { that is not a counted repetition such as {3} or {2,5} (write \\{)"
-    if weight > MAX_REPEAT_WEIGHT:
-        return (
-            f"has counted repetitions that multiply to {weight:,}"
-            f" (at most {MAX_REPEAT_WEIGHT:,}): write + or * instead"
-        )
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        try:
-            regex.compile(pattern)
-        except regex.error:
-            return f"is not a regular expression: {exc}"
-        return f"uses syntax outside Python's re module, which block rules do not support: {exc}"
-    except (OverflowError, RecursionError) as exc:
-        return f"is too complex to compile: {exc}"
-    try:
-        empty = regex.compile(pattern).search("", timeout=RULE_TIMEOUT)
-    except TimeoutError:
-        return "takes too long to try on an empty value"
-    if empty is not None:
-        return "matches an empty value, so it matches every SMS (leave the field out instead)"
-    return None
+    """What is wrong with a block rule's pattern, in a person's words, or None."""
+    return patterns.pattern_problem(
+        pattern,
+        empty_means="so it matches every SMS (leave the field out instead)",
+        blank="is empty (leave the field out to match any value)",
+    )
 
 
 class Outcome(Enum):

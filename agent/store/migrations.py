@@ -158,6 +158,37 @@ def _v7_number_probes_and_calls(database: SqliteDatabase, _migrator: SqliteMigra
         database.execute_sql(statement)
 
 
+_V8_SIM_HISTORY = """
+CREATE TABLE "sim_balance" ("id" INTEGER NOT NULL PRIMARY KEY, "iccid" VARCHAR(255) NOT NULL,
+ "at" DATETIME NOT NULL, "slot" VARCHAR(255), "code" VARCHAR(255) NOT NULL, "amount" REAL,
+ "currency" VARCHAR(255), "answer" TEXT, "error" TEXT);
+CREATE INDEX "sim_balance_iccid_at" ON "sim_balance" ("iccid", "at");
+CREATE TABLE "sim_keepalive" ("id" INTEGER NOT NULL PRIMARY KEY,
+ "iccid" VARCHAR(255) NOT NULL, "at" DATETIME NOT NULL, "slot" VARCHAR(255),
+ "action" VARCHAR(255) NOT NULL, "answer" TEXT, "error" TEXT);
+CREATE INDEX "sim_keepalive_iccid_at" ON "sim_keepalive" ("iccid", "at");
+CREATE TABLE "sim_stay" ("id" INTEGER NOT NULL PRIMARY KEY, "iccid" VARCHAR(255) NOT NULL,
+ "slot" VARCHAR(255) NOT NULL, "since" DATETIME NOT NULL, "until" DATETIME NOT NULL);
+CREATE INDEX "sim_stay_iccid_since" ON "sim_stay" ("iccid", "since");
+CREATE TABLE "sim_day" ("iccid" VARCHAR(255) NOT NULL, "day" VARCHAR(255) NOT NULL,
+ "sms" INTEGER NOT NULL, PRIMARY KEY ("iccid", "day"));
+"""
+
+
+def _v8_sim_upkeep_and_history(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
+    # A SIM's balance, keep-alives, slots and SMS per day, kept by ICCID across swaps,
+    # restarts and the pruning of its messages (docs/upkeep.md). The slot history starts
+    # from what the sim table knows: each SIM's last slot, from its first to last sighting.
+    for statement in _V8_SIM_HISTORY.split(";"):
+        if statement.strip():
+            database.execute_sql(statement)
+    database.execute_sql(
+        'INSERT INTO "sim_stay" ("iccid", "slot", "since", "until")'
+        ' SELECT "iccid", "last_slot", "first_seen", "last_seen" FROM "sim"'
+        ' WHERE "last_slot" IS NOT NULL'
+    )
+
+
 Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
@@ -172,6 +203,11 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (5, "site_fact: the uplink's state, the numbers OnlineSim accepted", _v5_site_facts),
     (6, "message.problems: faults the decoder salvaged around", _v6_message_problems),
     (7, "number_probe and incoming_call: own number by SMS, calls", _v7_number_probes_and_calls),
+    (
+        8,
+        "sim_balance, sim_keepalive, sim_stay, sim_day: SIM upkeep and history by ICCID",
+        _v8_sim_upkeep_and_history,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

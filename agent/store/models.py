@@ -20,6 +20,7 @@ from peewee import (
     BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateTimeField,
     FloatField,
     ForeignKeyField,
@@ -370,6 +371,71 @@ class IncomingCall(BaseModel):
         indexes = ((("iccid", "at"), False),)
 
 
+class SimBalance(BaseModel):
+    """One balance question to a SIM (schema version 8): the amount read, or why none
+    was (the answer's text is kept either way, for a person to read). At most
+    ``HISTORY_PER_SIM`` rows per SIM; the newest amount is the SIM's balance."""
+
+    iccid = CharField()
+    at = UtcDateTimeField()
+    slot = CharField(null=True)
+    code = CharField()
+    amount = FloatField(null=True)
+    currency = CharField(null=True)
+    answer = TextField(null=True)
+    error = TextField(null=True)
+
+    class Meta:
+        table_name = "sim_balance"
+        indexes = ((("iccid", "at"), False),)
+
+
+class SimKeepalive(BaseModel):
+    """One keep-alive action done for a SIM (schema version 8); ``error`` None: it worked.
+    At most ``HISTORY_PER_SIM`` rows per SIM."""
+
+    iccid = CharField()
+    at = UtcDateTimeField()
+    slot = CharField(null=True)
+    action = CharField()
+    answer = TextField(null=True)
+    error = TextField(null=True)
+
+    class Meta:
+        table_name = "sim_keepalive"
+        indexes = ((("iccid", "at"), False),)
+
+
+class SimStay(BaseModel):
+    """A SIM in one slot from ``since`` to ``until`` (schema version 8): a new row when it
+    is seen in another slot than its last, so swaps stay visible. At most
+    ``HISTORY_PER_SIM`` rows per SIM."""
+
+    iccid = CharField()
+    slot = CharField()
+    since = UtcDateTimeField()
+    until = UtcDateTimeField()
+
+    class Meta:
+        table_name = "sim_stay"
+        indexes = ((("iccid", "since"), False),)
+
+
+class SimDay(BaseModel):
+    """SMS a SIM received on one day (UTC) that were pruned from ``message`` (schema
+    version 8): a SIM's history outlives the retention of its messages."""
+
+    iccid = CharField()
+    day = CharField()  # YYYY-MM-DD, UTC
+    sms = IntegerField()
+
+    class Meta:
+        table_name = "sim_day"
+        primary_key = CompositeKey("iccid", "day")
+
+
+HISTORY_PER_SIM = 400  # balance answers, keep-alives and stays kept per SIM (a year daily)
+
 MODELS: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     Modem,
@@ -383,4 +449,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     SiteFact,
     NumberProbe,
     IncomingCall,
+    SimBalance,
+    SimKeepalive,
+    SimStay,
+    SimDay,
 )

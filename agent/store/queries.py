@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from statistics import median
 
-from peewee import DatabaseError, OperationalError, fn
+from peewee import Case, DatabaseError, OperationalError, fn
 
 from agent.errors import StoreError
 from agent.status import (
@@ -35,6 +35,8 @@ from agent.status import (
     OutboxStatus,
     PduRecord,
     ProbeRecord,
+    SimRow,
+    SimStayRecord,
     SlotActivity,
     TakeoffMark,
     UplinkStatus,
@@ -56,6 +58,10 @@ from agent.store.models import (
     NumberProbe,
     ReceivedPdu,
     Sim,
+    SimBalance,
+    SimDay,
+    SimKeepalive,
+    SimStay,
     to_utc,
 )
 
@@ -368,9 +374,7 @@ def number_probes(iccid: str | None = None, limit: int = 100) -> list[ProbeRecor
 def last_probes() -> dict[str, ProbeRecord]:
     """The newest number probe of each SIM that ever probed, by ICCID (the SIMs screen:
     why a number is still unknown, or that it came by SMS)."""
-    newest = NumberProbe.select(fn.MAX(NumberProbe.id)).group_by(NumberProbe.iccid)
-    rows = NumberProbe.select().where(NumberProbe.id.in_(newest))
-    return {row.iccid: _probe_record(row) for row in rows}
+    return {row.iccid: _probe_record(row) for row in _newest_of_each_sim(NumberProbe)}
 
 
 def incoming_calls(iccid: str | None = None, limit: int = 100) -> list[CallRecord]:
@@ -378,18 +382,19 @@ def incoming_calls(iccid: str | None = None, limit: int = 100) -> list[CallRecor
     query = IncomingCall.select()
     if iccid is not None:
         query = query.where(IncomingCall.iccid == iccid)
-    return [
-        CallRecord(
-            id=row.id,
-            iccid=row.iccid,
-            slot=row.slot,
-            caller=row.caller,
-            at=row.at.timestamp(),
-            rejected_with=row.rejected_with,
-            message_id=row.message_id,
-        )
-        for row in query.order_by(IncomingCall.id.desc()).limit(limit)
-    ]
+    return [_call_record(row) for row in query.order_by(IncomingCall.id.desc()).limit(limit)]
+
+
+def _call_record(row: IncomingCall) -> CallRecord:
+    return CallRecord(
+        id=row.id,
+        iccid=row.iccid,
+        slot=row.slot,
+        caller=row.caller,
+        at=row.at.timestamp(),
+        rejected_with=row.rejected_with,
+        message_id=row.message_id,
+    )
 
 
 def calls_per_sim(since: datetime | float | None = None) -> dict[str, int]:
@@ -398,3 +403,132 @@ def calls_per_sim(since: datetime | float | None = None) -> dict[str, int]:
     if since is not None:
         query = query.where(IncomingCall.at >= to_utc(since))
     return {row.iccid: row.calls for row in query.group_by(IncomingCall.iccid)}
+
+
+def last_calls() -> dict[str, CallRecord]:
+    """The newest call of each SIM that ever rang, by ICCID."""
+    return {row.iccid: _call_record(row) for row in _newest_of_each_sim(IncomingCall)}
+
+
+def _newest_of_each_sim(model: type[NumberProbe] | type[IncomingCall]) -> Iterator:
+    """The newest row (highest id) of each ICCID in ``model``'s table, in one query."""
+    newest = model.select(fn.MAX(model.id)).group_by(model.iccid)
+    return iter(model.select().where(model.id.in_(newest)))
+
+
+def sims(
+    now: float,
+    *,
+    in_slots: Mapping[str, str] | None = None,
+    low_balance: float = 0.0,
+    keepalive_days: Mapping[str, float] | None = None,
+) -> list[SimRow]:
+    """Every SIM ever seen, by ICCID, most recently seen first (``simedge sims``, the
+    SIMs screen). ``in_slots`` (ICCID -> slot) are the SIMs the running agent sees now;
+    ``keepalive_days`` (MCC+MNC -> days) the networks a keep-alive policy covers."""
+    in_slots = in_slots or {}
+    keepalive_days = keepalive_days or {}
+    end = to_utc(now)
+    midnight = (
+        datetime.fromtimestamp(now)
+        .astimezone()
+        .replace(hour=0, minute=0, second=0, microsecond=0)
+        .astimezone(UTC)
+    )
+    week = end - timedelta(days=7)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # today, 7 days, all
+    # Counted by SQLite, one row per SIM: a site keeps a month of SMS (a few 100,000 rows).
+    since_midnight = fn.SUM(Case(None, [(Message.received_at >= midnight, 1)], 0))
+    since_week = fn.SUM(Case(None, [(Message.received_at >= week, 1)], 0))
+    per_sim = Message.select(Message.sim, since_midnight, since_week, fn.COUNT(Message.id))
+    for iccid, today, seven, total in per_sim.group_by(Message.sim).tuples():
+        counts[iccid] = [int(today or 0), int(seven or 0), int(total)]
+    # Pruned messages, by day (UTC): their days are past the retention, so "all" only.
+    pruned = SimDay.select(SimDay.iccid, fn.SUM(SimDay.sms)).group_by(SimDay.iccid)
+    for iccid, total in pruned.tuples():
+        counts[iccid][2] += int(total or 0)
+    amounts = _newest(
+        SimBalance, SimBalance.amount.is_null(False), SimBalance.amount, SimBalance.currency
+    )
+    asked = _newest(SimBalance, None, SimBalance.error)
+    kept = _newest(SimKeepalive, SimKeepalive.error.is_null())
+    tried = _newest(SimKeepalive, None, SimKeepalive.error)
+    calls = calls_per_sim()
+    last_call = last_calls()
+    probes = last_probes()
+    stays: dict[str, list[SimStayRecord]] = defaultdict(list)
+    for stay in SimStay.select().order_by(SimStay.since):
+        stays[stay.iccid].append(
+            SimStayRecord(stay.slot, stay.since.timestamp(), stay.until.timestamp())
+        )
+    rows = []
+    for sim in Sim.select().order_by(Sim.last_seen.desc(), Sim.iccid):
+        iccid = sim.iccid
+        balance = amounts.get(iccid)  # (at, amount, currency)
+        failure = _failed_since(asked.get(iccid), balance)  # the newest question's error
+        keepalive = kept.get(iccid)  # (at,)
+        keepalive_failure = _failed_since(tried.get(iccid), keepalive)
+        days = keepalive_days.get(sim.operator or "")
+        active_until = None
+        if days is not None:
+            start = keepalive[0] if keepalive is not None else sim.first_seen.timestamp()
+            active_until = start + days * 86400
+        today, seven, total = counts.get(iccid, (0, 0, 0))
+        call = last_call.get(iccid)
+        probe = probes.get(iccid)
+        rows.append(
+            SimRow(
+                iccid=iccid,
+                slot=in_slots.get(iccid) or sim.last_slot,
+                in_slot=iccid in in_slots,
+                number=sim.number,
+                number_source=sim.number_source,
+                operator=sim.operator,
+                first_seen=sim.first_seen.timestamp(),
+                last_seen=sim.last_seen.timestamp(),
+                balance=balance[1] if balance else None,
+                balance_currency=balance[2] if balance else None,
+                balance_at=balance[0] if balance else None,
+                balance_low=balance is not None and balance[1] < low_balance,
+                balance_error=failure,
+                active_until=active_until,
+                keepalive_at=keepalive[0] if keepalive else None,
+                keepalive_error=keepalive_failure,
+                sms_today=today,
+                sms_7d=seven,
+                sms_all=total,
+                earned=sim.takeoff_sum,
+                calls=calls.get(iccid, 0),
+                last_caller=call.caller if call else None,
+                last_call_at=call.at if call else None,
+                probe_state=probe.state if probe else None,
+                probe_error=probe.reason if probe else None,
+                stays=tuple(stays.get(iccid, ())),
+            )
+        )
+    return rows
+
+
+def _newest(model: type, where: object | None, *columns: object) -> dict[str, tuple]:
+    """ICCID -> (unix time, *columns) of each SIM's newest row matching ``where``: one row
+    per SIM, chosen by SQLite (a bare column beside MAX() comes from the row with the
+    maximum), not a year of answers read into Python."""
+    select = model.select(model.iccid, fn.MAX(model.at), *columns)
+    if where is not None:
+        select = select.where(where)
+    return {
+        iccid: (_stored_time(at), *rest)
+        for iccid, at, *rest in select.group_by(model.iccid).tuples()
+    }
+
+
+def _failed_since(newest: tuple | None, success: tuple | None) -> str | None:
+    """The error of the newest attempt (at, error) when it came after the last success."""
+    if newest is None or newest[1] is None:
+        return None
+    return newest[1] if success is None or newest[0] > success[0] else None
+
+
+def _stored_time(value: object) -> float:
+    """A time as an aggregate returns it (the stored naive-UTC text), as unix seconds."""
+    return to_utc(datetime.fromisoformat(str(value)).replace(tzinfo=UTC)).timestamp()

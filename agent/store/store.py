@@ -24,8 +24,8 @@ from peewee import SqliteDatabase
 from agent.errors import BlockRuleError, PduError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.protocol import pdu
-from agent.status import OutboxStatus
-from agent.store import calls, datadir, facts, ingest, integrity, outbox, probes
+from agent.status import BalanceAnswer, KeepaliveAction, OutboxStatus
+from agent.store import calls, datadir, facts, ingest, integrity, outbox, probes, simhistory
 from agent.store.blocking import (
     ADDED,
     CONFIGURED,
@@ -471,6 +471,8 @@ class Store:
 
         def job() -> None:
             ingest.touch_sim(iccid, slot=slot, imei=imei, seen_at=seen)
+            if slot is not None:
+                simhistory.record_stay(iccid, slot, seen)
             sim = Sim.get_by_id(iccid)
             if imsi is not None:
                 sim.imsi = imsi
@@ -497,6 +499,19 @@ class Store:
 
         await self._write(job, f"set the number of SIM {iccid}")
         self._notify_ready()  # messages waiting for a known number may go now
+
+    async def record_balance(self, row: BalanceAnswer) -> None:
+        """Keep one balance question's outcome: the amount, or the answer and what was
+        wrong with it (nothing the operator said is lost)."""
+        await self._write(
+            partial(simhistory.record_balance, row), f"record the balance of SIM {row.iccid}"
+        )
+
+    async def record_keepalive(self, row: KeepaliveAction) -> None:
+        """Keep one keep-alive action and its outcome."""
+        await self._write(
+            partial(simhistory.record_keepalive, row), f"record a keep-alive of SIM {row.iccid}"
+        )
 
     async def log_event(
         self,
@@ -765,6 +780,7 @@ def _prune_messages(cutoff: datetime, chunk: int) -> int:
         )
         ids.extend(row.id for row in old_blocked)
     if ids:
+        simhistory.fold_into_days(ids)  # a SIM's SMS totals outlive its messages
         Message.delete().where(Message.id.in_(ids)).execute()  # parts, PDUs, attempts cascade
     return len(ids)
 

@@ -50,6 +50,7 @@ from agent.errors import (
     UplinkTransient,
 )
 from agent.logs import get_logger
+from agent.modem.balance import is_fresh
 from agent.status import (
     FACT_NUMBERS_ONLINE,
     ModemState,
@@ -191,6 +192,8 @@ def list_fields(status: ModemStatus) -> tuple[object, ...]:
         status.imsi,
         status.number,
         status.operator,
+        status.balance,
+        status.balance_at,
     )
 
 
@@ -214,7 +217,8 @@ class NumbersSync:
     ``live`` returns the current ModemStatus snapshots (cheap, in memory); the modem side
     calls :meth:`notify_change` on any change of one. ``marks`` and ``takeoff_offline``
     make SIMs marked for take-off leave the list (the marks are loaded by their owner, the
-    agent). ``clock`` gives ``date_start`` values.
+    agent). ``clock`` gives ``date_start`` values and the age of a SIM's balance: it goes in
+    the SIM's item while it is at most ``balance_fresh`` seconds old (docs/upkeep.md).
     """
 
     def __init__(
@@ -233,6 +237,7 @@ class NumbersSync:
         marks: TakeOffMarks | None = None,
         takeoff_offline: bool = True,
         start_grace: float = 30.0,
+        balance_fresh: float = 172800.0,
     ) -> None:
         self._client = client
         self._store = store
@@ -247,6 +252,7 @@ class NumbersSync:
         self._marks = marks
         self._takeoff_offline = takeoff_offline
         self._start_grace = start_grace
+        self._balance_fresh = balance_fresh
         # Set while a list is held back after the start (numbers not back yet).
         self.holding_back = asyncio.Event()
         self._online_since: dict[str, int] = {}  # ICCID -> date_start, in memory
@@ -463,7 +469,8 @@ class NumbersSync:
     # --- building the list ----------------------------------------------------------------
 
     def _build(self, statuses: list[ModemStatus]) -> _Built:
-        now = int(self._clock())
+        clock_now = self._clock()  # not rounded: a balance read this second is fresh
+        now = int(clock_now)
         items: list[NumberItem] = []
         holders: dict[str, tuple[str, str | None]] = {}
         flags: dict[str, str] = {}
@@ -491,6 +498,11 @@ class NumbersSync:
                     country_id=check.country_id,
                     date_start=since,
                     operator=operator_of(status),
+                    balance=(
+                        status.balance
+                        if is_fresh(status.balance_at, clock_now, self._balance_fresh)
+                        else None
+                    ),
                     port_id=port_id_of(status),
                 )
             )

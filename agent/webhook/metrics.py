@@ -27,8 +27,10 @@ Families (all prefixed ``simedge_``):
     simedge_data_free_bytes                 space left for the store (read at each scrape)
     simedge_data_size_bytes                 size of the file system the store is on
     simedge_clock_synchronized              1 while the kernel says NTP keeps the clock
+    simedge_sim_balance{slot,iccid,currency}  the balance of each SIM in a slot now
+    simedge_sim_balance_low{slot,iccid}     1 when that balance is below [sims] low_balance
 
-The last four are read when /metrics is rendered (``Gauge.set_function``), not pushed:
+The last six are read when /metrics is rendered (``Gauge.set_function``), not pushed:
 they are the truth at the moment of the scrape, and cost a syscall or a dict's length.
 docs/metrics.md says what drives each series and which alert reads it.
 """
@@ -36,7 +38,7 @@ docs/metrics.md says what drives each series and which alert reads it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from prometheus_client import (
@@ -47,9 +49,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-from agent.status import ModemState, UplinkCondition
+from agent.status import ModemState, ModemStatus, UplinkCondition
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # An SMS carries a code somebody is waiting for: most should land in well under a second;
@@ -176,6 +180,10 @@ class Metrics:
             registry=registry,
         )
 
+        # Declared from the start (no samples until read_sim_balances gives the modems).
+        self._sim_balances = _SimBalances(lambda: [], 0.0)
+        registry.register(self._sim_balances)
+
     def set_site(self, name: str) -> None:
         self._site_info.clear()
         self._site_info.labels(name=name).set(1)
@@ -265,6 +273,47 @@ class Metrics:
         self._public_url_up.labels(url=url).set(1 if up else 0)
         self._public_url_since.labels(url=url).set(since)
 
+    def read_sim_balances(
+        self, modems: Callable[[], list[ModemStatus]], low_balance: float
+    ) -> None:
+        """The balance of every SIM in a slot now, read from ``modems()`` at each scrape:
+        one series per slot at most, and a SIM taken out leaves no stale series."""
+        self._sim_balances.modems = modems
+        self._sim_balances.low = low_balance
+
     def render(self) -> bytes:
         """The whole set in the Prometheus text exposition format (``CONTENT_TYPE``)."""
         return generate_latest(self.registry)
+
+
+class _SimBalances(Collector):
+    """simedge_sim_balance and simedge_sim_balance_low, from the live modem statuses."""
+
+    def __init__(self, modems: Callable[[], list[ModemStatus]], low_balance: float) -> None:
+        self.modems = modems
+        self.low = low_balance
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self._families())
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return list(self._families(self.modems()))
+
+    def _families(self, modems: Iterable[ModemStatus] = ()) -> tuple[GaugeMetricFamily, ...]:
+        amount = GaugeMetricFamily(
+            "simedge_sim_balance",
+            "The SIM's balance as its operator last answered the balance USSD.",
+            labels=["slot", "iccid", "currency"],
+        )
+        low = GaugeMetricFamily(
+            "simedge_sim_balance_low",
+            "1 when the SIM's balance is below [sims] low_balance, else 0.",
+            labels=["slot", "iccid"],
+        )
+        for status in modems:
+            if status.iccid is None or status.balance is None:
+                continue
+            currency = status.balance_currency or ""
+            amount.add_metric([status.slot, status.iccid, currency], status.balance)
+            low.add_metric([status.slot, status.iccid], float(status.balance < self.low))
+        return amount, low

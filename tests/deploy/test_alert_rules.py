@@ -31,6 +31,7 @@ BREAK_AT = 20  # minute at which shop-7 breaks
 LOOK_AT = 90  # minute at which the broken site's alerts are read
 BROKEN, HEALTHY = "shop-7", "shop-8"
 URL = "https://relay.example.net/shop-7"
+ICCID = "89701011234567890123"
 GiB = 2**30
 
 
@@ -103,6 +104,7 @@ def healthy(name: str) -> Site:
     site.set(site.label("simedge_store_writable"), 1)
     site.set(site.label("simedge_public_url_up", url=f"https://relay.example.net/{name}"), 1)
     site.set(site.label("simedge_sims_swap_due"), 0)
+    site.set(site.label("simedge_sim_balance_low", slot="1.1.1", iccid=ICCID), 0)
     site.set(site.label("simedge_data_free_bytes"), 9 * GiB)
     site.set(site.label("simedge_data_size_bytes"), 29 * GiB)
     site.set(site.label("simedge_clock_synchronized"), 1)
@@ -168,6 +170,10 @@ def broken_modem(site: Site) -> None:
 
 def broken_swap(site: Site) -> None:
     site.set(site.label("simedge_sims_swap_due"), 1, BREAK_AT)
+
+
+def broken_balance(site: Site) -> None:
+    site.set(site.label("simedge_sim_balance_low", slot="1.1.1", iccid=ICCID), 1, BREAK_AT)
 
 
 def broken_disk(site: Site) -> None:
@@ -277,6 +283,19 @@ SCENARIOS: dict[str, tuple[Any, dict[str, list[Any]]]] = {
     "SIM swap due": (
         broken_swap,
         {"SimedgeSimSwapDue": [expected("warning", "shop-7: 1 SIM(s) to swap")]},
+    ),
+    "balance low": (
+        broken_balance,
+        {
+            "SimedgeSimBalanceLow": [
+                expected(
+                    "warning",
+                    f"shop-7: SIM {ICCID} in slot 1.1.1 has a low balance",
+                    slot="1.1.1",
+                    iccid=ICCID,
+                )
+            ]
+        },
     ),
     "disk nearly full": (
         broken_disk,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +97,39 @@ def site_config(folder: Path, standin_url: str, **sections: dict[str, Any]) -> c
 StartSite = Callable[..., Awaitable[Site]]
 
 
+class SimulatedClock:
+    """A wall clock that runs with the real one from an offset the test moves: a month
+    passes in one call, and everything waiting on the clock sees it at its next look."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def datetime(self) -> datetime:
+        return datetime.fromtimestamp(self(), UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 async def start_agent(
-    config: config_module.Config, folder: Path, worker_settings: WorkerSettings = FAST
+    config: config_module.Config,
+    folder: Path,
+    worker_settings: WorkerSettings = FAST,
+    **agent_options: Any,
 ) -> tuple[Agent, asyncio.Event, asyncio.Task[None]]:
     """The real agent in this loop, on the emulated hub only, with short timings; returns
-    once it started (or raises what stopped it). Set the event to stop it; await the task."""
+    once it started (or raises what stopped it). Set the event to stop it; await the task.
+    ``agent_options``: the Agent's clock and upkeep_check, for simulated days."""
     agent = Agent(
         config,
         auto_discovery=False,
         by_path_dir=folder / "no-by-path",
         worker_settings=worker_settings,
         hotplug_interval=0.2,
+        **agent_options,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
@@ -127,21 +151,32 @@ async def start_site(tmp_path: Path) -> AsyncIterator[StartSite]:
         seed: int = 7,
         worker_settings: WorkerSettings = FAST,
         hub_options: dict[str, Any] | None = None,
+        clock: SimulatedClock | None = None,
+        prepare: Callable[[Hub], None] = lambda hub: None,
         **sections: dict[str, Any],
     ) -> Site:
+        """``hub_options``: more keyword arguments of the emulated hub; ``clock``: the
+        agent's and the modems' wall clock, moved by the test (days pass at once);
+        ``prepare`` changes the emulated world before the agent starts."""
+        hub_options = dict(hub_options or {})
+        options: dict[str, Any] = {}
+        if clock is not None:
+            hub_options["wall_clock"] = clock.datetime
+            options = {"clock": clock, "upkeep_check": 0.2}
         hub = Hub(
             tmp_path / "modems",
             count=count,
             profile=profile,
             seed=seed,
             noise_interval=0.5,
-            **(hub_options or {}),
+            **hub_options,
         )
         await hub.start()
+        prepare(hub)
         standin = OnlineSimStandIn(key=KEY)
         url = await standin.start()
         config = site_config(tmp_path, f"{url}/api/resellers", **sections)
-        agent, stop, task = await start_agent(config, tmp_path, worker_settings)
+        agent, stop, task = await start_agent(config, tmp_path, worker_settings, **options)
         site = Site(tmp_path, hub, standin, agent, config)
         started.append((site, stop, task))
         return site

@@ -56,6 +56,10 @@ async def test_numbers_online_match_the_live_sims(start_site: StartSite) -> None
 async def test_webhook_answers_the_online_list_with_the_token_only(start_site: StartSite) -> None:
     site = await start_site(count=2, profile="sim800")
     await site.ready_modems(2)
+    assert site.agent.fleet is not None
+    modems = site.agent.fleet.modems
+    # Settled: the numbers and their balances (asked at start) are in, the list stays.
+    await site.until(lambda: all(m.number and m.balance is not None for m in modems()))
     await site.until(lambda: bool(site.agent.online_list()))
     async with httpx.AsyncClient() as client:
         answer = await client.get(site.webhook_url, params={"token": TOKEN})

@@ -149,6 +149,14 @@ class StatusWatch:
         assert self.latest is not None
         return self.latest
 
+    async def next(self, within: float = 5.0) -> ModemStatus:
+        """The next snapshot the worker publishes."""
+        self._changed.clear()
+        async with asyncio.timeout(within):
+            await self._changed.wait()
+        assert self.latest is not None
+        return self.latest
+
 
 class RecordingSink:
     """A PduSink in front of the real store: records each hand-over and lets a test wait

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import UssdRecipeConfig
 from agent.emulate.modems.sim import pack_gsm7_hex
-from agent.modem import own_number, startup, vendors
+from agent.modem import own_number, startup, ussd, vendors
 from agent.modem.session import AtSession
 from agent.modem.vendors import GENERIC, HUAWEI, QUECTEL, SIMCOM, VendorProfile
 from agent.protocol.urc import UssdReceived
@@ -222,9 +222,9 @@ def test_configured_recipes_override_and_extend_the_built_in_ones() -> None:
 
 
 def test_huawei_wants_the_ussd_code_packed() -> None:
-    assert own_number.ussd_request("*205#", SIMCOM) == 'AT+CUSD=1,"*205#",15'
+    assert ussd.ussd_request("*205#", SIMCOM) == 'AT+CUSD=1,"*205#",15'
     for code in ("*111*0887#", "*205#", "*110*10#", "#686#", "*1234567#"):
-        packed = own_number.ussd_request(code, HUAWEI)
+        packed = ussd.ussd_request(code, HUAWEI)
         assert packed == f'AT+CUSD=1,"{pack_gsm7_hex(code)}",15'
 
 

@@ -15,9 +15,9 @@ from tests.store.conftest import ICCID, T0, count_rows, ingest, pdus, plain_conn
 
 # Rows written with the version-1 columns, as an agent of that version would have.
 V1_ROWS = [
-    """INSERT INTO sim (iccid, number, number_source, first_seen, last_seen)
-       VALUES ('8970101234567890123', '+79160000001', 'manual',
-               '2026-01-01 10:00:00', '2026-01-01 10:00:00')""",
+    """INSERT INTO sim (iccid, number, number_source, last_slot, first_seen, last_seen)
+       VALUES ('8970101234567890123', '+79160000001', 'manual', 'usb-1.2',
+               '2026-01-01 10:00:00', '2026-01-01 10:05:00')""",
     """INSERT INTO message (id, iccid, slot, sender, sender_type, text, encoding, scts,
        scts_offset_min, received_at, ready_at, seq, concat_ref, part_count, complete,
        missing_parts, state, attempts, next_attempt_at, last_error)
@@ -116,6 +116,15 @@ async def test_an_earlier_version_upgrades_and_keeps_its_rows(db_path: Path, ver
     assert result.message_id is not None
     assert count_rows(db_path, "event", "kind = 'agent_started'") == 1
     assert count_rows(db_path, "sim", "number_updated_at IS NOT NULL") == 1
+    # Version 8: the SIM's slot history starts with its last slot, first to last sighting.
+    assert (
+        count_rows(
+            db_path,
+            "sim_stay",
+            "slot = 'usb-1.2' AND since = '2026-01-01 10:00:00' AND until = '2026-01-01 10:05:00'",
+        )
+        == 1
+    )
     with plain_connection(db_path) as connection:
         versions = [row[0] for row in connection.execute("SELECT version FROM schema_version")]
         # Version 3's uplink fields: the old SIM has none of them yet (never online, no id,

@@ -23,11 +23,13 @@ from typing import Any
 
 from agent.control.protocol import (
     AddBlockRule,
+    AskBalance,
     CheckHealth,
     EventKind,
     ListBlockRules,
     ListMessages,
     ListOutbox,
+    ListSims,
     PreviewBlockRule,
     RemoveBlockRule,
     Request,
@@ -57,7 +59,9 @@ from agent.status import (
     OutboxStatus,
     PduRecord,
     RuleSource,
+    SimRow,
     SimState,
+    SimStayRecord,
     SiteSnapshot,
     SlotActivity,
     TakeoffMark,
@@ -180,6 +184,66 @@ def demo_messages(now: float = NOW) -> list[MessageSummary]:
     ]
 
 
+def demo_sims(snapshot: SiteSnapshot, now: float = NOW) -> list[SimRow]:
+    """A row for each SIM of the demo site's modems, and one swapped out a week ago: one
+    with a low balance, one kept alive, one whose deadline passed, one never answered."""
+    day = 86400.0
+    rows = []
+    for index, modem in enumerate(m for m in snapshot.modems if m.iccid):
+        rows.append(
+            SimRow(
+                iccid=modem.iccid or "",
+                slot=modem.slot,
+                in_slot=True,
+                number=modem.number,
+                number_source=str(modem.number_source),
+                operator=modem.operator,
+                first_seen=now - 40 * day,
+                last_seen=now - 5,
+                balance=(None, 2.5, 187.4)[index % 3],
+                balance_currency=(None, "RUB", "RUB")[index % 3],
+                balance_at=None if index % 3 == 0 else now - 3600,
+                balance_low=index % 3 == 1,
+                balance_error="no amount in the answer to *100#" if index % 3 == 0 else None,
+                active_until=now + 21 * day if index != 2 else now - day,
+                keepalive_at=now - 9 * day,
+                sms_today=3 * index,
+                sms_7d=20 + index,
+                sms_all=400 + 10 * index,
+                earned=12.5 * index if index else None,
+                calls=index % 4,
+                last_caller=f"+7495123456{index}" if index % 4 else None,
+                last_call_at=now - 600 * index if index % 4 else None,
+                probe_state="failed" if modem.number is None else None,
+                probe_error="no SMS came in 600 s" if modem.number is None else None,
+                stays=(SimStayRecord(modem.slot, now - 40 * day, now - 5),),
+            )
+        )
+    rows.append(
+        SimRow(
+            iccid="8970102000000000099",
+            slot="1-1.4",
+            in_slot=False,
+            number="+79260000099",
+            number_source="cnum",
+            operator="25002",
+            first_seen=now - 90 * day,
+            last_seen=now - 7 * day,
+            balance=0.0,
+            balance_currency="RUB",
+            balance_at=now - 8 * day,
+            sms_7d=0,
+            sms_all=1250,
+            earned=55.0,
+            stays=(
+                SimStayRecord("1-1.2", now - 90 * day, now - 30 * day),
+                SimStayRecord("1-1.4", now - 29 * day, now - 7 * day),
+            ),
+        )
+    )
+    return rows
+
+
 class SiteStandIn:
     """The agent's control handlers, reduced to a site held in memory."""
 
@@ -187,6 +251,7 @@ class SiteStandIn:
         self.snapshot = snapshot
         self.messages = messages
         self.rules: list[BlockRuleStatus] = []
+        self.sims = demo_sims(snapshot)
         self.calls: list[Request[Any]] = []  # the actions asked, in order (not the reads)
         self.server: ControlServer | None = None
 
@@ -238,7 +303,16 @@ class SiteStandIn:
             summary=f"would have withheld {withheld} of the last {checked} SMS",
         )
 
+    @handles(ListSims)
+    async def list_sims(self, _: ListSims) -> tuple[SimRow, ...]:
+        return tuple(self.sims)
+
     # The actions -------------------------------------------------------------------------
+
+    @handles(AskBalance)
+    async def ask_balance(self, request: AskBalance) -> str:
+        self.calls.append(request)
+        return f"balance of SIM {request.sim} asked"
 
     @handles(Rescan)
     async def rescan(self, request: Rescan) -> str:

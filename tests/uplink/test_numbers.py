@@ -174,3 +174,17 @@ async def test_online_is_the_accepted_list_and_outlives_a_restart(world: World) 
     world.start(again.run())
     await world.until(lambda _state: len(world.requests("sendNumbersOnline")) == 2)
     assert again.accepted == accepted
+
+
+async def test_a_fresh_balance_is_listed_and_a_stale_one_left_out(world: World) -> None:
+    now = 1_800_000_000.75  # within a second of the balance: fresh, not "from the future"
+    world.modems["usb-1.1"] = replace(
+        sim_status("usb-1.1", A, "+79161230001"), balance=12.5, balance_at=now - 0.5
+    )
+    world.modems["usb-1.2"] = replace(
+        sim_status("usb-1.2", B, "+79161230002"), balance=99.0, balance_at=now - 3 * 86400
+    )
+    numbers = sync(world, clock=lambda: now, balance_fresh=2 * 86400)
+    items = {item["number"]: item for item in numbers.current_items()}
+    assert items["+79161230001"]["balance"] == 12.5
+    assert "balance" not in items["+79161230002"]

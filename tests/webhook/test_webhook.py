@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.errors import ListenError
+from agent.status import ModemStatus
 from agent.webhook import Metrics, WebhookApp, WebhookServer
 from agent.webhook.metrics import MAX_ERROR_CODES, OTHER_CODE
 from tests.webhook import (
@@ -232,6 +233,8 @@ async def test_metrics_parse_as_prometheus_text_with_the_updates(
         "simedge_data_free_bytes",
         "simedge_data_size_bytes",
         "simedge_clock_synchronized",
+        "simedge_sim_balance",  # declared always, sampled for SIMs with a balance
+        "simedge_sim_balance_low",
     }
     assert all(f.documentation for f in families.values())
     uplink = {s.labels["state"]: s.value for s in families["simedge_uplink_state"].samples}
@@ -348,3 +351,37 @@ async def test_the_latency_helper_measures_answered_calls() -> None:
     assert 0 < measured["httpx_p50_ms"] <= measured["httpx_p99_ms"]
     assert 0 < measured["socket_p50_ms"] <= measured["socket_p99_ms"]
     assert json.dumps(measured)  # plain numbers, fit for a report
+
+
+def test_sim_balances_are_read_at_the_scrape_one_series_per_sim_in_a_slot() -> None:
+    statuses = [
+        ModemStatus(slot="1.1.1", iccid="8970100000000000001", balance=3.5, balance_currency="RUB"),
+        ModemStatus(
+            slot="1.1.2", iccid="8970100000000000002", balance=250.0, balance_currency="NGN"
+        ),
+        ModemStatus(slot="1.1.3", iccid="8970100000000000003"),  # never answered: no series
+        ModemStatus(slot="1.1.4"),  # no SIM
+    ]
+    metrics = Metrics()
+    metrics.read_sim_balances(lambda: statuses, low_balance=10)
+
+    def samples() -> dict[tuple[str, str], float]:
+        families = text_string_to_metric_families(metrics.render().decode())
+        return {
+            (sample.name, sample.labels["slot"]): sample.value
+            for family in families
+            if family.name.startswith("simedge_sim_balance")
+            for sample in family.samples
+        }
+
+    assert samples() == {
+        ("simedge_sim_balance", "1.1.1"): 3.5,
+        ("simedge_sim_balance", "1.1.2"): 250.0,
+        ("simedge_sim_balance_low", "1.1.1"): 1.0,
+        ("simedge_sim_balance_low", "1.1.2"): 0.0,
+    }
+    del statuses[0]  # the SIM is taken out: its series goes with it
+    assert set(samples()) == {
+        ("simedge_sim_balance", "1.1.2"),
+        ("simedge_sim_balance_low", "1.1.2"),
+    }

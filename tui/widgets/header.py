@@ -17,6 +17,7 @@ TABS = (
     ("4", "takeoff", "Take-off"),
     ("5", "charts", "Charts"),
     ("6", "log", "Log"),
+    ("7", "sims", "SIMs"),
 )
 
 

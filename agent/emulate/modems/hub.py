@@ -33,6 +33,7 @@ import resource
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -210,6 +211,7 @@ class Hub:
         sms_delay: float = 3.0,
         ring_interval: float = 3.0,
         hidden_numbers: int = 0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if profile not in PROFILE_NAMES:
             raise EmulatorError(
@@ -234,6 +236,8 @@ class Hub:
             "ring_interval": ring_interval,
         }
         self.sms_delay = sms_delay
+        # The modems' date and time (+CCLK, SCTS, a SIM's lapse): tests move it by days.
+        self.wall_clock = wall_clock
         self.slots: list[Slot] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG_LIMIT)
         self._event_seq = itertools.count()
@@ -312,7 +316,14 @@ class Hub:
         if index < self.hidden_numbers:
             sim.number_stored = sim.ussd_tells_number = False
         modem = Modem(
-            profile, sim, imei, self._loop, rng, boot_id=rng.randrange(10**8), **self.timing
+            profile,
+            sim,
+            imei,
+            self._loop,
+            rng,
+            boot_id=rng.randrange(10**8),
+            wall_clock=self.wall_clock,
+            **self.timing,
         )
         slot = Slot(
             index=index,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from agent.emulate.modems.profiles import ROLE_AT, ROLE_DIAG, ROLE_NMEA, Profile
-from agent.emulate.modems.sim import SimCard, unpack_gsm7_hex
+from agent.emulate.modems.sim import SimCard, pack_gsm7_hex, unpack_gsm7_hex
 from agent.emulate.modems.storage import REC_READ, REC_UNREAD, CombinedStorage, Memory, SmsStorage
 from agent.errors import ProtocolError
 from agent.protocol import pdu as pdu_codec
@@ -617,9 +617,12 @@ class Modem:
 
     @property
     def registration_status(self) -> int:
-        """<stat> of +CREG: 1 registered (home), 2 searching, 0 not searching (radio off)."""
+        """<stat> of +CREG: 1 registered (home), 2 searching, 0 not searching (radio off),
+        3 denied (the SIM lapsed: see agent.emulate.modems.sim)."""
         if not self.powered or self.cfun != 1 or self.sim is None:
             return 0
+        if self.sim.lapsed(self.wall_clock().timestamp()):
+            return 3
         return 1 if self.network_ok else 2
 
     def _csq(self, form: str, _args: list[str | int | None]) -> list[str]:
@@ -734,10 +737,20 @@ class Modem:
                 code = unpack_gsm7_hex(code)
             except ValueError:
                 raise AtError("CME", 100) from None
-        answer = sim.ussd_answer(code)
-        line = "+CUSD: 2" if answer is None else f'+CUSD: 0,"{answer[0]}",{answer[1]}'
+        answer = sim.ussd_answer(code, self.wall_clock().timestamp())
+        line = "+CUSD: 2" if answer is None else self._ussd_line(*answer)
         self._later(self.ussd_delay, lambda: self._urc(line))
         return []
+
+    def _ussd_line(self, text: str, encoding: str, status: int) -> str:
+        """The +CUSD URC as this module prints it: with ``+CSCS="UCS2"`` every answer is
+        UCS2 hex; a module that prints text (SIM800 in GSM or IRA) decodes a GSM 7-bit
+        answer; otherwise the string comes as the network sent it, packed hex or UCS2 hex."""
+        if self.settings.cscs == "UCS2" or encoding == "ucs2":
+            return f'+CUSD: {status},"{text.encode("utf-16-be").hex().upper()}",72'
+        if self.profile.ussd_text_answers:
+            return f'+CUSD: {status},"{text}",15'
+        return f'+CUSD: {status},"{pack_gsm7_hex(text)}",15'
 
     # --------------------------------------------------------------- SMS settings
 

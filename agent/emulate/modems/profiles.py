@@ -93,6 +93,9 @@ class Profile:
     default_cpms: tuple[str, str, str] = ("SM", "SM", "SM")
     # A new SMS for a full SIM goes to the modem's own memory, with +CMTI: "ME",<index>.
     spill_to_me: bool = False
+    # Prints a GSM 7-bit USSD answer as text (SIM800 with +CSCS "GSM" or "IRA"), not as
+    # the packed hex the network sent.
+    ussd_text_answers: bool = False
 
 
 def _ranges(*values: tuple[int, ...]) -> tuple[frozenset[int], ...]:
@@ -128,6 +131,7 @@ SIM800 = Profile(
     sim_ready_urcs=("+CPIN: READY", "Call Ready", "SMS Ready"),
     autobaud=True,
     ussd_packed_request=False,
+    ussd_text_answers=True,
     memfull_urc=None,
     csq_ber=0,
     cops_act=None,

@@ -1,4 +1,4 @@
-"""Emulated SIM cards: identities, the operator behind them, and the USSD own-number answer.
+"""Emulated SIM cards: identities, the operator behind them, and their USSD answers.
 
 A SIM carries what the agent must learn about a line: the ICCID (its durable identity), the
 IMSI (whose first 5 or 6 digits are the operator's MCC+MNC), and sometimes its own number
@@ -8,13 +8,19 @@ each operator answers in its own encoding (GSM 7-bit packed hex or UCS2 hex) and
 
 The SIM also owns its SMS storage ("SM") and the SMS the network still holds for it: take
 the card out and both go with it.
+
+Upkeep (issue 17): each operator answers its balance code in its own wording, currency
+and encoding, some as a menu that waits for a choice (``+CUSD: 1``). A SIM may lapse:
+with ``lapse_days`` set, the network refuses it (registration denied) once that many days
+pass without a chargeable event; the emulator's chargeable event is a USSD request to the
+operator's ``paid_code`` (an emulated paid information service, 1 unit of the balance).
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.emulate.modems.storage import SmsStorage
 from agent.protocol import gsm7
@@ -45,9 +51,60 @@ class Operator:
     tz_quarters: int
     iccid_issuer: str  # "89" + country code + issuer, the ICCID's fixed head
     iccid_length: int  # with the Luhn digit: 19 (F-padded in EF_ICCID) or 20
+    # The balance: its code, the answer (``{amount}``), its encoding, whether it comes as a
+    # menu (+CUSD: 1), and whether the amount is written with a decimal comma.
+    balance_code: str = ""
+    balance_answer: str = ""
+    balance_encoding: str = "gsm7"
+    balance_menu: bool = False
+    decimal_comma: bool = False
+    paid_code: str = "*321#"
+
+    def balance_text(self, amount: float) -> str:
+        written = f"{amount:.2f}"
+        return self.balance_answer.format(
+            amount=written.replace(".", ",") if self.decimal_comma else written
+        )
 
 
-OPERATORS: tuple[Operator, ...] = (
+# Each network's balance answer, in the wording its subscribers see (help pages and
+# subscribers' screenshots, 2024-2025): Russian networks answer in Cyrillic (UCS2) or
+# transliterated (GSM 7-bit), with a decimal comma; MTN answers with a menu.
+_BALANCE: dict[str, dict[str, object]] = {
+    "25001": {
+        "balance_code": "*100#",
+        "balance_answer": "Баланс:{amount}р",
+        "balance_encoding": "ucs2",
+        "decimal_comma": True,
+    },
+    "25002": {
+        "balance_code": "*100#",
+        "balance_answer": "Баланс {amount}р. Подключите интернет: *500#",
+        "balance_encoding": "ucs2",
+        "decimal_comma": True,
+    },
+    "25099": {
+        "balance_code": "*102#",
+        "balance_answer": "Vash balans {amount} r.",
+        "decimal_comma": True,
+    },
+    "25020": {
+        "balance_code": "*105#",
+        "balance_answer": "Баланс: {amount} р.",
+        "balance_encoding": "ucs2",
+        "decimal_comma": True,
+    },
+    "62130": {
+        "balance_code": "*310#",
+        "balance_answer": "Main Bal: N{amount}\n1. Buy Data\n2. Borrow Airtime",
+        "balance_menu": True,
+    },
+    "23410": {"balance_code": "*#10#", "balance_answer": "Your balance is £{amount}"},
+    "310260": {"balance_code": "#225#", "balance_answer": "Your account balance is ${amount}."},
+    "40410": {"balance_code": "*123#", "balance_answer": "Main Bal:Rs.{amount} Val:Lifetime"},
+}
+
+_OPERATORS: tuple[Operator, ...] = (
     Operator(
         "25001",
         "MTS RUS",
@@ -171,6 +228,12 @@ OPERATORS: tuple[Operator, ...] = (
 )
 
 
+OPERATORS: tuple[Operator, ...] = tuple(
+    replace(operator, **_BALANCE.get(operator.mcc_mnc, {}))  # type: ignore[arg-type]
+    for operator in _OPERATORS
+)
+
+
 # Service centre addresses, as +CSCA prints them and as they head delivered PDUs.
 SMSC_BY_NETWORK: dict[str, str] = {
     "25001": "+79168999100",
@@ -230,6 +293,15 @@ class SimCard:
     # Some operators' own-number USSD answers only with an advert, or not at all: such a
     # SIM (with no number stored either) can learn its number only from an SMS it sends.
     ussd_tells_number: bool = True
+    balance: float = 100.0
+    lapse_days: float | None = None  # None: never lapses
+    last_activity: float | None = None  # the last chargeable event (unix time)
+
+    def lapsed(self, now: float) -> bool:
+        """Cut off by the network: ``lapse_days`` without a chargeable event."""
+        if self.lapse_days is None or self.last_activity is None:
+            return False
+        return now - self.last_activity > self.lapse_days * 86400
 
     @property
     def smsc(self) -> str:
@@ -241,15 +313,23 @@ class SimCard:
         padded = self.iccid.ljust(20, "F")
         return "".join(padded[i + 1] + padded[i] for i in range(0, 20, 2))
 
-    def ussd_answer(self, code: str) -> tuple[str, int] | None:
-        """The network's answer to USSD ``code`` as (hex string, DCS), or None if unknown."""
-        if code != self.operator.ussd_code or not self.ussd_tells_number:
-            return None
-        number = self.msisdn if self.operator.answer_with_plus else self.msisdn.lstrip("+")
-        text = self.operator.answer.format(number=number)
-        if self.operator.ussd_encoding == "ucs2":
-            return text.encode("utf-16-be").hex().upper(), 72
-        return pack_gsm7_hex(text), 15
+    def ussd_answer(self, code: str, now: float) -> tuple[str, str, int] | None:
+        """The network's answer to USSD ``code`` as (text, encoding "gsm7" or "ucs2",
+        +CUSD status), or None for a code the network does not know."""
+        operator = self.operator
+        if code == operator.ussd_code:
+            if not self.ussd_tells_number:
+                return None
+            number = self.msisdn if operator.answer_with_plus else self.msisdn.lstrip("+")
+            return operator.answer.format(number=number), operator.ussd_encoding, 0
+        if code == operator.balance_code:
+            status = 1 if operator.balance_menu else 0
+            return operator.balance_text(self.balance), operator.balance_encoding, status
+        if code == operator.paid_code:
+            self.balance -= 1
+            self.last_activity = now
+            return "Zapros prinyat", "gsm7", 0
+        return None
 
 
 def pack_gsm7_hex(text: str) -> str:

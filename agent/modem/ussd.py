@@ -1,0 +1,100 @@
+"""One USSD question and its answer, for whoever needs to ask the network something.
+
+The own number (:mod:`agent.modem.own_number`), the balance (:mod:`agent.modem.balance`)
+and the keep-alive (:mod:`agent.modem.keepalive`) all ask the same way: ``AT+CUSD=1`` with
+the code, then the ``+CUSD`` URC that the worker forwards to a queue. What differs per
+module is only the wording of the request (Huawei sticks want the code GSM 7-bit packed)
+and of the answer; :func:`agent.protocol.commands.decode_ussd_string` reads the answer
+whether it comes GSM 7-bit packed hex, UCS2 hex or plain text (it depends on the module
+and on ``+CSCS``, see docs/modems.md).
+
+The caller holds the port for the whole exchange: the worker runs this from its owner
+task, so no SMS is read in the middle of a USSD session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from agent.errors import CommandFailed, CommandTimeout
+from agent.logs import get_logger
+from agent.modem.session import AtSession
+from agent.modem.vendors import UssdCoding, VendorProfile
+from agent.protocol import gsm7
+from agent.protocol.commands import UssdResponse, UssdStatus
+from agent.protocol.urc import UssdReceived
+
+log = get_logger("modem.ussd")
+
+
+@dataclass(frozen=True)
+class UssdAnswer:
+    """What came back for ``code``: the decoded ``text`` (None when the network sent
+    none), the answer's status, or ``error`` saying why there is no answer."""
+
+    code: str
+    text: str | None = None
+    status: UssdStatus | None = None
+    raw: str | None = None  # the string as the modem printed it (hex or text)
+    error: str | None = None
+
+    @classmethod
+    def of(cls, code: str, response: UssdResponse) -> UssdAnswer:
+        error = None
+        if response.text is None:
+            error = f"answered {response.status.name} without text"
+        return cls(code, response.text, response.status, response.raw, error)
+
+
+def ussd_request(code: str, vendor: VendorProfile) -> str:
+    """The ``AT+CUSD`` line for ``code``, written as ``vendor`` wants it (Huawei sticks
+    want it GSM 7-bit packed)."""
+    if vendor.ussd_coding is UssdCoding.GSM7_PACKED_HEX:
+        septets = b"".join(gsm7.encode_chars(code) or ())
+        packed = gsm7.pack_septets(septets)
+        if len(septets) % 8 == 7:
+            # 23.038 6.1.2.3.1: 7 spare bits would read as "@"; they carry CR instead.
+            packed = packed[:-1] + bytes((packed[-1] | (0x0D << 1),))
+        code = packed.hex().upper()
+    return f'AT+CUSD=1,"{code}",15'
+
+
+async def ask(
+    session: AtSession,
+    code: str,
+    vendor: VendorProfile,
+    answers: asyncio.Queue[UssdReceived],
+    *,
+    answer_within: float = 20.0,
+) -> UssdAnswer:
+    """Send ``code`` and wait (up to ``answer_within``) for the ``+CUSD`` answer on
+    ``answers``. A menu answer (``+CUSD: 1``, further action required) is closed with
+    ``AT+CUSD=2`` so that the session does not hang open on the network side."""
+    while not answers.empty():
+        answers.get_nowait()  # an old answer belongs to an old question
+    try:
+        await session.command(ussd_request(code, vendor))
+    except (CommandFailed, CommandTimeout) as exc:
+        log.info("%s: USSD %s: %s", session.name, code, exc)
+        return UssdAnswer(code, error=f"refused: {exc}")
+    try:
+        async with asyncio.timeout(answer_within):
+            response = (await answers.get()).response
+    except TimeoutError:
+        log.info("%s: USSD %s: no answer in %gs", session.name, code, answer_within)
+        return UssdAnswer(code, error=f"no answer in {answer_within:g} s")
+    if response.status is UssdStatus.ACTION_REQUIRED:
+        await cancel(session)
+    answer = UssdAnswer.of(code, response)
+    if answer.error:
+        log.info("%s: USSD %s: %s", session.name, code, answer.error)
+    return answer
+
+
+async def cancel(session: AtSession) -> None:
+    """End an open USSD session (``AT+CUSD=2``); a refusal is only logged."""
+    try:
+        await session.command("AT+CUSD=2")
+    except (CommandFailed, CommandTimeout) as exc:
+        log.info("%s: AT+CUSD=2: %s", session.name, exc)

@@ -1,0 +1,98 @@
+"""A worker's upkeep on an emulated modem with the real store: the balance asked at start
+and again on demand, an unreadable answer kept with its text, a keep-alive run when due
+and its failure recorded, and the next check never further away than ``check_every``."""
+
+from __future__ import annotations
+
+import random
+
+import regex
+
+from agent.emulate.modems.sim import OPERATORS, make_sim
+from agent.modem import balance
+from agent.modem.keepalive import KeepalivePolicy
+from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
+from agent.modem.worker import WorkerCommand
+from agent.store import Store
+from agent.store.models import SimBalance, SimKeepalive
+from tests.modem.conftest import StartHub, StatusWatch, running
+
+MTS = next(operator for operator in OPERATORS if operator.mcc_mnc == "25001")
+
+
+async def rows_when(store: Store, model: type, count: int, watch: StatusWatch) -> list:
+    """The table's rows once there are ``count``, looking again at each status the worker
+    publishes (every upkeep check publishes one)."""
+    while True:
+        found = await store.read(lambda: list(model.select().order_by(model.id)))
+        if len(found) >= count:
+            return found
+        await watch.next()
+
+
+async def test_balance_at_start_on_demand_and_an_unreadable_answer(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(profile="ec25")
+    sim = make_sim(random.Random(3), MTS)
+    sim.balance = 42.0
+    hub.slots[0].modem.sim = sim
+    upkeep = SimUpkeep(
+        StoreUpkeepLedger(store),
+        balance_recipes=balance.BUILT_IN_RECIPES,
+        keepalive_policies={},
+        check_every=0.2,
+    )
+    async with running(hub, 0, store, upkeep=upkeep) as (worker, watch, _task):
+        await watch.until(lambda s: s.balance == 42.0 and s.balance_currency == "RUB")
+        sim.balance = 41.5
+        worker.send(WorkerCommand.CHECK_BALANCE)
+        await watch.until(lambda s: s.balance == 41.5)
+        # An operator that changed its wording: nothing read, the answer kept as it came.
+        upkeep.balance_recipes["25001"] = balance.BalanceRecipe(
+            "*100#", regex.compile(r"Остаток (?P<amount>\d+)"), "RUB"
+        )
+        worker.send(WorkerCommand.CHECK_BALANCE)
+        answers = await rows_when(store, SimBalance, 3, watch)
+        status = watch.latest
+        # Not a day later: the failed question is asked again after check_every, unasked.
+        upkeep.balance_recipes["25001"] = balance.BUILT_IN_RECIPES["25001"]
+        sim.balance = 40.0
+        await watch.until(lambda s: s.balance == 40.0)
+    assert [a.amount for a in answers] == [42.0, 41.5, None]
+    assert answers[2].answer == "Баланс:41,50р"
+    assert answers[2].error == "no amount in the answer to *100#"
+    assert {a.iccid for a in answers} == {sim.iccid}
+    assert status is not None
+    assert status.balance == 41.5  # the last amount read stays shown
+
+
+async def test_keepalive_runs_when_due_and_a_refusal_is_recorded(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(profile="sim800")
+    sim = make_sim(random.Random(4), MTS)
+    hub.slots[0].modem.sim = sim
+    now = [2_000_000_000.0]
+    upkeep = SimUpkeep(
+        StoreUpkeepLedger(store),
+        balance_recipes={},
+        keepalive_policies={"25001": KeepalivePolicy(days=10, ussd=MTS.paid_code)},
+        check_every=0.2,
+        clock=lambda: now[0],
+    )
+    async with running(hub, 0, store, upkeep=upkeep) as (_worker, watch, _task):
+        first = await watch.until(lambda s: s.active_until is not None)
+        assert first.active_until is not None
+        assert sim.last_activity is None  # not due yet: nothing dialled
+        now[0] = first.active_until - 0.5 * 86400  # within the last day: due
+        kept = await watch.until(lambda s: (s.active_until or 0) > first.active_until)
+        assert sim.last_activity is not None  # the network counted a chargeable event
+        # The network refuses the code from now on: the attempt and why are kept.
+        upkeep.keepalive_policies["25001"] = KeepalivePolicy(days=10, ussd="*999#")
+        assert kept.active_until is not None
+        now[0] = kept.active_until - 0.5 * 86400
+        actions = await rows_when(store, SimKeepalive, 2, watch)
+    assert [(a.action, a.error) for a in actions[:1]] == [(f"ussd {MTS.paid_code}", None)]
+    assert actions[1].action == "ussd *999#"
+    assert actions[1].error == "answered TERMINATED without text"
