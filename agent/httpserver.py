@@ -14,8 +14,11 @@ docs/bounds.md says why each limit is what it is.
   port and the caller learns it (a busy port fails here, as an ``OSError``).
 - :func:`reset_transport` cuts one connection with an RST.
 
-What the server does on its own: a head past ``max_header_bytes`` or malformed HTTP gets
-400 and close; past ``busy_connections`` open connections a request gets 503 and close; a
+What the server does on its own: a head past ``max_header_bytes`` (however it arrives), a
+chunk line past twice that, a request with both Content-Length and Transfer-Encoding (a
+possible smuggling) or malformed HTTP gets 400 and close; a client that half-closes after
+its request still gets its answer, then the close; past ``busy_connections`` open
+connections a request gets 503 and close; a
 connection past ``max_connections``, or past ``max_per_source`` from one source, is reset as
 soon as it is accepted and never counted against the other caps; from the moment a
 connection is open or has had its answer, the next request's head must arrive within
@@ -197,6 +200,11 @@ class _Connection(asyncio.Protocol):
         self.local: tuple[str, int] | None = None
         self.source: str | None = None  # counted in server.per_source while open
         self.cycle: _Cycle | None = None
+        # Bytes read but not yet given to h11; see feed().
+        self.unfed = bytearray()
+        self.fed = 0  # bytes given to h11 so far
+        self.head_start = 0  # where in them the current request's head begins
+        self.peer_closed = False  # the client half-closed after its request
         self.reading_paused = False
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
         self.deadline: asyncio.TimerHandle | None = None
@@ -237,13 +245,26 @@ class _Connection(asyncio.Protocol):
         if self.source is None:  # refused; the reset is on its way
             return
         self._disarm(idle=True)
-        self.h11.receive_data(data)
-        self.handle_events()
+        self.unfed += data
+        self.feed()
 
-    def eof_received(self) -> None:
-        # The client will send nothing more; HTTP/1.1 does not half-close, so neither do
-        # we: the transport closes and connection_lost tells the app.
-        return None
+    def eof_received(self) -> bool | None:
+        # A client that sent its whole request and shut its side down (shutdown(SHUT_WR),
+        # as `nc -N` or an HTTP/1.0 tool does) still reads: it gets its answer, then the
+        # close. Anywhere else (idle, mid-head, mid-body) nothing can follow: close now.
+        cycle = self.cycle
+        if (
+            self.source is None
+            or cycle is None
+            or cycle.response_complete
+            or self.h11.their_state not in (h11.DONE, h11.MUST_CLOSE)
+            or self.unfed
+        ):
+            return None
+        self.peer_closed = True
+        self.h11.receive_data(b"")
+        self.handle_events()  # h11 takes the close: this answer is the connection's last
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm(idle=True, deadline=True)
@@ -274,6 +295,28 @@ class _Connection(asyncio.Protocol):
 
     # -- HTTP -----------------------------------------------------------------------------
 
+    def feed(self) -> None:
+        """Give h11 what was read, ``max_header_bytes`` at a time, and act on its events.
+
+        h11 bounds only a line it is still waiting for, so a whole head or chunk line that
+        came in one socket read (up to 256 KiB) would pass; fed in slices, no line can be
+        more than twice the bound before h11 refuses it, and the head is measured exactly
+        in _request. Bytes of a request that came before this answer is out stay here, and
+        reading stops, until the answer is out.
+        """
+        step = self.limits.max_header_bytes
+        while self.transport is not None and not self.transport.is_closing():
+            self.handle_events()
+            if not self.unfed or self.reading_paused or self.transport.is_closing():
+                return
+            if self.h11.their_state is h11.DONE:
+                self._pause_reading()
+                return
+            chunk = bytes(self.unfed[:step])
+            del self.unfed[:step]
+            self.fed += len(chunk)
+            self.h11.receive_data(chunk)
+
     def handle_events(self) -> None:
         while self.transport is not None and not self.transport.is_closing():
             try:
@@ -301,6 +344,16 @@ class _Connection(asyncio.Protocol):
 
     def _request(self, request: h11.Request) -> None:
         limits, server = self.limits, self.server
+        head_size = self.fed - len(self.h11.trailing_data[0]) - self.head_start
+        if head_size > limits.max_header_bytes:
+            self._refuse(400, MALFORMED, f"request head of {head_size} bytes is over the limit")
+            return
+        names = {name for name, _ in request.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 6.3: a possible request smuggling (a proxy in front may frame the
+            # body by the other header); refused, and the connection with it.
+            self._refuse(400, MALFORMED, "Content-Length with Transfer-Encoding: refused")
+            return
         if limits.busy_connections is not None and (
             len(server.connections) > limits.busy_connections
         ):
@@ -358,12 +411,13 @@ class _Connection(asyncio.Protocol):
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self.cycle = None
+            self.head_start = self.fed - len(self.h11.trailing_data[0])
             self._arm_deadline()
             self.idle = self.loop.call_later(self.limits.keep_alive, self._idle_passed)
             if self.reading_paused:
                 self.reading_paused = False
                 self.transport.resume_reading()
-            self.handle_events()  # a request that came while this one was answered
+            self.feed()  # a request that came while this one was answered
         else:  # "Connection: close", HTTP/1.0, or a body the app left unread
             self.transport.close()
 
@@ -378,6 +432,7 @@ class _Connection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
+            self.feed()  # what was read before the pause
 
     def reset(self) -> None:
         if self.transport is not None:
@@ -489,8 +544,10 @@ class _Cycle:
                 self.body.clear()
                 self.buffered = 0
                 self.body_given = self.body_complete
-                connection.body_read()
-                return {"type": "http.request", "body": data, "more_body": not self.body_complete}
+                more = not self.body_complete
+                message = {"type": "http.request", "body": data, "more_body": more}
+                connection.body_read()  # may take in more of the body: the next call's
+                return message
             if self.body_given and self.response_complete:
                 return {"type": "http.disconnect"}
             self._woken = connection.loop.create_future()

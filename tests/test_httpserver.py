@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -152,3 +153,141 @@ async def test_stop_cancels_an_app_that_ignores_the_cut_after_the_grace() -> Non
     assert not server.tasks
     assert await read_until_closed(reader) == b""
     writer.close()
+
+
+# -- found by a hostile review: a head that arrives whole, smuggling, a half-close ---------
+
+
+async def echo_path(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await answer(send, 200, scope["path"].encode())
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [
+        b"X-Padding: " + b"a" * (OPEN.max_header_bytes + 1) + b"\r\n",  # one long line
+        b"a: b\r\n" * (OPEN.max_header_bytes // 6 + 1),  # many short ones
+    ],
+    ids=["one long header", "many short headers"],
+)
+async def test_a_head_past_the_bound_is_refused_even_when_it_arrives_in_one_read(
+    padding: bytes,
+) -> None:
+    # h11 bounds only a head it is still waiting for: one arriving whole in one socket read
+    # (up to 256 KiB) would reach the app.
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        calls.append(scope["path"])
+        await echo_path(scope, receive, send)
+
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n" + padding + b"\r\n")
+        raw = await read_until_closed(reader)
+        writer.close()
+        # A head just inside the bound still passes, on the same server.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = b"GET /fits HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        filler = OPEN.max_header_bytes - len(head) - len(b"X: \r\n\r\n")
+        writer.write(head + b"X: " + b"a" * filler + b"\r\n\r\n")
+        fits = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) in (400, None)  # None: the RST overtook the 400
+    assert status_of(fits) == 200
+    assert calls == ["/fits"]
+
+
+async def test_a_chunk_line_past_the_bound_is_refused_even_when_it_arrives_in_one_read() -> None:
+    bodies: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        bodies.append(message.get("body", b""))
+        await answer(send, 200, b"read")
+
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        extension = b";" + b"e" * (2 * OPEN.max_header_bytes)
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1" + extension + b"\r\nx\r\n0\r\n\r\n"
+        )
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert bodies == [b""]  # the app saw the head, never a byte past the long chunk line
+    assert b"read" not in raw
+
+
+async def test_content_length_with_transfer_encoding_is_refused_not_smuggled() -> None:
+    # RFC 9112 6.3: such a request may be an attempt at smuggling; a proxy in front could
+    # read the body by Content-Length and so take the second request as body.
+    async with serving(echo_path) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) == 400
+    assert b"/smuggled" not in raw
+    assert b"/first" not in raw
+
+
+async def half_close_seen(server: HttpServer) -> None:
+    """Returns once the server has taken a client's half-close (the caller bounds the wait)."""
+    for _ in itertools.count():
+        if any(connection.peer_closed for connection in server.connections):
+            return
+        await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+
+
+async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer() -> None:
+    may_answer = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        if scope["path"] == "/b":  # /a is answered at once; /b after the half-close is seen
+            arrived.set()
+            await may_answer.wait()
+        await answer(send, 200, scope["path"].encode())
+
+    async with serving(app) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write_eof()  # shutdown(SHUT_WR): sent all it will, still reading
+        async with asyncio.timeout(5):
+            await arrived.wait()
+            # The answer is held until the server has seen the end of the client's side.
+            await half_close_seen(server)
+        may_answer.set()
+        raw = await read_until_closed(reader)  # and then the server closes its side
+        writer.close()
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in raw.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"/a", b"/b"]
+
+
+@pytest.mark.parametrize(("version", "close"), [("1.1", "Connection: close\r\n"), ("1.0", "")])
+async def test_a_last_request_half_closed_still_gets_its_answer(version: str, close: str) -> None:
+    may_answer = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await may_answer.wait()
+        await answer(send, 200, b"late")
+
+    async with serving(app) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET / HTTP/{version}\r\nHost: x\r\n{close}\r\n".encode())
+        writer.write_eof()
+        async with asyncio.timeout(5):
+            await half_close_seen(server)
+        may_answer.set()
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) == 200
+    assert raw.endswith(b"late")
