@@ -18,6 +18,7 @@ import pytest
 import trustme
 
 from agent.emulate.onlinesim import OnlineSimStandIn
+from agent.errors import ConfigError
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
 from agent.uplink.network import READ_BUFFER_LIMIT, AsyncioBackend, UplinkTransport
@@ -276,6 +277,52 @@ def test_environment_proxy(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert environment_proxy(url) == proxy
+
+
+@pytest.fixture
+def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_a_proxy_without_scheme_is_http_as_httpx_takes_it(
+    clean_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    clean_proxy_environment.setenv("HTTPS_PROXY", "proxy.example:3128")
+    assert environment_proxy("https://onlinesim.example/api/") == "http://proxy.example:3128"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HTTPS_PROXY", "ftp://proxy:21", "scheme 'ftp'"),
+        ("https_proxy", "http://[bad", "not a URL"),
+        ("HTTPS_PROXY", "http://a b:3128", "host 'a b'"),
+        ("HTTPS_PROXY", "http://proxy:99999", "not a URL"),
+        ("HTTPS_PROXY", "http://", "no host"),
+        ("ALL_PROXY", "http://:8080", "no host"),
+        ("ALL_PROXY", "socks5://proxy:1080", "socksio"),
+    ],
+)
+def test_a_malformed_proxy_variable_is_a_config_error_naming_it(
+    clean_proxy_environment: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    clean_proxy_environment.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        environment_proxy("https://onlinesim.example/api/")
+    assert caught.value.key == name
+    assert problem in caught.value.problem
+    assert str(caught.value).startswith(f"environment: {name}: ")
+
+
+def test_a_malformed_proxy_variable_stops_the_client_at_its_start(
+    clean_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    clean_proxy_environment.setenv("HTTPS_PROXY", "http://")
+    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
+        OnlineSimClient(UplinkSettings(base_url="https://onlinesim.example/api", api_key="k"))
 
 
 async def test_concurrent_requests_share_at_most_max_connections() -> None:
