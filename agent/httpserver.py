@@ -305,17 +305,23 @@ class _Connection(asyncio.Protocol):
         reading stops, until the answer is out.
         """
         step = self.limits.max_header_bytes
-        while self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        while transport is not None and not transport.is_closing():
+            if self.unfed and not self.reading_paused:
+                if self.h11.their_state is h11.DONE:  # h11 holds the next request already
+                    self._pause_reading()
+                    return
+                if len(self.unfed) <= step:  # the usual case: one read, one request
+                    chunk = bytes(self.unfed)
+                    self.unfed.clear()
+                else:
+                    chunk = bytes(self.unfed[:step])
+                    del self.unfed[:step]
+                self.fed += len(chunk)
+                self.h11.receive_data(chunk)
             self.handle_events()
-            if not self.unfed or self.reading_paused or self.transport.is_closing():
+            if not self.unfed or self.reading_paused:
                 return
-            if self.h11.their_state is h11.DONE:
-                self._pause_reading()
-                return
-            chunk = bytes(self.unfed[:step])
-            del self.unfed[:step]
-            self.fed += len(chunk)
-            self.h11.receive_data(chunk)
 
     def handle_events(self) -> None:
         while self.transport is not None and not self.transport.is_closing():
