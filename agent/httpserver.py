@@ -17,7 +17,8 @@ docs/bounds.md says why each limit is what it is.
 What the server does on its own: a head past ``max_header_bytes`` (however it arrives), a
 chunk line past twice that, a request with both Content-Length and Transfer-Encoding (a
 possible smuggling) or malformed HTTP gets 400 and close; a client that half-closes after
-its request still gets its answer, then the close; past ``busy_connections`` open
+its request still gets its answer, then the close, and bytes after a request that said it
+was the last (HTTP/1.0, "Connection: close") are dropped, not read as HTTP; past ``busy_connections`` open
 connections a request gets 503 and close; a
 connection past ``max_connections``, or past ``max_per_source`` from one source, is reset as
 soon as it is accepted and never counted against the other caps; from the moment a
@@ -262,8 +263,9 @@ class _Connection(asyncio.Protocol):
         ):
             return None
         self.peer_closed = True
-        self.h11.receive_data(b"")
-        self.handle_events()  # h11 takes the close: this answer is the connection's last
+        if self.h11.their_state is h11.DONE:  # (MUST_CLOSE: h11 closes after it anyway)
+            self.h11.receive_data(b"")
+            self.handle_events()  # h11 takes the close: this answer is the connection's last
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -311,6 +313,9 @@ class _Connection(asyncio.Protocol):
                 if self.h11.their_state is h11.DONE:  # h11 holds the next request already
                     self._pause_reading()
                     return
+                if self.h11.their_state is h11.MUST_CLOSE:
+                    self.unfed.clear()  # after the last request: nothing more is HTTP
+                    return
                 if len(self.unfed) <= step:  # the usual case: one read, one request
                     chunk = bytes(self.unfed)
                     self.unfed.clear()
@@ -325,6 +330,11 @@ class _Connection(asyncio.Protocol):
 
     def handle_events(self) -> None:
         while self.transport is not None and not self.transport.is_closing():
+            if self.h11.their_state is h11.MUST_CLOSE:
+                # Their last request is in (HTTP/1.0, "Connection: close"): what follows
+                # it in the same read (a stray CRLF, RFC 9112 2.2) is not a request, and
+                # must not cost the answer a 400.
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError:

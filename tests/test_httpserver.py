@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -291,3 +292,38 @@ async def test_a_last_request_half_closed_still_gets_its_answer(version: str, cl
         writer.close()
     assert status_of(raw) == 200
     assert raw.endswith(b"late")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        b"GET /a HTTP/1.0\r\n\r\n\r\n",  # a stray CRLF, as old clients sent after a request
+        b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nmore after the last request",
+    ],
+    ids=["1.0 and CRLF", "close and CRLF", "close and bytes"],
+)
+async def test_bytes_after_the_last_request_do_not_replace_its_answer(
+    request_: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # RFC 9112 2.2: a server SHOULD ignore an empty line around a request. After the
+    # request that says it is the last, nothing that follows is read as HTTP.
+    async with serving(echo_path) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_)
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) == 200
+    assert raw.endswith(b"/a")
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+async def test_a_stray_crlf_then_a_half_close_still_gets_the_answer() -> None:
+    async with serving(echo_path) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.0\r\n\r\n\r\n")
+        writer.write_eof()
+        raw = await read_until_closed(reader)
+        writer.close()
+    assert status_of(raw) == 200
+    assert raw.endswith(b"/a")
