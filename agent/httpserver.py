@@ -18,9 +18,9 @@ What the server does on its own: a head past ``max_header_bytes`` (however it ar
 chunk line past twice that, a request with both Content-Length and Transfer-Encoding (a
 possible smuggling) or malformed HTTP gets 400 and close; a client that half-closes after
 its request still gets its answer, then the close, and bytes after a request that said it
-was the last (HTTP/1.0, "Connection: close") are dropped, not read as HTTP; past ``busy_connections`` open
-connections a request gets 503 and close; a
-connection past ``max_connections``, or past ``max_per_source`` from one source, is reset as
+was the last (HTTP/1.0, "Connection: close") are dropped, not read as HTTP; past
+``busy_connections`` open connections a request gets 503 and close; a connection past
+``max_connections``, or past ``max_per_source`` from one source, is reset as
 soon as it is accepted and never counted against the other caps; from the moment a
 connection is open or has had its answer, the next request's head must arrive within
 ``header_timeout`` or the connection is reset (slowloris), and a request being answered
