@@ -6,6 +6,7 @@ listens on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
@@ -131,6 +132,41 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
     assert (first.status_code, second.status_code) == (200, 200)
     assert second.content == ANSWER
     assert len(requests) == 2
+    assert backend.connections == 2
+
+
+async def test_a_keep_alive_close_racing_a_request_fails_it_once_never_sends_it_twice() -> None:
+    # The server's idle close crossing our next request: it read the request and dropped
+    # it, unanswered. The call fails as the link's fault (the pump retries it later);
+    # the transport never re-sends it by itself, so an addMessage OnlineSim may have taken
+    # is never taken twice behind the pump's back.
+    taken: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            for answered in (True, False):
+                head = await reader.readuntil(b"\r\n\r\n")
+                taken.append(head + await reader.readexactly(2))  # b"{}"
+                if answered:
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
+                    )
+                    await writer.drain()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    first = await post(lane, url)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        await post(lane, url)  # on the kept-alive connection, dropped unanswered
+    third = await post(lane, url)  # a new connection
+    await lane.aclose()
+    server.close()
+    await server.wait_closed()
+    assert (first.status_code, third.status_code) == (200, 200)
+    assert len(taken) == 3  # one each: the dropped request was not sent again
     assert backend.connections == 2
 
 
