@@ -327,3 +327,32 @@ async def test_a_stray_crlf_then_a_half_close_still_gets_the_answer() -> None:
         writer.close()
     assert status_of(raw) == 200
     assert raw.endswith(b"/a")
+
+
+async def test_stop_is_bounded_even_when_an_app_ignores_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # a bug: swallows the cut
+                await release.wait()
+
+    server = HttpServer(stubborn, OPEN, stop_grace=0.1)
+    sock = bound_socket("127.0.0.1", 0)
+    await server.start(sock)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        await started.wait()
+        await server.stop()  # returns: the grace, the cancel, the grace again
+    (left,) = server.tasks
+    assert not left.done()
+    assert any("ignored" in record.getMessage() for record in caplog.records)
+    release.set()
+    async with asyncio.timeout(5):
+        await left
+    writer.close()
