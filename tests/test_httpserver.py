@@ -344,7 +344,7 @@ async def test_stop_is_bounded_even_when_an_app_ignores_its_cancellation(
     server = HttpServer(stubborn, OPEN, stop_grace=0.1)
     sock = bound_socket("127.0.0.1", 0)
     await server.start(sock)
-    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     async with asyncio.timeout(5):
         await started.wait()
