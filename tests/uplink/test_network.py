@@ -141,8 +141,10 @@ async def test_a_keep_alive_close_racing_a_request_fails_it_once_never_sends_it_
     # the transport never re-sends it by itself, so an addMessage OnlineSim may have taken
     # is never taken twice behind the pump's back.
     taken: list[bytes] = []
+    served: list[asyncio.Task[None] | None] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(asyncio.current_task())
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             for answered in (True, False):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -165,6 +167,8 @@ async def test_a_keep_alive_close_racing_a_request_fails_it_once_never_sends_it_
     await lane.aclose()
     server.close()
     await server.wait_closed()
+    async with asyncio.timeout(5):  # each ends on our close: none left to the next test
+        await asyncio.gather(*(task for task in served if task is not None))
     assert (first.status_code, third.status_code) == (200, 200)
     assert len(taken) == 3  # one each: the dropped request was not sent again
     assert backend.connections == 2
