@@ -209,6 +209,7 @@ class _Connection(asyncio.Protocol):
         self.cycle: _Cycle | None = None
         # Bytes read but not yet given to h11; see feed().
         self.unfed = bytearray()
+        self.h11_needs_data = True  # h11 has used up what it was given (NEED_DATA)
         self.fed = 0  # bytes given to h11 so far
         self.head_start = 0  # where in them the current request's head begins
         self.peer_closed = False  # the client half-closed after its request
@@ -315,8 +316,10 @@ class _Connection(asyncio.Protocol):
         step = self.limits.max_header_bytes
         transport = self.transport
         while transport is not None and not transport.is_closing():
-            if self.unfed and not self.reading_paused:
-                if self.h11.their_state is h11.DONE:  # h11 holds the next request already
+            # Only once h11 has used up what it holds: a slice given while it still holds
+            # requests sent ahead would let a line twice the bound through.
+            if self.unfed and not self.reading_paused and self.h11_needs_data:
+                if self.h11.their_state is h11.DONE:  # the next request, before our answer
                     self._pause_reading()
                     return
                 if self.h11.their_state is h11.MUST_CLOSE:
@@ -331,22 +334,27 @@ class _Connection(asyncio.Protocol):
                 self.fed += len(chunk)
                 self.h11.receive_data(chunk)
             self.handle_events()
-            if not self.unfed or self.reading_paused:
+            if not self.unfed or self.reading_paused or not self.h11_needs_data:
                 return
 
     def handle_events(self) -> None:
+        self.h11_needs_data = False
         while self.transport is not None and not self.transport.is_closing():
             if self.h11.their_state is h11.MUST_CLOSE:
                 # Their last request is in (HTTP/1.0, "Connection: close"): what follows
                 # it in the same read (a stray CRLF, RFC 9112 2.2) is not a request, and
                 # must not cost the answer a 400.
+                self.h11_needs_data = True  # for feed() to drop the rest
                 return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError:
                 self._refuse(400, MALFORMED, "malformed HTTP request")
                 return
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+            if event is h11.NEED_DATA:
+                self.h11_needs_data = True
+                return
+            if isinstance(event, h11.ConnectionClosed):
                 return
             if event is h11.PAUSED:
                 # The next request has come before this one's answer is out: it waits.

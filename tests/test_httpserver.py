@@ -356,3 +356,28 @@ async def test_stop_is_bounded_even_when_an_app_ignores_its_cancellation(
     async with asyncio.timeout(5):
         await left
     writer.close()
+
+
+async def test_10000_requests_sent_at_once_and_never_read_hold_bounded_memory() -> None:
+    async with serving(echo_path) as (server, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.pause_reading()  # never reads an answer
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n" * 10_000)  # 290 KB
+        async with asyncio.timeout(5):
+            while not server.connections:
+                await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+        (connection,) = server.connections
+        unfed = in_h11 = unsent = 0
+        for _ in range(2000):  # turns of the loop while the server answers what it can
+            await asyncio.sleep(0)
+            if connection.transport is None or connection.transport.is_closing():
+                break
+            unfed = max(unfed, len(connection.unfed))
+            in_h11 = max(in_h11, len(connection.h11.trailing_data[0]))
+            unsent = max(unsent, connection.transport.get_write_buffer_size())
+        writer.close()
+    # One socket read (256 KiB) waits unparsed; h11 holds at most two slices; what the
+    # client does not take stays in the kernel, past asyncio's 64 KiB write mark.
+    assert 0 < unfed <= 256 * 1024
+    assert in_h11 <= 2 * OPEN.max_header_bytes
+    assert unsent <= 64 * 1024 + 1024
