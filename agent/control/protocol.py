@@ -313,7 +313,25 @@ def read_request(op: Any, arguments: dict[str, Any]) -> Request[Any]:
         request: Request[Any] = from_json(cls, arguments, where=op)
     except (ValueError, TypeError) as exc:
         raise ControlError(str(exc)) from exc
+    for item in fields(request):  # type: ignore[arg-type]
+        _check_keepable(f"{op}.{item.name}", getattr(request, item.name))
     return request
+
+
+_INT64 = range(-(2**63), 2**63)  # what SQLite keeps
+
+
+def _check_keepable(where: str, value: Any) -> None:
+    """ControlError for what the schema's types allow but the agent cannot keep: an integer
+    past 64 bits (SQLite would refuse it deep in a handler), a string with a lone surrogate
+    (not UTF-8). Requests only: answers and events are the agent's own."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise ControlError(f"{where}: {str(value)[:40]} is out of range (a 64-bit integer)")
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ControlError(f"{where}: not valid text (a lone surrogate)") from None
 
 
 def encode_answer(
