@@ -129,6 +129,18 @@ async def test_head_gets_the_head_alone() -> None:
     assert raw.endswith(b"\r\n\r\n")  # no body after the head
 
 
+async def one_request_to_stop(
+    app: object,
+) -> tuple[HttpServer, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A server with a short stop grace, and a request sent to ``app`` (the test stops it)."""
+    server = HttpServer(app, OPEN, stop_grace=0.1)  # type: ignore[arg-type]
+    sock = bound_socket("127.0.0.1", 0)
+    await server.start(sock)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return server, reader, writer
+
+
 async def test_stop_cancels_an_app_that_ignores_the_cut_after_the_grace() -> None:
     started = asyncio.Event()
     cancelled = asyncio.Event()
@@ -141,11 +153,7 @@ async def test_stop_cancels_an_app_that_ignores_the_cut_after_the_grace() -> Non
             cancelled.set()
             raise
 
-    server = HttpServer(app, OPEN, stop_grace=0.1)
-    sock = bound_socket("127.0.0.1", 0)
-    await server.start(sock)
-    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    server, reader, writer = await one_request_to_stop(app)
     async with asyncio.timeout(5):
         await started.wait()
         await server.stop()
@@ -341,11 +349,7 @@ async def test_stop_is_bounded_even_when_an_app_ignores_its_cancellation(
             with contextlib.suppress(asyncio.CancelledError):  # a bug: swallows the cut
                 await release.wait()
 
-    server = HttpServer(stubborn, OPEN, stop_grace=0.1)
-    sock = bound_socket("127.0.0.1", 0)
-    await server.start(sock)
-    _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
-    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    server, _, writer = await one_request_to_stop(stubborn)
     async with asyncio.timeout(5):
         await started.wait()
         await server.stop()  # returns: the grace, the cancel, the grace again
