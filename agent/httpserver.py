@@ -14,9 +14,13 @@ docs/bounds.md says why each limit is what it is.
   port and the caller learns it (a busy port fails here, as an ``OSError``).
 - :func:`reset_transport` cuts one connection with an RST.
 
-What the server does on its own: a head past ``max_header_bytes`` or malformed HTTP gets
-400 and close; past ``busy_connections`` open connections a request gets 503 and close; a
-connection past ``max_connections``, or past ``max_per_source`` from one source, is reset as
+What the server does on its own: a head past ``max_header_bytes`` (however it arrives), a
+chunk line past twice that, a request with both Content-Length and Transfer-Encoding (a
+possible smuggling) or malformed HTTP gets 400 and close; a client that half-closes after
+its request still gets its answer, then the close, and bytes after a request that said it
+was the last (HTTP/1.0, "Connection: close") are dropped, not read as HTTP; past
+``busy_connections`` open connections a request gets 503 and close; a connection past
+``max_connections``, or past ``max_per_source`` from one source, is reset as
 soon as it is accepted and never counted against the other caps; from the moment a
 connection is open or has had its answer, the next request's head must arrive within
 ``header_timeout`` or the connection is reset (slowloris), and a request being answered
@@ -145,7 +149,8 @@ class HttpServer:
 
     async def stop(self) -> None:
         """Stop listening, reset every open connection, and wait (``stop_grace`` at most)
-        for the app's requests in progress; those still running then are cancelled.
+        for the app's requests in progress; those still running then are cancelled, and
+        given one more ``stop_grace`` to end: at most three graces in all.
 
         Cuts instead of draining: every answer of ours is short and can be asked again,
         and tests start and stop one server per test, so a stop must cost milliseconds.
@@ -165,7 +170,12 @@ class HttpServer:
             _, late = await asyncio.wait(set(self.tasks), timeout=self.stop_grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                # One more grace for the cancellation: an app that swallows it must not
+                # hold the agent's stop forever.
+                _, stuck = await asyncio.wait(late, timeout=self.stop_grace)
+                if stuck:
+                    log.error("%d request(s) ignored their cancellation: left running", len(stuck))
         await server.wait_closed()
 
     def reset_client(self, client: tuple[str, int] | None) -> bool:
@@ -197,6 +207,12 @@ class _Connection(asyncio.Protocol):
         self.local: tuple[str, int] | None = None
         self.source: str | None = None  # counted in server.per_source while open
         self.cycle: _Cycle | None = None
+        # Bytes read but not yet given to h11; see feed().
+        self.unfed = bytearray()
+        self.h11_needs_data = True  # h11 has used up what it was given (NEED_DATA)
+        self.fed = 0  # bytes given to h11 so far
+        self.head_start = 0  # where in them the current request's head begins
+        self.peer_closed = False  # the client half-closed after its request
         self.reading_paused = False
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
         self.deadline: asyncio.TimerHandle | None = None
@@ -237,13 +253,27 @@ class _Connection(asyncio.Protocol):
         if self.source is None:  # refused; the reset is on its way
             return
         self._disarm(idle=True)
-        self.h11.receive_data(data)
-        self.handle_events()
+        self.unfed += data
+        self.feed()
 
-    def eof_received(self) -> None:
-        # The client will send nothing more; HTTP/1.1 does not half-close, so neither do
-        # we: the transport closes and connection_lost tells the app.
-        return None
+    def eof_received(self) -> bool | None:
+        # A client that sent its whole request and shut its side down (shutdown(SHUT_WR),
+        # as `nc -N` or an HTTP/1.0 tool does) still reads: it gets its answer, then the
+        # close. Anywhere else (idle, mid-head, mid-body) nothing can follow: close now.
+        cycle = self.cycle
+        if (
+            self.source is None
+            or cycle is None
+            or cycle.response_complete
+            or self.h11.their_state not in (h11.DONE, h11.MUST_CLOSE)
+            or self.unfed
+        ):
+            return None
+        self.peer_closed = True
+        if self.h11.their_state is h11.DONE:  # (MUST_CLOSE: h11 closes after it anyway)
+            self.h11.receive_data(b"")
+            self.handle_events()  # h11 takes the close: this answer is the connection's last
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm(idle=True, deadline=True)
@@ -274,14 +304,57 @@ class _Connection(asyncio.Protocol):
 
     # -- HTTP -----------------------------------------------------------------------------
 
+    def feed(self) -> None:
+        """Give h11 what was read, ``max_header_bytes`` at a time, and act on its events.
+
+        h11 bounds only a line it is still waiting for, so a whole head or chunk line that
+        came in one socket read (up to 256 KiB) would pass; fed in slices, no line can be
+        more than twice the bound before h11 refuses it, and the head is measured exactly
+        in _request. Bytes of a request that came before this answer is out stay here, and
+        reading stops, until the answer is out.
+        """
+        step = self.limits.max_header_bytes
+        transport = self.transport
+        while transport is not None and not transport.is_closing():
+            # Only once h11 has used up what it holds: a slice given while it still holds
+            # requests sent ahead would let a line twice the bound through.
+            if self.unfed and not self.reading_paused and self.h11_needs_data:
+                if self.h11.their_state is h11.DONE:  # the next request, before our answer
+                    self._pause_reading()
+                    return
+                if self.h11.their_state is h11.MUST_CLOSE:
+                    self.unfed.clear()  # after the last request: nothing more is HTTP
+                    return
+                if len(self.unfed) <= step:  # the usual case: one read, one request
+                    chunk = bytes(self.unfed)
+                    self.unfed.clear()
+                else:
+                    chunk = bytes(self.unfed[:step])
+                    del self.unfed[:step]
+                self.fed += len(chunk)
+                self.h11.receive_data(chunk)
+            self.handle_events()
+            if not self.unfed or self.reading_paused or not self.h11_needs_data:
+                return
+
     def handle_events(self) -> None:
+        self.h11_needs_data = False
         while self.transport is not None and not self.transport.is_closing():
+            if self.h11.their_state is h11.MUST_CLOSE:
+                # Their last request is in (HTTP/1.0, "Connection: close"): what follows
+                # it in the same read (a stray CRLF, RFC 9112 2.2) is not a request, and
+                # must not cost the answer a 400.
+                self.h11_needs_data = True  # for feed() to drop the rest
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError:
                 self._refuse(400, MALFORMED, "malformed HTTP request")
                 return
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+            if event is h11.NEED_DATA:
+                self.h11_needs_data = True
+                return
+            if isinstance(event, h11.ConnectionClosed):
                 return
             if event is h11.PAUSED:
                 # The next request has come before this one's answer is out: it waits.
@@ -301,6 +374,16 @@ class _Connection(asyncio.Protocol):
 
     def _request(self, request: h11.Request) -> None:
         limits, server = self.limits, self.server
+        head_size = self.fed - len(self.h11.trailing_data[0]) - self.head_start
+        if head_size > limits.max_header_bytes:
+            self._refuse(400, MALFORMED, f"request head of {head_size} bytes is over the limit")
+            return
+        names = {name for name, _ in request.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 6.3: a possible request smuggling (a proxy in front may frame the
+            # body by the other header); refused, and the connection with it.
+            self._refuse(400, MALFORMED, "Content-Length with Transfer-Encoding: refused")
+            return
         if limits.busy_connections is not None and (
             len(server.connections) > limits.busy_connections
         ):
@@ -358,12 +441,13 @@ class _Connection(asyncio.Protocol):
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self.cycle = None
+            self.head_start = self.fed - len(self.h11.trailing_data[0])
             self._arm_deadline()
             self.idle = self.loop.call_later(self.limits.keep_alive, self._idle_passed)
             if self.reading_paused:
                 self.reading_paused = False
                 self.transport.resume_reading()
-            self.handle_events()  # a request that came while this one was answered
+            self.feed()  # a request that came while this one was answered
         else:  # "Connection: close", HTTP/1.0, or a body the app left unread
             self.transport.close()
 
@@ -378,6 +462,7 @@ class _Connection(asyncio.Protocol):
         ):
             self.reading_paused = False
             self.transport.resume_reading()
+            self.feed()  # what was read before the pause
 
     def reset(self) -> None:
         if self.transport is not None:
@@ -489,8 +574,10 @@ class _Cycle:
                 self.body.clear()
                 self.buffered = 0
                 self.body_given = self.body_complete
-                connection.body_read()
-                return {"type": "http.request", "body": data, "more_body": not self.body_complete}
+                more = not self.body_complete
+                message = {"type": "http.request", "body": data, "more_body": more}
+                connection.body_read()  # may take in more of the body: the next call's
+                return message
             if self.body_given and self.response_complete:
                 return {"type": "http.disconnect"}
             self._woken = connection.loop.create_future()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -319,6 +320,15 @@ def test_check_config_rejects_with_one_line_and_exit_2(tmp_path: Path) -> None:
         "health_interval, command_timeout, power_cycle_command, ussd)\n"
     )
     assert result.stderr == expected
+
+
+def test_check_config_rejects_a_malformed_proxy_variable_naming_it(tmp_path: Path) -> None:
+    # The agent reads the proxy variables once at its start; --check-config tells of them.
+    env = {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
+    env["ALL_PROXY"] = "http://:3128"
+    result = run_cli("run", "--check-config", "--config", str(write(tmp_path, MINIMAL)), env=env)
+    assert result.returncode == 2
+    assert result.stderr == "simedge: environment: ALL_PROXY: 'http://:3128': no host\n"
 
 
 def test_readme_documents_every_key() -> None:

@@ -26,9 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent import config as config_module
     from agent.errors import ConfigError
+    from agent.uplink.client import environment_proxy
 
     try:
         config = config_module.load(args.config)
+        environment_proxy(config.onlinesim.base_url)  # a malformed *_PROXY variable, too
     except ConfigError as exc:
         print(f"simedge: {exc}", file=sys.stderr)
         return EXIT_USAGE

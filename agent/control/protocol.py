@@ -25,7 +25,9 @@ Answers::
     {"id": 2, "ok": false, "error": "no modem in slot 1-1.2"}
 
 A request is read strictly: an unknown op or argument, a missing argument, or one of the
-wrong type is refused with an error that names it (``reset_modem.slot: expected str``).
+wrong type is refused with an error that names it (``reset_modem.slot: expected str``); so
+are what JSON or Python would let through but the agent cannot keep: NaN and Infinity, an
+integer past 64 bits, a string with a lone surrogate.
 
 **Events.** ``subscribe`` answers ``ok`` once the subscriber is registered (a snapshot
 taken after that misses nothing), then the connection carries ``{"event": KIND, "data":
@@ -307,10 +309,7 @@ def parse_request(line: bytes) -> tuple[Any, Request[Any]]:
     """(id, request) of one request line, or ControlError saying what is wrong."""
     if too_deep(line, MAX_DEPTH):
         raise ControlError(f"request nested deeper than {MAX_DEPTH} levels")
-    try:
-        message = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError(f"request is not a JSON line: {exc}") from exc
+    message = _loads(line, "request")
     if not isinstance(message, dict):
         raise ControlError("request must be a JSON object")
     arguments = {k: v for k, v in message.items() if k not in ENVELOPE}
@@ -330,7 +329,25 @@ def read_request(op: Any, arguments: dict[str, Any]) -> Request[Any]:
         request: Request[Any] = from_json(cls, arguments, where=op)
     except (ValueError, TypeError) as exc:
         raise ControlError(str(exc)) from exc
+    for item in fields(request):  # type: ignore[arg-type]
+        _check_keepable(f"{op}.{item.name}", getattr(request, item.name))
     return request
+
+
+_INT64 = range(-(2**63), 2**63)  # what SQLite keeps
+
+
+def _check_keepable(where: str, value: Any) -> None:
+    """ControlError for what the schema's types allow but the agent cannot keep: an integer
+    past 64 bits (SQLite would refuse it deep in a handler), a string with a lone surrogate
+    (not UTF-8). Requests only: answers and events are the agent's own."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise ControlError(f"{where}: {str(value)[:40]} is out of range (a 64-bit integer)")
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ControlError(f"{where}: not valid text (a lone surrogate)") from None
 
 
 def encode_answer(
@@ -360,6 +377,20 @@ class SharedResult:
         data = _dumps(to_json(result))
         self._last = (result, data)
         return data
+
+
+def _loads(line: bytes, what: str) -> Any:
+    """One line's JSON; ControlError for anything else. JSON has no NaN or Infinity (Python
+    reads them, and would echo a NaN ``id`` back as a line no other JSON reader takes); a
+    number past Python's 4,300 digits is a ValueError of its own, not a JSONDecodeError."""
+    try:
+        return json.loads(line, parse_constant=_not_json)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise ControlError(f"{what} is not a JSON line: {exc}") from exc
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _dumps(value: Any) -> bytes:
@@ -400,10 +431,7 @@ def encode_event(kind: EventKind, data: Any = None) -> bytes:
 def parse_event(line: bytes) -> Event:
     """One event line, its data typed; ControlError names what is wrong (an unknown kind
     too: an agent newer than this client)."""
-    try:
-        message = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError(f"event is not a JSON line: {exc}") from exc
+    message = _loads(line, "event")
     if not isinstance(message, dict):
         raise ControlError(f"event is not an object: {message!r:.200}")
     kind = message.get("event")
@@ -474,10 +502,11 @@ def handler_table(*handlers: object) -> dict[Op, Handler]:
     return table
 
 
-# A JSON string, escapes included (unrolled so that it runs in one pass); the line it runs
-# on is at most MAX_REQUEST bytes.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[][{}]")
+# A bracket, or a JSON string (escapes included) to step over whole. Possessive, and the
+# closing quote optional: a string never closed ends the scan instead of failing and being
+# looked for again from each quote inside it, which made one 64 KiB line of escaped quotes
+# cost 34 s. One pass over the line, whatever it holds.
+_BRACKET_OR_STRING = re.compile(rb'[][{}]|"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 
 
 def too_deep(line: bytes, limit: int) -> bool:
@@ -486,11 +515,12 @@ def too_deep(line: bytes, limit: int) -> bool:
     ``json.loads`` recurses once per level and raises RecursionError near 1,000: counted
     here first, without recursion, brackets inside strings not counted."""
     depth = 0
-    for bracket in _BRACKET.finditer(_JSON_STRING.sub(b'""', line)):
-        if bracket.group() in (b"[", b"{"):
+    for token in _BRACKET_OR_STRING.finditer(line):
+        first = token.group()[:1]
+        if first in (b"[", b"{"):
             depth += 1
             if depth > limit:
                 return True
-        else:
+        elif first in (b"]", b"}"):
             depth -= 1
     return False

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import importlib.util
 import json
 import logging
 import math
+import os
 import re
 import time
 import urllib.parse
@@ -35,6 +37,7 @@ import httpx
 from agent import __version__
 from agent.config import OnlineSimConfig
 from agent.errors import (
+    ConfigError,
     UplinkAccountError,
     UplinkError,
     UplinkNoNumber,
@@ -331,14 +334,53 @@ def map_errors(method: str, *, secret: str) -> Iterator[None]:
         raise UplinkTransient(f"{method}: {kind}: {detail}", code=kind) from exc
 
 
+#: Schemes of proxy the transport speaks (agent.uplink.network); socks5 only with socksio.
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_PROXY_HOST = re.compile(r"[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
 def environment_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, minus
-    ``NO_PROXY``), as httpx's client would have taken it; None for a direct connection."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if urllib.request.proxy_bypass_environment(host):
+    ``NO_PROXY``; lower case first, as curl and urllib read them), as httpx's client would
+    have taken it (no scheme: ``http://``); None for a direct connection.
+
+    Raises ConfigError naming the variable when its value cannot be a proxy: read once, at
+    the start, rather than failing every call later with a puzzling transport error.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass_environment(parts.hostname or ""):
         return None
-    proxies = urllib.request.getproxies_environment()
-    return proxies.get(urllib.parse.urlsplit(url).scheme) or proxies.get("all")
+    for prefix in (parts.scheme, "all"):
+        for name in (f"{prefix}_proxy", f"{prefix.upper()}_PROXY"):
+            value = os.environ.get(name, "").strip()
+            if value:
+                return _checked_proxy(name, value)
+    return None
+
+
+def _checked_proxy(name: str, value: str) -> str:
+    def problem(text: str) -> ConfigError:
+        return ConfigError("environment", name, f"{value[:200]!r}: {text}")
+
+    if "://" not in value:
+        value = f"http://{value}"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 -- urllib checks the port when it is read
+    except ValueError as exc:
+        raise problem(f"not a URL ({exc})") from None
+    if parts.scheme not in PROXY_SCHEMES:
+        raise problem(f"scheme {parts.scheme!r}; a proxy is one of {', '.join(PROXY_SCHEMES)}")
+    address = parts.netloc.rpartition("@")[2]  # without user:password@
+    host = address[: address.index("]") + 1] if address.startswith("[") else address
+    host = host.partition(":")[0] if not host.startswith("[") else host
+    if not host:
+        raise problem("no host")
+    if not _PROXY_HOST.fullmatch(host):
+        raise problem(f"host {host!r} is not a host name or address")
+    if parts.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise problem("a socks5 proxy needs the socksio package, which is not installed")
+    return value
 
 
 def _redact(text: str, secret: str) -> str:

@@ -450,6 +450,67 @@ async def test_garbage_lines_get_an_error_and_the_connection_lives_on(served) ->
     writer.close()
 
 
+async def test_a_request_line_of_escaped_quotes_is_refused_at_once(served) -> None:
+    # A string never closed, full of escaped quotes: the nesting check looked for a
+    # string from every quote again, quadratic in the line (34 s of a frozen agent for one
+    # 64 KiB line). Answered in the time of one pass now.
+    server, _ = served
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    hostile = b'{"op": "snapshot", "x": "' + b'\\"' * ((MAX_REQUEST - 64) // 2)
+    writer.write(hostile + b"\n")
+    await writer.drain()
+    async with asyncio.timeout(1):  # was 34 s; well under a millisecond per KiB now
+        answer = json.loads(await reader.readline())
+    assert "not a JSON line" in answer["error"]
+    assert await _ask(reader, writer, b'{"id": 4, "op": "snapshot"}') == {
+        "id": 4,
+        "ok": True,
+        "result": SMALL_JSON,
+    }
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (
+            b'{"id": 1, "op": "message", "message_id": ' + b"9" * 5000 + b"}",
+            "request is not a JSON line: Exceeds the limit (4300 digits)",
+        ),
+        (
+            b'{"id": 1, "op": "message", "message_id": ' + b"9" * 30 + b"}",
+            "message.message_id: 999999999999999999999999999999 is out of range",
+        ),
+        (b'{"id": NaN, "op": "snapshot"}', "request is not a JSON line: NaN is not JSON"),
+        (
+            b'{"id": 1, "op": "messages", "limit": -Infinity}',
+            "request is not a JSON line: -Infinity is not JSON",
+        ),
+        (
+            b'{"id": 1, "op": "set_number", "iccid": "\\ud800", "number": "1"}',
+            "set_number.iccid: not valid text (a lone surrogate)",
+        ),
+    ],
+    ids=["5000 digits", "past 64 bits", "NaN", "Infinity", "lone surrogate"],
+)
+async def test_numbers_and_text_json_allows_but_the_agent_cannot_keep_are_refused(
+    served, line: bytes, error: str
+) -> None:
+    server, _ = served
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    answer = await _ask(reader, writer, line)
+    assert answer["ok"] is False
+    assert answer["error"].startswith(error)
+    # Refused in the protocol, not by a handler that failed (an "internal error"), and
+    # the connection lives on.
+    assert await _ask(reader, writer, b'{"id": 5, "op": "snapshot"}') == {
+        "id": 5,
+        "ok": True,
+        "result": SMALL_JSON,
+    }
+    writer.close()
+
+
 async def test_agent_down_is_said_plainly(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="the agent is not running"):
         await ControlClient(tmp_path / "none.sock").call(TakeSnapshot())

@@ -6,6 +6,7 @@ listens on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
@@ -18,6 +19,7 @@ import pytest
 import trustme
 
 from agent.emulate.onlinesim import OnlineSimStandIn
+from agent.errors import ConfigError
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
 from agent.uplink.network import READ_BUFFER_LIMIT, AsyncioBackend, UplinkTransport
@@ -130,6 +132,45 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
     assert (first.status_code, second.status_code) == (200, 200)
     assert second.content == ANSWER
     assert len(requests) == 2
+    assert backend.connections == 2
+
+
+async def test_a_keep_alive_close_racing_a_request_fails_it_once_never_sends_it_twice() -> None:
+    # The server's idle close crossing our next request: it read the request and dropped
+    # it, unanswered. The call fails as the link's fault (the pump retries it later);
+    # the transport never re-sends it by itself, so an addMessage OnlineSim may have taken
+    # is never taken twice behind the pump's back.
+    taken: list[bytes] = []
+    served: list[asyncio.Task[None] | None] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(asyncio.current_task())
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            for answered in (True, False):
+                head = await reader.readuntil(b"\r\n\r\n")
+                taken.append(head + await reader.readexactly(2))  # b"{}"
+                if answered:
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
+                    )
+                    await writer.drain()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    first = await post(lane, url)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        await post(lane, url)  # on the kept-alive connection, dropped unanswered
+    third = await post(lane, url)  # a new connection
+    await lane.aclose()
+    server.close()
+    await server.wait_closed()
+    async with asyncio.timeout(5):  # each ends on our close: none left to the next test
+        await asyncio.gather(*(task for task in served if task is not None))
+    assert (first.status_code, third.status_code) == (200, 200)
+    assert len(taken) == 3  # one each: the dropped request was not sent again
     assert backend.connections == 2
 
 
@@ -276,6 +317,52 @@ def test_environment_proxy(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert environment_proxy(url) == proxy
+
+
+@pytest.fixture
+def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_a_proxy_without_scheme_is_http_as_httpx_takes_it(
+    clean_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    clean_proxy_environment.setenv("HTTPS_PROXY", "proxy.example:3128")
+    assert environment_proxy("https://onlinesim.example/api/") == "http://proxy.example:3128"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HTTPS_PROXY", "ftp://proxy:21", "scheme 'ftp'"),
+        ("https_proxy", "http://[bad", "not a URL"),
+        ("HTTPS_PROXY", "http://a b:3128", "host 'a b'"),
+        ("HTTPS_PROXY", "http://proxy:99999", "not a URL"),
+        ("HTTPS_PROXY", "http://", "no host"),
+        ("ALL_PROXY", "http://:8080", "no host"),
+        ("ALL_PROXY", "socks5://proxy:1080", "socksio"),
+    ],
+)
+def test_a_malformed_proxy_variable_is_a_config_error_naming_it(
+    clean_proxy_environment: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    clean_proxy_environment.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        environment_proxy("https://onlinesim.example/api/")
+    assert caught.value.key == name
+    assert problem in caught.value.problem
+    assert str(caught.value).startswith(f"environment: {name}: ")
+
+
+def test_a_malformed_proxy_variable_stops_the_client_at_its_start(
+    clean_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    clean_proxy_environment.setenv("HTTPS_PROXY", "http://")
+    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
+        OnlineSimClient(UplinkSettings(base_url="https://onlinesim.example/api", api_key="k"))
 
 
 async def test_concurrent_requests_share_at_most_max_connections() -> None:
