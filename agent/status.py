@@ -247,6 +247,14 @@ class SimRow:
             self.iccid,
         )
 
+    def details(self, now: float) -> str:
+        """Every column of the row as ``heading value`` pairs: the SIMs screen prints the
+        selected SIM this way, so that what does not fit 80 columns is still read."""
+        return "  ".join(
+            f"{heading.lower()} {cell}"
+            for (heading, _), cell in zip(SIM_COLUMNS, self.cells(now), strict=True)
+        )
+
     def _probe_cell(self) -> str:
         if self.probe_state is None:
             return "-"
@@ -256,10 +264,11 @@ class SimRow:
 
 
 SIM_COLUMNS: tuple[tuple[str, int], ...] = (
-    # (heading, width) of SimRow.cells: what a person reads first goes left, so that the
-    # first eight fit 80 columns; the ICCID, which identifies the card, last.
+    # (heading, width) of SimRow.cells: what a person reads first goes left; at 80
+    # columns the SIMs screen shows the rest of the selected row below the table
+    # (SimRow.details); the ICCID, which identifies the card, last.
     ("SLOT", 7),
-    ("NUMBER", 12),
+    ("NUMBER", 16),  # E.164: "+" and up to 15 digits, never cut
     ("BALANCE", 12),
     ("UNTIL", 11),
     ("TODAY", 5),
@@ -267,7 +276,7 @@ SIM_COLUMNS: tuple[tuple[str, int], ...] = (
     ("ALL", 5),
     ("EARNED", 6),
     ("CALLS", 5),
-    ("CALLER", 12),
+    ("CALLER", 16),
     ("SOURCE", 6),
     ("PROBE", 10),
     ("NET", 6),

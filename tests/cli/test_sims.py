@@ -109,7 +109,7 @@ async def test_sims_from_the_database_as_text_and_json(
     assert rows[OTHER]["active_until"] is None
     header, _first, _second, legend = text.splitlines()
     assert header.split()[:4] == ["SLOT", "NUMBER", "BALANCE", "UNTIL"]
-    assert "(usb-1.1)  +79161230001  3.25 RUB LOW" in text
+    assert "(usb-1.1)  +79161230001      3.25 RUB LOW" in text
     assert ICCID in text
     assert legend.startswith("2 SIM(s).")
 

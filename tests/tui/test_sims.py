@@ -37,6 +37,21 @@ async def test_sims_screen_lists_every_sim_with_balance_and_deadline(
         summary = app.screen.query_one("#sims-summary", Static).render()
         assert "5 SIM(s) seen, 4 in a slot now" in str(summary)
         assert "1 with a low balance" in str(summary)
+        # The selected SIM's every column below the table, the ones past 80 columns too.
+        detail = str(app.screen.query_one("#sims-detail", Static).render())
+        first = site.sims[0]
+        assert f"number {first.number}" in detail
+        assert f"source {first.number_source}" in detail
+        assert f"iccid {first.iccid}" in detail
+        table.move_cursor(row=len(site.sims) - 1)
+        await until(
+            pilot,
+            lambda: (
+                "iccid 8970102000000000099"
+                in str(app.screen.query_one("#sims-detail", Static).render())
+            ),
+        )
+        table.move_cursor(row=0)
 
         await pilot.press("b")  # the first row: a SIM in a slot
         await until(pilot, lambda: AskBalance(site.sims[0].iccid) in site.calls)
@@ -63,6 +78,9 @@ def test_sims_screen_in_a_real_terminal(tmp_path: Path) -> None:
             assert "7 SIMs" in screen
             assert "LOW" in screen
             assert "b Ask balance" in lines[-1]
+            # Past 80 columns, the selected SIM's source, operator and ICCID are still read.
+            assert "source " in screen
+            assert "iccid " in screen
             session.send("q")
         finally:
             session.close()

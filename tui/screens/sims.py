@@ -2,7 +2,8 @@
 it is, its number and where that came from, its balance (LOW below the configured
 threshold), until when it stays active, its SMS and what it earned, the calls that rang
 on it (and the last caller), and its last number probe by SMS (why it failed). ``b`` asks the
-selected SIM's balance now."""
+selected SIM's balance now. The columns that do not fit 80 columns are printed for the
+selected SIM below the table."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class SimsScreen(SiteScreen):
         for heading, width in SIM_COLUMNS:
             table.add_column(heading.lower(), width=width, key=heading)
         yield table
+        yield Static(id="sims-detail")
         yield Static(Text(SIM_LEGEND), id="sims-legend")
 
     @property
@@ -81,6 +83,19 @@ class SimsScreen(SiteScreen):
                 ),
                 key=row.iccid,
             )
+        self._show_detail(self.table.cursor_row)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail(event.cursor_row)
+
+    def _show_detail(self, index: int) -> None:
+        detail = self.query_one("#sims-detail", Static)
+        if not 0 <= index < len(self._rows):
+            detail.update("")
+            return
+        detail.update(
+            safe_text(self._rows[index].details(self.site_app.view.now), keep_newlines=True)
+        )
 
     def action_balance(self) -> None:
         if not self._rows or not 0 <= self.table.cursor_row < len(self._rows):
