@@ -144,11 +144,19 @@ async def test_sms_keepalive_reaches_the_number_keeps_the_sim_and_a_refusal_is_r
         sim.credit = False
         assert kept.active_until is not None
         now[0] = kept.active_until - 0.5 * 86400
-        actions = await rows_when(store, SimKeepalive, 2, watch)
+        await rows_when(store, SimKeepalive, 2, watch)
+        # The retry is bounded: not at every check, only once check_every has passed.
+        for _ in range(2):
+            await watch.next()
+        assert await store.read(lambda: SimKeepalive.select().count()) == 2
+        now[0] += upkeep.check_every
+        actions = await rows_when(store, SimKeepalive, 3, watch)
         arrived = await store.read(lambda: list(Message.select()))
+    refused = (f"sms {receiver.msisdn}", None, "+CMS ERROR: 21 short message transfer rejected")
     assert [(a.action, a.answer, a.error) for a in actions] == [
         (f"sms {receiver.msisdn}", "+CMGS: 1", None),
-        (f"sms {receiver.msisdn}", None, "+CMS ERROR: 21 short message transfer rejected"),
+        refused,
+        refused,
     ]
     assert [(m.sender, m.text, m.sim_id) for m in arrived] == [
         (sim.msisdn, "keep-alive ж", receiver.iccid)
