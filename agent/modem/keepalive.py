@@ -14,7 +14,8 @@ period for periods under four days, so that a failed attempt is retried in time 
 worker asks again at each upkeep check until one succeeds).
 
 The SMS action goes out through agent.modem.sending, the same ``AT+CMGS`` as the
-own-number probe; an SMS to any number is a chargeable event on prepaid SIMs.
+own-number probe; an SMS to any number is a chargeable event on prepaid SIMs. The
+configuration, and docs/upkeep.md, say what a policy may hold.
 """
 
 from __future__ import annotations
