@@ -151,25 +151,80 @@ def _balance_problem(recipes: dict[str, Any]) -> str | None:
     return None
 
 
+KEEPALIVE_KEYS = ("days", "ussd", "sms_to", "sms_text")
+
+
 def _keepalive_problem(policies: dict[str, Any]) -> str | None:
-    """Each entry: "MCCMNC" = {days = 90, ussd = "*100#"}."""
+    """Each entry: "MCCMNC" = {days = 90, ussd = "*100#"} or {days, sms_to, sms_text}."""
     for network, policy in policies.items():
         if problem := _network_problem(network):
             return problem
         if not isinstance(policy, dict):
-            return f'"{network}": expected a table with days and ussd'
-        unknown = set(policy) - {"days", "ussd"}
+            return f'"{network}": expected a table with days and ussd, or days, sms_to and sms_text'
+        unknown = set(policy) - set(KEEPALIVE_KEYS)
         if unknown:
-            return (
-                f'"{network}": unknown key {sorted(unknown)[0]} (known: days, ussd; an SMS'
-                " action is not supported by this version)"
-            )
+            known = ", ".join(KEEPALIVE_KEYS)
+            return f'"{network}": unknown key {sorted(unknown)[0]} (known: {known})'
         days = policy.get("days")
         if isinstance(days, bool) or not isinstance(days, int | float) or not 1 <= days <= 3650:
             return f'"{network}": days must be a number from 1 to 3650, got {days!r}'
-        if not isinstance(policy.get("ussd"), str) or not policy["ussd"].strip():
-            return f'"{network}": expected ussd = "*...#", the code to dial as the keep-alive'
+        if ("ussd" in policy) == ("sms_to" in policy):
+            return (
+                f'"{network}": expected exactly one action, ussd = "*...#" or sms_to = "+..."'
+                " with sms_text"
+            )
+        if "ussd" in policy:
+            if "sms_text" in policy:
+                return f'"{network}": sms_text goes with sms_to, not with ussd'
+            if not isinstance(policy["ussd"], str) or not policy["ussd"].strip():
+                return f'"{network}": expected ussd = "*...#", the code to dial as the keep-alive'
+        elif problem := _keepalive_sms_problem(policy.get("sms_to"), policy.get("sms_text")):
+            return f'"{network}": {problem}'
     return None
+
+
+def _keepalive_sms_problem(sms_to: object, sms_text: object) -> str | None:
+    """The number must be a possible international one; the text must fit one SMS."""
+    # Loaded here only when an SMS action is configured: it brings phonenumbers.
+    from agent.modem.own_number import international_number
+    from agent.protocol.pdu import encode_submit
+
+    if not isinstance(sms_to, str):
+        return f'sms_to: expected a string "+<country><number>", got {sms_to!r}'
+    try:
+        recipient = international_number(sms_to.strip())
+    except ValueError as exc:
+        return f"sms_to: {exc}"
+    if not isinstance(sms_text, str) or not sms_text.strip():
+        return "sms_text: expected the text to send, one SMS (160 GSM 7-bit or 70 UCS2 characters)"
+    try:
+        encode_submit(sms_text, recipient)
+    except ValueError as exc:
+        return f"sms_text: {exc} (the keep-alive sends one SMS, not {_sms_parts(sms_text)} parts)"
+    return None
+
+
+def _sms_parts(text: str) -> int:
+    """How many concatenated parts ``text`` would need: 153 septets or 67 UCS2 units each."""
+    from agent.protocol import gsm7
+
+    units = gsm7.encode_chars(text)
+    if units is not None:
+        return -(-len(b"".join(units)) // 153)
+    return -(-len(text.encode("utf-16-be", "surrogatepass")) // 134)
+
+
+def _keepalive_config(policy: dict[str, Any]) -> KeepaliveConfig:
+    """A policy _keepalive_problem passed, its number in E.164."""
+    if "ussd" in policy:
+        return KeepaliveConfig(float(policy["days"]), ussd=policy["ussd"].strip())
+    from agent.modem.own_number import international_number
+
+    return KeepaliveConfig(
+        float(policy["days"]),
+        sms_to=international_number(policy["sms_to"].strip()),
+        sms_text=policy["sms_text"],
+    )
 
 
 def _slot_labels_problem(labels: dict[str, str]) -> str | None:
@@ -380,7 +435,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "keepalive": Key(
             dict,
             {},
-            'keep prepaid SIMs alive per network: "MCCMNC" = {days, ussd}; none: off',
+            'keep prepaid SIMs alive per network: "MCCMNC" = {days, ussd} or'
+            " {days, sms_to, sms_text}; none: off",
             _keepalive_problem,
             item_type=dict,
         ),
@@ -521,10 +577,13 @@ class BalanceRecipeConfig:
 
 @dataclass(frozen=True)
 class KeepaliveConfig:
-    """Keep a network's prepaid SIMs alive: dial ``ussd`` before ``days`` pass without."""
+    """Keep a network's prepaid SIMs alive before ``days`` pass without a chargeable
+    event: dial ``ussd``, or send ``sms_text`` to ``sms_to`` (E.164); exactly one."""
 
     days: float
-    ussd: str
+    ussd: str | None = None
+    sms_to: str | None = None
+    sms_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -695,7 +754,7 @@ def from_mapping(
                 for network, recipe in values["sims"]["balance"].items()
             },
             keepalive={
-                network: KeepaliveConfig(float(policy["days"]), policy["ussd"].strip())
+                network: _keepalive_config(policy)
                 for network, policy in values["sims"]["keepalive"].items()
             },
             probe_sms_per_day=values["sims"]["probe_sms_per_day"],

@@ -146,7 +146,8 @@ class BalanceAnswer:
 
 @dataclass(frozen=True)
 class KeepaliveAction:
-    """One keep-alive done for a SIM (``action``: "ussd CODE"); ``error`` None: it worked."""
+    """One keep-alive done for a SIM (``action``: "ussd CODE" or "sms NUMBER"; ``answer``:
+    the USSD text or "+CMGS: <reference>"); ``error`` None: it worked, else why not."""
 
     iccid: str
     at: float  # unix time

@@ -256,6 +256,79 @@ def test_each_problem_names_file_key_and_problem(tmp_path: Path, edit, message: 
     assert str(caught.value).startswith(f"{path}: {message}")
 
 
+KEEPALIVE = '\n[sims.keepalive."25001"]\ndays = 30\n'
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (
+            'ussd = "*321#"\nsms_to = "+79161234567"\nsms_text = "hi"',
+            '[sims] keepalive: "25001": expected exactly one action, ussd = "*...#" or'
+            ' sms_to = "+..." with sms_text',
+        ),
+        ("", '[sims] keepalive: "25001": expected exactly one action'),
+        (
+            'ussd = "*321#"\nsms_text = "hi"',
+            '[sims] keepalive: "25001": sms_text goes with sms_to, not with ussd',
+        ),
+        (
+            'sms_to = "+79161234567"\nsms_txt = "hi"',
+            '[sims] keepalive: "25001": unknown key sms_txt (known: days, ussd, sms_to, sms_text)',
+        ),
+        (
+            'sms_to = "89161234567"\nsms_text = "hi"',
+            "[sims] keepalive: \"25001\": sms_to: '89161234567': (0) Missing or invalid default"
+            " region.; give it as +<country><number>",
+        ),
+        (
+            'sms_to = "+7916"\nsms_text = "hi"',
+            "[sims] keepalive: \"25001\": sms_to: '+7916' is not a possible phone number",
+        ),
+        (
+            "sms_to = 79161234567\nsms_text = 'hi'",
+            '[sims] keepalive: "25001": sms_to: expected a string "+<country><number>", got',
+        ),
+        (
+            'sms_to = "+79161234567"',
+            '[sims] keepalive: "25001": sms_text: expected the text to send, one SMS',
+        ),
+        (
+            f'sms_to = "+79161234567"\nsms_text = "{"x" * 161}"',
+            '[sims] keepalive: "25001": sms_text: text needs 161 septets; one SMS holds 160'
+            " (the keep-alive sends one SMS, not 2 parts)",
+        ),
+        (
+            f'sms_to = "+79161234567"\nsms_text = "{"ж" * 71}"',
+            '[sims] keepalive: "25001": sms_text: text needs 142 octets in UCS2; one SMS holds'
+            " 140 (the keep-alive sends one SMS, not 2 parts)",
+        ),
+    ],
+)
+def test_a_keepalive_policy_needs_one_action_a_possible_number_and_one_sms_of_text(
+    tmp_path: Path, policy: str, message: str
+) -> None:
+    path = write(tmp_path, MINIMAL + KEEPALIVE + policy + "\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_a_keepalive_sms_policy_is_read_with_its_number_in_e164(tmp_path: Path) -> None:
+    sms = 'sms_to = "+7 916 123-45-67"\nsms_text = "Привет"\n'
+    text = MINIMAL + KEEPALIVE + sms + '[sims.keepalive."25099"]\ndays = 60\nussd = " *321# "\n'
+    keepalive = config.load(write(tmp_path, text), environ={}).sims.keepalive
+    assert keepalive == {
+        "25001": config.KeepaliveConfig(30.0, sms_to="+79161234567", sms_text="Привет"),
+        "25099": config.KeepaliveConfig(60.0, ussd="*321#"),
+    }
+    # A text of exactly one SMS passes: 160 GSM 7-bit characters, or 70 outside it.
+    for fits in ("x" * 160, "ж" * 70):
+        policy = f'sms_to = "+79161234567"\nsms_text = "{fits}"\n'
+        loaded = config.load(write(tmp_path, MINIMAL + KEEPALIVE + policy), environ={})
+        assert loaded.sims.keepalive["25001"].sms_text == fits
+
+
 def test_public_url_gives_the_webhook_url_to_paste_without_the_secret(tmp_path: Path) -> None:
     text = MINIMAL.replace("[webhook]", "[webhook]\npublic_url = 'https://relay.example/site-a/'")
     webhook = config.load(write(tmp_path, text), environ={}).webhook

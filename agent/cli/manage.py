@@ -46,21 +46,13 @@ def configure_outbox(parser: argparse.ArgumentParser) -> None:
 def run_sim(args: argparse.Namespace) -> int:
     if args.sim_command == "balance":
         return _ask_balance(args)
-    import phonenumbers
+    from agent.modem.own_number import international_number
 
-    number = args.number.strip()
     try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException as exc:
-        print(
-            f"simedge sim set-number: {number!r}: {exc}; give it as +<country><number>",
-            file=sys.stderr,
-        )
+        e164 = international_number(args.number.strip())
+    except ValueError as exc:
+        print(f"simedge sim set-number: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not phonenumbers.is_possible_number(parsed):
-        print(f"simedge sim set-number: {number!r} is not a possible phone number", file=sys.stderr)
-        return EXIT_USAGE
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
     async def offline(store: Store) -> str:
         await store.set_sim_number(args.iccid, e164)

@@ -93,6 +93,18 @@ def number_from_answer(text: str, recipe: UssdRecipe) -> str | None:
     return normalise(found, recipe.region)
 
 
+def international_number(number: str) -> str:
+    """A number a person typed (``+<country><number>``) in E.164; ValueError says what is
+    wrong with it, quoting it."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"{number!r}: {exc}; give it as +<country><number>") from exc
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError(f"{number!r} is not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def normalise(number: str, region: str = "") -> str | None:
     """``number`` in E.164 (``+79161234567``); digits as given when no region helps."""
     compact = re.sub(r"[^\d+]", "", number)

@@ -23,12 +23,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from agent.errors import CommandFailed, CommandTimeout, PortGone, StoreNotWritable
 from agent.logs import LogLimiter, get_logger
-from agent.modem.session import AtSession
+from agent.modem.sending import SEND_TIMEOUT, failure_reason, send_sms
 from agent.modem.worker import ModemWorker, WorkerCommand
-from agent.protocol import commands
-from agent.protocol.pdu import encode_submit
 from agent.protocol.probe import new_token, probe_text
-from agent.protocol.results import CMS_ERRORS
 from agent.status import ModemState, ModemStatus, NumberSource, SimState
 
 if TYPE_CHECKING:
@@ -36,9 +33,6 @@ if TYPE_CHECKING:
 
 log = get_logger("modem.probe")
 
-SEND_TIMEOUT = 60.0
-"""Seconds AT+CMGS may take: the module waits for the network's answer (module manuals
-give up to 60 s)."""
 TURN_WITHIN = 120.0
 """Seconds a probe waits for its modem's worker to take it (a modem in recovery takes
 nothing); past that the probe fails and its SMS is never sent."""
@@ -55,27 +49,6 @@ class ProbeSettings:
     per_day: int = 0
     timeout: float = 600.0
     interval: float = 60.0
-
-
-async def send_sms(session: AtSession, recipient: str, text: str) -> int:
-    """Send one SMS in PDU mode; its message reference (TP-MR). Raises CommandFailed
-    (``+CMS ERROR``), CommandTimeout or PortGone."""
-    pdu_hex, length = encode_submit(text, recipient)
-    return commands.parse_cmgs(
-        await session.submit(f"AT+CMGS={length}", pdu_hex, timeout=SEND_TIMEOUT)
-    )
-
-
-def failure_reason(exc: Exception) -> str:
-    """Why a send failed, as a person reads it: the +CMS ERROR code and its meaning."""
-    if isinstance(exc, CommandFailed) and exc.kind == "CMS" and exc.code is not None:
-        meaning = CMS_ERRORS.get(exc.code, exc.name or "unknown")
-        return f"+CMS ERROR: {exc.code} {meaning}"
-    if isinstance(exc, CommandFailed):
-        return f"the SIM cannot send: {exc}"
-    if isinstance(exc, CommandTimeout):
-        return f"no answer to AT+CMGS in {SEND_TIMEOUT:g} s"
-    return f"the modem went away while sending: {exc}"
 
 
 class Workers(Protocol):

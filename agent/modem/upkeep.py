@@ -2,10 +2,10 @@
 keep-alive action before its network's deadline.
 
 One :class:`SimUpkeep` serves the whole site; each modem's worker calls :meth:`check`
-from its owner task (an inbox item like any other), so a USSD question never runs while
-an SMS is being read, and the worker re-arms its upkeep timer with the delay the check
-returns: at most ``check_every`` (an hour), so a wall clock that jumped, or a simulated
-one in tests, is looked at again soon.
+from its owner task (an inbox item like any other), so a USSD question or a keep-alive
+SMS never runs while an SMS is being read, and the worker re-arms its upkeep timer with
+the delay the check returns: at most ``check_every`` (an hour), so a wall clock that
+jumped, or a simulated one in tests, is looked at again soon.
 
 What was asked and answered is kept by the :class:`UpkeepLedger` (the store, in the
 agent: tables ``sim_balance`` and ``sim_keepalive``), so the schedule survives restarts
@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config import SimsConfig
+from agent.errors import CommandFailed, CommandTimeout
 from agent.logs import get_logger
 from agent.modem import balance as balances
-from agent.modem import keepalive, ussd
+from agent.modem import keepalive, sending, ussd
 from agent.modem.balance import Balance, BalanceRecipe, UnreadableAnswer
 from agent.modem.keepalive import KeepalivePolicy
 from agent.modem.session import AtSession
@@ -102,7 +103,7 @@ class SimUpkeep:
             ledger,
             balance_recipes=balances.recipes(config.balance),
             keepalive_policies={
-                network: KeepalivePolicy(policy.days, policy.ussd)
+                network: KeepalivePolicy(policy.days, policy.ussd, policy.sms_to, policy.sms_text)
                 for network, policy in config.keepalive.items()
             },
             balance_interval=config.balance_interval,
@@ -147,7 +148,7 @@ class SimUpkeep:
             and policy is not None
             and self.clock() >= self._keepalive_due(policy, history, first_seen)
         ):
-            history = await self._keep_alive(ask, sim, policy, history, slot)
+            history = await self._keep_alive(session, ask, sim, policy, history, slot)
         if recipe is None:
             if balance_now:
                 log.info("%s: no balance USSD recipe for network %s", slot, network or "?")
@@ -184,23 +185,34 @@ class SimUpkeep:
 
     async def _keep_alive(
         self,
+        session: AtSession,
         ask: Callable[[str], Awaitable[ussd.UssdAnswer]],
         sim: SimIdentity,
         policy: KeepalivePolicy,
         history: SimHistory,
         slot: str,
     ) -> SimHistory:
-        answer = await ask(policy.ussd)
+        answer: str | None
+        error: str | None
+        if policy.ussd is not None:
+            asked = await ask(policy.ussd)
+            answer, error = asked.text or asked.raw, asked.error
+        else:
+            assert policy.sms_to is not None
+            try:
+                reference = await sending.send_sms(session, policy.sms_to, policy.sms_text)
+            except (CommandFailed, CommandTimeout) as exc:
+                answer, error = None, sending.failure_reason(exc)
+            else:
+                answer, error = f"+CMGS: {reference}", None
         now = self.clock()
         await self.ledger.record_keepalive(
-            KeepaliveAction(
-                sim.iccid, now, slot, f"ussd {policy.ussd}", answer.text or answer.raw, answer.error
-            )
+            KeepaliveAction(sim.iccid, now, slot, policy.action, answer, error)
         )
-        if answer.error is not None:
-            log.warning("%s: keep-alive %s failed: %s", slot, policy.ussd, answer.error)
+        if error is not None:
+            log.warning("%s: keep-alive %s failed: %s", slot, policy.action, error)
             return replace(history, keepalive_tried_at=now)
-        log.info("%s: keep-alive %s done for SIM %s", slot, policy.ussd, sim.iccid)
+        log.info("%s: keep-alive %s done for SIM %s", slot, policy.action, sim.iccid)
         return replace(history, keepalive_tried_at=now, keepalive_at=now)
 
     async def _ask_balance(

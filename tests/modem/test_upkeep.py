@@ -1,10 +1,12 @@
 """A worker's upkeep on an emulated modem with the real store: the balance asked at start
-and again on demand, an unreadable answer kept with its text, a keep-alive run when due
-and its failure recorded, and the next check never further away than ``check_every``."""
+and again on demand, an unreadable answer kept with its text, a keep-alive (USSD or SMS)
+run when due and its failure recorded, and the next check never further away than
+``check_every``."""
 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import regex
 
@@ -14,8 +16,8 @@ from agent.modem.keepalive import KeepalivePolicy
 from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
 from agent.modem.worker import WorkerCommand
 from agent.store import Store
-from agent.store.models import SimBalance, SimKeepalive
-from tests.modem.conftest import StartHub, StatusWatch, running
+from agent.store.models import Message, SimBalance, SimKeepalive
+from tests.modem.conftest import RecordingSink, StartHub, StatusWatch, running
 
 MTS = next(operator for operator in OPERATORS if operator.mcc_mnc == "25001")
 
@@ -96,3 +98,81 @@ async def test_keepalive_runs_when_due_and_a_refusal_is_recorded(
     assert [(a.action, a.error) for a in actions[:1]] == [(f"ussd {MTS.paid_code}", None)]
     assert actions[1].action == "ussd *999#"
     assert actions[1].error == "answered TERMINATED without text"
+
+
+async def test_sms_keepalive_reaches_the_number_keeps_the_sim_and_a_refusal_is_recorded(
+    start_hub: StartHub, store: Store
+) -> None:
+    # One simulated clock for the agent's upkeep and the emulated network's lapse clock.
+    now = [2_000_000_000.0]
+    hub = await start_hub(
+        count=2,
+        profile="ec25",
+        sms_delay=0.05,
+        wall_clock=lambda: datetime.fromtimestamp(now[0], UTC),
+    )
+    sim = make_sim(random.Random(5), MTS)
+    sim.lapse_days = 10
+    sim.last_activity = now[0]
+    receiver = make_sim(random.Random(6), MTS)
+    hub.slots[0].modem.sim, hub.slots[1].modem.sim = sim, receiver
+    policy = KeepalivePolicy(days=10, sms_to=receiver.msisdn, sms_text="keep-alive ж")
+    upkeep = SimUpkeep(
+        StoreUpkeepLedger(store),
+        balance_recipes={},
+        keepalive_policies={"25001": policy},
+        check_every=0.2,
+        clock=lambda: now[0],
+    )
+    sink = RecordingSink(store)
+    async with (
+        running(hub, 1, sink),
+        running(hub, 0, store, upkeep=upkeep) as (_worker, watch, _task),
+    ):
+        first = await watch.until(lambda s: s.active_until is not None)
+        assert first.active_until == now[0] + 10 * 86400
+        assert sim.last_activity == now[0]  # not due yet: nothing sent
+        now[0] = first.active_until - 0.5 * 86400  # within the last day: due
+        kept = await watch.until(lambda s: (s.active_until or 0) > first.active_until)
+        assert kept.active_until == now[0] + 10 * 86400
+        await sink.until(1)  # the SMS arrived at the number, on the hub's other SIM
+        # Past the first deadline, and the network still serves the SIM.
+        now[0] = first.active_until + 3600
+        assert not sim.lapsed(now[0])
+        assert hub.slots[0].modem.registration_status == 1
+        # No credit from now on: the SMSC refuses the next keep-alive, and why is kept.
+        sim.credit = False
+        assert kept.active_until is not None
+        now[0] = kept.active_until - 0.5 * 86400
+        await rows_when(store, SimKeepalive, 2, watch)
+        # The retry is bounded: not at every check, only once check_every has passed.
+        for _ in range(2):
+            await watch.next()
+        assert await store.read(lambda: SimKeepalive.select().count()) == 2
+        now[0] += upkeep.check_every
+        actions = await rows_when(store, SimKeepalive, 3, watch)
+        arrived = await store.read(lambda: list(Message.select()))
+    refused = (f"sms {receiver.msisdn}", None, "+CMS ERROR: 21 short message transfer rejected")
+    assert [(a.action, a.answer, a.error) for a in actions] == [
+        (f"sms {receiver.msisdn}", "+CMGS: 1", None),
+        refused,
+        refused,
+    ]
+    assert [(m.sender, m.text, m.sim_id) for m in arrived] == [
+        (sim.msisdn, "keep-alive ж", receiver.iccid)
+    ]
+    assert sim.last_activity == actions[0].at.timestamp()  # the SMS was the chargeable event
+    assert sim.balance == 99.0  # one SMS charged; the refused one was not
+
+
+async def test_without_the_keepalive_the_emulated_sim_lapses(start_hub: StartHub) -> None:
+    """The check that can fail: the same SIM and clock, no policy, and the network cuts it."""
+    now = [2_000_000_000.0]
+    hub = await start_hub(wall_clock=lambda: datetime.fromtimestamp(now[0], UTC))
+    sim = make_sim(random.Random(5), MTS)
+    sim.lapse_days = 10
+    sim.last_activity = now[0]
+    hub.slots[0].modem.sim = sim
+    now[0] += 10 * 86400 + 3600
+    assert sim.lapsed(now[0])
+    assert hub.slots[0].modem.registration_status == 3  # denied

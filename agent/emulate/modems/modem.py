@@ -990,6 +990,7 @@ class Modem:
             raise AtError("CMS", sim.sms_refusal)
         if not sim.credit:
             raise AtError("CMS", NO_CREDIT_CMS)
+        sim.charge(self.wall_clock().timestamp())
         sim.message_reference = (sim.message_reference + 1) % 256
         self.on_submit(Submitted(recipient, text, sim.message_reference))
         return [f"+CMGS: {sim.message_reference}"]

@@ -12,8 +12,9 @@ the card out and both go with it.
 Upkeep (issue 17): each operator answers its balance code in its own wording, currency
 and encoding, some as a menu that waits for a choice (``+CUSD: 1``). A SIM may lapse:
 with ``lapse_days`` set, the network refuses it (registration denied) once that many days
-pass without a chargeable event; the emulator's chargeable event is a USSD request to the
-operator's ``paid_code`` (an emulated paid information service, 1 unit of the balance).
+pass without a chargeable event. The emulator's chargeable events, each 1 unit of the
+balance: a USSD request to the operator's ``paid_code`` (an emulated paid information
+service) and an SMS sent to any number, as on real prepaid SIMs.
 """
 
 from __future__ import annotations
@@ -297,6 +298,11 @@ class SimCard:
     lapse_days: float | None = None  # None: never lapses
     last_activity: float | None = None  # the last chargeable event (unix time)
 
+    def charge(self, now: float) -> None:
+        """A chargeable event (paid USSD, SMS sent): 1 unit, and the lapse clock restarts."""
+        self.balance -= 1
+        self.last_activity = now
+
     def lapsed(self, now: float) -> bool:
         """Cut off by the network: ``lapse_days`` without a chargeable event."""
         if self.lapse_days is None or self.last_activity is None:
@@ -326,8 +332,7 @@ class SimCard:
             status = 1 if operator.balance_menu else 0
             return operator.balance_text(self.balance), operator.balance_encoding, status
         if code == operator.paid_code:
-            self.balance -= 1
-            self.last_activity = now
+            self.charge(now)
             return "Zapros prinyat", "gsm7", 0
         return None
 
