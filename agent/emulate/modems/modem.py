@@ -364,8 +364,7 @@ class Modem:
         """The lines as the module writes them; a ``str`` line as Latin-1, a ``bytes``
         line (already in the TE character set) as it is."""
         body = b"\r\n".join(
-            line if isinstance(line, bytes) else line.encode("latin-1", "replace")
-            for line in lines
+            line if isinstance(line, bytes) else line.encode("latin-1", "replace") for line in lines
         )
         return b"\r\n" + body + b"\r\n" if self.settings.verbose else body + b"\r\n"
 
