@@ -422,5 +422,5 @@ def test_sim800_in_gsm_escapes_extension_characters() -> None:
     rig = Rig("sim800")
     rig.quiet()
     assert rig.talk('AT+CSCS="GSM"') == b"\r\nOK\r\n"
-    assert rig.modem._te_text("€[@$è") == b"\x1be\x1b<\x00\x02\x04"  # noqa: SLF001
-    assert rig.modem._te_text("日") == b"?"  # noqa: SLF001
+    assert rig.modem._te_text("€[@$è") == b"\x1be\x1b<\x00\x02\x04"
+    assert rig.modem._te_text("日") == b"?"
