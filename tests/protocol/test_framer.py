@@ -92,6 +92,8 @@ SIM800: list[Step] = [
     (None, b"\r\nUNDER-VOLTAGE WARNNING\r\n"),
     ('AT+CUSD=1,"*100#",15', b'AT+CUSD=1,"*100#",15\r\r\nOK\r\n'),
     (None, b'\r\n+CUSD: 0,"Balance 100\r\nrub",15\r\n'),
+    # With AT+CSCS="GSM": GSM 7-bit bytes ('£' 0x01, '€' ESC 0x65, 'Ξ' Ctrl-Z's 0x1A).
+    (None, b'\r\n+CUSD: 1,"\x01 5\x1be\x1a\r\n1 \x00",15\r\n'),
     ("AT+CMGD=9", b"AT+CMGD=9\r\r\n+CMS ERROR: 321\r\n"),
 ]
 
@@ -125,6 +127,7 @@ SIM800_EVENTS: list = [
     Echo('AT+CUSD=1,"*100#",15'),
     OK,
     urc.parse_urc('+CUSD: 0,"Balance 100\nrub",15'),
+    urc.parse_urc('+CUSD: 1,"£ 5€Ξ\n1 @",15'),
     Echo("AT+CMGD=9"),
     FinalResult(ResultKind.CMS, 321, "+CMS ERROR: 321"),
 ]
