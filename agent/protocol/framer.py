@@ -23,6 +23,15 @@ blank lines are skipped. Ctrl-Z and ESC also end a line, since they end the echo
 SMS body. A line is at most ``max_line`` bytes: a longer one is reported once as Garbage
 and dropped up to its end, so memory stays bounded whatever arrives.
 
+A ``+CUSD:`` answer (and only that URC) may come in the GSM 7-bit default alphabet, one
+byte per character: a module printing USSD text with ``AT+CSCS="GSM"`` (SIM800) writes
+'£' as 0x01 and '@' as 0x00 (docs/modems.md, "USSD answers in the GSM character set").
+When such a line is not UTF-8 text, the quoted string is read as GSM 7-bit bytes with
+the extension table. Inside that string Ctrl-Z (GSM 'Ξ') and ESC (the escape to the
+extension table) do not end the line; CR and LF still do, since in the GSM alphabet
+0x0D and 0x0A *are* CR and LF: a menu's line break, joined back with ``\\n`` like any
+multi-line +CUSD (an escaped 0x0A, the page break, ends up as a line break too).
+
 ATV0 (numeric result codes) is supported when the session sets ``numeric_results``: a
 lone digit line is then a result code. The agent runs ATV1; V0 is there for modems stuck
 in it after a reset.
@@ -35,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.errors import AtParseError
+from agent.protocol import gsm7
 from agent.protocol.results import CALL_RESULTS, FinalResult, ResultKind, parse_final_result
 from agent.protocol.urc import (
     TWO_LINE_URCS,
@@ -65,6 +75,8 @@ _HEX_LINE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _SUBCOMMAND = re.compile(r"\s*([+^!#$%*][A-Za-z0-9_]+)\s*(=\?|\?|=)?")
 _PROMPTING = frozenset({"+CMGS", "+CMGW", "+CMGC"})
 _BOUNDARY_NOISE = b"\x00\xff \t"
+_CUSD_PREFIX = b"+CUSD:"
+_LINE_ENDS = b"\r\n"  # end a line even inside a GSM 7-bit +CUSD string (they are CR, LF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,34 @@ def encode_sms_body(pdu_hex: str) -> bytes:
     if not _HEX_LINE.fullmatch(pdu_hex):
         raise ValueError(f"not a PDU in hex: {pdu_hex!r}")
     return pdu_hex.encode("ascii") + CTRL_Z
+
+
+def _decode_gsm_cusd(raw: bytes, *, continuing: bool) -> str | None:
+    """A +CUSD line (or a continuation line of one, which starts inside the string) whose
+    quoted string is GSM 7-bit default alphabet bytes; None when it is not one: the parts
+    outside the quotes must be printable ASCII, the string's bytes septets (below 0x80).
+    Boundary noise is stripped outside the string only: inside, 0x00 is '@'.
+    """
+    if continuing:
+        opening = 0
+    else:
+        raw = raw.lstrip(_BOUNDARY_NOISE)
+        if not raw.startswith(_CUSD_PREFIX):
+            return None
+        opening = raw.find(b'"') + 1
+        if opening == 0:
+            return None
+    closing = raw.find(b'"', opening)
+    if closing < 0:
+        closing = len(raw)
+    before, string, after = raw[:opening], raw[opening:closing], raw[closing:]
+    after = after.rstrip(_BOUNDARY_NOISE)
+    for outside in (before, after):
+        if not outside.isascii() or _CONTROL.search(outside.decode("ascii")):
+            return None
+    if not string.isascii():
+        return None
+    return before.decode("ascii") + gsm7.decode_septets(string) + after.decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +261,9 @@ class AtFramer:
                     self._skipping = True
                 return events
             end = match.start()
+            if self._buffer[end] not in _LINE_ENDS and self._inside_ussd_string(end):
+                self._scanned = end + 1  # GSM 'Ξ' or the escape septet, not a line end
+                continue
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             self._scanned = 0
@@ -230,6 +273,14 @@ class AtFramer:
                 self._too_long(line, events)
             else:
                 self._line(line, events)
+
+    def _inside_ussd_string(self, end: int) -> bool:
+        """Whether byte ``end`` of the buffer lies inside the quoted string of a +CUSD."""
+        quotes = self._buffer.count(b'"', 0, end)
+        if self._continuation:
+            return quotes % 2 == 0  # the line began inside the string
+        start = self._buffer[:end].lstrip(_BOUNDARY_NOISE)
+        return start.startswith(_CUSD_PREFIX) and quotes % 2 == 1
 
     def _too_long(self, data: bytes, events: list[Event]) -> None:
         self._abandon_multiline(events, "over-long line")
@@ -241,10 +292,15 @@ class AtFramer:
         try:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError:
-            events.append(Garbage(raw, "not UTF-8 text"))
-            return None
-        if _CONTROL.search(text):
-            events.append(Garbage(raw, "control characters in line"))
+            text = None
+        if text is None or _CONTROL.search(text):
+            continuing = bool(self._continuation)
+            if continuing or stripped.startswith(_CUSD_PREFIX):
+                gsm_text = _decode_gsm_cusd(raw, continuing=continuing)
+                if gsm_text is not None:
+                    return gsm_text.strip()
+            reason = "not UTF-8 text" if text is None else "control characters in line"
+            events.append(Garbage(raw, reason))
             return None
         if _NMEA.match(text):
             events.append(Garbage(raw, NMEA_SENTENCE))

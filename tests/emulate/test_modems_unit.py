@@ -395,3 +395,32 @@ def test_ec25_urc_port_is_kept_across_a_reset() -> None:
     assert b'+QURCCFG: "urcport","usbmodem"' in rig.talk('AT+QURCCFG="urcport"')
     assert rig.talk('AT+QURCCFG="urcport","nowhere"').endswith(b"ERROR\r\n")
     assert Rig("sim800").talk('AT+QURCCFG="urcport"').endswith(b"ERROR\r\n")
+
+
+@pytest.mark.parametrize(
+    ("charset", "string"),
+    [
+        ("GSM", b"Your balance is \x0112.50"),  # GSM 7-bit default alphabet: '£' is 0x01
+        ("IRA", b"Your balance is ?12.50"),  # ASCII has no '£'
+        ("8859-1", b"Your balance is \xa312.50"),
+        ("UCS2", "Your balance is £12.50".encode("utf-16-be").hex().upper().encode()),
+    ],
+)
+def test_sim800_prints_a_ussd_answer_in_its_te_character_set(charset: str, string: bytes) -> None:
+    o2 = next(index for index, op in enumerate(OPERATORS) if op.mcc_mnc == "23410")
+    rig = Rig("sim800", operator_index=o2)
+    rig.quiet()
+    rig.sim.balance = 12.5
+    assert rig.talk(f'AT+CSCS="{charset}"') == b"\r\nOK\r\n"
+    assert rig.talk(f'AT+CUSD=1,"{rig.sim.operator.balance_code}",15') == b"\r\nOK\r\n"
+    rig.clock.advance(1)
+    dcs = b"72" if charset == "UCS2" else b"15"
+    assert rig.take() == b'\r\n+CUSD: 0,"' + string + b'",' + dcs + b"\r\n"
+
+
+def test_sim800_in_gsm_escapes_extension_characters() -> None:
+    rig = Rig("sim800")
+    rig.quiet()
+    assert rig.talk('AT+CSCS="GSM"') == b"\r\nOK\r\n"
+    assert rig.modem._te_text("€[@$è") == b"\x1be\x1b<\x00\x02\x04"
+    assert rig.modem._te_text("日") == b"?"

@@ -16,7 +16,9 @@ from agent.emulate.modems.sim import OPERATORS, Operator, make_sim, pack_gsm7_he
 from agent.modem import balance
 from agent.modem.balance import UnreadableAnswer, read_balance
 from agent.patterns import SEARCH_TIMEOUT
-from agent.protocol.commands import UssdStatus, parse_cusd
+from agent.protocol.commands import UssdStatus
+from agent.protocol.framer import AtFramer
+from agent.protocol.urc import UssdReceived
 from tests.emulate.test_modems_unit import Rig
 
 CURRENCIES = {
@@ -38,19 +40,30 @@ def test_built_in_balance_recipes_cover_the_own_number_networks() -> None:
     assert {n: r.currency for n, r in balance.BUILT_IN_RECIPES.items()} == CURRENCIES
 
 
-@pytest.mark.parametrize("charset", ["default", "UCS2"])
-@pytest.mark.parametrize("profile", ["sim800", "ec25", "huawei"])
+MODULE_FORMATS = [
+    ("sim800", "GSM"),
+    ("sim800", "IRA"),
+    ("sim800", "UCS2"),
+    ("ec25", "default"),
+    ("ec25", "UCS2"),
+    ("huawei", "default"),
+    ("huawei", "UCS2"),
+]
+
+
+@pytest.mark.parametrize(("profile", "charset"), MODULE_FORMATS)
 @pytest.mark.parametrize("operator", OPERATORS, ids=lambda o: o.mcc_mnc)
 @pytest.mark.parametrize("amount", [123.45, -7.5, 0.0])
 def test_every_network_answer_in_every_module_format_reads_back(
     operator: Operator, profile: str, charset: str, amount: float
 ) -> None:
+    """The module's bytes go through the agent's framer, as on a real port."""
     rig = Rig(profile, operator_index=OPERATORS.index(operator))
     rig.quiet()
     if profile == "huawei":
         rig.talk("AT^CURC=0")  # no ^RSSI noise between the answer lines
-    if charset == "UCS2":
-        assert rig.talk('AT+CSCS="UCS2"').endswith(b"OK\r\n")
+    if charset != "default":
+        assert rig.talk(f'AT+CSCS="{charset}"').endswith(b"OK\r\n")
     rig.sim.balance = amount
     recipe = balance.BUILT_IN_RECIPES[rig.sim.operator.mcc_mnc]
     code = recipe.code
@@ -58,9 +71,9 @@ def test_every_network_answer_in_every_module_format_reads_back(
         code = pack_gsm7_hex(code)
     assert rig.talk(f'AT+CUSD=1,"{code}",15').endswith(b"OK\r\n")
     rig.clock.advance(1)
-    urc = rig.take().decode("latin-1").strip()
-    lines = urc.split("\r\n")
-    response = parse_cusd(["\n".join(lines)])
+    events = AtFramer().feed(rig.take())
+    assert [type(event) for event in events] == [UssdReceived]
+    response = events[0].response
     menu = UssdStatus.ACTION_REQUIRED if operator.balance_menu else UssdStatus.DONE
     assert response.status is menu
     assert response.text is not None

@@ -92,6 +92,8 @@ SIM800: list[Step] = [
     (None, b"\r\nUNDER-VOLTAGE WARNNING\r\n"),
     ('AT+CUSD=1,"*100#",15', b'AT+CUSD=1,"*100#",15\r\r\nOK\r\n'),
     (None, b'\r\n+CUSD: 0,"Balance 100\r\nrub",15\r\n'),
+    # With AT+CSCS="GSM": GSM 7-bit bytes ('£' 0x01, '€' ESC 0x65, 'Ξ' Ctrl-Z's 0x1A).
+    (None, b'\r\n+CUSD: 1,"\x01 5\x1be\x1a\r\n1 \x00",15\r\n'),
     ("AT+CMGD=9", b"AT+CMGD=9\r\r\n+CMS ERROR: 321\r\n"),
 ]
 
@@ -125,6 +127,7 @@ SIM800_EVENTS: list = [
     Echo('AT+CUSD=1,"*100#",15'),
     OK,
     urc.parse_urc('+CUSD: 0,"Balance 100\nrub",15'),
+    urc.parse_urc('+CUSD: 1,"£ 5€Ξ\n1 @",15'),
     Echo("AT+CMGD=9"),
     FinalResult(ResultKind.CMS, 321, "+CMS ERROR: 321"),
 ]
@@ -519,3 +522,60 @@ def test_over_long_line_after_cmt_header_abandons_the_header() -> None:
     events = framer.feed(b"+CMT: ,24\r\n" + b"A" * 40 + b"\r\n" + b"RING\r\n")
     assert [type(e) for e in events] == [Garbage, Garbage, urc.Ring]
     assert events[0].data == b"+CMT: ,24"
+
+
+# A SIM800 with AT+CSCS="GSM" prints a USSD answer in GSM 7-bit bytes: '£' 0x01, '$' 0x02,
+# '@' 0x00, '€' as the escape 0x1B then 0x65, 'Ξ' 0x1A (Ctrl-Z's byte), LF 0x0A.
+GSM_CUSD = b'\r\n+CUSD: 0,"\x00 Bal \x01100.00 \x02 \x1be \x1a ok\x00",15\r\n'
+GSM_TEXT = "@ Bal £100.00 $ € Ξ ok@"
+
+
+@pytest.mark.parametrize("feed", [run, bytewise], ids=["whole", "bytewise"])
+def test_cusd_in_gsm_7_bit_bytes_reads_exactly(feed: object) -> None:
+    events = feed([(None, GSM_CUSD + b"RING\r\n")])  # type: ignore[operator]
+    assert [type(e) for e in events] == [urc.UssdReceived, urc.Ring]
+    assert events[0].response.text == GSM_TEXT
+    assert events[0].response.status.name == "DONE"
+
+
+def test_cusd_menu_in_gsm_bytes_keeps_its_line_breaks() -> None:
+    data = b'+CUSD: 1,"\x00Menu\n1 \x01 top-up\r\n2 \x1be\x00",15\r\n'
+    for feed in (run, bytewise):
+        events = feed([(None, data)])
+        assert [type(e) for e in events] == [urc.UssdReceived]
+        assert events[0].response.text == "@Menu\n1 £ top-up\n2 €@"
+
+
+def test_gsm_bytes_outside_a_cusd_string_stay_garbage() -> None:
+    events = AtFramer().feed(
+        b'+CMTI: "SM",\x01\r\n'  # not +CUSD: control characters, as ever
+        b"\x01\x1be\r\n"
+        b'+CUSD: 0,"\xa3100",15\r\n'  # a byte above 0x7F is no septet: not GSM either
+        b'+CUSD: 0\x01,"x",15\r\n'  # a GSM byte outside the quotes
+        b"OK\r\n"
+    )
+    # ESC outside a +CUSD string still ends the line: "e" is a line of its own.
+    assert events[2] == urc.UnknownUrc(line="e")
+    assert [type(e) for e in events[:-1]] == [Garbage, Garbage, urc.UnknownUrc, Garbage, Garbage]
+    assert events[1].data == b"\x01"
+    assert events[3].reason == "not UTF-8 text"
+    assert events[-1] == OK
+
+
+def test_ctrl_z_and_esc_end_the_line_outside_the_cusd_string() -> None:
+    events = AtFramer().feed(b'+CUSD: 0,"\x01",15\x1aRING\r\n')
+    assert [type(e) for e in events] == [urc.UssdReceived, urc.Ring]
+    assert events[0].response.text == "£"
+
+
+def test_unterminated_gsm_cusd_string_is_bounded() -> None:
+    framer = AtFramer(max_line=64)
+    events = framer.feed(b'+CUSD: 0,"' + b"\x1a\x01" * 100 + b"\r\n")
+    assert [type(e) for e in events] == [Garbage]
+    assert len(events[0].data) == 64
+    assert framer.buffered == 0
+    events = framer.feed(b'+CUSD: 0,"' + b"\x1b\x01\n" * 40 + b"OK\r\n")
+    # One line per break until the continuation bound, then the rest is dropped as garbage.
+    assert isinstance(events[0], Garbage)
+    assert events[-1] == OK
+    assert framer.buffered == 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
@@ -29,6 +29,7 @@ from agent.emulate.modems.profiles import ROLE_AT, ROLE_DIAG, ROLE_NMEA, Profile
 from agent.emulate.modems.sim import SimCard, pack_gsm7_hex, unpack_gsm7_hex
 from agent.emulate.modems.storage import REC_READ, REC_UNREAD, CombinedStorage, Memory, SmsStorage
 from agent.errors import ProtocolError
+from agent.protocol import gsm7
 from agent.protocol import pdu as pdu_codec
 from agent.protocol.results import CMS_ERRORS
 
@@ -354,16 +355,18 @@ class Modem:
         at = max(cut, 0)
         return data[:at] + noise + data[at:]
 
-    def _urc(self, text: str) -> None:
+    def _urc(self, text: str | bytes) -> None:
         if not self.synced:
             return
         self._send(self.urc_interface, self._frame_info([text]))
 
-    def _frame_info(self, lines: list[str]) -> bytes:
-        body = "\r\n".join(lines)
-        if self.settings.verbose:
-            return f"\r\n{body}\r\n".encode("latin-1", "replace")
-        return f"{body}\r\n".encode("latin-1", "replace")
+    def _frame_info(self, lines: Sequence[str | bytes]) -> bytes:
+        """The lines as the module writes them; a ``str`` line as Latin-1, a ``bytes``
+        line (already in the TE character set) as it is."""
+        body = b"\r\n".join(
+            line if isinstance(line, bytes) else line.encode("latin-1", "replace") for line in lines
+        )
+        return b"\r\n" + body + b"\r\n" if self.settings.verbose else body + b"\r\n"
 
     def _frame_final(self, error: AtError | None) -> bytes:
         if error is None:
@@ -742,15 +745,29 @@ class Modem:
         self._later(self.ussd_delay, lambda: self._urc(line))
         return []
 
-    def _ussd_line(self, text: str, encoding: str, status: int) -> str:
+    def _ussd_line(self, text: str, encoding: str, status: int) -> str | bytes:
         """The +CUSD URC as this module prints it: with ``+CSCS="UCS2"`` every answer is
-        UCS2 hex; a module that prints text (SIM800 in GSM or IRA) decodes a GSM 7-bit
-        answer; otherwise the string comes as the network sent it, packed hex or UCS2 hex."""
+        UCS2 hex; a module that prints text (SIM800) writes a GSM 7-bit answer in the TE
+        character set (:meth:`_te_text`); otherwise the string comes as the network sent
+        it, packed hex or UCS2 hex."""
         if self.settings.cscs == "UCS2" or encoding == "ucs2":
             return f'+CUSD: {status},"{text.encode("utf-16-be").hex().upper()}",72'
         if self.profile.ussd_text_answers:
-            return f'+CUSD: {status},"{text}",15'
+            return f'+CUSD: {status},"'.encode() + self._te_text(text) + b'",15'
         return f'+CUSD: {status},"{pack_gsm7_hex(text)}",15'
+
+    def _te_text(self, text: str) -> bytes:
+        """``text`` in the TE character set of ``+CSCS`` (27.007 5.5), as a SIM800 prints
+        it (docs/modems.md, "USSD answers in the GSM character set"): "GSM" is the GSM
+        7-bit default alphabet, a byte per septet ('£' is 0x01, '€' the escape 0x1B then
+        0x65); "8859-1" is Latin-1; "IRA" (and the others) is ASCII. A character the set
+        cannot hold is printed as '?'."""
+        if self.settings.cscs == "GSM":
+            table = gsm7.encode_table()
+            return b"".join(table.get(char, b"?") for char in text)
+        if self.settings.cscs == "8859-1":
+            return text.encode("latin-1", "replace")
+        return text.encode("ascii", "replace")
 
     # --------------------------------------------------------------- SMS settings
 
