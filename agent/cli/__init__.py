@@ -14,8 +14,12 @@ import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent import __version__
+
+if TYPE_CHECKING:  # loaded by the commands that need it, inside run()
+    from agent.config import Config
 
 # name -> module under agent.cli; the order is the order of `simedge --help`.
 COMMANDS: dict[str, str] = {
@@ -39,6 +43,19 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2  # also: configuration errors
 
 DEFAULT_CONFIG = "/etc/simedge/simedge.toml"  # where deploy/install.sh puts it
+
+
+def load_config(args: argparse.Namespace, command: str) -> Config | None:
+    """The configuration ``--config`` names; None, with the reason printed as ``command:
+    ...``, when it cannot be read (the caller exits with EXIT_USAGE)."""
+    from agent.config import load
+    from agent.errors import ConfigError
+
+    try:
+        return load(args.config)
+    except ConfigError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return None
 
 
 def add_config_argument(parser: argparse.ArgumentParser, purpose: str = "") -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_config
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -33,14 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import load
-    from agent.errors import ConfigError
 
     name = f"simedge db {args.db_command}"
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+    config = load_config(args, name)
+    if config is None:
         return EXIT_USAGE
     if not config.database.exists():
         print(f"{name}: no database at {config.database}", file=sys.stderr)

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,19 +52,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agent.errors import ConfigError
     from agent.modem.discovery import scan
 
     globs = list(args.port)
     options: dict[str, Any] = {}
     if args.config:
-        from agent.config import load
         from agent.modem.own_number import recipes
 
-        try:
-            config = load(args.config)
-        except ConfigError as exc:
-            print(f"simedge scan: {exc}", file=sys.stderr)
+        config = load_config(args, "simedge scan")
+        if config is None:
             return EXIT_USAGE
         refusal = _agent_running(config.site.data_dir)
         if refusal:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_config
 from agent.status import SIM_COLUMNS, SIM_LEGEND, SimRow
 
 HELP = "list every SIM ever seen: slot, number, balance, active until, SMS, earned, calls"
@@ -26,13 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import load
-    from agent.errors import ConfigError, SimedgeError
+    from agent.errors import SimedgeError
 
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        print(f"simedge sims: {exc}", file=sys.stderr)
+    config = load_config(args, "simedge sims")
+    if config is None:
         return EXIT_USAGE
     try:
         rows = _rows_from_agent(config.control_socket)

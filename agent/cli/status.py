@@ -25,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument
+from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_config
 
 HELP = "show the uplink and its last error, the numbers online, the outbox and SIMs to swap"
 
@@ -36,14 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.config import load
-    from agent.errors import ConfigError, StoreError
+    from agent.errors import StoreError
     from agent.store import queries
 
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        print(f"simedge status: {exc}", file=sys.stderr)
+    config = load_config(args, "simedge status")
+    if config is None:
         return EXIT_USAGE
     path = config.database
     if not path.exists():
