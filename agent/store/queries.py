@@ -293,8 +293,10 @@ def open_takeoff_marks() -> list[TakeoffMark]:
 def activity(
     now: float,
 ) -> tuple[dict[str, SlotActivity], tuple[int, ...], tuple[float | None, ...]]:
-    """Per slot: SMS today, last SMS, SMS per hour (24 h); for the site: forwarded per hour
-    and the median delivery latency per hour. ``now`` is epoch seconds."""
+    """Per slot: SMS today, last SMS, SMS per hour (24 h) of the SIM in the slot now; for
+    the site: forwarded per hour and the median delivery latency per hour. ``now`` is epoch
+    seconds. A swapped-out SIM's SMS stay with that SIM (``sims``), never with the slot's
+    next card (issue 17: history per SIM, not per slot)."""
     end = to_utc(now)
     start = end - timedelta(hours=HOURS)
     midnight = (
@@ -313,11 +315,32 @@ def activity(
     forwarded = [0] * HOURS
     latencies: list[list[float]] = [[] for _ in range(HOURS)]
     rows = (
-        Message.select(Message.slot, Message.received_at, Message.sent_at, Message.state)
+        Message.select(
+            Message.slot, Message.sim_id, Message.received_at, Message.sent_at, Message.state
+        )
         .where(Message.received_at >= min(start, midnight))
         .tuples()
     )
-    for slot, received_at, sent_at, state in rows:
+    # The card in each slot is the one seen there last; SIMs ever seen are few (one row each).
+    slot_of: dict[str, str | None] = {}
+    card_in: dict[str, tuple[datetime, str]] = {}
+    for iccid, last_slot, last_seen in Sim.select(Sim.iccid, Sim.last_slot, Sim.last_seen).tuples():
+        slot_of[iccid] = last_slot
+        if last_slot and (last_slot not in card_in or last_seen > card_in[last_slot][0]):
+            card_in[last_slot] = (last_seen, iccid)
+
+    def still_there(slot: str | None, iccid: str) -> bool:
+        """The SMS's card is still the slot's: not moved elsewhere, not replaced."""
+        moved = slot_of.get(iccid) not in (None, slot)
+        replaced = slot in card_in and card_in[slot][1] != iccid
+        return not (moved or replaced)
+
+    for slot, iccid, received_at, sent_at, state in rows:
+        if state == SENT and sent_at is not None and sent_at >= start:
+            forwarded[bucket(sent_at)] += 1
+            latencies[bucket(sent_at)].append((sent_at - received_at).total_seconds())
+        if not still_there(slot, iccid):
+            continue
         slot = slot or "?"
         if received_at >= start:
             per_slot[slot][bucket(received_at)] += 1
@@ -325,14 +348,13 @@ def activity(
             today[slot] += 1
         if slot not in last or received_at > last[slot]:
             last[slot] = received_at
-        if state == SENT and sent_at is not None and sent_at >= start:
-            forwarded[bucket(sent_at)] += 1
-            latencies[bucket(sent_at)].append((sent_at - received_at).total_seconds())
     # A slot quiet for a day still shows when its last SMS came.
-    for slot, received_at in (
-        Message.select(Message.slot, fn.MAX(Message.received_at)).group_by(Message.slot).tuples()
+    for slot, iccid, received_at in (
+        Message.select(Message.slot, Message.sim_id, fn.MAX(Message.received_at))
+        .group_by(Message.slot, Message.sim_id)
+        .tuples()
     ):
-        if slot and slot not in last and received_at is not None:
+        if slot and slot not in last and received_at is not None and still_there(slot, iccid):
             last[slot] = to_utc(datetime.fromisoformat(str(received_at)).replace(tzinfo=UTC))
     slots = set(per_slot) | set(today) | set(last)
     result = {

@@ -103,3 +103,30 @@ async def test_history_tables_are_bounded_per_sim(db_path: Path) -> None:
     for table in ("sim_stay", "sim_balance", "sim_keepalive"):
         assert count_rows(db_path, table) == HISTORY_PER_SIM, table
     assert newest[0].balance == HISTORY_PER_SIM + 24  # the oldest went, not the newest
+
+
+async def test_a_slots_activity_is_its_card_now_not_the_swapped_out_ones(db_path: Path) -> None:
+    """The Charts and Overview count per slot: after a swap the slot's row starts from the
+    new card's SMS; the old card's stay with it (issue 17)."""
+    store = await Store.open(db_path)
+    try:
+        await store.upsert_sim(ICCID, operator="25001", slot="usb-1.2", seen_at=T0)
+        for n in range(3):
+            await ingest(store, pdus(f"first card {n}")[0], index=n, read_at=T0)
+        before = await store.read(lambda: queries.activity(T0.timestamp() + 60))
+        # The card leaves; another is put in the same slot and gets one SMS.
+        later = T0 + timedelta(minutes=10)
+        await store.upsert_sim(OTHER_ICCID, operator="25099", slot="usb-1.2", seen_at=later)
+        await ingest(store, pdus("second card")[0], iccid=OTHER_ICCID, index=9, read_at=later)
+        after = await store.read(lambda: queries.activity(later.timestamp() + 60))
+        rows = await store.read(lambda: queries.sims(later.timestamp() + 60))
+    finally:
+        await store.close()
+
+    assert before[0]["usb-1.2"].sms_today == 3
+    assert after[0]["usb-1.2"].sms_today == 1
+    assert sum(after[0]["usb-1.2"].sms_per_hour) == 1
+    assert after[0]["usb-1.2"].last_sms_at == later.timestamp()
+    by_iccid = {row.iccid: row for row in rows}
+    assert by_iccid[ICCID].sms_all == 3  # the first card keeps its own
+    assert by_iccid[OTHER_ICCID].sms_all == 1
