@@ -78,6 +78,12 @@ from agent.status import ModemState, ModemStatus, NumberSource, SimState
 
 log = get_logger("modem.worker")
 
+URCS_IN_INBOX = 64
+"""URCs the inbox holds at most; past it the forwarder waits, so a port that floods URCs
+while the worker is busy fills the session's bounded queue (URC_QUEUE_LIMIT, the excess
+dropped and counted) instead of this one. USSD answers nobody asked for: USSD_ANSWERS_HELD."""
+USSD_ANSWERS_HELD = 8
+
 _STORAGE_NAME = re.compile(r"[A-Z_]{1,8}")  # "SM", "ME", "MT", "SR", "SM_P", ...
 
 
@@ -251,8 +257,11 @@ class ModemWorker:
         self._session: AtSession | None = None
         # A broken modem can fail the same command every few seconds for days.
         self._errors = LogLimiter(log)
+        # Commands, jobs and ticks are few by construction (one tick of each kind, jobs
+        # awaited by their callers); URCs are bounded by _urc_room.
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
-        self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue()
+        self._urc_room = asyncio.Semaphore(URCS_IN_INBOX)
+        self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue(maxsize=USSD_ANSWERS_HELD)
         self._forwarder: asyncio.Task[None] | None = None
         self._timers: dict[_Tick, asyncio.TimerHandle] = {}
         self._setup: ModemSetup | None = None
@@ -309,6 +318,8 @@ class ModemWorker:
                     self._idle.set()
                 item = await self._inbox.get()
                 self._idle.clear()
+                if isinstance(item, Urc):
+                    self._urc_room.release()
                 if item is _Tick.GONE:
                     raise self._gone_reason()
                 await self._guarded(self._handle, item)
@@ -368,6 +379,12 @@ class ModemWorker:
         closed = asyncio.ensure_future(session.closed.wait())
         try:
             while True:
+                room = asyncio.ensure_future(self._urc_room.acquire())
+                done, _ = await asyncio.wait({room, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if room not in done:
+                    room.cancel()
+                    self._inbox.put_nowait(_Tick.GONE)
+                    return
                 getting = asyncio.ensure_future(session.urcs.get())
                 done, _ = await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if getting not in done:
@@ -376,11 +393,25 @@ class ModemWorker:
                     return
                 urc = getting.result()
                 if isinstance(urc, UssdReceived):
-                    self._ussd_answers.put_nowait(urc)
+                    self._urc_room.release()
+                    self._hold_ussd_answer(urc)
                 else:
                     self._inbox.put_nowait(urc)
         finally:
             closed.cancel()
+
+    def _hold_ussd_answer(self, answer: UssdReceived) -> None:
+        """Keep a +CUSD for the question waiting for it; an unasked flood keeps the newest."""
+        if self._ussd_answers.full():
+            self._ussd_answers.get_nowait()
+            self._errors.warning(
+                "unasked USSD answers",
+                self.slot,
+                "%s: more than %d USSD answers nobody asked for: the oldest dropped",
+                self.slot,
+                USSD_ANSWERS_HELD,
+            )
+        self._ussd_answers.put_nowait(answer)
 
     def _next_health(self) -> float:
         """The health interval, spread: modems set up together would otherwise check
@@ -614,6 +645,8 @@ class ModemWorker:
             item = self._inbox.get_nowait()
             if not unwanted(item):
                 kept.append(item)
+            elif isinstance(item, Urc):
+                self._urc_room.release()
         for item in kept:
             self._inbox.put_nowait(item)
 

@@ -8,7 +8,9 @@ import asyncio
 import pytest
 
 from agent.errors import CommandFailed, PortGone
-from agent.modem.session import AtSession
+from agent.modem.session import URC_QUEUE_LIMIT, AtSession
+from agent.modem.worker import URCS_IN_INBOX
+from agent.protocol.urc import parse_urc
 from agent.store import Store
 from tests.modem.conftest import StartHub, ready, running
 
@@ -66,3 +68,38 @@ async def test_work_runs_in_turn_and_a_cancelled_turn_is_skipped(
         await queued
     assert order[:2] == ["first", "third"]
     assert "skipped work ran" not in order
+
+
+async def test_urcs_flooding_a_busy_worker_stay_within_the_inbox_bound(
+    start_hub: StartHub, store: Store
+) -> None:
+    """While the worker is busy (a long send in its turn), a port printing URCs fills the
+    session's bounded queue, where the excess is dropped and counted, never the inbox."""
+    hub = await start_hub(count=1, profile="ec25")
+    release = asyncio.Event()
+    busy = asyncio.Event()
+
+    async def long_send(session: AtSession) -> None:
+        busy.set()
+        await release.wait()
+
+    async with running(hub, 0, store) as (worker, watch, _):
+        await watch.until(ready)
+        turn = asyncio.create_task(worker.run_in_turn(long_send))
+        await asyncio.wait_for(busy.wait(), 5)
+        session = worker.session
+        flood = URC_QUEUE_LIMIT + 2 * URCS_IN_INBOX
+        for n in range(flood):
+            session._dispatch(parse_urc(f"+CREG: {1 + n % 2}"))  # as if read from the port
+            await asyncio.sleep(0)  # the forwarder's chance to move what it may
+        assert worker._inbox.qsize() <= URCS_IN_INBOX
+        assert session.urcs.qsize() == URC_QUEUE_LIMIT
+        assert session.urcs_dropped == flood - URC_QUEUE_LIMIT - URCS_IN_INBOX
+        release.set()
+        await turn
+
+        async def caught_up() -> None:  # and it handles all it kept
+            while not (session.urcs.empty() and worker._inbox.empty()):
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(caught_up(), 10)
