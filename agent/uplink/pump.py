@@ -173,6 +173,8 @@ class OutboxPump:
         self._depth_stale = False  # a refresh was skipped within the interval: owed one
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
         self._condition_seen = UplinkCondition.OK  # the last one _state_changed saw
+        # SIM tasks inside their own mark_sent (see _message_ready); at most max_in_flight.
+        self._marking_sent: set[asyncio.Task[object] | None] = set()
 
     @property
     def state(self) -> UplinkTracker:
@@ -250,11 +252,11 @@ class OutboxPump:
         the link may go down before the pump looks; while it is up the credits are unused
         and cleared.
 
-        A commit of one of the pump's own SIM tasks (its message sent, or dead-lettered)
-        is no news to the loop: that task reads its SIM's next messages itself or ends,
-        and its end wakes the loop; waking on it too cost a scan of every SIM's queue per
-        message (issue 19)."""
-        if asyncio.current_task() in self._in_flight.values():
+        The notice of a SIM task's own ``mark_sent`` is no news to the loop: that task
+        reads its SIM's next messages itself, and its end wakes the loop; waking on it
+        too cost a scan of every SIM's queue per message (issue 19). Only that one: other
+        commits of the task (a resync of the numbers) may make other SIMs' messages due."""
+        if asyncio.current_task() in self._marking_sent:
             return
         self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
         self._wake.set()
@@ -518,7 +520,12 @@ class OutboxPump:
     async def _sent(self, message: OutboxMessage, accepted_at: float) -> None:
         self._probe_failures = 0
         self._state.succeeded()
-        await self._store.mark_sent(message.id, accepted_at, 200, None)
+        task = asyncio.current_task()
+        self._marking_sent.add(task)
+        try:
+            await self._store.mark_sent(message.id, accepted_at, 200, None)
+        finally:
+            self._marking_sent.discard(task)
         self.forwarded += 1
         if self._metrics is not None:
             self._metrics.sms_forwarded()
