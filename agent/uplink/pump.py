@@ -86,7 +86,7 @@ from agent.uplink.policy import (
     next_delay,
     store_probe,
 )
-from agent.uplink.state import UplinkTracker
+from agent.uplink.state import UplinkCondition, UplinkSnapshot, UplinkTracker
 
 if TYPE_CHECKING:
     from agent.webhook.metrics import Metrics
@@ -172,6 +172,9 @@ class OutboxPump:
         self._depth_at = -float("inf")
         self._depth_stale = False  # a refresh was skipped within the interval: owed one
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
+        self._condition_seen = UplinkCondition.OK  # the last one _state_changed saw
+        # SIM tasks inside their own mark_sent (see _message_ready); at most max_in_flight.
+        self._marking_sent: set[asyncio.Task[object] | None] = set()
 
     @property
     def state(self) -> UplinkTracker:
@@ -186,7 +189,8 @@ class OutboxPump:
         """Deliver until cancelled; in-flight requests are cancelled with it (their
         messages stay pending and go again after a restart)."""
         remove_ready = self._store.on_message_ready(self._message_ready)
-        remove_state = self._state.on_change(lambda _snapshot: self._wake.set())
+        self._condition_seen = self._state.snapshot.condition  # from here on it sees them all
+        remove_state = self._state.on_change(self._state_changed)
         remove_writable = self._store.on_writable_change(self._writable_changed)
         if not self._store.writable:
             self._writable_changed(self._store.writer.unwritable)
@@ -228,6 +232,17 @@ class OutboxPump:
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
+    def _state_changed(self, snapshot: UplinkSnapshot) -> None:
+        """Wake the loop for a new uplink state. Every accepted message sends one (OK to
+        OK, with a new last success); that one changes nothing the loop decides on, and
+        the request's own end wakes it anyway, so it is skipped: waking on it cost a
+        scan of every SIM's queue per message (issue 19)."""
+        ok = UplinkCondition.OK
+        unchanged = snapshot.condition is ok and self._condition_seen is ok
+        self._condition_seen = snapshot.condition
+        if not unchanged:
+            self._wake.set()
+
     # --- the link's one probe ---------------------------------------------------------------
 
     def _message_ready(self) -> None:
@@ -235,7 +250,14 @@ class OutboxPump:
         probe (one call per commit, see _link_room), so that it goes up the moment the link
         is back rather than at the probe's next back-off. Counted whatever the state now:
         the link may go down before the pump looks; while it is up the credits are unused
-        and cleared."""
+        and cleared.
+
+        The notice of a SIM task's own ``mark_sent`` is no news to the loop: that task
+        reads its SIM's next messages itself, and its end wakes the loop; waking on it
+        too cost a scan of every SIM's queue per message (issue 19). Only that one: other
+        commits of the task (a resync of the numbers) may make other SIMs' messages due."""
+        if asyncio.current_task() in self._marking_sent:
+            return
         self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
         self._wake.set()
 
@@ -498,7 +520,12 @@ class OutboxPump:
     async def _sent(self, message: OutboxMessage, accepted_at: float) -> None:
         self._probe_failures = 0
         self._state.succeeded()
-        await self._store.mark_sent(message.id, accepted_at, 200, None)
+        task = asyncio.current_task()
+        self._marking_sent.add(task)
+        try:
+            await self._store.mark_sent(message.id, accepted_at, 200, None)
+        finally:
+            self._marking_sent.discard(task)
         self.forwarded += 1
         if self._metrics is not None:
             self._metrics.sms_forwarded()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.status import UplinkCondition
-from agent.store import Store
+from agent.store import OutboxMessage, Store
 from agent.store.models import DeliveryAttempt, Message
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings, transient_backoff
 from agent.uplink.numbers import NumbersSync
@@ -301,3 +301,28 @@ async def test_after_a_restart_every_persisted_retry_time_is_kept(world: World) 
     world.start(pump_for(world, outcomes).run())
     await outcomes.until(lambda: outcomes.of(first) == ["sent"] and outcomes.of(second) == ["sent"])
     assert sorted(m.text for m in world.standin.state.messages) == ["code A", "code B"]
+
+
+async def test_each_message_costs_at_most_two_scans_of_the_outbox(world: World) -> None:
+    # The due scan reads every SIM's queue; it runs on the commit that made a message due
+    # and when its request ends. The success in between (the link OK before and after)
+    # must not add a third: at 20 SMS/s that was a third of the pump's scans (issue 19).
+    await online(world, A)
+    scans = 0
+    due_messages = world.store.due_messages
+
+    async def counted(now: datetime | float, limit: int) -> list[OutboxMessage]:
+        nonlocal scans
+        scans += 1
+        return await due_messages(now, limit)
+
+    world.store.due_messages = counted  # type: ignore[method-assign]
+    outcomes = Outcomes()
+    world.start(pump_for(world, outcomes).run())
+    messages = 6
+    for number in range(1, messages + 1):
+        await world.receive(A, f"code {number}")  # one at a time: each its own wake-ups
+        await outcomes.until(lambda number=number: len(outcomes.seen) == number)
+    assert [outcome for _id, outcome in outcomes.seen] == ["sent"] * messages
+    # One scan at the start, then at most two per message.
+    assert scans <= 1 + 2 * messages, f"{scans} scans for {messages} messages"
