@@ -10,7 +10,9 @@
 - the timeout wraps the wait; the pending state is cleared in ``finally`` whatever ended
   the wait (answer, timeout, cancellation, port gone), so nothing is left behind;
 - URCs are recognised by prefix by the framer and put on :attr:`AtSession.urcs`
-  whatever command is pending, also in the middle of its response;
+  whatever command is pending, also in the middle of its response; a consumer registered
+  with :meth:`AtSession.listen` is told of each in the same call (a forwarding task cost
+  two tasks and two waits per URC, issue 19);
 - a vanished device fails the pending command with PortGone and sets :attr:`closed`.
 
 A late answer (after a timeout) ends no command: its lines are logged and dropped.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Self
 
@@ -81,6 +83,8 @@ class AtSession:
         self._trace = trace_logger(self.name)
         self._flood_log = LogLimiter(log)
         self._byte_arrived = asyncio.Event()  # for resync's wait for a quiet line
+        self._on_urc: Callable[[], None] | None = None
+        self._on_closed: Callable[[], None] | None = None
 
     @classmethod
     async def open(
@@ -98,6 +102,18 @@ class AtSession:
             device, baudrate=baudrate, on_data=session._received, on_lost=session._lost
         )
         return session
+
+    def listen(
+        self, on_urc: Callable[[], None] | None, on_closed: Callable[[], None] | None
+    ) -> None:
+        """Call ``on_urc()`` after each URC is put on :attr:`urcs` and ``on_closed()`` once
+        the port is gone (at once if it is already); None for both stops it. The consumer
+        takes the URCs off :attr:`urcs` itself, at its own pace: the queue stays the bound."""
+        self._on_urc, self._on_closed = on_urc, on_closed
+        if on_urc is not None and not self.urcs.empty():
+            on_urc()
+        if on_closed is not None and self.closed.is_set():
+            on_closed()
 
     # -- commands --------------------------------------------------------------------
 
@@ -217,6 +233,8 @@ class AtSession:
         if isinstance(event, Urc):
             try:
                 self.urcs.put_nowait(event)
+                if self._on_urc is not None:
+                    self._on_urc()
             except asyncio.QueueFull:
                 self.urcs_dropped += 1
                 self._flood_log.warning(
@@ -250,6 +268,8 @@ class AtSession:
             return
         self.gone_reason = reason or PortGone("port closed", self.name)
         self.closed.set()
+        if self._on_closed is not None:
+            self._on_closed()
         if self._response is not None and not self._response.done():
             self._response.set_exception(self.gone_reason)
         if reason is not None:

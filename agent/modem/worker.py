@@ -3,8 +3,8 @@
 :class:`ModemWorker` is the only code that talks to its port. Everything it reacts to
 arrives in one inbox and is handled in order:
 
-- URCs, moved from the session by a forwarder task that never touches the port (a
-  ``+CUSD`` answer goes to the USSD question waiting for it instead);
+- URCs, moved from the session's queue as they come, while the inbox has room for them
+  (a ``+CUSD`` answer goes to the USSD question waiting for it instead);
 - the health tick, a timer re-armed after each check (``health_interval``), never a
   busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?``, ``+CNMI?`` (still set?) and storage (a sweep
   when anything is stored that was not taken: a notice lost in noise or a hang);
@@ -79,7 +79,7 @@ from agent.status import ModemState, ModemStatus, NumberSource, SimState
 log = get_logger("modem.worker")
 
 URCS_IN_INBOX = 64
-"""URCs the inbox holds at most; past it the forwarder waits, so a port that floods URCs
+"""URCs the inbox holds at most; past it they wait in the session, so a port that floods URCs
 while the worker is busy fills the session's bounded queue (URC_QUEUE_LIMIT, the excess
 dropped and counted) instead of this one. USSD answers nobody asked for: USSD_ANSWERS_HELD."""
 USSD_ANSWERS_HELD = 8
@@ -258,11 +258,10 @@ class ModemWorker:
         # A broken modem can fail the same command every few seconds for days.
         self._errors = LogLimiter(log)
         # Commands, jobs and ticks are few by construction (one tick of each kind, jobs
-        # awaited by their callers); URCs are bounded by _urc_room.
+        # awaited by their callers); URCs are bounded by URCS_IN_INBOX (_take_urcs).
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
-        self._urc_room = asyncio.Semaphore(URCS_IN_INBOX)
+        self._urcs_in_inbox = 0
         self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue(maxsize=USSD_ANSWERS_HELD)
-        self._forwarder: asyncio.Task[None] | None = None
         self._timers: dict[_Tick, asyncio.TimerHandle] = {}
         self._setup: ModemSetup | None = None
         self._sim: SimIdentity | None = None
@@ -319,7 +318,8 @@ class ModemWorker:
                 item = await self._inbox.get()
                 self._idle.clear()
                 if isinstance(item, Urc):
-                    self._urc_room.release()
+                    self._urcs_in_inbox -= 1
+                    self._take_urcs()
                 if item is _Tick.GONE:
                     raise self._gone_reason()
                 await self._guarded(self._handle, item)
@@ -350,15 +350,11 @@ class ModemWorker:
         )
         session.set_trace(self._trace)
         self._session = session
-        self._forwarder = asyncio.create_task(self._forward(session), name=f"urcs {self.slot}")
+        session.listen(self._take_urcs, self._port_closed)
 
     async def _close_port(self) -> None:
-        if self._forwarder is not None:
-            self._forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._forwarder
-            self._forwarder = None
         if self._session is not None:
+            self._session.listen(None, None)
             await self._session.close()
         # Whatever the old port said is stale now, including its "gone".
         self._drop_queued(lambda item: isinstance(item, Urc) or item is _Tick.GONE)
@@ -374,31 +370,22 @@ class ModemWorker:
         with contextlib.suppress(PortGone):
             await self._close_port()
 
-    async def _forward(self, session: AtSession) -> None:
-        """Move URCs from the session to the inbox; say when the port is gone."""
-        closed = asyncio.ensure_future(session.closed.wait())
-        try:
-            while True:
-                room = asyncio.ensure_future(self._urc_room.acquire())
-                done, _ = await asyncio.wait({room, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if room not in done:
-                    room.cancel()
-                    self._inbox.put_nowait(_Tick.GONE)
-                    return
-                getting = asyncio.ensure_future(session.urcs.get())
-                done, _ = await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if getting not in done:
-                    getting.cancel()
-                    self._inbox.put_nowait(_Tick.GONE)
-                    return
-                urc = getting.result()
-                if isinstance(urc, UssdReceived):
-                    self._urc_room.release()
-                    self._hold_ussd_answer(urc)
-                else:
-                    self._inbox.put_nowait(urc)
-        finally:
-            closed.cancel()
+    def _take_urcs(self) -> None:
+        """Move URCs from the session's queue into the inbox while it has room for them
+        (called by the session as each URC comes, and as the worker takes one)."""
+        session = self._session
+        if session is None:
+            return
+        while self._urcs_in_inbox < URCS_IN_INBOX and not session.urcs.empty():
+            urc = session.urcs.get_nowait()
+            if isinstance(urc, UssdReceived):
+                self._hold_ussd_answer(urc)
+            else:
+                self._urcs_in_inbox += 1
+                self._inbox.put_nowait(urc)
+
+    def _port_closed(self) -> None:
+        self._inbox.put_nowait(_Tick.GONE)
 
     def _hold_ussd_answer(self, answer: UssdReceived) -> None:
         """Keep a +CUSD for the question waiting for it; an unasked flood keeps the newest."""
@@ -646,7 +633,7 @@ class ModemWorker:
             if not unwanted(item):
                 kept.append(item)
             elif isinstance(item, Urc):
-                self._urc_room.release()
+                self._urcs_in_inbox -= 1
         for item in kept:
             self._inbox.put_nowait(item)
 
