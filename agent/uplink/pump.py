@@ -175,6 +175,8 @@ class OutboxPump:
         self._condition_seen = UplinkCondition.OK  # the last one _state_changed saw
         # SIM tasks inside their own mark_sent (see _message_ready); at most max_in_flight.
         self._marking_sent: set[asyncio.Task[object] | None] = set()
+        # The last scan found due messages it had no room to start (see _done).
+        self._room_short = False
 
     @property
     def state(self) -> UplinkTracker:
@@ -384,8 +386,10 @@ class OutboxPump:
             if not self._retry_times:
                 # Only the earliest time after a restart is known in memory: read the next.
                 await self._load_retry_times(after=self._clock())
+        self._room_short = False
         for message in due:
             if room <= 0:
+                self._room_short = True
                 break
             if (
                 message.iccid in self._in_flight
@@ -403,10 +407,25 @@ class OutboxPump:
         return started
 
     def _done(self, iccid: str) -> None:
+        """A SIM's task ended. The loop is woken only when that can start something: a
+        task that drained its SIM's queue with the link up changes nothing the loop would
+        act on (a message committed meanwhile wakes it by itself, and the task read its
+        SIM's queue after every commit it could have missed), and waking on it cost a scan
+        of every SIM's queue per message (issue 19). It is woken when the task stopped
+        short (a failure, the uplink stopping), when a scan left due messages for want of
+        room, when the pump was full (its sleep then ignored the retry timers), and when
+        the depth gauge has no refresh pending."""
+        was_full = len(self._in_flight) >= self._max_in_flight
         task = self._in_flight.pop(iccid)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery task failed", exc_info=task.exception())
-        self._wake.set()
+        drained = False
+        if not task.cancelled():
+            if task.exception() is not None:
+                log.error("delivery task failed", exc_info=task.exception())
+            else:
+                drained = bool(task.result())
+        gauge_owed = self._metrics is not None and not self._depth_stale
+        if not drained or self._stopped() or self._room_short or was_full or gauge_owed:
+            self._wake.set()
 
     async def _sleep(self, seconds: float | None) -> None:
         """Until a wake-up, or ``seconds`` (None: only a wake-up)."""
@@ -449,21 +468,23 @@ class OutboxPump:
         state = self._state
         return state.paused or state.link_down or state.store_paused
 
-    async def _serve_sim(self, first: OutboxMessage) -> None:
+    async def _serve_sim(self, first: OutboxMessage) -> bool:
         """One SIM's queue, in order, by one task: ``first``, then whatever is due after it,
         read a batch at a time by the SIM's own index. It stops at the first message that
-        is not accepted or when the uplink stops; the next scan picks the SIM up again."""
+        is not accepted or when the uplink stops; the next scan picks the SIM up again.
+        True when it drained the queue (nothing of the SIM is due now)."""
         queue = [first]
         try:
             while queue:
                 for message in queue:
                     if message.number is None or not await self._deliver(message):
-                        return
+                        return False
                     if self._stopped():
-                        return
+                        return False
                 queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
         except StoreNotWritable:
-            return  # the writer's listener paused the uplink; the store probe resumes it
+            return False  # the writer's listener paused the uplink; the store probe resumes it
+        return True
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """One addMessage and its recorded outcome; True when OnlineSim accepted it."""
