@@ -466,7 +466,9 @@ class Agent:
         self._activity_stale = True
         self._publish_later(EventKind.MESSAGE)
 
-    def _outbox_outcome(self, _message_id: int, _outcome: str) -> None:
+    def _outbox_outcome(self, _message_id: int, outcome: str) -> None:
+        if outcome == "accepted":
+            return  # still pending in the store: its "sent" is the news
         self._activity_stale = True
         self._publish_later(EventKind.OUTBOX)
 

@@ -114,8 +114,10 @@ class OutboxPump:
     tiny ones). ``numbers`` answers NO_NUMBER with a new list; ``resync_timeout`` bounds the
     wait for it. ``clock`` is the wall clock, for records only. ``on_outcome`` is called
     with (message id, "sent" | "retry" | "dead" | "paused" | "unrecorded") once each outcome
-    is handled, and with (0, "store probe") after each store probe that failed: for a live
-    view of the outbox, and for tests to wait on.
+    is handled, with (message id, "accepted") when OnlineSim accepted a message whose "sent"
+    is not committed yet ("sent" follows, or "unrecorded"), and with (0, "store probe")
+    after each store probe that failed: for a live view of the outbox, and for tests to
+    wait on.
     """
 
     def __init__(
@@ -166,6 +168,11 @@ class OutboxPump:
         self._store_failures = 0
         # Accepted by OnlineSim, not recorded (the store failed): id -> wall time accepted.
         self._unrecorded: dict[int, float] = {}
+        # Accepted, their "sent" riding with the next commit (Store.mark_sent_soon): never
+        # sent again meanwhile. Counted with _unrecorded against UNRECORDED_LIMIT.
+        self._recording: set[int] = set()
+        self._riding: dict[str, asyncio.Future[None]] = {}  # ICCID -> its last "sent" on the way
+        self._held_by_recording = False  # a scan skipped a SIM whose first one is recording
         self._watch: WallClockWatch | None = None  # made in run(), on the loop's clock
         self._cap_at_start = True  # persisted retry times not capped yet since the start
         self._imsi: dict[str, str | None] = {}
@@ -173,8 +180,6 @@ class OutboxPump:
         self._depth_stale = False  # a refresh was skipped within the interval: owed one
         self.forwarded = 0  # messages accepted since start (benchmarks, tests)
         self._condition_seen = UplinkCondition.OK  # the last one _state_changed saw
-        # SIM tasks inside their own mark_sent (see _message_ready); at most max_in_flight.
-        self._marking_sent: set[asyncio.Task[object] | None] = set()
         # The last scan found due messages it had no room to start (see _done).
         self._room_short = False
 
@@ -252,14 +257,8 @@ class OutboxPump:
         probe (one call per commit, see _link_room), so that it goes up the moment the link
         is back rather than at the probe's next back-off. Counted whatever the state now:
         the link may go down before the pump looks; while it is up the credits are unused
-        and cleared.
-
-        The notice of a SIM task's own ``mark_sent`` is no news to the loop: that task
-        reads its SIM's next messages itself, and its end wakes the loop; waking on it
-        too cost a scan of every SIM's queue per message (issue 19). Only that one: other
-        commits of the task (a resync of the numbers) may make other SIMs' messages due."""
-        if asyncio.current_task() in self._marking_sent:
-            return
+        and cleared. (A message's "sent" notifies nobody: its SIM's task reads the SIM's
+        next messages itself, see _sent.)"""
         self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
         self._wake.set()
 
@@ -375,8 +374,9 @@ class OutboxPump:
 
     async def _dispatch(self, room: int) -> int:
         """Start up to ``room`` SIM tasks; returns how many started."""
-        if room <= 0 or len(self._unrecorded) >= UNRECORDED_LIMIT:
+        if room <= 0 or len(self._unrecorded) + len(self._recording) >= UNRECORDED_LIMIT:
             return 0
+        self._held_by_recording = False
         started = 0
         due = await self._store.due_messages(self._clock(), self._batch)
         # Retry times up to now are covered by the scan: a message due then is in ``due``.
@@ -391,6 +391,11 @@ class OutboxPump:
             if room <= 0:
                 self._room_short = True
                 break
+            if message.id in self._recording:
+                # Accepted, its "sent" not committed yet: the SIM's next one (if any) goes
+                # once it is (_recorded wakes the loop for it).
+                self._held_by_recording = True
+                continue
             if (
                 message.iccid in self._in_flight
                 or message.number is None
@@ -477,11 +482,17 @@ class OutboxPump:
         try:
             while queue:
                 for message in queue:
+                    if message.id in self._recording:
+                        continue  # accepted already; its "sent" is on the way to the disk
+                    if not await self._recorded_before(message.iccid):
+                        return False
                     if message.number is None or not await self._deliver(message):
                         return False
                     if self._stopped():
                         return False
                 queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
+                if all(message.id in self._recording for message in queue):
+                    break
         except StoreNotWritable:
             return False  # the writer's listener paused the uplink; the store probe resumes it
         return True
@@ -507,15 +518,7 @@ class OutboxPump:
         except UplinkError as error:
             await self._failed(message, error, successes_seen)
             return False
-        accepted_at = self._clock()
-        try:
-            await self._sent(message, accepted_at)
-        except StoreError:
-            # OnlineSim has it; sending it again would be a duplicate. Kept in memory and
-            # recorded first thing when the store writes again.
-            self._unrecorded[message.id] = accepted_at
-            self._outcome(message, "unrecorded")
-            raise
+        self._sent(message, self._clock())
         return True
 
     async def _add(self, message: OutboxMessage, number: str) -> None:
@@ -538,15 +541,49 @@ class OutboxPump:
             return False
         return True
 
-    async def _sent(self, message: OutboxMessage, accepted_at: float) -> None:
+    def _sent(self, message: OutboxMessage, accepted_at: float) -> None:
+        """OnlineSim accepted ``message``: its "sent" rides with the next commit
+        (Store.mark_sent_soon); until then it is kept as recording, never sent again."""
         self._probe_failures = 0
         self._state.succeeded()
-        task = asyncio.current_task()
-        self._marking_sent.add(task)
-        try:
-            await self._store.mark_sent(message.id, accepted_at, 200, None)
-        finally:
-            self._marking_sent.discard(task)
+        self._recording.add(message.id)
+        recorded = self._store.mark_sent_soon(message.id, accepted_at, 200, None)
+        self._riding[message.iccid] = recorded
+        recorded.add_done_callback(lambda future: self._recorded(message, accepted_at, future))
+        self._outcome(message, "accepted")
+
+    async def _recorded_before(self, iccid: str) -> bool:
+        """Wait until the SIM's last "sent" is committed before its next message goes, as
+        when each was awaited: a store that cannot write stops a SIM's queue after one
+        message, not after all of it. False when that record failed. In the common case
+        (one SMS per SIM at a time) it was committed long ago and nothing waits."""
+        riding = self._riding.get(iccid)
+        if riding is None:
+            return True
+        if not riding.done():
+            self._store.writer.commit_riders_now()
+            await asyncio.wait((riding,))  # never cancels the record itself
+        return riding.exception() is None
+
+    def _recorded(
+        self, message: OutboxMessage, accepted_at: float, future: asyncio.Future[None]
+    ) -> None:
+        """The "sent" of ``message`` committed, or failed."""
+        if self._riding.get(message.iccid) is future:
+            del self._riding[message.iccid]
+        self._recording.discard(message.id)
+        error = future.exception()
+        if self._held_by_recording:
+            self._wake.set()  # a scan skipped its SIM for it: the SIM's next one may go
+        if error is not None:
+            # OnlineSim has it; sending it again would be a duplicate. Kept in memory and
+            # recorded first thing when the store writes again (the store's listener
+            # pauses the uplink for the failed write meanwhile).
+            self._unrecorded[message.id] = accepted_at
+            log.error("message #%d accepted, its record failed: %s", message.id, error)
+            self._outcome(message, "unrecorded")
+            self._wake.set()
+            return
         self.forwarded += 1
         if self._metrics is not None:
             self._metrics.sms_forwarded()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -278,3 +279,76 @@ async def test_ready_callbacks_fire_after_commit_and_can_be_removed(
     await ingest(store, pdus("second")[0])
 
     assert seen == [1]  # called once, and the message was already visible to others
+
+
+# --- writes that ride with the next commit (Writer.submit_soon) -------------------------------
+
+
+async def test_a_rider_waits_for_the_next_commit_and_goes_in_it(
+    store: Store, db_path: Path
+) -> None:
+    before = store.writer.transactions
+    first = await ingest(store, pdus("first")[0], index=1)
+    assert first.message_id is not None
+    riding = store.writer.submit_soon(
+        lambda: Event.create(at=T0, kind="rider", level="info", text="rode along"),
+        "a rider",
+        within=60,  # the deadline is far: only another commit can take it
+    )
+    await asyncio.sleep(0)  # one loop turn (not a wait): nothing woke the writer for it
+    assert not riding.done()
+    assert count_rows(db_path, "event", "kind = 'rider'") == 0
+    await ingest(store, pdus("second")[0], index=2)
+    await riding  # settled with the commit that took it
+    assert count_rows(db_path, "event", "kind = 'rider'") == 1
+    # One transaction per ingest; the rider took none of its own.
+    assert store.writer.transactions - before == 2
+
+
+async def test_a_rider_alone_is_committed_at_its_deadline(store: Store, db_path: Path) -> None:
+    before = store.writer.transactions
+    riding = store.writer.submit_soon(
+        lambda: Event.create(at=T0, kind="rider", level="info", text="alone"),
+        "a lone rider",
+        within=0.01,
+    )
+    async with asyncio.timeout(5):
+        await riding
+    assert count_rows(db_path, "event", "kind = 'rider'") == 1
+    assert store.writer.transactions - before == 1
+
+
+async def test_a_rider_someone_waits_for_goes_at_once(store: Store, db_path: Path) -> None:
+    riding = store.writer.submit_soon(
+        lambda: Event.create(at=T0, kind="rider", level="info", text="waited for"),
+        "a rider",
+        within=3600,
+    )
+    store.writer.commit_riders_now()
+    async with asyncio.timeout(5):
+        await riding
+    assert count_rows(db_path, "event", "kind = 'rider'") == 1
+
+
+async def test_a_riders_failure_reaches_its_future_and_spares_the_batch(store: Store) -> None:
+    def broken() -> None:
+        raise sqlite3.IntegrityError("a rider that fails")
+
+    riding = store.writer.submit_soon(broken, "a failing rider", within=3600)
+    result = await ingest(store, pdus("carrier")[0], index=1)
+    assert result.message_id is not None  # the ingest it rode with committed
+    with pytest.raises(StoreError, match="a failing rider"):
+        await riding
+
+
+async def test_closing_the_store_commits_the_riders(db_path: Path) -> None:
+    store = await Store.open(db_path)
+    riding = store.writer.submit_soon(
+        lambda: Event.create(at=T0, kind="rider", level="info", text="at the stop"),
+        "a rider at the stop",
+        within=3600,
+    )
+    await store.close()
+    assert riding.done()
+    assert riding.exception() is None
+    assert count_rows(db_path, "event", "kind = 'rider'") == 1

@@ -327,3 +327,53 @@ async def test_each_message_costs_one_scan_of_the_outbox(world: World) -> None:
     assert [outcome for _id, outcome in outcomes.seen] == ["sent"] * messages
     # One scan at the start, then one per message.
     assert scans <= 1 + messages, f"{scans} scans for {messages} messages"
+
+
+async def test_a_sent_mark_rides_with_the_next_sms_commit(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One SMS per SIM at a time, as on a site: each message's "sent" waits for the next
+    # SMS's commit instead of a transaction of its own (issue 19). The deadline is made far
+    # so that only the next commit can take it (the agent's is MARK_SENT_WITHIN).
+    monkeypatch.setattr("agent.store.store.MARK_SENT_WITHIN", 3600.0)
+    await online(world, A, B, C)
+    outcomes = Outcomes()
+    world.start(pump_for(world, outcomes).run())
+    sims = [(A, "usb-1.1"), (B, "usb-1.2"), (C, "usb-1.3")]
+    before = world.store.writer.transactions
+    ids = []
+    for iccid, slot in sims * 2:
+        ids.append(await world.receive(iccid, f"code {len(ids) + 1}", slot=slot))
+        await outcomes.until(lambda: ids[-1] in outcomes.accepted)
+    # Each SMS's commit took the mark of the one before it; the last mark still rides.
+    await outcomes.until(lambda: all("sent" in outcomes.of(m) for m in ids[:-1]))
+    assert world.store.writer.transactions - before == len(ids)
+    assert Message.get_by_id(ids[-1]).state == "pending"
+    assert "sent" not in outcomes.of(ids[-1])
+    # It is never sent again meanwhile, whatever wakes the pump.
+    world.store.writer.commit_riders_now()
+    await outcomes.until(lambda: "sent" in outcomes.of(ids[-1]))
+    assert Message.get_by_id(ids[-1]).state == "sent"
+    assert len(world.requests("addMessage")) == len(ids)
+
+
+async def test_a_sims_next_message_waits_for_the_last_ones_mark(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIM's messages go one after the other, each only once the one before it is
+    # recorded as sent: a store that fails stops the SIM after one message (as when each
+    # mark was awaited), and the queue drains without waiting for the mark's deadline
+    # (made an hour here: only the wait's own nudge can commit the marks in time).
+    monkeypatch.setattr("agent.store.store.MARK_SENT_WITHIN", 3600.0)
+    await online(world, A)
+    ids = [await world.receive(A, f"code {n}") for n in range(5)]
+    outcomes = Outcomes()
+    world.start(pump_for(world, outcomes).run())
+    # Each mark but the last was committed by the next message's wait for it.
+    await outcomes.until(lambda: all("sent" in outcomes.of(m) for m in ids[:-1]))
+    await outcomes.until(lambda: ids[-1] in outcomes.accepted)
+    world.store.writer.commit_riders_now()  # the last one's deadline is an hour away
+    await outcomes.until(lambda: "sent" in outcomes.of(ids[-1]))
+    assert [m.text for m in world.standin.state.messages] == [f"code {n}" for n in range(5)]
+    rows = list(DeliveryAttempt.select().where(DeliveryAttempt.message.in_(ids)))
+    assert len(rows) == 5  # one attempt each: nothing went twice

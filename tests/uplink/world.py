@@ -110,14 +110,20 @@ class World:
 
 
 class Outcomes:
-    """What the pump did with each message, in order; tests wait on it (no sleeping)."""
+    """What the pump did with each message, in order; tests wait on it (no sleeping).
+    "accepted" (OnlineSim has it, its "sent" not committed yet) is kept apart in
+    ``accepted``: the outcomes proper follow it."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, str]] = []
+        self.accepted: list[int] = []
         self._changed = asyncio.Event()
 
     def __call__(self, message_id: int, outcome: str) -> None:
-        self.seen.append((message_id, outcome))
+        if outcome == "accepted":
+            self.accepted.append(message_id)
+        else:
+            self.seen.append((message_id, outcome))
         self._changed.set()
 
     def of(self, message_id: int) -> list[str]:
