@@ -130,6 +130,42 @@ def test_removed_when_the_body_raises(
 
 
 @pytest.mark.usefixtures("limit_or_skip")
+def test_removed_while_a_process_inside_keeps_forking(request: pytest.FixtureRequest) -> None:
+    """A child forked between the listing and its parent's move is still inside: the
+    removal lists again (up to REMOVE_ATTEMPTS times) rather than failing with EBUSY."""
+    forker = (
+        "import os, sys\n"
+        "sys.stdin.readline()\n"
+        "said = False\n"
+        "while True:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "    if not said:\n"
+        "        print('forked', flush=True)\n"
+        "        said = True\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", forker], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        try:
+            with cpu_limit(name=_name(request)) as limit:
+                limit.add(process.pid)
+                process.stdin.write("go\n")
+                process.stdin.flush()
+                assert process.stdout.readline() == "forked\n"  # forking inside now
+                path = limit.path
+            assert path is not None
+            assert not path.exists()
+            assert _cgroup_of(process.pid, limit.version) == _cgroup_of(os.getpid(), limit.version)
+        finally:
+            process.kill()
+
+
+@pytest.mark.usefixtures("limit_or_skip")
 def test_the_quota_holds_and_the_throttling_is_counted(request: pytest.FixtureRequest) -> None:
     """A child that needs 0.2 s of CPU gets at most 25 ms of each 100 ms period, so it takes
     at least 8 periods; more wall time than that only means the machine is busy."""
