@@ -167,27 +167,30 @@ def test_removed_while_a_process_inside_keeps_forking(request: pytest.FixtureReq
 
 @pytest.mark.usefixtures("limit_or_skip")
 def test_the_quota_holds_and_the_throttling_is_counted(request: pytest.FixtureRequest) -> None:
-    """A child that needs 0.2 s of CPU gets at most 25 ms of each 100 ms period, so it takes
-    at least 8 periods; more wall time than that only means the machine is busy."""
-    cpu_needed = 0.2
+    """A child that spins for 0.3 s of CPU gets at most 25 ms of each 100 ms period. At
+    best it starts 25 ms before a period ends with that period's quota whole, and ends 25
+    ms into its last one: 12 quotas over 12 periods, 10 of them whole, so at least
+    10 x 100 + 2 x 25 = 1.05 s of wall time (0.3 s without the limit). The kernel hands
+    out quota in slices of 5 ms, hence 10 ms of slack."""
+    quota = 0.025
+    cpu_needed = 0.3
+    # counted from "go": the interpreter's own start-up, before it is inside, is not
     spin = (
-        "import time\n"
-        f"while time.process_time() < {cpu_needed}:\n"
+        "import sys, time\n"
+        "sys.stdin.readline()\n"
+        "start = time.process_time()\n"
+        f"while time.process_time() - start < {cpu_needed}:\n"
         "    pass\n"
-        "print(time.process_time(), flush=True)\n"
+        "print(time.process_time() - start, flush=True)\n"
     )
     with cpu_limit(0.25, name=_name(request)) as limit:
         before = limit.throttling()
-        # started held on stdin so that it is inside before it spins
         with subprocess.Popen(
-            [sys.executable, "-c", f"import sys; sys.stdin.readline()\n{spin}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            [sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         ) as process:
             assert process.stdin is not None
             assert process.stdout is not None
-            limit.add(process.pid)
+            limit.add(process.pid)  # before "go": it is inside before it spins
             started = time.monotonic()
             process.stdin.write("go\n")
             process.stdin.close()
@@ -196,8 +199,9 @@ def test_the_quota_holds_and_the_throttling_is_counted(request: pytest.FixtureRe
             process.wait(timeout=30)
         throttled = limit.throttling() - before
     assert used >= cpu_needed
-    # 8 periods' quota; the first period may be entered part-way with its quota whole
-    assert took >= (cpu_needed / 0.25) - PERIOD_US / 1e6, f"{used} s of CPU in {took} s of wall"
+    periods = round(cpu_needed / quota)
+    shortest = (periods - 2) * PERIOD_US / 1e6 + 2 * quota
+    assert took >= shortest - 0.010, f"{used} s of CPU in {took} s of wall"
     assert throttled.throttled >= 1
     assert throttled.throttled_seconds > 0
     assert "throttled" in limit.describe("agent", throttled)
