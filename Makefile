@@ -71,7 +71,8 @@ test-fleet: $(STAMP)
 
 # peers_bench compares simedge with gammu-smsd, smstools3 and python-gsmmodem-new: as root
 # the two daemons are installed here (the bench runs its own instances); else their rows
-# in bench/RESULTS.md say why they were skipped.
+# in bench/RESULTS.md say why they were skipped. pi_bench holds the agent to a quarter of
+# one core in a cgroup it makes and removes (root; else its row says why).
 bench: $(STAMP)
 	@if [ "$$(id -u)" = 0 ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \

@@ -18,19 +18,28 @@ import tempfile
 from pathlib import Path
 
 from bench import Result
-from bench.site import cpu_per_minute, rss_mib, simedge_site
+from bench.site import SimedgeSite, cpu_per_minute, rss_mib, simedge_site
 
 COUNTS = (64, 128)
 SETTLE = 10.0  # seconds after the last number went online: first health round, first sync
 COMMAND = "python -m bench idle_bench"
 
 
+async def at_rest(site: SimedgeSite, seconds: float) -> tuple[float, float]:
+    """The agent's CPU s/min over ``seconds`` once start-up has settled, then its RSS."""
+    await asyncio.sleep(SETTLE)
+    per_minute = await cpu_per_minute(site.agent.pid, seconds)
+    return per_minute, rss_mib(site.agent.pid)
+
+
+def window(modems: int, seconds: float) -> str:
+    return f"{modems} idle SIM800 modems, {seconds:g} s window after {SETTLE:g} s settling"
+
+
 async def _measure(modems: int, seconds: float) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="simedge-idle-") as directory:
         async with simedge_site(Path(directory), modems, seed=5) as site:
-            await asyncio.sleep(SETTLE)
-            per_minute = await cpu_per_minute(site.agent.pid, seconds)
-            return per_minute, rss_mib(site.agent.pid)
+            return await at_rest(site, seconds)
 
 
 def run() -> list[Result]:
@@ -39,7 +48,7 @@ def run() -> list[Result]:
     results = []
     for modems in COUNTS:
         per_minute, rss = asyncio.run(_measure(modems, seconds))
-        window = f"{modems} idle SIM800 modems, {seconds:g} s window after {SETTLE:g} s settling"
+        measured = window(modems, seconds)
         goal_cpu = "; goal < 1% of a core" if modems == 64 else ""
         goal_rss = "; goal < 60" if modems == 64 else ""
         results.append(
@@ -48,11 +57,11 @@ def run() -> list[Result]:
                 per_minute,
                 "CPU s/min",
                 COMMAND,
-                f"{window}; = {per_minute / 60 * 100:.2f}% of one core{goal_cpu}",
+                f"{measured}; = {per_minute / 60 * 100:.2f}% of one core{goal_cpu}",
             )
         )
         results.append(
-            Result(f"agent RSS idle, {modems} modems", rss, "MiB", COMMAND, window + goal_rss)
+            Result(f"agent RSS idle, {modems} modems", rss, "MiB", COMMAND, measured + goal_rss)
         )
     return results
 

@@ -359,13 +359,26 @@ class SimedgeSite:
 
 
 @contextlib.asynccontextmanager
-async def simedge_site(folder: Path, modems: int, seed: int) -> AsyncIterator[SimedgeSite]:
-    """Start the three processes; yields a :class:`SimedgeSite` once all numbers are online."""
+async def simedge_site(
+    folder: Path,
+    modems: int,
+    seed: int,
+    *,
+    on_agent_started: Callable[[int], None] | None = None,
+) -> AsyncIterator[SimedgeSite]:
+    """Start the three processes; yields a :class:`SimedgeSite` once all numbers are online.
+
+    ``on_agent_started(pid)`` is called with the agent's PID as soon as its process exists,
+    before it has opened a modem: the Pi-sized bench puts it into a CPU-limited cgroup
+    there (the hub and the stand-in stay outside: they stand for hardware and OnlineSim).
+    """
     hub, control = await start_hub(folder, modems, seed)
     standin = await start_standin(folder)
     agent = await start_agent(folder, standin)
     site = SimedgeSite(hub, control, standin, agent)
     try:
+        if on_agent_started is not None:
+            on_agent_started(agent.pid)
 
         async def all_online() -> bool:
             if agent.process.returncode is not None:
