@@ -23,6 +23,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,16 @@ class Simedge:
         "the SQLite commit and the upload are included"
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        on_agent_started: Callable[[int], None] | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
+        # Called with the agent's PID as soon as it is started, before it opens a port:
+        # e.g. to move it into a CPU-limited cgroup for a Pi-sized run.
+        self.on_agent_started = on_agent_started
+        self.log_level = log_level
         self._standin: StandIn | None = None
         self._agent: Process | None = None
 
@@ -70,7 +80,9 @@ class Simedge:
 
     async def start(self, folder: Path, ports: list[str]) -> list[Process]:
         self._standin = standin = await start_standin(folder)
-        self._agent = agent = await start_agent(folder, standin)
+        self._agent = agent = await start_agent(folder, standin, log_level=self.log_level)
+        if self.on_agent_started is not None:
+            self.on_agent_started(agent.pid)
 
         async def all_online() -> bool:
             return await standin.online_count() >= len(ports)

@@ -22,8 +22,9 @@ Requests (``op`` and its fields):
 ``{"op": "inject_many", "messages": [{"modem": K, "sender": S, "text": T, ...}, ...]}``
     Up to 1,024 injections (each with ``inject``'s fields and options) at one moment: all
     are checked first (one bad entry refuses the batch, naming ``messages[i]``), then
-    handed to their modems in one go, so a burst over many modems lands within
-    microseconds instead of one control round trip apart.
+    handed to their modems in one go (about 17 µs each, so 64 within about a millisecond)
+    instead of one control round trip apart, and no modem prints its ``+CMTI`` before
+    the last is handed over.
     -> ``{"ok": true, "ids": [["sms-000001"], ["sms-000002"], ...]}``, a list per entry.
 ``{"op": "fault", "modem": K, "kind": KIND}`` (+ ``"seconds"`` for slow)
     KIND: hang, slow, garbage, clear, reboot, unplug, replug, sim-out, sim-in,
