@@ -16,12 +16,21 @@ machine), so those steps are good to about 1 ms. The hub's and the stand-in's st
 exact. TRACE itself costs the agent a log line per AT line, so these times are a little
 longer than :mod:`bench.burst_bench`'s; the shape is what this is for.
 
-``--profile all|gil``: instead, the agent at its usual log level under py-spy (``--rate
-500 --nonblocking --threads``, and ``--idle`` or ``--gil``; as root) during the bursts;
-prints how busy each thread was (or how long it held the GIL) and the functions the
-event loop's busy samples were in.
+Every mode prints the latencies and the CPU the agent, the stand-in and the hub used
+per SMS during the bursts. ``--mode``:
 
-    python -m bench.burst_anatomy [--modems 64] [--bursts 5] [--profile all|gil] [--keep DIR]
+- ``trace`` (the default): the steps above;
+- ``plain``: the agent at its usual log level (WARNING), nothing else: the figures
+  without TRACE's cost;
+- ``commits``: the store's writer thread under ``strace -T -e trace=fsync,fdatasync``
+  (that thread only: the event loop is not slowed) during the bursts: how many durable
+  commits a burst takes and how long their syncs take;
+- ``profile-all`` / ``profile-gil``: the agent at WARNING under py-spy (``--rate 500
+  --nonblocking --threads``, and ``--idle`` or ``--gil``; run as root) during the bursts:
+  how busy each thread was, or how long it held the GIL, and the functions the event
+  loop's busy samples were in.
+
+    python -m bench.burst_anatomy [--modems 64] [--bursts 5] [--mode MODE] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from agent.errors import PduError
 from agent.protocol.pdu import decode
 from bench.burst_bench import Block, side
 from bench.peers_bench import Simedge
+from bench.site import cpu_seconds, percentiles
 
 PY_SPY = Path("/work/tools-venv/bin/py-spy")
 RATE = 500  # py-spy's samples per second
@@ -192,6 +202,52 @@ def report_steps(bursts: list[list[Steps]]) -> str:
 
 
 @contextlib.asynccontextmanager
+async def syncs_traced(pid: int, output: Path) -> AsyncIterator[None]:
+    """strace on the store's writer thread of agent ``pid`` (found with py-spy's dump)."""
+    dump = await asyncio.create_subprocess_exec(
+        str(PY_SPY), "dump", "--pid", str(pid), "--nonblocking", stdout=asyncio.subprocess.PIPE
+    )
+    listing = (await dump.communicate())[0].decode(errors="replace")
+    found = re.search(r'^Thread (\d+) \([^)]*\): "store-writer"', listing, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no store-writer thread in py-spy's dump of {pid}")
+    strace = await asyncio.create_subprocess_exec(
+        "strace",
+        "-T",
+        "-e",
+        "trace=fsync,fdatasync",
+        "-o",
+        str(output),
+        "-p",
+        found[1],
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        strace.send_signal(signal.SIGINT)
+        await strace.wait()
+
+
+def report_syncs(output: Path, bursts: int, sms: int) -> str:
+    """Syncs the writer made: how many per burst and per SMS, and how long they took."""
+    took = [
+        float(found[1]) * 1000
+        for line in output.read_text().splitlines()
+        if (found := re.search(r"<([\d.]+)>$", line))
+    ]
+    if not took:
+        return "no fsync/fdatasync by the writer during the bursts"
+    median, p99, worst = percentiles(took)
+    return (
+        f"store writer: {len(took)} syncs (fsync/fdatasync) in {bursts} bursts, "
+        f"{len(took) / bursts:.1f} a burst, {len(took) / sms:.2f} per SMS; "
+        f"each took median {median:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms, "
+        f"{sum(took):.0f} ms in all ({sum(took) / bursts:.0f} ms a burst)"
+    )
+
+
+@contextlib.asynccontextmanager
 async def profiled(pid: int, output: Path, *, gil: bool) -> AsyncIterator[None]:
     """py-spy recording ``pid`` while the block inside runs its bursts; ``gil``: only the
     thread holding the GIL is sampled (else every thread, idle or not)."""
@@ -272,30 +328,49 @@ def report_profile(raw: Path, seconds: float, gil: bool) -> str:
     return "\n".join(lines)
 
 
-async def anatomy(modems: int, bursts: int, folder: Path, profile: str | None) -> str:
-    """``profile``: None (TRACE and the steps), "all" or "gil" (py-spy, see profiled)."""
+async def anatomy(modems: int, bursts: int, folder: Path, mode: str) -> str:
+    """One block in ``folder``; ``mode``: see the module docstring."""
     pids: list[int] = []
-    receiver = Simedge(on_agent_started=pids.append, log_level="WARNING" if profile else "TRACE")
+    receiver = Simedge(
+        on_agent_started=pids.append, log_level="TRACE" if mode == "trace" else "WARNING"
+    )
     offset = time.time() - time.monotonic()
     spy_output = folder / "py-spy.txt"
-
     async with side(receiver, modems, folder) as warmed:
-        if profile:
-            began = time.monotonic()
-            async with profiled(pids[0], spy_output, gil=profile == "gil"):
+        assert receiver.standin is not None
+        parts = {
+            "agent": pids[0],
+            "stand-in": receiver.standin.process.pid,
+            "modem hub": warmed.hub.pid,
+        }
+        cpu = {name: cpu_seconds(pid) for name, pid in parts.items()}
+        began = time.monotonic()
+        if mode.startswith("profile-"):
+            async with profiled(pids[0], spy_output, gil=mode == "profile-gil"):
                 measured = await warmed.block(bursts)
-            seconds = time.monotonic() - began
+        elif mode == "commits":
+            async with syncs_traced(pids[0], folder / "syncs.txt"):
+                measured = await warmed.block(bursts)
         else:
             measured = await warmed.block(bursts)
+        seconds = time.monotonic() - began
+        cpu = {name: cpu_seconds(pid) - cpu[name] for name, pid in parts.items()}
     latencies = sorted(measured.latencies_ms)
-    how = f"agent log at WARNING, py-spy ({profile})" if profile else "agent log at TRACE"
+    sms = len(latencies)
     header = (
-        f"{modems} modems, {bursts} bursts, {how}: injected -> at OnlineSim median "
-        f"{statistics.median(latencies):.1f} ms, max {latencies[-1]:.1f} ms"
+        f"{modems} modems, {bursts} bursts, mode {mode}: injected -> at OnlineSim median "
+        f"{statistics.median(latencies):.1f} ms, p99 {percentiles(latencies)[1]:.1f} ms, "
+        f"max {latencies[-1]:.1f} ms\n"
+        f"CPU during the bursts ({seconds:.1f} s), per SMS: "
+        + ", ".join(f"{name} {used / sms * 1000:.1f} ms" for name, used in cpu.items())
     )
-    if profile:
-        return header + "\n\n" + report_profile(spy_output, seconds, profile == "gil")
-    return header + "\n\n" + report_steps(steps_of(measured, folder / "agent.log", offset))
+    if mode.startswith("profile-"):
+        return header + "\n\n" + report_profile(spy_output, seconds, mode == "profile-gil")
+    if mode == "commits":
+        return header + "\n\n" + report_syncs(folder / "syncs.txt", bursts, sms)
+    if mode == "trace":
+        return header + "\n\n" + report_steps(steps_of(measured, folder / "agent.log", offset))
+    return header
 
 
 def main(argv: list[str]) -> int:
@@ -303,13 +378,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modems", type=int, default=64)
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument(
-        "--profile",
-        choices=("all", "gil"),
-        help="py-spy instead of TRACE: every thread (all) or the GIL's holder (gil)",
+        "--mode",
+        choices=("trace", "plain", "commits", "profile-all", "profile-gil"),
+        default="trace",
     )
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     args = parser.parse_args(argv)
-    if args.profile and not PY_SPY.exists():
+    if args.mode.startswith("profile-") and not PY_SPY.exists():
         print(f"burst_anatomy: {PY_SPY} not found", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
@@ -319,7 +394,7 @@ def main(argv: list[str]) -> int:
             folder = args.keep
         else:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="simedge-")))
-        print(asyncio.run(anatomy(args.modems, args.bursts, folder, args.profile)))
+        print(asyncio.run(anatomy(args.modems, args.bursts, folder, args.mode)))
     return 0
 
 

@@ -54,7 +54,7 @@ from bench import Result
 from bench.peers import Peer
 from bench.peers.pygsmmodem import GsmModemLibrary
 from bench.peers_bench import Simedge
-from bench.site import at_ports, inject_burst, percentiles, start_hub
+from bench.site import Process, at_ports, inject_burst, percentiles, start_hub
 
 MODEM_COUNTS = (8, 64)
 SEED = 23
@@ -118,6 +118,7 @@ class Side:
 
     receiver: Peer
     modems: int
+    hub: Process
     control: ControlClient
     cursor: int  # the hub's event log cursor (see bench.site.Injection)
     bursts_sent: int = 0
@@ -159,7 +160,7 @@ async def side(receiver: Peer, modems: int, folder: Path) -> AsyncIterator[Side]
                 file=sys.stderr,
                 flush=True,
             )
-            yield Side(receiver, modems, control, warm.next_event)
+            yield Side(receiver, modems, hub, control, warm.next_event)
         finally:
             await receiver.stop()
     finally:

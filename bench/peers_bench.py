@@ -78,6 +78,11 @@ class Simedge:
     def missing(self) -> str | None:
         return None
 
+    @property
+    def standin(self) -> StandIn | None:
+        """The stand-in once started (the burst anatomy reads its CPU)."""
+        return self._standin
+
     async def start(self, folder: Path, ports: list[str]) -> list[Process]:
         self._standin = standin = await start_standin(folder)
         self._agent = agent = await start_agent(folder, standin, log_level=self.log_level)
