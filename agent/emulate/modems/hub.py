@@ -480,39 +480,10 @@ class Hub:
 
     # ------------------------------------------------------------------- inject
 
-    def inject(
-        self,
-        key: int | str,
-        sender: str,
-        text: str,
-        *,
-        shuffle_parts: bool = False,
-        drop_part: int | None = None,
-        duplicate_part: int | None = None,
-        message_class: int | None = None,
-        tz_quarters: int | None = None,
-        ref16: bool = False,
-        count: int = 1,
-        rate: float | None = None,
-    ) -> list[str]:
+    def inject(self, key: int | str, sender: str, text: str, **options: Any) -> list[str]:
         """Have the network deliver SMS to a modem; the SMS ids, one per message.
-
-        ``text`` may contain ``{n}`` (the message's number, from 1) for ``count`` > 1;
-        ``rate`` spaces the messages (per second), else all go at once.
-        """
-        deliveries = self._prepare(
-            key,
-            sender,
-            text,
-            shuffle_parts=shuffle_parts,
-            drop_part=drop_part,
-            duplicate_part=duplicate_part,
-            message_class=message_class,
-            tz_quarters=tz_quarters,
-            ref16=ref16,
-            count=count,
-            rate=rate,
-        )
+        ``options``: those of :meth:`_prepare` (``count``, ``rate``, ``drop_part``, ...)."""
+        deliveries = self._prepare(key, sender, text, **options)
         self._send(deliveries)
         return [delivery.sms_id for delivery in deliveries]
 
@@ -569,7 +540,11 @@ class Hub:
         count: int = 1,
         rate: float | None = None,
     ) -> list[_Delivery]:
-        """The PDUs of an injection, encoded and checked, not yet handed over."""
+        """The PDUs of an injection, encoded and checked, not yet handed over.
+
+        ``text`` may contain ``{n}`` (the message's number, from 1) for ``count`` > 1;
+        ``rate`` spaces the messages (per second), else all go at once.
+        """
         slot = self.slot(key)
         if slot.modem.sim is None:
             raise EmulatorError(
