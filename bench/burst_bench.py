@@ -29,11 +29,12 @@ it gets the agent's PID right after the process is started, e.g. to put it into 
 CPU-limited cgroup; ``label`` then names the condition in every row.
 
     python -m bench.burst_bench [MODEMS ...]     # default 8 64; rows printed
-    python -m bench burst_bench                  # the same, into bench/RESULTS.md
+    python -m bench burst_bench                  # the same as bench/RESULTS.md's table
 
 Settings: ``SIMEDGE_BENCH_BURST_BLOCKS`` (blocks per receiver, default 3) and
-``SIMEDGE_BENCH_BURSTS`` (bursts per block, default 10). The whole run takes about
-3 minutes here, most of it starting python-gsmmodem-new on 64 ports.
+``SIMEDGE_BENCH_BURSTS`` (bursts per block, default 10). The whole run took 3 min 10 s
+on the 2-core VM (python-gsmmodem-new alone takes 35 s to open 64 ports).
+:mod:`bench.burst_anatomy` says where simedge's time goes in these bursts.
 """
 
 from __future__ import annotations
