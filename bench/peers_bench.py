@@ -68,8 +68,9 @@ class Simedge:
         on_agent_started: Callable[[int], None] | None = None,
         log_level: str = "WARNING",
     ) -> None:
-        # Called with the agent's PID as soon as it is started, before it opens a port:
-        # e.g. to move it into a CPU-limited cgroup for a Pi-sized run.
+        # Called with the agent's PID right after the process is started (Python is
+        # still importing; no port is open yet in practice): e.g. to move it into a
+        # CPU-limited cgroup for a Pi-sized run.
         self.on_agent_started = on_agent_started
         self.log_level = log_level
         self._standin: StandIn | None = None
