@@ -26,7 +26,9 @@ BENCHES: dict[str, str] = {
     "e2e_bench": "injected SMS to addMessage at the stand-in, 64 modems, 20/s; rate ramp",
     "idle_bench": "agent CPU per minute and RSS at rest, 64 and 128 modems",
     "peers_bench": "simedge beside gammu-smsd, smstools3, python-gsmmodem-new: latency, CPU",
-    "pi_bench": "the agent held to a quarter of one core (cgroup): start, idle, 20 SMS/s, backlog",
+    "burst_bench": "one SMS at once on each of 8 and 64 modems: simedge beside python-gsmmodem-new",
+    "pi_bench": "the agent held to a quarter of one core (cgroup): start, idle, 20 SMS/s, backlog, "
+    "bursts",
 }
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -23,6 +23,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +62,33 @@ class Simedge:
         "the SQLite commit and the upload are included"
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        on_agent_started: Callable[[int], None] | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
+        # Called with the agent's PID right after the process is started (Python is
+        # still importing; no port is open yet in practice): e.g. to move it into a
+        # CPU-limited cgroup for a Pi-sized run.
+        self.on_agent_started = on_agent_started
+        self.log_level = log_level
         self._standin: StandIn | None = None
         self._agent: Process | None = None
 
     def missing(self) -> str | None:
         return None
 
+    @property
+    def standin(self) -> StandIn | None:
+        """The stand-in once started (the burst anatomy reads its CPU)."""
+        return self._standin
+
     async def start(self, folder: Path, ports: list[str]) -> list[Process]:
         self._standin = standin = await start_standin(folder)
-        self._agent = agent = await start_agent(folder, standin)
+        self._agent = agent = await start_agent(folder, standin, log_level=self.log_level)
+        if self.on_agent_started is not None:
+            self.on_agent_started(agent.pid)
 
         async def all_online() -> bool:
             return await standin.online_count() >= len(ports)

@@ -221,8 +221,9 @@ async def start_standin(folder: Path) -> StandIn:
     return StandIn(process, words["url"], words["control"])
 
 
-async def start_agent(folder: Path, standin: StandIn) -> Process:
-    """``simedge run`` with a configuration file as an operator writes it."""
+async def start_agent(folder: Path, standin: StandIn, *, log_level: str = "WARNING") -> Process:
+    """``simedge run`` with a configuration file as an operator writes it (``log_level``:
+    TRACE logs every AT line with its time, for a post-mortem of one SMS)."""
     config = folder / "simedge.toml"
     config.write_text(
         f'[onlinesim]\nbase_url = "{standin.url}/api/resellers"\napi_key = "{KEY}"\n'
@@ -230,7 +231,7 @@ async def start_agent(folder: Path, standin: StandIn) -> Process:
         f'[modems]\nports = ["{folder / "modems"}/*"]\n'
         f'[webhook]\nlisten = "127.0.0.1:{free_port()}"\ntoken = "{TOKEN}"\n'
         f'[control]\nsocket = "{folder / "agent.sock"}"\n'
-        '[logging]\nlevel = "WARNING"\n'
+        f'[logging]\nlevel = "{log_level}"\n'
     )
     return await Process.start(
         "agent", [*SIMEDGE, "run", "--config", str(config)], folder / "agent.log"
@@ -261,19 +262,22 @@ class Injection:
     next_event: int
     texts: dict[str, str] = field(default_factory=dict)
     injected_at: dict[str, float] = field(default_factory=dict)
+    on_sim_at: dict[str, float] = field(default_factory=dict)  # "stored": on the SIM, +CMTI out
 
     async def collect(self, client: ControlClient) -> None:
         events, self.next_event = await client.events(self.next_event)
         for event in events:
-            if event["kind"] == "injected" and event["sms_id"] in self.texts:
+            if event.get("sms_id") not in self.texts:
+                continue
+            if event["kind"] == "injected":
                 self.injected_at[event["sms_id"]] = event["t"]
+            elif event["kind"] == "stored":
+                self.on_sim_at[event["sms_id"]] = event["t"]
 
-    def by_text(self) -> dict[str, float]:
-        return {
-            text: self.injected_at[sms_id]
-            for sms_id, text in self.texts.items()
-            if sms_id in self.injected_at
-        }
+    def by_text(self, stamps: dict[str, float] | None = None) -> dict[str, float]:
+        """text -> its injected stamp (or its stamp in ``stamps``, e.g. ``on_sim_at``)."""
+        chosen = self.injected_at if stamps is None else stamps
+        return {text: chosen[sms_id] for sms_id, text in self.texts.items() if sms_id in chosen}
 
 
 async def inject_steadily(
@@ -301,6 +305,22 @@ async def inject_steadily(
         if time.monotonic() - last_collect > 1.0:
             await injection.collect(client)
             last_collect = time.monotonic()
+    await injection.collect(client)
+    return injection
+
+
+async def inject_burst(client: ControlClient, modems: int, tag: str, next_event: int) -> Injection:
+    """One SMS on each of modems ``0 .. modems - 1`` at one moment (the hub's
+    ``inject_many``: no control round trip between two modems), texts ``tag`` and the
+    modem's index. ``next_event``: as for :func:`inject_steadily`."""
+    injection = Injection(next_event)
+    await injection.collect(client)  # events of earlier work: none of ours
+    texts = [f"{tag} {index:06d} code 4711" for index in range(modems)]
+    ids = await client.inject_many(
+        [{"modem": index, "sender": SENDER, "text": text} for index, text in enumerate(texts)]
+    )
+    for (sms_id,), text in zip(ids, texts, strict=True):
+        injection.texts[sms_id] = text
     await injection.collect(client)
     return injection
 

@@ -371,3 +371,45 @@ async def test_concurrent_first_requests_share_one_control_connection(tmp_path: 
         finally:
             await client.close()
     assert all(len(modems) == 2 for modems in answers)
+
+
+def test_inject_many_hands_a_burst_over_before_any_modem_stores_it(modem_hub: StartHub) -> None:
+    """A burst over 64 modems in one control request: every SMS is with its modem before
+    the first one is stored (so before any +CMTI is printed), not a round trip apart."""
+    hub = modem_hub(count=64, profile="sim800")
+    burst = [
+        {"modem": index, "sender": "+79161234567", "text": f"burst {index} code 4711"}
+        for index in range(64)
+    ]
+    ids = control(hub, "inject_many", messages=burst)["ids"]
+    assert [len(each) for each in ids] == [1] * 64
+    sms_ids = [each[0] for each in ids]
+    injected = {e["sms_id"]: e for e in hub.events("injected") if e["sms_id"] in sms_ids}
+    stored = {e["sms_id"]: e for e in hub.events("stored") if e["sms_id"] in sms_ids}
+    assert set(injected) == set(stored) == set(sms_ids)
+    assert [injected[sms_id]["modem"] for sms_id in sms_ids] == list(range(64))
+    assert max(e["seq"] for e in injected.values()) < min(e["seq"] for e in stored.values())
+    modem = hub.hub.slots[63].modem
+    assert modem.sim is not None
+    assert [decode(record.pdu).text for _, record in modem.sim.storage.items()] == [
+        "burst 63 code 4711"
+    ]
+
+
+def test_inject_many_refuses_a_bad_batch_whole_naming_the_entry(modem_hub: StartHub) -> None:
+    hub = modem_hub(count=2, profile="sim800")
+    good = {"modem": 0, "sender": "+79161234567", "text": "fine"}
+    for batch, expected in (
+        ([good, {**good, "modem": 7}], r"messages\[1\]: modem: no such modem"),
+        ([good, {**good, "colour": "red"}], r"messages\[1\].*unknown \['colour'\]"),
+        ([{"modem": 1, "text": "no sender"}], r"messages\[0\].*missing \['sender'\]"),
+        ([good, {**good, "drop_part": 2}], r"messages\[1\]: drop_part"),
+        ([], "messages: expected a list of 1 to 1024 injections"),
+        ([good] * 1025, "messages: expected a list of 1 to 1024 injections"),
+    ):
+        with pytest.raises(ControlError, match=expected):
+            control(hub, "inject_many", messages=batch)
+    assert hub.events("injected") == []  # a refused batch hands nothing over
+    with pytest.raises(ControlError, match="messages: expected a list"):
+        control(hub, "inject_many", messages={"modem": 0})
+    assert len(control(hub, "inject_many", messages=[good] * 1024)["ids"]) == 1024

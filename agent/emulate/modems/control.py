@@ -19,6 +19,13 @@ Requests (``op`` and its fields):
     ``message_class`` (0..3), ``tz_quarters`` (SCTS zone in quarter hours), ``ref16``
     (16-bit concatenation reference), ``count`` and ``rate`` (messages per second).
     -> ``{"ok": true, "ids": ["sms-000001", ...]}``, one id per message.
+``{"op": "inject_many", "messages": [{"modem": K, "sender": S, "text": T, ...}, ...]}``
+    Up to 1,024 injections (each with ``inject``'s fields and options) at one moment: all
+    are checked first (one bad entry refuses the batch, naming ``messages[i]``), then
+    handed to their modems in one go (about 17 µs each, so 64 within about a millisecond)
+    instead of one control round trip apart, and no modem prints its ``+CMTI`` before
+    the last is handed over.
+    -> ``{"ok": true, "ids": [["sms-000001"], ["sms-000002"], ...]}``, a list per entry.
 ``{"op": "fault", "modem": K, "kind": KIND}`` (+ ``"seconds"`` for slow)
     KIND: hang, slow, garbage, clear, reboot, unplug, replug, sim-out, sim-in,
     storage-full, deregister, reregister. -> ``{"ok": true}``
@@ -130,6 +137,8 @@ class ControlServer:
                 request["modem"], str(request["sender"]), str(request["text"]), **options
             )
             return {"ids": ids}
+        if op == "inject_many":
+            return {"ids": hub.inject_many(request["messages"])}
         if op == "fault":
             hub.fault(request["modem"], str(request["kind"]), seconds=request.get("seconds"))
             return {}
@@ -220,6 +229,12 @@ class ControlClient:
     async def inject(self, modem: int | str, sender: str, text: str, **options: Any) -> list[str]:
         answer = await self.request("inject", modem=modem, sender=sender, text=text, **options)
         return list(answer["ids"])
+
+    async def inject_many(self, messages: list[dict[str, Any]]) -> list[list[str]]:
+        """A burst: ``messages`` (each ``modem``, ``sender``, ``text`` and any option of
+        :meth:`inject`) handed over at one moment; the ids, a list per message."""
+        answer = await self.request("inject_many", messages=messages)
+        return [list(ids) for ids in answer["ids"]]
 
     async def fault(self, modem: int | str, kind: str, *, seconds: float | None = None) -> None:
         await self.request("fault", modem=modem, kind=kind, seconds=seconds)

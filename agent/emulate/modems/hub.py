@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from agent.emulate.modems.control import ControlServer
+from agent.emulate.modems.control import INJECT_OPTIONS, ControlServer
 from agent.emulate.modems.modem import Modem, Pending, Submitted
 from agent.emulate.modems.profiles import MIXED_CHOICES, PROFILE_NAMES, PROFILES, PortSpec, Profile
 from agent.emulate.modems.sim import SimCard, luhn_digit, make_sim
@@ -63,6 +63,9 @@ FAULT_KINDS = (
     "reregister",
 )
 EVENT_LOG_LIMIT = 200_000
+# Injections one inject_many request may carry: a burst on every modem of the largest hub
+# (docs/bounds.md); a control line holds at most 1 MiB anyway.
+INJECT_BATCH_LIMIT = 1024
 
 
 class PtyPort:
@@ -181,6 +184,16 @@ class Slot:
     @property
     def profile(self) -> Profile:
         return self.modem.profile
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One SMS of an injection, encoded, waiting to be handed to its modem."""
+
+    sms_id: str
+    slot: Slot
+    items: list[Pending]
+    delay: float  # seconds after the injection (``rate``), 0 for at once
 
 
 class Hub:
@@ -467,7 +480,52 @@ class Hub:
 
     # ------------------------------------------------------------------- inject
 
-    def inject(
+    def inject(self, key: int | str, sender: str, text: str, **options: Any) -> list[str]:
+        """Have the network deliver SMS to a modem; the SMS ids, one per message.
+        ``options``: those of :meth:`_prepare` (``count``, ``rate``, ``drop_part``, ...)."""
+        deliveries = self._prepare(key, sender, text, **options)
+        self._send(deliveries)
+        return [delivery.sms_id for delivery in deliveries]
+
+    def inject_many(self, requests: list[dict[str, Any]]) -> list[list[str]]:
+        """Several :meth:`inject` calls at one moment (a burst over many modems): each
+        request is ``{"modem", "sender", "text"}`` plus :meth:`inject`'s options; the ids,
+        one list per request.
+
+        Every request is checked and encoded before any is handed over, so one bad request
+        refuses the whole batch (naming it) and nothing reaches a modem. Then all are
+        handed over in one go, without giving the event loop a turn: their ``injected``
+        stamps lie within the time the hand-overs themselves take, and no modem prints a
+        ``+CMTI`` before the last SMS of the batch is with its modem.
+        """
+        if not isinstance(requests, list) or not 1 <= len(requests) <= INJECT_BATCH_LIMIT:
+            size = len(requests) if isinstance(requests, list) else type(requests).__name__
+            raise EmulatorError(
+                f"expected a list of 1 to {INJECT_BATCH_LIMIT} injections", "messages", size
+            )
+        prepared: list[list[_Delivery]] = []
+        for number, request in enumerate(requests):
+            where = f"messages[{number}]"
+            if not isinstance(request, dict):
+                raise EmulatorError("expected an object", where, request)
+            missing = [name for name in ("modem", "sender", "text") if name not in request]
+            unknown = sorted(set(request) - {"modem", "sender", "text", *INJECT_OPTIONS})
+            if missing or unknown:
+                raise EmulatorError(f"missing {missing}, unknown {unknown}", where, sorted(request))
+            options = {name: request[name] for name in INJECT_OPTIONS if name in request}
+            try:
+                prepared.append(
+                    self._prepare(
+                        request["modem"], str(request["sender"]), str(request["text"]), **options
+                    )
+                )
+            except (EmulatorError, TypeError) as exc:
+                raise EmulatorError(str(exc), where, request) from exc
+        for deliveries in prepared:
+            self._send(deliveries)
+        return [[delivery.sms_id for delivery in deliveries] for deliveries in prepared]
+
+    def _prepare(
         self,
         key: int | str,
         sender: str,
@@ -481,8 +539,8 @@ class Hub:
         ref16: bool = False,
         count: int = 1,
         rate: float | None = None,
-    ) -> list[str]:
-        """Have the network deliver SMS to a modem; the SMS ids, one per message.
+    ) -> list[_Delivery]:
+        """The PDUs of an injection, encoded and checked, not yet handed over.
 
         ``text`` may contain ``{n}`` (the message's number, from 1) for ``count`` > 1;
         ``rate`` spaces the messages (per second), else all go at once.
@@ -498,8 +556,7 @@ class Hub:
         if not -48 <= quarters <= 56:
             raise EmulatorError("quarter hours outside -48..+56", "tz", quarters)
         zone = timezone(timedelta(minutes=15 * quarters))
-        ids = []
-        assert self._loop is not None
+        deliveries = []
         for number in range(count):
             sms_id = f"sms-{next(self._sms_ids):06d}"
             delay = number / rate if rate else 0.0
@@ -522,12 +579,18 @@ class Hub:
                 Pending(sms_id, part, data, message_class) for part, data in enumerate(pdus, 1)
             ]
             items = self._mangle(items, shuffle_parts, drop_part, duplicate_part)
-            if delay:
-                self._loop.call_later(delay, self._hand_over, slot, items)
+            deliveries.append(_Delivery(sms_id, slot, items, delay))
+        return deliveries
+
+    def _send(self, deliveries: list[_Delivery]) -> None:
+        assert self._loop is not None
+        for delivery in deliveries:
+            if delivery.delay:
+                self._loop.call_later(
+                    delivery.delay, self._hand_over, delivery.slot, delivery.items
+                )
             else:
-                self._hand_over(slot, items)
-            ids.append(sms_id)
-        return ids
+                self._hand_over(delivery.slot, delivery.items)
 
     def _mangle(
         self, items: list[Pending], shuffle: bool, drop: int | None, duplicate: int | None
