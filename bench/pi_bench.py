@@ -12,7 +12,7 @@ OnlineSim's servers. The rows are those of the other benches, measured by their 
 - end to end at 20 SMS/s on 64 modems (``bench.e2e_bench``'s steady part; goal p99 <
   250 ms), with the agent's CPU per minute and per SMS;
 - a backlog drained to the stand-in (``bench.backlog_bench``; goal > 150 messages/s);
-- bursts (``bench.burst_bench``), once that bench is merged (see :func:`burst_rows`).
+- bursts (``bench.burst_bench``, see :func:`burst_rows`).
 
 Every row's note says the limit and how often the kernel held the process back in that
 row's window (``cpu.stat``'s ``nr_throttled``). Without root or a cpu controller nothing is
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import Result, backlog_bench, e2e_bench, idle_bench
+from bench import Result, backlog_bench, burst_bench, e2e_bench, idle_bench
 from bench.cpulimit import DEFAULT_FRACTION, CpuLimit, cpu_limit
 from bench.site import simedge_site
 
@@ -124,29 +124,14 @@ def _backlog_rows(limit: CpuLimit, count: int) -> list[Result]:
 
 
 def burst_rows(limit: CpuLimit) -> list[Result]:
-    """THE BURST ROWS PLUG IN HERE (coordinator): issue 19's burst measurement is built on
-    another branch (``bench/burst_bench.py``), whose ``run(on_agent_started=...)`` calls
-    the hook with each fresh agent's PID, as :func:`bench.site.simedge_site` does here.
-    Once it is merged, the body becomes::
-
-        before = limit.throttling()
-        results = burst_bench.run(on_agent_started=limit.add, label="agent at 0.25 core")
-        return _noted(results, limit.describe("agent", limit.throttling() - before))
-
-    Mind that only the agent is limited there: python-gsmmodem-new's runner (the peer the
-    rows are compared with) would need ``limit.add`` too for a fair ratio.
-    Until then this row says the burst was not measured, and why.
-    """
-    return [
-        Result(
-            "burst under the limit",
-            "not measured",
-            "",
-            COMMAND,
-            "bench/burst_bench.py (issue 19's burst rows) is not on this branch yet; "
-            f"the agent would be limited to {limit.fraction:g} of one core ({limit.setting})",
-        )
-    ]
+    """The burst rows of :mod:`bench.burst_bench` with each fresh agent under ``limit``.
+    Only the agent is limited: python-gsmmodem-new's runner, the peer beside it, is not,
+    so its ratio there compares a limited simedge with an unlimited peer (said in the
+    rows); the figure that matters under the limit is simedge's own."""
+    before = limit.throttling()
+    results = burst_bench.run(on_agent_started=limit.add, label=f"agent at {limit.fraction:g} core")
+    note = limit.describe("agent", limit.throttling() - before)
+    return _noted(results, note + "; the peer is not limited")
 
 
 def run() -> list[Result]:
