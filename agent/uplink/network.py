@@ -35,6 +35,10 @@ KEEPALIVE_EXPIRY = 5.0
 #: Bytes one connection holds unread before it stops reading from its socket: the bound of
 #: what a server can push ahead of what httpcore has asked for.
 READ_BUFFER_LIMIT = 256 * 1024
+#: Bytes of a request one connection holds before sending them without waiting for the
+#: rest: the bound of the coalescing of a request's writes (a longer body is sent as it is
+#: written, each write past the bound within the write timeout).
+WRITE_COALESCE_LIMIT = 64 * 1024
 
 # httpcore's exception -> httpx's of the same meaning (httpx's transport contract).
 _HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
@@ -131,6 +135,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
+        # httpcore writes a request's head, its body and its end (empty) one by one: held
+        # here until the answer is read (or WRITE_COALESCE_LIMIT is reached), they leave in
+        # one send and one TCP segment instead of two.
+        self._unsent: list[bytes] = []
+        self._unsent_size = 0
 
     @property
     def unread_bytes(self) -> int:
@@ -143,7 +152,22 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         assert transport is not None  # set by connection_made before the stream exists
         return transport
 
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes written and held for the next send: what WRITE_COALESCE_LIMIT bounds."""
+        return self._unsent_size
+
+    def _send_unsent(self) -> None:
+        if self._unsent:
+            data = b"".join(self._unsent) if len(self._unsent) > 1 else self._unsent[0]
+            self._unsent.clear()
+            self._unsent_size = 0
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        # The request is complete when its answer is awaited: send what was held.
+        self._send_unsent()
         connection = self._connection
         if not connection.received and not connection.ended:
             try:
@@ -165,7 +189,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if connection.ended or self._transport.is_closing():
             error = connection.error
             raise httpcore.WriteError(str(error) if error else "the connection is closed")
-        self._transport.write(buffer)
+        self._unsent.append(buffer)
+        self._unsent_size += len(buffer)
+        if self._unsent_size < WRITE_COALESCE_LIMIT:
+            return
+        self._send_unsent()
         try:
             async with asyncio.timeout(timeout):
                 await connection.drained()
@@ -176,6 +204,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(error) or type(error).__name__) from error
 
     async def aclose(self) -> None:
+        self._unsent.clear()  # a request never completed: none of it goes out
+        self._unsent_size = 0
         self._transport.close()
 
     async def start_tls(
@@ -184,6 +214,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        self._send_unsent()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):

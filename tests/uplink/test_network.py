@@ -22,7 +22,12 @@ from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.errors import ConfigError
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
-from agent.uplink.network import READ_BUFFER_LIMIT, AsyncioBackend, UplinkTransport
+from agent.uplink.network import (
+    READ_BUFFER_LIMIT,
+    WRITE_COALESCE_LIMIT,
+    AsyncioBackend,
+    UplinkTransport,
+)
 
 KEY = "sk-network-0123456789"
 ANSWER = b'{"response": 1}'
@@ -202,6 +207,61 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
             await post(lane, url, timeout=timeouts)
     await lane.aclose()
     assert len(requests) == 1
+
+
+async def test_a_request_leaves_in_one_send_when_its_answer_is_awaited() -> None:
+    """httpcore writes head, body and end one by one; they are held until the answer is
+    read, so the server sees the request whole, and a write reaching WRITE_COALESCE_LIMIT
+    goes out at once: a connection never holds more than that of a request."""
+    backend = AsyncioBackend()
+    async with http_server() as (url, requests):
+        port = int(url.rsplit(":", 1)[1])
+        stream = await backend.connect_tcp("127.0.0.1", port, timeout=1.0)
+        head = b"POST /api/addMessage HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"
+        await stream.write(head, timeout=1.0)
+        await stream.write(b"{}", timeout=1.0)
+        await stream.write(b"", timeout=1.0)
+        assert stream.unsent_bytes == len(head) + 2
+        answer = await stream.read(65536, timeout=1.0)
+        assert stream.unsent_bytes == 0
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert requests == [head + b"{}"]
+
+        body = b"x" * WRITE_COALESCE_LIMIT
+        head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        await stream.write(head, timeout=1.0)
+        assert stream.unsent_bytes == len(head)
+        await stream.write(body, timeout=1.0)
+        assert stream.unsent_bytes == 0  # past the bound: sent without waiting for a read
+        await stream.read(65536, timeout=1.0)
+        await stream.aclose()
+    assert requests[1] == head + body
+
+
+async def test_a_body_the_server_does_not_take_is_a_write_timeout() -> None:
+    """A body far past the coalescing bound and the kernel's buffers, to a server that
+    never reads: the write timeout still bounds the send."""
+    stalled = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stalled.wait()
+        writer.close()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lane = transport(AsyncioBackend())
+    request = httpx.Request(
+        "POST",
+        f"http://127.0.0.1:{port}/api/addMessage",
+        content=b"x" * (64 << 20),
+        extensions={"timeout": {"connect": 1.0, "read": 5.0, "write": 0.2, "pool": 1.0}},
+    )
+    with pytest.raises(httpx.WriteTimeout, match=r"could not send within 0\.2 s"):
+        await lane.handle_async_request(request)
+    await lane.aclose()
+    stalled.set()
+    server.close()
+    await server.wait_closed()
 
 
 async def test_nobody_listening_is_a_connect_error() -> None:
