@@ -612,3 +612,32 @@ async def test_an_endless_answer_is_cut_at_the_answer_bound_with_its_start_kept(
     assert caught.value.body.startswith("key=<api-key> x")
     assert len(caught.value.body) <= 16 * 1024 + len("<api-key>")
     assert sent < 8 * MAX_ANSWER  # the server was cut off, not read to its end
+
+
+async def test_a_success_echoing_the_key_is_redacted_before_it_is_kept() -> None:
+    # A success is decided on its bytes alone unless it carries the key: then the
+    # redacting path reads it, so the malformed list's error body never holds the key.
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            body = b'{"response": 1, "list": "Bearer secret-key"}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = UplinkSettings(base_url=f"http://127.0.0.1:{port}/api", api_key="secret-key")
+    try:
+        async with OnlineSimClient(settings) as client:
+            with pytest.raises(UplinkTransient) as caught:
+                await client.take_off_numbers(sum_rub=50, since=None)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.code == "MALFORMED_ANSWER"
+    assert caught.value.body == '{"response": 1, "list": "Bearer <api-key>"}'
