@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 import typing
 from collections.abc import AsyncIterator, Iterator
 
+import h11
 import httpcore
 import httpx
 
@@ -204,6 +206,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(error) or type(error).__name__) from error
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._unsent.clear()  # a request never completed: none of it goes out
         self._unsent_size = 0
         self._transport.close()
@@ -342,15 +347,248 @@ class _AnswerStream(httpx.AsyncByteStream):
                 self._done = None
 
 
+class _PoolLane:
+    """A lane through the environment's proxy: httpcore's proxy pool of one connection."""
+
+    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle(
+        self, request: httpx.Request, done: typing.Callable[[], None]
+    ) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.content,
+            extensions=request.extensions,
+        )
+        with _httpx_errors(request):
+            answer = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_AnswerStream(answer, request, done),
+            extensions=answer.extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+#: What a direct lane reads from its connection at a time.
+_READ_SIZE = 64 * 1024
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+
+
+class _DirectLane:
+    """A lane straight to the server: one kept-alive HTTP/1.1 connection, framed by h11,
+    one request at a time (the next waits, at most the pool timeout).
+
+    httpcore's pool and connection do the same for one connection, but through anyio's
+    lock, events and shielded cancel scopes and a sniffio lookup on every request, which
+    together cost more CPU than h11's framing itself (bench/uplink_bench.py). What they
+    keep, this keeps: a connection is reused only if it is idle, younger than
+    KEEPALIVE_EXPIRY since its last answer and unreadable (the server neither closed it nor
+    sent anything unasked); anything else is closed. A request is never sent twice.
+    """
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        backend: AsyncioBackend,
+        clock: typing.Callable[[], float],
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._backend = backend
+        self._clock = clock
+        self._turn = asyncio.Lock()
+        self._stream: AsyncioStream | None = None
+        self._framing = h11.Connection(h11.CLIENT)
+        self._origin: tuple[bytes, bytes, int] | None = None
+        self._idle_since = 0.0
+
+    async def handle(
+        self, request: httpx.Request, done: typing.Callable[[], None]
+    ) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(
+                f"URL {str(url)[:200]!r}: the scheme must be http or https", request=request
+            )
+        origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout(
+                f"no free connection within {timeouts.get('pool'):g} s", request=request
+            ) from None
+
+        def release(keep: bool) -> None:
+            if not keep:
+                self._drop()
+            elif self._stream is not None:
+                self._framing.start_next_cycle()
+                self._idle_since = self._clock()
+            self._turn.release()
+
+        def finished(keep: bool) -> None:
+            release(keep)
+            done()
+
+        try:
+            with _httpx_errors(request), _h11_errors(request):
+                stream = await self._connected(origin, timeouts)
+                head = await self._exchange(stream, request, timeouts)
+        except BaseException:
+            release(keep=False)  # half an exchange: the connection's state is unknown
+            raise
+        return httpx.Response(
+            status_code=head.status_code,
+            headers=head.headers,
+            stream=_DirectAnswer(self, stream, request, timeouts.get("read"), finished),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": head.reason,
+                "network_stream": stream,
+            },
+            request=request,
+        )
+
+    async def _connected(
+        self, origin: tuple[bytes, bytes, int], timeouts: typing.Mapping[str, float | None]
+    ) -> AsyncioStream:
+        stream = self._stream
+        if stream is not None and (
+            origin != self._origin
+            or self._clock() - self._idle_since > KEEPALIVE_EXPIRY
+            or stream.get_extra_info("is_readable")
+        ):
+            self._drop()
+            stream = None
+        if stream is None:
+            scheme, host, port = origin
+            name = host.decode("ascii")
+            stream = await self._backend.connect_tcp(name, port, timeout=timeouts.get("connect"))
+            if scheme == b"https":
+                try:
+                    await stream.start_tls(
+                        self._ssl_context, server_hostname=name, timeout=timeouts.get("connect")
+                    )
+                except BaseException:
+                    await stream.aclose()
+                    raise
+            self._stream, self._origin = stream, origin
+            self._framing = h11.Connection(h11.CLIENT)
+        return stream
+
+    async def _exchange(
+        self,
+        stream: AsyncioStream,
+        request: httpx.Request,
+        timeouts: typing.Mapping[str, float | None],
+    ) -> h11.Response:
+        """Send ``request`` whole, then read up to its answer's head."""
+        framing = self._framing
+        head = h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+        wire = [framing.send(head) or b""]
+        if request.content:
+            wire.append(framing.send(h11.Data(data=request.content)) or b"")
+        wire.append(framing.send(h11.EndOfMessage()) or b"")
+        await stream.write(b"".join(wire), timeout=timeouts.get("write"))
+        while True:
+            event = await self.next_event(stream, timeouts.get("read"))
+            if isinstance(event, h11.Response):
+                return event
+            if not isinstance(event, h11.InformationalResponse):  # a 1xx: the head follows
+                raise httpcore.RemoteProtocolError(f"an answer began with {type(event).__name__}")
+
+    async def next_event(self, stream: AsyncioStream, timeout: float | None) -> typing.Any:
+        framing = self._framing
+        while True:
+            event = framing.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            framing.receive_data(await stream.read(_READ_SIZE, timeout=timeout))
+
+    def reusable(self) -> bool:
+        """Whether both sides ended the exchange and keep the connection open."""
+        return self._framing.our_state is h11.DONE and self._framing.their_state is h11.DONE
+
+    def _drop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    async def aclose(self) -> None:
+        self._drop()
+
+
+@contextlib.contextmanager
+def _h11_errors(request: httpx.Request) -> Iterator[None]:
+    """h11's exceptions as httpx's (the server's framing, or ours refused by h11)."""
+    try:
+        yield
+    except h11.RemoteProtocolError as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except h11.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(str(exc), request=request) from exc
+
+
+class _DirectAnswer(httpx.AsyncByteStream):
+    """A direct lane's answer body; closing it frees the lane (and keeps its connection
+    when the exchange ended cleanly and both sides allow keep-alive)."""
+
+    def __init__(
+        self,
+        lane: _DirectLane,
+        stream: AsyncioStream,
+        request: httpx.Request,
+        read_timeout: float | None,
+        finished: typing.Callable[[bool], None],
+    ) -> None:
+        self._lane = lane
+        self._stream = stream
+        self._request = request
+        self._read_timeout = read_timeout
+        self._finished: typing.Callable[[bool], None] | None = finished
+        self._complete = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self._request), _h11_errors(self._request):
+            while not self._complete:
+                event = await self._lane.next_event(self._stream, self._read_timeout)
+                if isinstance(event, h11.Data):
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._complete = True
+
+    async def aclose(self) -> None:
+        if self._finished is not None:
+            finished, self._finished = self._finished, None
+            finished(self._complete and self._lane.reusable())
+
+
 class UplinkTransport(httpx.AsyncBaseTransport):
     """At most ``max_connections`` kept-alive connections on ``backend``, through the
     environment's ``proxy`` when there is one (``http://``, ``https://``, ``socks5://``).
 
-    Each connection is a *lane*: an httpcore pool of one connection, and a request takes
-    the least busy lane. One pool of ``max_connections`` would do the same job, but
-    httpcore's pool looks at every connection for every queued request whenever a request
-    starts or ends, which with 8 connections busy was a quarter of the agent's CPU in a
-    backlog drain; a lane's pool has one connection to look at.
+    Each connection is a *lane* and a request takes the least busy lane: straight to the
+    server, a connection of our own framed by h11 (:class:`_DirectLane`); through a proxy,
+    an httpcore proxy pool of one connection. One pool of ``max_connections`` would do the
+    same job, but httpcore's pool looks at every connection for every queued request
+    whenever a request starts or ends, which with 8 connections busy was a quarter of the
+    agent's CPU in a backlog drain. ``clock`` (monotonic seconds) times the keep-alive
+    expiry of direct lanes.
 
     Redirects are not followed (a transport never does): a moved URL or a captive portal is
     news for a person, and following would turn a POST into a GET.
@@ -363,25 +601,19 @@ class UplinkTransport(httpx.AsyncBaseTransport):
         max_connections: int,
         backend: AsyncioBackend,
         proxy: str | None = None,
+        clock: typing.Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections {max_connections} < 1")
-        self._lanes = [
-            _one_connection_pool(ssl_context, backend, proxy) for _ in range(max_connections)
+        self._lanes: list[_DirectLane | _PoolLane] = [
+            _DirectLane(ssl_context, backend, clock)
+            if proxy is None
+            else _PoolLane(_one_connection_pool(ssl_context, backend, proxy))
+            for _ in range(max_connections)
         ]
         self._busy = [0] * max_connections  # requests on each lane, until their answer closes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.content,
-            extensions=request.extensions,
-        )
         lane = self._busy.index(min(self._busy))
         self._busy[lane] += 1
 
@@ -389,18 +621,10 @@ class UplinkTransport(httpx.AsyncBaseTransport):
             self._busy[lane] -= 1
 
         try:
-            with _httpx_errors(request):
-                answer = await self._lanes[lane].handle_async_request(core_request)
+            return await self._lanes[lane].handle(request, done)
         except BaseException:
             done()
             raise
-        return httpx.Response(
-            status_code=answer.status,
-            headers=answer.headers,
-            stream=_AnswerStream(answer, request, done),
-            extensions=answer.extensions,
-            request=request,
-        )
 
     async def aclose(self) -> None:
         for lane in self._lanes:

@@ -23,6 +23,7 @@ from agent.errors import ConfigError
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
 from agent.uplink.network import (
+    KEEPALIVE_EXPIRY,
     READ_BUFFER_LIMIT,
     WRITE_COALESCE_LIMIT,
     AsyncioBackend,
@@ -40,10 +41,11 @@ async def http_server(
     reset_after_answer: bool = False,
     answer: bool = True,
     tls: ssl.SSLContext | None = None,
+    arrived: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A small HTTP/1.1 peer: answers each request with ANSWER (keeping the connection
     unless ``close_after_answer`` or ``reset_after_answer``), or never answers. Yields its
-    URL and the requests."""
+    URL and the requests; sets ``arrived`` on each request."""
     requests: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -59,6 +61,8 @@ async def http_server(
                     0,
                 )
                 requests.append(head + await reader.readexactly(length))
+                if arrived is not None:
+                    arrived.set()
                 if not answer:
                     await reader.read()  # until the client gives up
                     return
@@ -262,6 +266,75 @@ async def test_a_body_the_server_does_not_take_is_a_write_timeout() -> None:
     stalled.set()
     server.close()
     await server.wait_closed()
+
+
+async def test_a_busy_lane_makes_the_next_request_wait_at_most_the_pool_timeout() -> None:
+    lane = transport(AsyncioBackend())
+    timeouts = {"connect": 1.0, "read": 5.0, "write": 1.0, "pool": 0.2}
+    arrived = asyncio.Event()
+    async with http_server(answer=False, arrived=arrived) as (url, requests):
+        first = asyncio.create_task(post(lane, url, timeout=timeouts))
+        async with asyncio.timeout(5):
+            await arrived.wait()  # the server holds the first request, unanswered
+        with pytest.raises(httpx.PoolTimeout, match=r"no free connection within 0\.2 s"):
+            await post(lane, url, timeout=timeouts)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert len(requests) == 1  # the second request never went out
+    await lane.aclose()
+
+
+async def test_a_kept_connection_expires_after_the_keep_alive_expiry() -> None:
+    now = [1000.0]
+    backend = AsyncioBackend()
+    lane = UplinkTransport(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=1,
+        backend=backend,
+        clock=lambda: now[0],
+    )
+    async with http_server() as (url, requests):
+        await post(lane, url)
+        now[0] += KEEPALIVE_EXPIRY  # at the expiry: still kept
+        await post(lane, url)
+        assert backend.connections == 1
+        now[0] += KEEPALIVE_EXPIRY + 0.001  # past it: a new connection
+        await post(lane, url)
+    await lane.aclose()
+    assert len(requests) == 3
+    assert backend.connections == 2
+
+
+async def test_an_answer_saying_connection_close_is_not_kept() -> None:
+    ended: list[asyncio.Event] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended.append(asyncio.Event())
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(ANSWER), ANSWER)
+            )
+            await writer.drain()
+            await reader.read()  # the client closes, not the server
+        writer.close()
+        ended[-1].set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    answers = [await post(lane, url) for _ in range(2)]
+    await lane.aclose()
+    async with asyncio.timeout(5):  # each connection ended by our close
+        await asyncio.gather(*(event.wait() for event in ended))
+    server.close()
+    await server.wait_closed()
+    assert [answer.content for answer in answers] == [ANSWER, ANSWER]
+    assert backend.connections == 2
 
 
 async def test_nobody_listening_is_a_connect_error() -> None:
