@@ -114,13 +114,21 @@ class _Connection(asyncio.Protocol):
                 self.transport.resume_reading()
         return data
 
-    async def arrival(self) -> None:
-        """Until bytes arrive or the connection ends."""
-        self._arrived = asyncio.get_running_loop().create_future()
+    async def arrival(self, timeout: float | None) -> bool:
+        """Until bytes arrive or the connection ends (True) or ``timeout`` passes (False).
+
+        A timer on the future rather than ``asyncio.timeout()``: this runs once per read,
+        and the context manager's task bookkeeping cost more than the wait itself.
+        """
+        loop = asyncio.get_running_loop()
+        arrived = self._arrived = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _expire, arrived)
         try:
-            await self._arrived
+            return await arrived
         finally:
             self._arrived = None
+            if timer is not None:
+                timer.cancel()
 
     async def drained(self) -> None:
         """Until the transport takes writes again."""
@@ -129,7 +137,12 @@ class _Connection(asyncio.Protocol):
 
     def _wake_reader(self) -> None:
         if self._arrived is not None and not self._arrived.done():
-            self._arrived.set_result(None)
+            self._arrived.set_result(True)
+
+
+def _expire(arrived: asyncio.Future[bool]) -> None:
+    if not arrived.done():
+        arrived.set_result(False)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -171,12 +184,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         # The request is complete when its answer is awaited: send what was held.
         self._send_unsent()
         connection = self._connection
-        if not connection.received and not connection.ended:
-            try:
-                async with asyncio.timeout(timeout):
-                    await connection.arrival()
-            except TimeoutError:
-                raise httpcore.ReadTimeout(f"no answer within {timeout:g} s") from None
+        waited = connection.received or connection.ended or await connection.arrival(timeout)
+        if not waited:
+            raise httpcore.ReadTimeout(f"no answer within {timeout:g} s")
         if connection.received:
             return connection.take(max_bytes)
         if connection.error is not None:
@@ -306,19 +316,35 @@ def _connecting(timeout: float | None) -> Iterator[None]:
         raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
 
 
+def _as_httpx(exc: BaseException, request: httpx.Request) -> BaseException:
+    """httpcore's and h11's exceptions as httpx's, in this one place; others as they are.
+
+    A function rather than only a context manager: the direct lanes call it from plain
+    ``except`` clauses, which cost nothing when nothing is raised.
+    """
+    if isinstance(exc, httpcore.TimeoutException):
+        return _HTTPX_ERRORS.get(type(exc), httpx.TimeoutException)(str(exc), request=request)
+    if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError | httpcore.ProxyError):
+        return _HTTPX_ERRORS.get(type(exc), httpx.TransportError)(str(exc), request=request)
+    if isinstance(exc, httpcore.UnsupportedProtocol):
+        return httpx.UnsupportedProtocol(str(exc), request=request)
+    if isinstance(exc, h11.RemoteProtocolError):  # the server's framing
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, h11.LocalProtocolError):  # ours, refused by h11
+        return httpx.LocalProtocolError(str(exc), request=request)
+    return exc
+
+
 @contextlib.contextmanager
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
-    """httpcore's exceptions as httpx's, in this one place."""
+    """:func:`_as_httpx` around a block."""
     try:
         yield
-    except httpcore.TimeoutException as exc:
-        raise _HTTPX_ERRORS.get(type(exc), httpx.TimeoutException)(
-            str(exc), request=request
-        ) from exc
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
-        raise _HTTPX_ERRORS.get(type(exc), httpx.TransportError)(str(exc), request=request) from exc
-    except httpcore.UnsupportedProtocol as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+    except Exception as exc:
+        translated = _as_httpx(exc, request)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 class _AnswerStream(httpx.AsyncByteStream):
@@ -444,12 +470,14 @@ class _DirectLane:
             done()
 
         try:
-            with _httpx_errors(request), _h11_errors(request):
-                stream = await self._connected(origin, timeouts)
-                head = await self._exchange(stream, request, timeouts)
-        except BaseException:
+            stream = await self._connected(origin, timeouts)
+            head = await self._exchange(stream, request, timeouts)
+        except BaseException as exc:
             release(keep=False)  # half an exchange: the connection's state is unknown
-            raise
+            translated = _as_httpx(exc, request)
+            if translated is exc:
+                raise
+            raise translated from exc
         return httpx.Response(
             status_code=head.status_code,
             headers=head.headers,
@@ -533,17 +561,6 @@ class _DirectLane:
         self._drop()
 
 
-@contextlib.contextmanager
-def _h11_errors(request: httpx.Request) -> Iterator[None]:
-    """h11's exceptions as httpx's (the server's framing, or ours refused by h11)."""
-    try:
-        yield
-    except h11.RemoteProtocolError as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except h11.LocalProtocolError as exc:
-        raise httpx.LocalProtocolError(str(exc), request=request) from exc
-
-
 class _DirectAnswer(httpx.AsyncByteStream):
     """A direct lane's answer body; closing it frees the lane (and keeps its connection
     when the exchange ended cleanly and both sides allow keep-alive)."""
@@ -564,7 +581,7 @@ class _DirectAnswer(httpx.AsyncByteStream):
         self._complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors(self._request), _h11_errors(self._request):
+        with _httpx_errors(self._request):
             while not self._complete:
                 event = await self._lane.next_event(self._stream, self._read_timeout)
                 if isinstance(event, h11.Data):
