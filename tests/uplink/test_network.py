@@ -282,6 +282,10 @@ async def test_a_busy_lane_makes_the_next_request_wait_at_most_the_pool_timeout(
         with contextlib.suppress(asyncio.CancelledError):
             await first
         assert len(requests) == 1  # the second request never went out
+    async with http_server() as (url, requests):
+        # the cancelled request gave its lane back (and closed its half-used connection)
+        answer = await post(lane, url, timeout=timeouts)
+    assert answer.status_code == 200
     await lane.aclose()
 
 
