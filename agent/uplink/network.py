@@ -408,6 +408,9 @@ class _PoolLane:
 
 #: What a direct lane reads from its connection at a time.
 _READ_SIZE = 64 * 1024
+#: The longest answer head (status line and headers) a direct lane reads; past it the
+#: answer is a protocol error, the link's fault. OnlineSim's are a few hundred bytes.
+MAX_ANSWER_HEAD = 16 * 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 
@@ -434,7 +437,7 @@ class _DirectLane:
         self._clock = clock
         self._turn = asyncio.Lock()
         self._stream: AsyncioStream | None = None
-        self._framing = h11.Connection(h11.CLIENT)
+        self._framing = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_ANSWER_HEAD)
         self._origin: tuple[bytes, bytes, int] | None = None
         self._idle_since = 0.0
 
@@ -514,7 +517,7 @@ class _DirectLane:
                     await stream.aclose()
                     raise
             self._stream, self._origin = stream, origin
-            self._framing = h11.Connection(h11.CLIENT)
+            self._framing = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_ANSWER_HEAD)
         return stream
 
     async def _exchange(

@@ -24,6 +24,7 @@ from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
 from agent.uplink.network import (
     KEEPALIVE_EXPIRY,
+    MAX_ANSWER_HEAD,
     READ_BUFFER_LIMIT,
     WRITE_COALESCE_LIMIT,
     AsyncioBackend,
@@ -339,6 +340,33 @@ async def test_an_answer_saying_connection_close_is_not_kept() -> None:
     await server.wait_closed()
     assert [answer.content for answer in answers] == [ANSWER, ANSWER]
     assert backend.connections == 2
+
+
+async def test_an_answer_head_past_its_bound_is_a_protocol_error() -> None:
+    """Headers that never end (a broken proxy, a hostile server) are not buffered without
+    end: past MAX_ANSWER_HEAD the answer fails as the link's fault."""
+    ended = asyncio.Event()
+
+    async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for n in range(4 * MAX_ANSWER_HEAD // 64):
+                writer.write(b"X-Filler-%06d: %s\r\n" % (n, b"x" * 45))
+            await writer.drain()
+            await reader.read()  # until the client closes
+        writer.close()
+        ended.set()
+
+    server = await asyncio.start_server(endless_head, "127.0.0.1", 0)
+    lane = transport(AsyncioBackend())
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(lane, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    await lane.aclose()
+    async with asyncio.timeout(5):  # the failed exchange closed its connection
+        await ended.wait()
+    server.close()
+    await server.wait_closed()
 
 
 async def test_nobody_listening_is_a_connect_error() -> None:
