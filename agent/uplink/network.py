@@ -591,6 +591,10 @@ class _DirectAnswer(httpx.AsyncByteStream):
                     yield bytes(event.data)
                 elif isinstance(event, h11.EndOfMessage):
                     self._complete = True
+                else:  # h11 ends a body with EndOfMessage or an error; never loop on more
+                    raise httpcore.RemoteProtocolError(
+                        f"an answer's body went on with {type(event).__name__}"
+                    )
 
     async def aclose(self) -> None:
         if self._finished is not None:
