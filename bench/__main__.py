@@ -25,6 +25,7 @@ BENCHES: dict[str, str] = {
     "tui_bench": "the dashboard's memory, and its CPU idle and at 20 SMS/s",
     "e2e_bench": "injected SMS to addMessage at the stand-in, 64 modems, 20/s; rate ramp",
     "idle_bench": "agent CPU per minute and RSS at rest, 64 and 128 modems",
+    "uplink_bench": "CPU per addMessage call: the client, 8 in flight, bare httpcore, bare h11",
     "peers_bench": "simedge beside gammu-smsd, smstools3, python-gsmmodem-new: latency, CPU",
     "burst_bench": "one SMS at once on each of 8 and 64 modems: simedge beside python-gsmmodem-new",
     "pi_bench": "the agent held to a quarter of one core (cgroup): start, idle, 20 SMS/s, backlog, "

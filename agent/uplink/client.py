@@ -253,15 +253,37 @@ def _answer_code(body: str, status: int) -> str | None:
     except ValueError:
         document = None
     if isinstance(document, Mapping) and "response" in document:
-        response = document["response"]
-        if response in (1, "1") and not isinstance(response, bool):
+        if _is_success(document):
             return _SUCCESS
+        response = document["response"]
         if isinstance(response, str) and response:
             return response
         return None
     if _BARE_CODE.fullmatch(text) and (status != 200 or text in KNOWN_CODES):
         return text
     return None
+
+
+def _is_success(document: Any) -> bool:
+    """Whether a parsed answer is OnlineSim's ``{"response": 1}`` (or ``"1"``)."""
+    if not isinstance(document, Mapping):
+        return False
+    response = document.get("response")
+    return response in (1, "1") and not isinstance(response, bool)
+
+
+def _plain_success(status: int, content: bytes, secret: bytes) -> dict[str, Any] | None:
+    """The decoded answer if it is plainly a success, else ``None`` (then
+    :func:`raise_for_answer` decides): the common answer read from its bytes, in one parse,
+    without building a second response or decoding text. One that echoes the key is never
+    plain, so that the redacting path handles it."""
+    if not 200 <= status < 300 or (secret and secret in content):
+        return None
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return None
+    return document if _is_success(document) else None
 
 
 def raise_for_answer(method: str, response: httpx.Response, *, secret: str) -> dict[str, Any]:
@@ -397,6 +419,7 @@ class OnlineSimClient:
 
     def __init__(self, settings: UplinkSettings) -> None:
         self._secret = settings.api_key
+        self._secret_bytes = settings.api_key.encode()
         self._base_url = settings.base_url.rstrip("/") + "/"
         self._urls: dict[str, httpx.URL] = {}  # by API method: parsed once, not per request
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -525,7 +548,7 @@ class OnlineSimClient:
                 async with asyncio.timeout(self._call_timeout):
                     streamed = await self._transport.handle_async_request(request)
                     try:
-                        response = await _read_bounded(api_method, streamed, secret=self._secret)
+                        content = await _read_bounded(api_method, streamed, secret=self._secret)
                     finally:
                         await streamed.aclose()
         except TimeoutError as exc:
@@ -534,17 +557,22 @@ class OnlineSimClient:
                 f"{api_method}: CallTimeout: no whole answer within {self._call_timeout:g} s",
                 code="CallTimeout",
             ) from exc
-        log.debug(
-            "%s: HTTP %d in %.0f ms",
-            api_method,
-            response.status_code,
-            (time.monotonic() - started) * 1000,
+        status = streamed.status_code
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: HTTP %d in %.0f ms", api_method, status, (time.monotonic() - started) * 1000
+            )
+        answer = _plain_success(status, content, self._secret_bytes)
+        if answer is not None:
+            return answer
+        response = httpx.Response(
+            status, headers=streamed.headers, content=content, request=request
         )
         return raise_for_answer(api_method, response, secret=self._secret)
 
 
-async def _read_bounded(method: str, response: httpx.Response, *, secret: str) -> httpx.Response:
-    """``response`` with its body read, at most :data:`MAX_ANSWER` bytes of it."""
+async def _read_bounded(method: str, response: httpx.Response, *, secret: str) -> bytes:
+    """The body of ``response``, at most :data:`MAX_ANSWER` bytes of it."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():
@@ -559,12 +587,7 @@ async def _read_bounded(method: str, response: httpx.Response, *, secret: str) -
                 status=response.status_code,
                 body=_redact(start, secret),
             )
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        content=b"".join(chunks),
-        request=response.request,
-    )
+    return b"".join(chunks)
 
 
 def parse_ids(method: str, answer: dict[str, Any]) -> dict[str, int | None]:

@@ -539,6 +539,24 @@ def test_settings_from_the_onlinesim_table() -> None:
     assert timeouts == (7, 7, 7, 7, 7)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def client_served_by(serve: Handler, **settings: Any) -> AsyncIterator[OnlineSimClient]:
+    """A client of a scripted server on loopback (``serve`` answers each connection)."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with OnlineSimClient(
+            UplinkSettings(base_url=f"http://127.0.0.1:{port}/api", **settings)
+        ) as client:
+            yield client
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_an_answer_that_trickles_in_is_cut_at_the_whole_call_timeout() -> None:
     # Every byte comes well within the read timeout, the whole answer never does: without
     # a deadline for the call this holds the SIM's queue for as long as it trickles.
@@ -555,20 +573,15 @@ async def test_an_answer_that_trickles_in_is_cut_at_the_whole_call_timeout() -> 
                     await stop.wait()
         writer.close()
 
-    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = UplinkSettings(
-        base_url=f"http://127.0.0.1:{port}/api", api_key="k", read_timeout=5.0, call_timeout=0.5
-    )
     started = time.monotonic()
     try:
-        async with OnlineSimClient(settings) as client:
+        async with client_served_by(
+            trickle, api_key="k", read_timeout=5.0, call_timeout=0.5
+        ) as client:
             with pytest.raises(UplinkTransient) as caught:
                 await client.add_message(number="+79161234567", sender="x", text="y", date=1)
     finally:
         stop.set()
-        server.close()
-        await server.wait_closed()
     assert caught.value.code == "CallTimeout"
     assert time.monotonic() - started < 3.0  # the 0.5 s deadline, not the trickle's length
 
@@ -594,21 +607,37 @@ async def test_an_endless_answer_is_cut_at_the_answer_bound_with_its_start_kept(
             writer.close()
             served.set()
 
-    server = await asyncio.start_server(endless, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = UplinkSettings(base_url=f"http://127.0.0.1:{port}/api", api_key="secret-key")
-    try:
-        async with OnlineSimClient(settings) as client:
-            with pytest.raises(UplinkTransient) as caught:
-                await client.add_message(number="+79161234567", sender="x", text="y", date=1)
+    async with client_served_by(endless, api_key="secret-key") as client:
+        with pytest.raises(UplinkTransient) as caught:
+            await client.add_message(number="+79161234567", sender="x", text="y", date=1)
+        await client.aclose()
         async with asyncio.timeout(10):
             await served.wait()
-    finally:
-        server.close()
-        await server.wait_closed()
     assert caught.value.code == "AnswerTooLarge"
     assert caught.value.status == 200
     assert caught.value.body is not None
     assert caught.value.body.startswith("key=<api-key> x")
     assert len(caught.value.body) <= 16 * 1024 + len("<api-key>")
     assert sent < 8 * MAX_ANSWER  # the server was cut off, not read to its end
+
+
+async def test_a_success_echoing_the_key_is_redacted_before_it_is_kept() -> None:
+    # A success is decided on its bytes alone unless it carries the key: then the
+    # redacting path reads it, so the malformed list's error body never holds the key.
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            body = b'{"response": 1, "list": "Bearer secret-key"}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async with client_served_by(echo, api_key="secret-key") as client:
+        with pytest.raises(UplinkTransient) as caught:
+            await client.take_off_numbers(sum_rub=50, since=None)
+    assert caught.value.code == "MALFORMED_ANSWER"
+    assert caught.value.body == '{"response": 1, "list": "Bearer <api-key>"}'

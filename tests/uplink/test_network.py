@@ -22,7 +22,14 @@ from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.errors import ConfigError
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import environment_proxy
-from agent.uplink.network import READ_BUFFER_LIMIT, AsyncioBackend, UplinkTransport
+from agent.uplink.network import (
+    KEEPALIVE_EXPIRY,
+    MAX_ANSWER_HEAD,
+    READ_BUFFER_LIMIT,
+    WRITE_COALESCE_LIMIT,
+    AsyncioBackend,
+    UplinkTransport,
+)
 
 KEY = "sk-network-0123456789"
 ANSWER = b'{"response": 1}'
@@ -35,10 +42,11 @@ async def http_server(
     reset_after_answer: bool = False,
     answer: bool = True,
     tls: ssl.SSLContext | None = None,
+    arrived: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A small HTTP/1.1 peer: answers each request with ANSWER (keeping the connection
     unless ``close_after_answer`` or ``reset_after_answer``), or never answers. Yields its
-    URL and the requests."""
+    URL and the requests; sets ``arrived`` on each request."""
     requests: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -54,6 +62,8 @@ async def http_server(
                     0,
                 )
                 requests.append(head + await reader.readexactly(length))
+                if arrived is not None:
+                    arrived.set()
                 if not answer:
                     await reader.read()  # until the client gives up
                     return
@@ -202,6 +212,161 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
             await post(lane, url, timeout=timeouts)
     await lane.aclose()
     assert len(requests) == 1
+
+
+async def test_a_request_leaves_in_one_send_when_its_answer_is_awaited() -> None:
+    """httpcore writes head, body and end one by one; they are held until the answer is
+    read, so the server sees the request whole, and a write reaching WRITE_COALESCE_LIMIT
+    goes out at once: a connection never holds more than that of a request."""
+    backend = AsyncioBackend()
+    async with http_server() as (url, requests):
+        port = int(url.rsplit(":", 1)[1])
+        stream = await backend.connect_tcp("127.0.0.1", port, timeout=1.0)
+        head = b"POST /api/addMessage HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"
+        await stream.write(head, timeout=1.0)
+        await stream.write(b"{}", timeout=1.0)
+        await stream.write(b"", timeout=1.0)
+        assert stream.unsent_bytes == len(head) + 2
+        answer = await stream.read(65536, timeout=1.0)
+        assert stream.unsent_bytes == 0
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert requests == [head + b"{}"]
+
+        body = b"x" * WRITE_COALESCE_LIMIT
+        head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        await stream.write(head, timeout=1.0)
+        assert stream.unsent_bytes == len(head)
+        await stream.write(body, timeout=1.0)
+        assert stream.unsent_bytes == 0  # past the bound: sent without waiting for a read
+        await stream.read(65536, timeout=1.0)
+        await stream.aclose()
+    assert requests[1] == head + body
+
+
+async def test_a_body_the_server_does_not_take_is_a_write_timeout() -> None:
+    """A body far past the coalescing bound and the kernel's buffers, to a server that
+    never reads: the write timeout still bounds the send."""
+    stalled = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stalled.wait()
+        writer.close()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lane = transport(AsyncioBackend())
+    request = httpx.Request(
+        "POST",
+        f"http://127.0.0.1:{port}/api/addMessage",
+        content=b"x" * (64 << 20),
+        extensions={"timeout": {"connect": 1.0, "read": 5.0, "write": 0.2, "pool": 1.0}},
+    )
+    with pytest.raises(httpx.WriteTimeout, match=r"could not send within 0\.2 s"):
+        await lane.handle_async_request(request)
+    await lane.aclose()
+    stalled.set()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_busy_lane_makes_the_next_request_wait_at_most_the_pool_timeout() -> None:
+    lane = transport(AsyncioBackend())
+    timeouts = {"connect": 1.0, "read": 5.0, "write": 1.0, "pool": 0.2}
+    arrived = asyncio.Event()
+    async with http_server(answer=False, arrived=arrived) as (url, requests):
+        first = asyncio.create_task(post(lane, url, timeout=timeouts))
+        async with asyncio.timeout(5):
+            await arrived.wait()  # the server holds the first request, unanswered
+        with pytest.raises(httpx.PoolTimeout, match=r"no free connection within 0\.2 s"):
+            await post(lane, url, timeout=timeouts)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert len(requests) == 1  # the second request never went out
+    async with http_server() as (url, requests):
+        # the cancelled request gave its lane back (and closed its half-used connection)
+        answer = await post(lane, url, timeout=timeouts)
+    assert answer.status_code == 200
+    await lane.aclose()
+
+
+async def test_a_kept_connection_expires_after_the_keep_alive_expiry() -> None:
+    now = [1000.0]
+    backend = AsyncioBackend()
+    lane = UplinkTransport(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=1,
+        backend=backend,
+        clock=lambda: now[0],
+    )
+    async with http_server() as (url, requests):
+        await post(lane, url)
+        now[0] += KEEPALIVE_EXPIRY  # at the expiry: still kept
+        await post(lane, url)
+        assert backend.connections == 1
+        now[0] += KEEPALIVE_EXPIRY + 0.001  # past it: a new connection
+        await post(lane, url)
+    await lane.aclose()
+    assert len(requests) == 3
+    assert backend.connections == 2
+
+
+async def test_an_answer_saying_connection_close_is_not_kept() -> None:
+    ended: list[asyncio.Event] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended.append(asyncio.Event())
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(ANSWER), ANSWER)
+            )
+            await writer.drain()
+            await reader.read()  # the client closes, not the server
+        writer.close()
+        ended[-1].set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    backend = AsyncioBackend()
+    lane = transport(backend)
+    answers = [await post(lane, url) for _ in range(2)]
+    await lane.aclose()
+    async with asyncio.timeout(5):  # each connection ended by our close
+        await asyncio.gather(*(event.wait() for event in ended))
+    server.close()
+    await server.wait_closed()
+    assert [answer.content for answer in answers] == [ANSWER, ANSWER]
+    assert backend.connections == 2
+
+
+async def test_an_answer_head_past_its_bound_is_a_protocol_error() -> None:
+    """Headers that never end (a broken proxy, a hostile server) are not buffered without
+    end: past MAX_ANSWER_HEAD the answer fails as the link's fault."""
+    ended = asyncio.Event()
+
+    async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for n in range(4 * MAX_ANSWER_HEAD // 64):
+                writer.write(b"X-Filler-%06d: %s\r\n" % (n, b"x" * 45))
+            await writer.drain()
+            await reader.read()  # until the client closes
+        writer.close()
+        ended.set()
+
+    server = await asyncio.start_server(endless_head, "127.0.0.1", 0)
+    lane = transport(AsyncioBackend())
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(lane, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    await lane.aclose()
+    async with asyncio.timeout(5):  # the failed exchange closed its connection
+        await ended.wait()
+    server.close()
+    await server.wait_closed()
 
 
 async def test_nobody_listening_is_a_connect_error() -> None:
