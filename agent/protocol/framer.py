@@ -308,6 +308,8 @@ class AtFramer:
         return text.strip()
 
     def _line(self, raw: bytes, events: list[Event]) -> None:
+        if not raw.strip(_BOUNDARY_NOISE):
+            return  # the other half of a CR LF, or a blank line: half the lines a modem sends
         text = self._decode(raw, events)
         if text is None:
             self._abandon_multiline(events, "binary line")
