@@ -53,6 +53,11 @@ grow memory or the journal without bound. A dropped +CMTI is not lost for good: 
 stays in storage and the next sweep reads it."""
 
 
+def _expire(response: asyncio.Future[FinalResult]) -> None:
+    if not response.done():
+        response.set_exception(TimeoutError())
+
+
 class AtSession:
     """One open AT port; see the module docstring.
 
@@ -191,21 +196,24 @@ class AtSession:
         self._framer.expect(line)
         self._response = response
         self._prompt = prompt
+        # The deadline is a timer that fails the response future: asyncio.timeout's
+        # context costs a dozen more calls per command, two commands per SMS (issue 19).
+        deadline = loop.call_later(limit, _expire, response)
         try:
             self._write(data)
-            async with asyncio.timeout(limit):
-                if prompt is not None and body is not None:
-                    # An error may come instead of the prompt (no SIM, a bad length).
-                    await asyncio.wait((prompt, response), return_when=asyncio.FIRST_COMPLETED)
-                    if not response.done():
-                        self._framer.expect_body(body)
-                        self._write(encode_sms_body(body))
-                result = await response
+            if prompt is not None and body is not None:
+                # An error may come instead of the prompt (no SIM, a bad length).
+                await asyncio.wait((prompt, response), return_when=asyncio.FIRST_COMPLETED)
+                if not response.done():
+                    self._framer.expect_body(body)
+                    self._write(encode_sms_body(body))
+            result = await response
         except TimeoutError:
             if body is not None and not self.closed.is_set():
                 self._write(ESC)
             raise CommandTimeout(f"{line}: no final result in {limit:g}s", self.name) from None
         finally:
+            deadline.cancel()
             self._prompt = None
             self._response = None
             if self._framer.pending is not None:
