@@ -889,15 +889,19 @@ class ModemWorker:
             counts = ", ".join(f"{count} from {storage}" for storage, count in taken.items())
             log.info("%s: sweep took %s off the modem", self.slot, counts)
 
-    @contextlib.asynccontextmanager
-    async def _reading_from(self, storage: str) -> AsyncIterator[None]:
+    def _reading_from(self, storage: str) -> contextlib.AbstractAsyncContextManager[None]:
         """``mem1`` (what AT+CMGL/CMGR/CMGD read and delete) is ``storage`` inside the
         block, and SIM storage again after it; mem2 and mem3 are left as they are. The
-        caller holds the port (:meth:`AtSession.exchange`) for the whole block."""
+        caller holds the port (:meth:`AtSession.exchange`) for the whole block. SIM
+        storage, where every +CMTI of most modems points, needs no switch and no
+        generator-based context (issue 19)."""
+        if storage.upper() == startup.STORAGE:
+            return contextlib.nullcontext()
+        return self._switched_to(storage)
+
+    @contextlib.asynccontextmanager
+    async def _switched_to(self, storage: str) -> AsyncIterator[None]:
         name = storage.upper()
-        if name == startup.STORAGE:
-            yield
-            return
         if not _STORAGE_NAME.fullmatch(name):
             # The name comes from the modem (+CMTI) and goes into a command line.
             raise AtParseError(f"storage name {storage!r} is not one 27.005 knows", storage)
