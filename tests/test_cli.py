@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from agent.cli import COMMANDS, build_parser
+from tests.child import python_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,15 +60,7 @@ def test_the_agent_loads_no_other_commands_module() -> None:
         "print(' '.join(sorted(m for m in sys.modules\n"
         "    if m.startswith(('agent.cli.', 'agent.emulate', 'textual', 'tui')))))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        timeout=60,
-    )
-    handler, loaded = result.stdout.splitlines()
+    handler, loaded = python_output(code).splitlines()
     assert handler == "agent.cli.run"
     assert loaded == "agent.cli.run"
 

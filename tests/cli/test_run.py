@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from agent.cli.run import IO_THREADS, MALLOC_ARENAS, use_io_threads
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.child import python_output
 
 
 async def test_blocking_calls_run_on_at_most_io_threads_threads() -> None:
@@ -72,18 +68,8 @@ def test_threads_allocate_in_at_most_malloc_arenas_arenas() -> None:
         "    print(report.read().count('<heap nr='))\n"
     )
 
-    def arenas(mode: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-c", code, mode],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-
-    limited = arenas("limit")
+    limited = python_output(code, "limit")
     if limited == "not glibc":
         pytest.skip("the C library is not glibc: no arenas to limit")
     assert int(limited) <= MALLOC_ARENAS
-    assert int(arenas("default")) > MALLOC_ARENAS  # what the limit is there for
+    assert int(python_output(code, "default")) > MALLOC_ARENAS  # what the limit is there for

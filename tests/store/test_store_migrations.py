@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +11,8 @@ from agent.store import LATEST_VERSION, Store
 from agent.store.db import open_database, prepare_file
 from agent.store.migrations import MIGRATIONS, current_version, upgrade
 from agent.store.models import MODELS
+from tests.child import python_output
 from tests.store.conftest import ICCID, T0, count_rows, ingest, pdus, plain_connection
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # Rows written with the version-1 columns, as an agent of that version would have.
 V1_ROWS = [
@@ -186,16 +183,6 @@ def test_a_current_database_opens_without_the_migration_library(tmp_path: Path) 
         "asyncio.run(open_and_close())\n"
         "print('playhouse.migrate' in sys.modules)\n"
     )
-
-    def open_store() -> str:
-        return subprocess.run(
-            [sys.executable, "-c", code, str(tmp_path / "simedge.db")],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-
-    assert open_store() == "True"  # a new file: every migration runs
-    assert open_store() == "False"
+    path = str(tmp_path / "simedge.db")
+    assert python_output(code, path) == "True"  # a new file: every migration runs
+    assert python_output(code, path) == "False"
