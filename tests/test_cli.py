@@ -12,15 +12,21 @@ from tests.child import python_output
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_help_lists_every_command_with_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--help"],
+def simedge(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``simedge ARGV`` as a child process (``python -m agent.cli``), its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        check=True,
+        check=False,
         timeout=60,
     )
+
+
+def test_help_lists_every_command_with_one_line() -> None:
+    result = simedge("--help")
+    assert result.returncode == 0, result.stderr
     for name in COMMANDS:
         lines = [line for line in result.stdout.splitlines() if line.strip().startswith(name + " ")]
         assert lines, f"{name} missing from --help"
@@ -36,14 +42,7 @@ def test_every_command_has_a_one_line_help() -> None:
 
 
 def test_no_command_is_a_usage_error() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=60,
-    )
+    result = simedge()
     assert result.returncode == 2
     assert "COMMAND" in result.stderr
 
@@ -66,14 +65,7 @@ def test_the_agent_loads_no_other_commands_module() -> None:
 
 
 def test_an_unknown_command_is_refused_with_every_command_listed() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "runn"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=60,
-    )
+    result = simedge("runn")
     assert result.returncode == 2
     assert "invalid choice: 'runn'" in result.stderr
     for name in COMMANDS:
