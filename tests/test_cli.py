@@ -7,19 +7,26 @@ import sys
 from pathlib import Path
 
 from agent.cli import COMMANDS, build_parser
+from tests.child import python_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_help_lists_every_command_with_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--help"],
+def simedge(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``simedge ARGV`` as a child process (``python -m agent.cli``), its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        check=True,
+        check=False,
         timeout=60,
     )
+
+
+def test_help_lists_every_command_with_one_line() -> None:
+    result = simedge("--help")
+    assert result.returncode == 0, result.stderr
     for name in COMMANDS:
         lines = [line for line in result.stdout.splitlines() if line.strip().startswith(name + " ")]
         assert lines, f"{name} missing from --help"
@@ -35,13 +42,38 @@ def test_every_command_has_a_one_line_help() -> None:
 
 
 def test_no_command_is_a_usage_error() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=60,
-    )
+    result = simedge()
     assert result.returncode == 2
     assert "COMMAND" in result.stderr
+
+
+def test_the_agent_loads_no_other_commands_module() -> None:
+    # `simedge run` builds the parser of `run` alone: the agent must not carry the emulated
+    # modems (whose names `simedge emulate`'s parser lists) nor the dashboard.
+    code = (
+        "import sys\n"
+        "from agent.cli import build_parser\n"
+        "args = build_parser('run').parse_args(['run', '--config', 'site.toml'])\n"
+        "import agent.supervisor\n"
+        "print(args.handler.__module__)\n"
+        "print(' '.join(sorted(m for m in sys.modules\n"
+        "    if m.startswith(('agent.cli.', 'agent.emulate', 'textual', 'tui')))))\n"
+    )
+    handler, loaded = python_output(code).splitlines()
+    assert handler == "agent.cli.run"
+    assert loaded == "agent.cli.run"
+
+
+def test_an_unknown_command_is_refused_with_every_command_listed() -> None:
+    result = simedge("runn")
+    assert result.returncode == 2
+    assert "invalid choice: 'runn'" in result.stderr
+    for name in COMMANDS:
+        assert f"'{name}'" in result.stderr
+
+
+def test_a_command_alone_parses_as_in_the_whole_parser() -> None:
+    argv = ["emulate", "modems", "--count", "3", "--dir", "hub", "--profile", "sim800"]
+    alone, whole = build_parser("emulate").parse_args(argv), build_parser().parse_args(argv)
+    assert vars(alone) == vars(whole)
+    assert alone.count == 3

@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.child import python_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,15 +79,7 @@ def test_protocol_import_loads_no_io_at_run_time() -> None:
         " if n in sys.modules)\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == ""
+    assert python_output(code) == ""
 
 
 @pytest.mark.parametrize("path", python_files("tui"), ids=lambda p: str(p.relative_to(ROOT)))

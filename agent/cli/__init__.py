@@ -80,14 +80,22 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone when it names one.
+
+    A command's module is imported to configure its parser, so building all of them would
+    load every command's module into every process: the agent would carry the emulated
+    modems (``simedge emulate``'s choices come from them) for as long as it runs, 1.1 MiB
+    of its resident memory with 128 modems (bench/RESULTS.md, "Issue 19: memory").
+    """
     parser = argparse.ArgumentParser(
         prog="simedge",
         description="Edge agent for an OnlineSim reseller site on USB GSM modems.",
     )
     parser.add_argument("--version", action="version", version=f"simedge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
+    chosen = {command: COMMANDS[command]} if command in COMMANDS else COMMANDS
+    for name, module_name in chosen.items():
         module = importlib.import_module(f"agent.cli.{module_name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(command)
@@ -96,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command comes first (the only options before it are --help and --version); with
+    # none or an unknown one, every command's parser is built to list them all.
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or EXIT_OK)

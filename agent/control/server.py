@@ -60,8 +60,8 @@ log = logging.getLogger("simedge.control")
 T = TypeVar("T")
 
 MAX_CLIENTS = 16  # a dashboard takes 2 connections, a CLI command 1
-# Requests being handled at once, all clients together: heavier reads run in asyncio's
-# default thread pool (6 threads on 2 cores), which hot-plug polling needs too.
+# Requests being handled at once, all clients together: heavier reads run in the loop's
+# pool for blocking calls (IO_THREADS in agent/cli/run.py), which hot-plug polling needs too.
 MAX_WORKING = 4
 OUTPUT_BUFFER = 256 * 1024  # bytes of answers buffered per client before waiting for it
 SEND_TIMEOUT = 10.0  # seconds a client may leave its answers unread before it is cut off

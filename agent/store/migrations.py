@@ -18,12 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from peewee import FloatField, IntegerField, SqliteDatabase, TextField
-from playhouse.migrate import SqliteMigrator, migrate
 
 from agent.errors import StoreError
 from agent.store.models import UtcDateTimeField, db_time
+
+# playhouse.migrate (and the playhouse modules it loads) is imported only when a migration
+# runs: every start but the first of a new release finds the schema current, and the agent
+# would otherwise hold 0.5 MiB of it for nothing (bench/RESULTS.md, "Issue 19: memory").
+if TYPE_CHECKING:
+    from playhouse.migrate import SqliteMigrator
 
 _V1_SCHEMA = """
 CREATE TABLE "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL,
@@ -90,6 +96,8 @@ def _v1_initial(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
 def _v2_number_time_and_event_index(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
     # The dashboard shows how old a SIM's number is (a USSD answer from months ago may be
     # stale); the event log is read newest first and pruned by age, which needs `at` indexed.
+    from playhouse.migrate import migrate
+
     migrate(
         migrator.add_column("sim", "number_updated_at", UtcDateTimeField(null=True)),
         migrator.add_index("event", ("at",), False),
@@ -100,6 +108,8 @@ def _v3_uplink_sim_fields(_database: SqliteDatabase, migrator: SqliteMigrator) -
     # The numbers list needs a date_start that survives restarts and OnlineSim's ids; a
     # number that cannot be sent must say why; take-off marks tell a person which SIM to
     # swap, and when the swap was seen.
+    from playhouse.migrate import migrate
+
     migrate(
         migrator.add_column("sim", "online_since", UtcDateTimeField(null=True)),
         migrator.add_column("sim", "onlinesim_id", IntegerField(null=True)),
@@ -133,6 +143,8 @@ def _v5_site_facts(database: SqliteDatabase, _migrator: SqliteMigrator) -> None:
 def _v6_message_problems(_database: SqliteDatabase, migrator: SqliteMigrator) -> None:
     # A readable SMS with a faulty field is forwarded (docs/pdu-decoder.md), and a person
     # must see what was wrong with it: the decoder's problems go with the message.
+    from playhouse.migrate import migrate
+
     migrate(migrator.add_column("message", "problems", TextField(null=True)))
 
 
@@ -189,7 +201,7 @@ def _v8_sim_upkeep_and_history(database: SqliteDatabase, _migrator: SqliteMigrat
     )
 
 
-Migration = Callable[[SqliteDatabase, SqliteMigrator], None]
+Migration = Callable[[SqliteDatabase, "SqliteMigrator"], None]
 
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "initial schema", _v1_initial),
@@ -232,6 +244,10 @@ def upgrade(database: SqliteDatabase, *, target: int = LATEST_VERSION) -> list[i
             f"{database.database}: schema version {version} is newer than this agent "
             f"knows ({LATEST_VERSION}); install the newer agent or restore a backup"
         )
+    if version >= target:
+        return []
+    from playhouse.migrate import SqliteMigrator
+
     migrator = SqliteMigrator(database)
     applied = []
     for number, name, function in MIGRATIONS:

@@ -4,6 +4,7 @@ down cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.cli.run import IO_THREADS
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
 from tests.e2e.site import KEY, TOKEN
@@ -70,6 +72,8 @@ async def test_run_under_systemd_notify_then_sigterm(tmp_path: Path) -> None:
         ready = [s.value for s in families["simedge_modems"].samples
                  if s.labels.get("state") == "ready"]  # fmt: skip
         assert ready == [2.0]
+        # The main thread, the store's writer and at most IO_THREADS for blocking calls.
+        assert len(os.listdir(f"/proc/{agent.pid}/task")) <= 2 + IO_THREADS
 
         agent.send_signal(signal.SIGTERM)
         async with asyncio.timeout(process_limit(30)):

@@ -11,6 +11,7 @@ from agent.store import LATEST_VERSION, Store
 from agent.store.db import open_database, prepare_file
 from agent.store.migrations import MIGRATIONS, current_version, upgrade
 from agent.store.models import MODELS
+from tests.child import python_output
 from tests.store.conftest import ICCID, T0, count_rows, ingest, pdus, plain_connection
 
 # Rows written with the version-1 columns, as an agent of that version would have.
@@ -169,3 +170,19 @@ async def test_a_database_from_a_newer_agent_is_refused(db_path: Path) -> None:
         connection.execute("DELETE FROM schema_version WHERE name = 'from the future'")
     store = await Store.open(db_path)
     await store.close()
+
+
+def test_a_current_database_opens_without_the_migration_library(tmp_path: Path) -> None:
+    # The agent's start on a current schema must not load playhouse.migrate (memory).
+    code = (
+        "import asyncio, sys\n"
+        "from agent.store import Store\n"
+        "async def open_and_close():\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    await store.close()\n"
+        "asyncio.run(open_and_close())\n"
+        "print('playhouse.migrate' in sys.modules)\n"
+    )
+    path = str(tmp_path / "simedge.db")
+    assert python_output(code, path) == "True"  # a new file: every migration runs
+    assert python_output(code, path) == "False"
