@@ -111,11 +111,16 @@ async def test_unknown_sims_find_their_numbers_and_no_probe_becomes_a_message(
         assert known.number_source in (NumberSource.CNUM, NumberSource.USSD)
     probes = await store.read(queries.number_probes)
     assert sorted(p.iccid for p in probes) == sorted(hidden)  # one each, no more
-    assert {(p.state, p.target_number) for p in probes} == {("found", number_of(hub, 3))}
+    # Each went to a SIM whose number was known then: SIM 3's from the start, or one a
+    # probe found a moment before (which one depends on who finished first).
+    for probe in probes:
+        own = number_of(hub, hidden.index(probe.iccid))
+        assert probe.state == "found"
+        assert probe.target_number in {number_of(hub, index) for index in range(4)} - {own}
     assert await message_count(store) == 0
     submitted = [event for event in hub.events if event["kind"] == "submitted"]
     assert sorted(event["modem"] for event in submitted) == [0, 1, 2]
-    assert {event["to_modem"] for event in submitted} == {3}
+    assert all(event["to_modem"] != event["modem"] for event in submitted)
 
 
 async def test_a_sim_without_credit_fails_with_the_reason_and_waits_a_day(
