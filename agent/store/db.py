@@ -6,6 +6,9 @@ write lock is never contended inside the agent. The writer practises *group comm
 takes every job waiting (up to ``max_batch``) and runs them in ONE transaction, then
 resolves their futures only after COMMIT returned, so ``await`` means "durable on disk".
 Under a burst (a pool of modems sweeping their SIMs at start) many ingests share one fsync.
+A write nobody waits on may *ride* (:meth:`Writer.submit_soon`): it does not wake the
+writer, but goes in the next transaction anyone starts, or at its deadline; a message's
+"sent" rides with the next SMS's commit this way (docs/uplink.md, "The delivery promise").
 
 Each job runs inside its own SAVEPOINT: a job that raises rolls back only its own writes
 and gets its exception (translated into :class:`~agent.errors.StoreError` or
