@@ -26,7 +26,8 @@ per SMS during the bursts. ``--mode``:
   (that thread only: the event loop is not slowed) during the bursts: how many durable
   commits a burst takes and how long their syncs take;
 - ``profile-all`` / ``profile-gil``: the agent at WARNING under py-spy (``--rate 500
-  --nonblocking --threads``, and ``--idle`` or ``--gil``; run as root) during the bursts:
+  --nonblocking --threads``, and ``--idle`` or ``--gil``; run as root; py-spy on PATH or
+  named in ``SIMEDGE_PY_SPY``) during the bursts:
   how busy each thread was, or how long it held the GIL, and the functions the event
   loop's busy samples were in.
 
@@ -39,6 +40,7 @@ import argparse
 import ast
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -58,7 +60,9 @@ from bench.burst_bench import Block, side
 from bench.peers_bench import Simedge
 from bench.site import cpu_seconds, percentiles
 
-PY_SPY = Path("/work/tools-venv/bin/py-spy")
+# py-spy is a profiler for the person measuring, not a dependency of simedge: found on
+# PATH, or where SIMEDGE_PY_SPY says (`pip install py-spy` in a venv of its own will do).
+PY_SPY = os.environ.get("SIMEDGE_PY_SPY") or shutil.which("py-spy") or "py-spy"
 RATE = 500  # py-spy's samples per second
 STEPS = ("on SIM", "+CMTI read", "AT+CMGR sent", "+CMGR answered", "AT+CMGD sent", "at OnlineSim")
 # "2026-12-02 14:10:55,450 TRACE simedge.trace.1_1_1: <- b'...'"
@@ -205,7 +209,7 @@ def report_steps(bursts: list[list[Steps]]) -> str:
 async def syncs_traced(pid: int, output: Path) -> AsyncIterator[None]:
     """strace on the store's writer thread of agent ``pid`` (found with py-spy's dump)."""
     dump = await asyncio.create_subprocess_exec(
-        str(PY_SPY), "dump", "--pid", str(pid), "--nonblocking", stdout=asyncio.subprocess.PIPE
+        PY_SPY, "dump", "--pid", str(pid), "--nonblocking", stdout=asyncio.subprocess.PIPE
     )
     listing = (await dump.communicate())[0].decode(errors="replace")
     found = re.search(r'^Thread (\d+) \([^)]*\): "store-writer"', listing, re.MULTILINE)
@@ -252,7 +256,7 @@ async def profiled(pid: int, output: Path, *, gil: bool) -> AsyncIterator[None]:
     """py-spy recording ``pid`` while the block inside runs its bursts; ``gil``: only the
     thread holding the GIL is sampled (else every thread, idle or not)."""
     spy = await asyncio.create_subprocess_exec(
-        str(PY_SPY),
+        PY_SPY,
         "record",
         "--pid",
         str(pid),
@@ -384,8 +388,13 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
     args = parser.parse_args(argv)
-    if args.mode.startswith("profile-") and not PY_SPY.exists():
-        print(f"burst_anatomy: {PY_SPY} not found", file=sys.stderr)
+    needs_py_spy = args.mode.startswith("profile-") or args.mode == "commits"
+    if needs_py_spy and shutil.which(PY_SPY) is None:
+        print(
+            f"burst_anatomy: --mode {args.mode} needs py-spy ({PY_SPY!r} not found): install "
+            "it (pip install py-spy) and put it on PATH or name it in SIMEDGE_PY_SPY",
+            file=sys.stderr,
+        )
         return 2
     with contextlib.ExitStack() as stack:
         if args.keep is not None:
