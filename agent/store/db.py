@@ -327,8 +327,7 @@ class Writer:
     def _wake_for_riders(self) -> None:
         """The riders' deadline: wake the writer unless a transaction took them already."""
         self._nudge = None
-        if not self._riders.empty():
-            self._queue.put(_NUDGE)
+        self.commit_riders_now()
 
     async def close(self) -> None:
         """Finish every job already queued, then stop the thread and close its connection."""

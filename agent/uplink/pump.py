@@ -168,10 +168,11 @@ class OutboxPump:
         self._store_failures = 0
         # Accepted by OnlineSim, not recorded (the store failed): id -> wall time accepted.
         self._unrecorded: dict[int, float] = {}
-        # Accepted, their "sent" riding with the next commit (Store.mark_sent_soon): never
-        # sent again meanwhile. Counted with _unrecorded against UNRECORDED_LIMIT.
-        self._recording: set[int] = set()
-        self._riding: dict[str, asyncio.Future[None]] = {}  # ICCID -> its last "sent" on the way
+        # Accepted, their "sent" riding with the next commit (Store.mark_sent_soon): ICCID ->
+        # (message id, the commit's future). One per SIM at most: a SIM's next message waits
+        # for its last one's (_recorded_before). Never sent again meanwhile; counted with
+        # _unrecorded against UNRECORDED_LIMIT.
+        self._riding: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._held_by_recording = False  # a scan skipped a SIM whose first one is recording
         self._watch: WallClockWatch | None = None  # made in run(), on the loop's clock
         self._cap_at_start = True  # persisted retry times not capped yet since the start
@@ -374,7 +375,7 @@ class OutboxPump:
 
     async def _dispatch(self, room: int) -> int:
         """Start up to ``room`` SIM tasks; returns how many started."""
-        if room <= 0 or len(self._unrecorded) + len(self._recording) >= UNRECORDED_LIMIT:
+        if room <= 0 or len(self._unrecorded) + len(self._riding) >= UNRECORDED_LIMIT:
             return 0
         self._held_by_recording = False
         started = 0
@@ -391,7 +392,7 @@ class OutboxPump:
             if room <= 0:
                 self._room_short = True
                 break
-            if message.id in self._recording:
+            if self._is_riding(message):
                 # Accepted, its "sent" not committed yet: the SIM's next one (if any) goes
                 # once it is (_recorded wakes the loop for it).
                 self._held_by_recording = True
@@ -482,7 +483,7 @@ class OutboxPump:
         try:
             while queue:
                 for message in queue:
-                    if message.id in self._recording:
+                    if self._is_riding(message):
                         continue  # accepted already; its "sent" is on the way to the disk
                     if not await self._recorded_before(message.iccid):
                         return False
@@ -491,7 +492,7 @@ class OutboxPump:
                     if self._stopped():
                         return False
                 queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
-                if all(message.id in self._recording for message in queue):
+                if all(self._is_riding(message) for message in queue):
                     break
         except StoreNotWritable:
             return False  # the writer's listener paused the uplink; the store probe resumes it
@@ -546,9 +547,8 @@ class OutboxPump:
         (Store.mark_sent_soon); until then it is kept as recording, never sent again."""
         self._probe_failures = 0
         self._state.succeeded()
-        self._recording.add(message.id)
         recorded = self._store.mark_sent_soon(message.id, accepted_at, 200, None)
-        self._riding[message.iccid] = recorded
+        self._riding[message.iccid] = (message.id, recorded)
         recorded.add_done_callback(lambda future: self._recorded(message, accepted_at, future))
         self._outcome(message, "accepted")
 
@@ -557,21 +557,26 @@ class OutboxPump:
         when each was awaited: a store that cannot write stops a SIM's queue after one
         message, not after all of it. False when that record failed. In the common case
         (one SMS per SIM at a time) it was committed long ago and nothing waits."""
-        riding = self._riding.get(iccid)
-        if riding is None:
+        if iccid not in self._riding:
             return True
+        _, riding = self._riding[iccid]
         if not riding.done():
             self._store.writer.commit_riders_now()
             await asyncio.wait((riding,))  # never cancels the record itself
         return riding.exception() is None
 
+    def _is_riding(self, message: OutboxMessage) -> bool:
+        """Whether OnlineSim accepted ``message`` and its "sent" is not committed yet."""
+        riding = self._riding.get(message.iccid)
+        return riding is not None and riding[0] == message.id
+
     def _recorded(
         self, message: OutboxMessage, accepted_at: float, future: asyncio.Future[None]
     ) -> None:
-        """The "sent" of ``message`` committed, or failed."""
-        if self._riding.get(message.iccid) is future:
+        """The "sent" of ``message`` committed, or failed. (Its SIM's next message may be
+        riding already: the SIM's task can see the future done before this callback runs.)"""
+        if self._is_riding(message):
             del self._riding[message.iccid]
-        self._recording.discard(message.id)
         error = future.exception()
         if self._held_by_recording:
             self._wake.set()  # a scan skipped its SIM for it: the SIM's next one may go
