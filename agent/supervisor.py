@@ -462,7 +462,7 @@ class Agent:
             self.uplink_record.update(snapshot.to_status())
         self._publish(EventKind.UPLINK, status)
 
-    def _message_ready(self) -> None:
+    def _message_ready(self, _iccid: str | None) -> None:
         self._activity_stale = True
         self._publish_later(EventKind.MESSAGE)
 

@@ -318,10 +318,13 @@ class Store:
 
     # --- waking the outbox ----------------------------------------------------------------
 
-    def on_message_ready(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` (on the event loop, after the commit) whenever a message becomes
-        due for upload; returns a function that removes it. The drainer sets its own
-        asyncio.Event here, so the happy path needs no polling."""
+    def on_message_ready(self, callback: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``callback(iccid)`` (on the event loop, after the commit) whenever a message
+        becomes due for upload; returns a function that removes it. ``iccid`` is the SIM
+        whose messages changed when one SIM's did (an SMS stored, its number set), None
+        when any SIM's may have (a retry by hand, a long SMS given up on, a message sent or
+        dead-lettered). The drainer wakes on it, so the happy path needs no polling, and
+        reads only that SIM's queue for a fresh SMS (issue 19)."""
         self._ready_callbacks.append(callback)
         return lambda: self._ready_callbacks.remove(callback)
 
@@ -344,9 +347,9 @@ class Store:
         for callback in list(self._stored_callbacks):
             callback(blocked)
 
-    def _notify_ready(self) -> None:
+    def _notify_ready(self, iccid: str | None = None) -> None:
         for callback in list(self._ready_callbacks):
-            callback()
+            callback(iccid)
 
     async def _write(self, function: Callable[[], T], what: str) -> T:
         return await self._writer.submit(function, what)
@@ -401,7 +404,7 @@ class Store:
         if result.message_id is not None:
             self._notify_stored(result.blocked)
             if not result.blocked:
-                self._notify_ready()
+                self._notify_ready(iccid)
         await self._report_rule_timeouts()
         return result
 
@@ -502,7 +505,7 @@ class Store:
             ).execute()
 
         await self._write(job, f"set the number of SIM {iccid}")
-        self._notify_ready()  # messages waiting for a known number may go now
+        self._notify_ready(iccid)  # messages waiting for a known number may go now
 
     async def record_balance(self, row: BalanceAnswer) -> None:
         """Keep one balance question's outcome: the amount, or the answer and what was
@@ -605,7 +608,7 @@ class Store:
         )
         if message_id is not None:
             self._notify_stored(False)
-            self._notify_ready()
+            self._notify_ready(iccid)
         return call_id, message_id
 
     async def record_fact(self, name: str, value: dict[str, Any]) -> None:

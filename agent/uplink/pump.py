@@ -8,6 +8,9 @@ commit that makes a message due (``Store.on_message_ready``: an ingest, a sent m
 whose SIM has a next one, a retry by hand) and that the uplink state sets when it changes.
 Otherwise it sleeps until its next timer, always on the monotonic clock (the event
 loop's): the link's next probe, the store's next probe, or the earliest per-message retry.
+A wake-up that only says "SIM X has a fresh message" while the link is up reads only X's
+queue (by its own index), not every SIM's first pending message: that scan, once per SMS,
+was a tenth of the agent's CPU per SMS (issue 19). Every other wake-up scans.
 
 Order and parallelism: ``Store.due_messages`` hands out at most the first pending message
 of each SIM, so a SIM's messages go one at a time in receipt order while different SIMs
@@ -153,6 +156,14 @@ class OutboxPump:
         self._clock = clock
         self._on_outcome = on_outcome
         self._wake = asyncio.Event()
+        # Whether the next dispatch must scan every SIM's first pending message (True) or
+        # may serve only the SIMs in _fresh. Everything but "SIM X has a fresh message"
+        # asks for a scan (_wake_to_scan), and so does the start.
+        self._scan_owed = True
+        # SIMs the store said have a fresh message since their queue was last read; at
+        # most one entry per SIM with a stored message. A SIM's task reads its queue again
+        # after its last message when its SIM is here (see _serve_sim).
+        self._fresh: set[str] = set()
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # ICCID -> its one request
         self._retry_times: list[float] = []  # heap of per-message retry times (loop time)
         self._probe_at = 0.0  # loop time of the next probe while paused
@@ -229,9 +240,15 @@ class OutboxPump:
                     self._link_probe_at = None
                     self._link_failures = self._fresh_credits = 0
                     self._probe_out = False
-                    await self._dispatch(self._max_in_flight - len(self._in_flight))
+                    room = self._max_in_flight - len(self._in_flight)
+                    if self._scan_owed:
+                        await self._dispatch(room)
+                    else:
+                        self._dispatch_fresh(room)
                 await self._refresh_depth(now)
                 await self._sleep(self._next_wake_in(loop.time()))
+                if self._retry_times and self._retry_times[0] <= loop.time():
+                    self._scan_owed = True  # a message's retry time came: the scan finds it
         finally:
             remove_ready()
             remove_state()
@@ -249,18 +266,28 @@ class OutboxPump:
         unchanged = snapshot.condition is ok and self._condition_seen is ok
         self._condition_seen = snapshot.condition
         if not unchanged:
-            self._wake.set()
+            self._wake_to_scan()
 
     # --- the link's one probe ---------------------------------------------------------------
 
-    def _message_ready(self) -> None:
-        """A commit made a message due. While the link is down, a fresh SMS is itself a
-        probe (one call per commit, see _link_room), so that it goes up the moment the link
-        is back rather than at the probe's next back-off. Counted whatever the state now:
-        the link may go down before the pump looks; while it is up the credits are unused
-        and cleared. (A message's "sent" notifies nobody: its SIM's task reads the SIM's
-        next messages itself, see _sent.)"""
+    def _message_ready(self, iccid: str | None) -> None:
+        """A commit made a message of SIM ``iccid`` due (None: of any SIM's; a scan then
+        finds it). While the link is down, a fresh SMS is itself a probe (one call per
+        commit, see _link_room), so that it goes up the moment the link is back rather than
+        at the probe's next back-off. Counted whatever the state now: the link may go down
+        before the pump looks; while it is up the credits are unused and cleared. (A
+        message's "sent" notifies nobody: its SIM's task reads the SIM's next messages
+        itself, see _sent.)"""
         self._fresh_credits = min(self._fresh_credits + 1, self._max_in_flight)
+        if iccid is None:
+            self._scan_owed = True
+        else:
+            self._fresh.add(iccid)
+        self._wake.set()
+
+    def _wake_to_scan(self) -> None:
+        """Wake the loop to look at every SIM's first pending message."""
+        self._scan_owed = True
         self._wake.set()
 
     async def _probe_link(self, now: float) -> None:
@@ -288,7 +315,7 @@ class OutboxPump:
         failed while another one succeeded leaves the link up: its message goes again."""
         if not self._state.backing_off(error, successes_seen=successes_seen):
             self._probe_out = False
-            self._wake.set()
+            self._wake_to_scan()
             return
         if self._link_probe_at is not None and not self._probe_out:
             return  # a fresh SMS's call or one in flight before: the schedule stands
@@ -318,7 +345,7 @@ class OutboxPump:
                 self._schedule_store_probe()
                 log.error("store cannot write (%s): uplink paused until it can", error)
             self._state.store_unwritable(error)
-        self._wake.set()
+        self._wake_to_scan()
 
     def _schedule_store_probe(self) -> None:
         self._store_failures += 1
@@ -375,9 +402,10 @@ class OutboxPump:
 
     async def _dispatch(self, room: int) -> int:
         """Start up to ``room`` SIM tasks; returns how many started."""
-        if room <= 0 or len(self._unrecorded) + len(self._riding) >= UNRECORDED_LIMIT:
+        if room <= 0 or self._recording_full():
             return 0
         self._held_by_recording = False
+        self._scan_owed = False  # a wake-up during the read asks for the next one
         started = 0
         due = await self._store.due_messages(self._clock(), self._batch)
         # Retry times up to now are covered by the scan: a message due then is in ``due``.
@@ -405,12 +433,37 @@ class OutboxPump:
                 # Its SIM has a request out, or its number is not known yet (setting the
                 # number wakes the pump), or it went up already and waits to be recorded.
                 continue
-            task = asyncio.create_task(self._serve_sim(message), name=f"outbox {message.iccid}")
-            self._in_flight[message.iccid] = task
-            task.add_done_callback(lambda _task, iccid=message.iccid: self._done(iccid))
+            self._start(message.iccid, [message])
             room -= 1
             started += 1
         return started
+
+    def _dispatch_fresh(self, room: int) -> None:
+        """Start, up to ``room``, the tasks of the SIMs with a fresh message: each reads
+        its own queue. A SIM with a task out is left to that task (it reads its queue
+        again when its SIM is in _fresh)."""
+        if self._recording_full():
+            return
+        self._room_short = False
+        for iccid in [iccid for iccid in self._fresh if iccid not in self._in_flight]:
+            if room <= 0:
+                self._room_short = True  # the rest wait for a task to end (_done)
+                return
+            self._start(iccid, None)
+            room -= 1
+
+    def _recording_full(self) -> bool:
+        """Too many accepted messages wait for their "sent" to be written: nothing starts
+        until some are (their _recorded wakes the loop)."""
+        if len(self._unrecorded) + len(self._riding) < UNRECORDED_LIMIT:
+            return False
+        self._held_by_recording = True
+        return True
+
+    def _start(self, iccid: str, queue: list[OutboxMessage] | None) -> None:
+        task = asyncio.create_task(self._serve_sim(iccid, queue), name=f"outbox {iccid}")
+        self._in_flight[iccid] = task
+        task.add_done_callback(lambda _task: self._done(iccid))
 
     def _done(self, iccid: str) -> None:
         """A SIM's task ended. The loop is woken only when that can start something: a
@@ -420,7 +473,7 @@ class OutboxPump:
         of every SIM's queue per message (issue 19). It is woken when the task stopped
         short (a failure, the uplink stopping), when a scan left due messages for want of
         room, when the pump was full (its sleep then ignored the retry timers), and when
-        the depth gauge has no refresh pending."""
+        the depth gauge has no refresh pending (a wake-up without a scan)."""
         was_full = len(self._in_flight) >= self._max_in_flight
         task = self._in_flight.pop(iccid)
         drained = False
@@ -429,8 +482,9 @@ class OutboxPump:
                 log.error("delivery task failed", exc_info=task.exception())
             else:
                 drained = bool(task.result())
-        gauge_owed = self._metrics is not None and not self._depth_stale
-        if not drained or self._stopped() or self._room_short or was_full or gauge_owed:
+        if not drained or self._stopped() or self._room_short or was_full:
+            self._wake_to_scan()
+        elif self._metrics is not None and not self._depth_stale:
             self._wake.set()
 
     async def _sleep(self, seconds: float | None) -> None:
@@ -474,14 +528,23 @@ class OutboxPump:
         state = self._state
         return state.paused or state.link_down or state.store_paused
 
-    async def _serve_sim(self, first: OutboxMessage) -> bool:
-        """One SIM's queue, in order, by one task: ``first``, then whatever is due after it,
-        read a batch at a time by the SIM's own index. It stops at the first message that
-        is not accepted or when the uplink stops; the next scan picks the SIM up again.
-        True when it drained the queue (nothing of the SIM is due now)."""
-        queue = [first]
+    async def _serve_sim(self, iccid: str, queue: list[OutboxMessage] | None) -> bool:
+        """One SIM's queue, in order, by one task: ``queue`` (a scan's first message of the
+        SIM; None: read it), then whatever is due after it, read a batch at a time by the
+        SIM's own index. The queue is read again after its last message unless it was read
+        whole and the store said nothing of the SIM since (_fresh): one read per SMS, not
+        two (issue 19). It stops at the first message that is not accepted or when the
+        uplink stops; the next scan picks the SIM up again. True when it drained the queue
+        (nothing of the SIM is due now)."""
+        whole = False  # ``queue`` is all the SIM had due when it was read
         try:
-            while queue:
+            while True:
+                if queue is None:
+                    self._fresh.discard(iccid)  # a commit from here on adds it again
+                    queue = await self._store.sim_queue(iccid, self._clock(), SIM_BATCH)
+                    whole = len(queue) < SIM_BATCH
+                    if all(self._is_riding(message) for message in queue):
+                        return True
                 for message in queue:
                     if self._is_riding(message):
                         continue  # accepted already; its "sent" is on the way to the disk
@@ -491,12 +554,11 @@ class OutboxPump:
                         return False
                     if self._stopped():
                         return False
-                queue = await self._store.sim_queue(first.iccid, self._clock(), SIM_BATCH)
-                if all(self._is_riding(message) for message in queue):
-                    break
+                if whole and iccid not in self._fresh:
+                    return True
+                queue = None
         except StoreNotWritable:
             return False  # the writer's listener paused the uplink; the store probe resumes it
-        return True
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """One addMessage and its recorded outcome; True when OnlineSim accepted it."""
@@ -579,7 +641,7 @@ class OutboxPump:
             del self._riding[message.iccid]
         error = future.exception()
         if self._held_by_recording:
-            self._wake.set()  # a scan skipped its SIM for it: the SIM's next one may go
+            self._wake_to_scan()  # a scan skipped its SIM for it: the SIM's next one may go
         if error is not None:
             # OnlineSim has it; sending it again would be a duplicate. Kept in memory and
             # recorded first thing when the store writes again (the store's listener
@@ -587,7 +649,7 @@ class OutboxPump:
             self._unrecorded[message.id] = accepted_at
             log.error("message #%d accepted, its record failed: %s", message.id, error)
             self._outcome(message, "unrecorded")
-            self._wake.set()
+            self._wake_to_scan()
             return
         self.forwarded += 1
         if self._metrics is not None:

@@ -142,7 +142,7 @@ async def test_the_fleet_runs_a_worker_for_each_modem_of_the_board(
         assert {latest[s].imei for s in latest} == {slot.modem.imei for slot in hub.slots}
         assert sorted(latest) == ["1.1.1", "1.1.1-if1", "1.1.1-if2", "1.1.1-if3"]
         stored = asyncio.Event()
-        store.on_message_ready(stored.set)
+        store.on_message_ready(lambda _iccid: stored.set())
         hub.inject(3, "+79161234567", "code for the fourth")
         async with asyncio.timeout(5):
             await stored.wait()

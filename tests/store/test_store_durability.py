@@ -273,7 +273,7 @@ async def test_ready_callbacks_fire_after_commit_and_can_be_removed(
     store: Store, db_path: Path
 ) -> None:
     seen: list[int] = []
-    remove = store.on_message_ready(lambda: seen.append(count_rows(db_path, "message")))
+    remove = store.on_message_ready(lambda _iccid: seen.append(count_rows(db_path, "message")))
     await ingest(store, pdus("first")[0])
     remove()
     await ingest(store, pdus("second")[0])

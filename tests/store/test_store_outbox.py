@@ -40,8 +40,8 @@ async def blocking_store(db_path: Path) -> Store:
 async def test_block_rules(
     blocking_store: Store, db_path: Path, sender: str, text: str, rule: str | None
 ) -> None:
-    woken: list[str] = []
-    blocking_store.on_message_ready(lambda: woken.append("ready"))
+    woken: list[str | None] = []
+    blocking_store.on_message_ready(woken.append)
     result = await ingest(blocking_store, pdus(text, sender)[0])
 
     assert result.blocked is (rule is not None)
@@ -56,7 +56,7 @@ async def test_block_rules(
         assert count_rows(db_path, "message", where.replace("'s", "''s")) == 1
     else:
         assert [message.text for message in due] == [text]
-        assert woken == ["ready"]
+        assert woken == [ICCID]
 
 
 async def test_a_rule_added_at_run_time_blocks_and_survives_a_restart(db_path: Path) -> None:

@@ -134,8 +134,8 @@ async def test_calls_are_kept_and_forwarded_only_when_asked(store: Store, db_pat
         rejected_with="AT+CHUP",
         forward_template=None,
     )
-    ready: list[bool] = []
-    store.on_message_ready(lambda: ready.append(True))
+    ready: list[str | None] = []
+    store.on_message_ready(ready.append)
     loud, message_id = await store.record_call(
         iccid=ICCID,
         slot="usb-1.2",
@@ -154,7 +154,7 @@ async def test_calls_are_kept_and_forwarded_only_when_asked(store: Store, db_pat
     )
     assert message_id is not None
     assert none is None
-    assert ready == [True]
+    assert ready == [ICCID]  # the SIM whose queue changed
     (due,) = await store.due_messages(T0 + timedelta(seconds=1), 10)
     assert (due.sender, due.text) == (
         "+79031234568",
