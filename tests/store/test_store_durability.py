@@ -154,6 +154,82 @@ async def test_a_failing_job_rolls_back_only_itself(
     assert store.writer.transactions - before == 2
 
 
+async def test_a_batch_runs_without_savepoints_until_a_job_fails(
+    store: Store, db_path: Path, gate: WriterGate
+) -> None:
+    statements: list[str] = []
+
+    def trace_writer() -> None:
+        store._database.connection().set_trace_callback(statements.append)
+
+    await store.writer.submit(trace_writer, "trace the writer's statements", bare=True)
+
+    async def batch(*jobs: asyncio.Future[object]) -> list[object]:
+        gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+        assert await asyncio.to_thread(gate.entered.wait, 5)
+        queued = [asyncio.ensure_future(job) for job in jobs]
+        await asyncio.sleep(0)  # one loop turn: all are queued behind the gate
+        statements.clear()
+        gate.release.set()
+        await gate_done
+        gate.entered.clear()
+        gate.release.clear()
+        return await asyncio.gather(*queued, return_exceptions=True)
+
+    results = await batch(*(ingest(store, pdus(f"plain {n}")[0], index=n) for n in range(3)))
+    assert all(result.message_id for result in results)  # type: ignore[attr-defined]
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()], statements
+    # The gate's transaction ends, then ONE transaction holds the three ingests.
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+
+    def failing_job() -> None:
+        raise ValueError("this job breaks")
+
+    results = await batch(
+        ingest(store, pdus("with a failure")[0], index=7),
+        store.writer.submit(failing_job, "a broken job"),
+    )
+    assert results[0].message_id  # type: ignore[union-attr]
+    assert isinstance(results[1], StoreError)
+    # The plain run was rolled back; the run again put each job in a savepoint.
+    assert "ROLLBACK" in statements
+    assert statements.count('SAVEPOINT "job"') == 2
+    assert count_rows(db_path, "message") == 4
+
+
+async def test_a_batch_wakes_the_event_loop_once(
+    store: Store, gate: WriterGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakeups_by_writer: list[int] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting(*args: object, **kwargs: object) -> object:
+        if threading.current_thread().name == "store-writer":
+            wakeups_by_writer.append(1)
+        return call_soon_threadsafe(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    ingests = [
+        asyncio.ensure_future(ingest(store, pdus(f"SMS {n}")[0], index=n)) for n in range(50)
+    ]
+    await asyncio.sleep(0)  # one loop turn: all 50 are queued behind the gate
+    wakeups_by_writer.clear()
+    gate.release.set()
+    await gate_done
+    results = await asyncio.gather(*ingests)
+
+    assert all(result.message_id for result in results)
+    # The gate's own outcome, then the batch's 50 outcomes: one wake-up each, not 51.
+    assert len(wakeups_by_writer) == 2
+
+
 async def test_a_full_disk_raises_disk_full_and_spares_the_batch(
     store: Store, db_path: Path, gate: WriterGate
 ) -> None:
