@@ -165,35 +165,14 @@ def ingest(
     probe = probes.awaited(received.iccid, decoded, received.read_at)
     if probe is not None:
         status = PDU_PROBE
-    pdu_id = sql(
-        'INSERT INTO "received_pdu" ("iccid", "imei", "slot", "storage", "storage_index",'
-        ' "pdu_hex", "digest", "read_at", "status", "error") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        (
-            received.iccid,
-            received.imei,
-            received.slot,
-            received.storage,
-            received.index,
-            received.pdu_hex,
-            digest,
-            db_time(received.read_at),
-            status,
-            error,
-        ),
-    ).lastrowid
+    elif isinstance(decoded, SmsDeliver) and (decoded.concat is None or decoded.concat.total == 1):
+        return _single(received, decoded, digest, status, error, rules)
+    pdu_id = _keep_pdu(received, digest, status, error)
     if probe is not None:
         probes.found(probe, received.read_at)
         return IngestResult(pdu_id=pdu_id, number_found=probe.iccid)
     if status == PDU_SALVAGED:
-        log_event(
-            "pdu_salvaged",
-            f"PDU #{pdu_id} at {received.storage} index {received.index} forwarded around "
-            f"faults: {error}",
-            at=received.read_at,
-            level="warning",
-            slot=received.slot,
-            iccid=received.iccid,
-        )
+        _log_salvaged(received, pdu_id, error)
     if not isinstance(decoded, SmsDeliver):
         where = f"{received.storage} index {received.index}"
         log_event(
@@ -205,9 +184,47 @@ def ingest(
             iccid=received.iccid,
         )
         return IngestResult(pdu_id=pdu_id, error=error)
-    if decoded.concat is None or decoded.concat.total == 1:
-        return _single(received, decoded, pdu_id, rules)
     return _add_part(received, decoded, pdu_id, rules, assembly_timeout)
+
+
+def _keep_pdu(
+    received: ReceivedSms,
+    digest: bytes,
+    status: str,
+    error: str | None,
+    message_id: int | None = None,
+) -> int:
+    """The raw PDU's row; ``message_id`` when its message is stored already."""
+    return sql(
+        'INSERT INTO "received_pdu" ("iccid", "imei", "slot", "storage", "storage_index",'
+        ' "pdu_hex", "digest", "read_at", "status", "error", "message_id")'
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            received.iccid,
+            received.imei,
+            received.slot,
+            received.storage,
+            received.index,
+            received.pdu_hex,
+            digest,
+            db_time(received.read_at),
+            status,
+            error,
+            message_id,
+        ),
+    ).lastrowid
+
+
+def _log_salvaged(received: ReceivedSms, pdu_id: int, error: str | None) -> None:
+    log_event(
+        "pdu_salvaged",
+        f"PDU #{pdu_id} at {received.storage} index {received.index} forwarded around "
+        f"faults: {error}",
+        at=received.read_at,
+        level="warning",
+        slot=received.slot,
+        iccid=received.iccid,
+    )
 
 
 def problems_text(sms: SmsDeliver) -> str | None:
@@ -221,9 +238,18 @@ def _timestamp(sms: SmsDeliver) -> datetime:
     return sms.timestamp
 
 
-def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRules) -> IngestResult:
+def _single(
+    received: ReceivedSms,
+    sms: SmsDeliver,
+    digest: bytes,
+    status: str,
+    error: str | None,
+    rules: BlockRules,
+) -> IngestResult:
     """A one-part SMS: deliverable at once, in two statements, with no ``part`` row (the
-    message and its PDU hold all of it)."""
+    message and its PDU hold all of it). The message goes in first, so that the PDU's row
+    is written once, already pointing at it (an UPDATE after would move its entry in the
+    index on ``message_id`` and write one more page per commit)."""
     message_id, blocked_rule = add_message(
         iccid=received.iccid,
         slot=received.slot,
@@ -236,7 +262,9 @@ def _single(received: ReceivedSms, sms: SmsDeliver, pdu_id: int, rules: BlockRul
         rules=rules,
         problems=problems_text(sms),
     )
-    sql('UPDATE "received_pdu" SET "message_id" = ? WHERE "id" = ?', (message_id, pdu_id))
+    pdu_id = _keep_pdu(received, digest, status, error, message_id)
+    if status == PDU_SALVAGED:
+        _log_salvaged(received, pdu_id, error)
     if blocked_rule:
         _log_blocked(message_id, sms.sender, blocked_rule, received, received.read_at)
     return IngestResult(pdu_id=pdu_id, message_id=message_id, blocked=bool(blocked_rule))

@@ -40,12 +40,33 @@ async def test_an_ingest_is_committed_when_it_returns(store: Store, db_path: Pat
     result = await ingest(store, pdus("Your code is 4711")[0])
 
     # Another connection (another process after a power cut) sees the PDU and the message.
-    assert count_rows(db_path, "received_pdu", f"id = {result.pdu_id}") == 1
+    where = f"id = {result.pdu_id} AND message_id = {result.message_id}"
+    assert count_rows(db_path, "received_pdu", where) == 1
     with plain_connection(db_path) as other:
         text, state = other.execute(
             "SELECT text, state FROM message WHERE id = ?", (result.message_id,)
         ).fetchone()
     assert (text, state) == ("Your code is 4711", "pending")
+
+
+async def trace_writer(store: Store, statements: list[str]) -> None:
+    """Collect every statement the writer's connection runs from now on."""
+
+    def trace() -> None:
+        store._database.connection().set_trace_callback(statements.append)
+
+    await store.writer.submit(trace, "trace the writer's statements", bare=True)
+
+
+async def test_a_one_part_sms_writes_its_pdu_row_once(store: Store, db_path: Path) -> None:
+    statements: list[str] = []
+    await trace_writer(store, statements)
+    result = await ingest(store, pdus("Your code is 4712")[0])
+
+    assert result.message_id is not None
+    # The message first, then its PDU already pointing at it: no UPDATE of the PDU row.
+    writes = [s.split("(")[0].strip() for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert writes == ['INSERT INTO "sim"', 'INSERT INTO "message"', 'INSERT INTO "received_pdu"']
 
 
 async def test_the_same_pdu_twice_makes_one_message(store: Store, db_path: Path) -> None:
@@ -158,11 +179,7 @@ async def test_a_batch_runs_without_savepoints_until_a_job_fails(
     store: Store, db_path: Path, gate: WriterGate
 ) -> None:
     statements: list[str] = []
-
-    def trace_writer() -> None:
-        store._database.connection().set_trace_callback(statements.append)
-
-    await store.writer.submit(trace_writer, "trace the writer's statements", bare=True)
+    await trace_writer(store, statements)
 
     async def batch(*jobs: asyncio.Future[object]) -> list[object]:
         gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
