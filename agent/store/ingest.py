@@ -148,13 +148,7 @@ def ingest(
     """Store one received PDU. ``decoded`` is what ``pdu.decode`` returned or raised."""
     touch_sim(received.iccid, slot=received.slot, imei=received.imei, seen_at=received.read_at)
     digest = pdu_digest(received.pdu_hex)
-    known = sql(
-        'SELECT "id" FROM "received_pdu" WHERE "iccid" = ? AND "digest" = ?',
-        (received.iccid, digest),
-    ).fetchone()
-    if known is not None:
-        return IngestResult(pdu_id=known[0], duplicate=True)
-
+    # Dedupe is the PDU row's INSERT itself (see _keep_pdu): nothing before it writes.
     status, error = PDU_OK, None
     if isinstance(decoded, PduError):
         status, error = PDU_UNDECODABLE, str(decoded)
@@ -171,6 +165,8 @@ def ingest(
     elif isinstance(decoded, SmsDeliver) and (decoded.concat is None or decoded.concat.total == 1):
         return _single(received, decoded, digest, status, error, rules)
     pdu_id = _keep_pdu(received, digest, status, error)
+    if pdu_id is None:
+        return _duplicate(received, digest)
     if probe is not None:
         probes.found(probe, received.read_at)
         return IngestResult(pdu_id=pdu_id, number_found=probe.iccid)
@@ -196,12 +192,16 @@ def _keep_pdu(
     status: str,
     error: str | None,
     message_id: int | None = None,
-) -> int:
-    """The raw PDU's row; ``message_id`` when its message is stored already."""
-    return sql(
+) -> int | None:
+    """The raw PDU's row; ``message_id`` when its message is stored already. None when
+    this SIM's row of the same PDU exists: a duplicate, nothing written. The unique index
+    on (ICCID, digest) decides, in the INSERT itself: a SELECT before it cost one more
+    statement per SMS to search the same index."""
+    cursor = sql(
         'INSERT INTO "received_pdu" ("iccid", "imei", "slot", "storage", "storage_index",'
         ' "pdu_hex", "digest", "read_at", "status", "error", "message_id")'
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ' ON CONFLICT ("iccid", "digest") DO NOTHING',
         (
             received.iccid,
             received.imei,
@@ -215,7 +215,18 @@ def _keep_pdu(
             error,
             message_id,
         ),
-    ).lastrowid
+    )
+    # rowcount, not lastrowid: after DO NOTHING, lastrowid is the previous INSERT's.
+    return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def _duplicate(received: ReceivedSms, digest: bytes) -> IngestResult:
+    """The PDU read again (the agent stopped between its commit and ``AT+CMGD``)."""
+    (pdu_id,) = sql(
+        'SELECT "id" FROM "received_pdu" WHERE "iccid" = ? AND "digest" = ?',
+        (received.iccid, digest),
+    ).fetchone()
+    return IngestResult(pdu_id=pdu_id, duplicate=True)
 
 
 def _log_salvaged(received: ReceivedSms, pdu_id: int, error: str | None) -> None:
@@ -252,7 +263,8 @@ def _single(
     """A one-part SMS: deliverable at once, in two statements, with no ``part`` row (the
     message and its PDU hold all of it). The message goes in first, so that the PDU's row
     is written once, already pointing at it (an UPDATE after would move its entry in the
-    index on ``message_id`` and write one more page per commit)."""
+    index on ``message_id`` and write one more page per commit). When the PDU is a
+    duplicate, the message made for it is deleted again: rare, and then nothing is left."""
     message_id, blocked_rule = add_message(
         iccid=received.iccid,
         slot=received.slot,
@@ -266,6 +278,9 @@ def _single(
         problems=problems_text(sms),
     )
     pdu_id = _keep_pdu(received, digest, status, error, message_id)
+    if pdu_id is None:
+        sql('DELETE FROM "message" WHERE "id" = ?', (message_id,))
+        return _duplicate(received, digest)
     if status == PDU_SALVAGED:
         _log_salvaged(received, pdu_id, error)
     if blocked_rule:

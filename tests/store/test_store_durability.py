@@ -83,6 +83,25 @@ async def test_the_same_pdu_twice_makes_one_message(store: Store, db_path: Path)
     assert count_rows(db_path, "message") == 1
 
 
+async def test_a_duplicate_leaves_nothing_behind(store: Store, db_path: Path) -> None:
+    statements: list[str] = []
+    first = await ingest(store, pdus("the first")[0])
+    await trace_writer(store, statements)
+    again = await ingest(store, pdus("the first")[0], index=2)
+    following = await ingest(store, pdus("the next")[0], index=3)
+
+    assert again.duplicate
+    assert again.pdu_id == first.pdu_id
+    assert first.message_id is not None
+    # The message made before the PDU's INSERT found its twin was deleted again.
+    assert f'DELETE FROM "message" WHERE "id" = {first.message_id + 1}' in statements
+    with plain_connection(db_path) as other:
+        rows = other.execute("SELECT id, seq, text FROM message ORDER BY seq").fetchall()
+        pdu_rows = other.execute("SELECT id, message_id FROM received_pdu ORDER BY id").fetchall()
+    assert rows == [(first.message_id, 1, "the first"), (following.message_id, 2, "the next")]
+    assert pdu_rows == [(first.pdu_id, first.message_id), (following.pdu_id, following.message_id)]
+
+
 async def test_the_same_pdu_on_another_sim_is_another_message(store: Store, db_path: Path) -> None:
     hex_pdu = pdus("broadcast")[0]
     await ingest(store, hex_pdu)
