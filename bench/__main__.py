@@ -16,7 +16,7 @@ from bench import Result
 BENCHES: dict[str, str] = {
     "decode_bench": "PDUs decoded per second on one core, ours beside independent decoders",
     "emulator_idle": "CPU of 128 idle emulated modems in one process",
-    "store_bench": "durable ingests per second; database size per 100,000 messages",
+    "store_bench": "writer CPU per SMS, durable ingests per second, size per 100,000 messages",
     "integrity_bench": "quick_check at start, db check and db recover, 100,000 messages",
     "scan_bench": "simedge scan of 64 emulated modems plus 64 silent ports",
     "cmti_latency": "+CMTI to PDU handed to the store, 64 modems under load",

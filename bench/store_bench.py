@@ -7,7 +7,9 @@ for SMS that would survive a power cut. Run alone with ``python -m bench store_b
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,6 +80,44 @@ async def _concurrent(folder: Path, pdus: list[tuple[str, str]], wave: int) -> t
         await store.close()
 
 
+def _user_system(native_id: int) -> tuple[float, float]:
+    """A thread's user and system CPU seconds so far, from /proc (clock ticks)."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+async def _writer_cpu(
+    folder: Path, pdus: list[tuple[str, str]]
+) -> tuple[float, float, tuple[float, float]]:
+    """CPU time of the writer thread per SMS, its commits per SMS, and its user and system
+    time per SMS, in the e2e load's pattern: one SMS at a time, each waiting for its
+    commit, and the previous message's "sent" riding with it (Store.mark_sent_soon), as
+    the pump does when OnlineSim accepts it. The thread's own CPU clock, fsyncs included;
+    the system part (mostly the fsync) is the noisier on a busy machine."""
+    store = await Store.open(folder / "writer.db")
+    try:
+        (thread,) = [t for t in threading.enumerate() if t.ident == store.writer.thread_id]
+        assert thread.native_id is not None
+        clock = time.pthread_getcpuclockid(store.writer.thread_id)
+        before, commits = time.clock_gettime(clock), store.writer.transactions
+        user_before, system_before = _user_system(thread.native_id)
+        sent: list[asyncio.Future[None]] = []
+        for index, (iccid, pdu_hex) in enumerate(pdus):
+            message_id = await _ingest(store, iccid, pdu_hex, index)
+            assert message_id is not None
+            sent.append(store.mark_sent_soon(message_id, time.time(), 200, None))
+        store.writer.commit_riders_now()
+        await asyncio.gather(*sent)
+        cpu = time.clock_gettime(clock) - before
+        user, system = _user_system(thread.native_id)
+        count = len(pdus)
+        split = ((user - user_before) / count, (system - system_before) / count)
+        return cpu / count, (store.writer.transactions - commits) / count, split
+    finally:
+        await store.close()
+
+
 async def _size(folder: Path, pdus: list[tuple[str, str]]) -> tuple[float, float, float]:
     """Bytes per message once sent (message, raw PDU, one delivery attempt), and how
     long pruning them all takes and what is left."""
@@ -105,15 +145,25 @@ async def _size(folder: Path, pdus: list[tuple[str, str]]) -> tuple[float, float
         await store.close()
 
 
-async def _run(sequential: int, concurrent: int, sized: int) -> list[Result]:
+async def _run(sequential: int, concurrent: int, sized: int, steady: int) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="simedge-bench-") as name:
         folder = Path(name)
-        pdus = _pdus(max(sequential, concurrent, sized))
+        pdus = _pdus(max(sequential, concurrent, sized, steady))
+        writer_cpu, commits, (user, system) = await _writer_cpu(folder, pdus[:steady])
         one_by_one = await _sequential(folder, pdus[:sequential])
         grouped, transactions = await _concurrent(folder, pdus[:concurrent], wave=1000)
         size, prune_seconds, after = await _size(folder, pdus[:sized])
     per_100k = size / sized * 100_000
     return [
+        Result(
+            "writer CPU per SMS (ingest + mark sent)",
+            writer_cpu * 1000,
+            "ms",
+            COMMAND,
+            f"{steady} one-part SMS one at a time, each one's sent mark riding with the next"
+            f" commit; {commits:.2f} commits per SMS; user {user * 1000:.2f} ms,"
+            f" system {system * 1000:.2f} ms",
+        ),
         Result(
             "durable ingests, one at a time (an fsync each)",
             one_by_one,
@@ -145,8 +195,10 @@ async def _run(sequential: int, concurrent: int, sized: int) -> list[Result]:
     ]
 
 
-def run(sequential: int = 300, concurrent: int = 10_000, sized: int = 100_000) -> list[Result]:
-    return asyncio.run(_run(sequential, concurrent, sized))
+def run(
+    sequential: int = 300, concurrent: int = 10_000, sized: int = 100_000, steady: int = 2_000
+) -> list[Result]:
+    return asyncio.run(_run(sequential, concurrent, sized, steady))
 
 
 if __name__ == "__main__":

@@ -40,12 +40,33 @@ async def test_an_ingest_is_committed_when_it_returns(store: Store, db_path: Pat
     result = await ingest(store, pdus("Your code is 4711")[0])
 
     # Another connection (another process after a power cut) sees the PDU and the message.
-    assert count_rows(db_path, "received_pdu", f"id = {result.pdu_id}") == 1
+    where = f"id = {result.pdu_id} AND message_id = {result.message_id}"
+    assert count_rows(db_path, "received_pdu", where) == 1
     with plain_connection(db_path) as other:
         text, state = other.execute(
             "SELECT text, state FROM message WHERE id = ?", (result.message_id,)
         ).fetchone()
     assert (text, state) == ("Your code is 4711", "pending")
+
+
+async def trace_writer(store: Store, statements: list[str]) -> None:
+    """Collect every statement the writer's connection runs from now on."""
+
+    def trace() -> None:
+        store._database.connection().set_trace_callback(statements.append)
+
+    await store.writer.submit(trace, "trace the writer's statements", bare=True)
+
+
+async def test_a_one_part_sms_writes_its_pdu_row_once(store: Store, db_path: Path) -> None:
+    statements: list[str] = []
+    await trace_writer(store, statements)
+    result = await ingest(store, pdus("Your code is 4712")[0])
+
+    assert result.message_id is not None
+    # The message first, then its PDU already pointing at it: no UPDATE of the PDU row.
+    writes = [s.split("(")[0].strip() for s in statements if s.startswith(("INSERT", "UPDATE"))]
+    assert writes == ['INSERT INTO "sim"', 'INSERT INTO "message"', 'INSERT INTO "received_pdu"']
 
 
 async def test_the_same_pdu_twice_makes_one_message(store: Store, db_path: Path) -> None:
@@ -60,6 +81,25 @@ async def test_the_same_pdu_twice_makes_one_message(store: Store, db_path: Path)
     assert again.message_id is None
     assert again.pdu_id == first.pdu_id
     assert count_rows(db_path, "message") == 1
+
+
+async def test_a_duplicate_leaves_nothing_behind(store: Store, db_path: Path) -> None:
+    statements: list[str] = []
+    first = await ingest(store, pdus("the first")[0])
+    await trace_writer(store, statements)
+    again = await ingest(store, pdus("the first")[0], index=2)
+    following = await ingest(store, pdus("the next")[0], index=3)
+
+    assert again.duplicate
+    assert again.pdu_id == first.pdu_id
+    assert first.message_id is not None
+    # The message made before the PDU's INSERT found its twin was deleted again.
+    assert f'DELETE FROM "message" WHERE "id" = {first.message_id + 1}' in statements
+    with plain_connection(db_path) as other:
+        rows = other.execute("SELECT id, seq, text FROM message ORDER BY seq").fetchall()
+        pdu_rows = other.execute("SELECT id, message_id FROM received_pdu ORDER BY id").fetchall()
+    assert rows == [(first.message_id, 1, "the first"), (following.message_id, 2, "the next")]
+    assert pdu_rows == [(first.pdu_id, first.message_id), (following.pdu_id, following.message_id)]
 
 
 async def test_the_same_pdu_on_another_sim_is_another_message(store: Store, db_path: Path) -> None:
@@ -152,6 +192,78 @@ async def test_a_failing_job_rolls_back_only_itself(
     assert count_rows(db_path, "event", "kind = 'half-done'") == 0
     assert count_rows(db_path, "message") == 2
     assert store.writer.transactions - before == 2
+
+
+async def test_a_batch_runs_without_savepoints_until_a_job_fails(
+    store: Store, db_path: Path, gate: WriterGate
+) -> None:
+    statements: list[str] = []
+    await trace_writer(store, statements)
+
+    async def batch(*jobs: asyncio.Future[object]) -> list[object]:
+        gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+        assert await asyncio.to_thread(gate.entered.wait, 5)
+        queued = [asyncio.ensure_future(job) for job in jobs]
+        await asyncio.sleep(0)  # one loop turn: all are queued behind the gate
+        statements.clear()
+        gate.release.set()
+        await gate_done
+        gate.entered.clear()
+        gate.release.clear()
+        return await asyncio.gather(*queued, return_exceptions=True)
+
+    results = await batch(*(ingest(store, pdus(f"plain {n}")[0], index=n) for n in range(3)))
+    assert all(result.message_id for result in results)  # type: ignore[attr-defined]
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()], statements
+    # The gate's transaction ends, then ONE transaction holds the three ingests.
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+
+    def failing_job() -> None:
+        raise ValueError("this job breaks")
+
+    results = await batch(
+        ingest(store, pdus("with a failure")[0], index=7),
+        store.writer.submit(failing_job, "a broken job"),
+    )
+    assert results[0].message_id  # type: ignore[union-attr]
+    assert isinstance(results[1], StoreError)
+    # The plain run was rolled back; the run again put each job in a savepoint.
+    assert "ROLLBACK" in statements
+    assert statements.count('SAVEPOINT "job"') == 2
+    assert count_rows(db_path, "message") == 4
+
+
+async def test_a_batch_wakes_the_event_loop_once(
+    store: Store, gate: WriterGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakeups_by_writer: list[int] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counting(*args: object, **kwargs: object) -> object:
+        if threading.current_thread().name == "store-writer":
+            wakeups_by_writer.append(1)
+        return call_soon_threadsafe(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    gate_done = asyncio.ensure_future(store.writer.submit(gate.job, "gate"))
+    assert await asyncio.to_thread(gate.entered.wait, 5)
+    ingests = [
+        asyncio.ensure_future(ingest(store, pdus(f"SMS {n}")[0], index=n)) for n in range(50)
+    ]
+    await asyncio.sleep(0)  # one loop turn: all 50 are queued behind the gate
+    wakeups_by_writer.clear()
+    gate.release.set()
+    await gate_done
+    results = await asyncio.gather(*ingests)
+
+    assert all(result.message_id for result in results)
+    # The gate's own outcome, then the batch's 50 outcomes: one wake-up each, not 51.
+    assert len(wakeups_by_writer) == 2
 
 
 async def test_a_full_disk_raises_disk_full_and_spares_the_batch(
