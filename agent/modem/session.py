@@ -232,7 +232,15 @@ class AtSession:
             self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, Urc):
+        # The common events first: a response's lines and its result (issue 19).
+        if isinstance(event, InfoLine):
+            self._info.append(event.text)
+        elif isinstance(event, FinalResult):
+            if self._response is not None and not self._response.done():
+                self._response.set_result(event)
+            else:
+                log.debug("%s: late final result %r dropped", self.name, event.text)
+        elif isinstance(event, Urc):
             try:
                 self.urcs.put_nowait(event)
                 if self._on_urc is not None:
@@ -246,13 +254,6 @@ class AtSession:
                     self.name,
                     event.line,
                 )
-        elif isinstance(event, InfoLine):
-            self._info.append(event.text)
-        elif isinstance(event, FinalResult):
-            if self._response is not None and not self._response.done():
-                self._response.set_result(event)
-            else:
-                log.debug("%s: late final result %r dropped", self.name, event.text)
         elif isinstance(event, Garbage):
             self.garbage += 1
             if event.reason == NMEA_SENTENCE:

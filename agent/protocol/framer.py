@@ -118,9 +118,10 @@ def encode_command(command: str) -> bytes:
     V.250 ends a command line with CR alone. A line end or non-ASCII character inside
     would split or corrupt the command, so it is refused (ValueError: a caller's bug).
     """
-    if not command.isascii() or any(char in command for char in "\r\n\x1a\x1b"):
+    line = command.encode("ascii", errors="replace")
+    if not command.isascii() or _TERMINATOR.search(line):
         raise ValueError(f"not a single ASCII command line: {command!r}")
-    return command.encode("ascii") + b"\r"
+    return line + b"\r"
 
 
 def encode_sms_body(pdu_hex: str) -> bytes:
