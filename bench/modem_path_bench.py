@@ -15,7 +15,7 @@ switches, per SMS; with ``--calls`` the Python calls per SMS of that thread (cPr
 which slows it: CPU figures of such a run are not comparable). The window
 also holds the health checks that fall in it (one every 30 s per modem).
 
-    python -m bench.modem_path_bench [--modems 64] [--rate 20] [--seconds 20] [--calls]
+    python -m bench.modem_path_bench [--modems 64] [--rate 20] [--seconds 20] [--calls [--dump F]]
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class _CountingSink:
         return result
 
 
-async def measure(modems: int, rate: float, seconds: float, calls: bool) -> str:
+async def measure(
+    modems: int, rate: float, seconds: float, calls: bool, dump: Path | None = None
+) -> str:
     from agent.modem.worker import ModemWorker
     from agent.status import ModemState
     from agent.store import Store
@@ -123,6 +125,9 @@ async def measure(modems: int, rate: float, seconds: float, calls: bool) -> str:
     if profile is not None:
         stats = pstats.Stats(profile)
         lines.append(f"Python calls per SMS: {stats.total_calls / total:.0f}")  # type: ignore[attr-defined]
+        if dump is not None:
+            stats.dump_stats(dump)
+            lines.append(f"profile written to {dump} (pstats)")
     return "\n".join(lines)
 
 
@@ -132,8 +137,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--calls", action="store_true", help="count Python calls (cProfile)")
+    parser.add_argument("--dump", type=Path, help="with --calls: write the profile here")
     args = parser.parse_args(argv)
-    print(asyncio.run(measure(args.modems, args.rate, args.seconds, args.calls)))
+    print(asyncio.run(measure(args.modems, args.rate, args.seconds, args.calls, args.dump)))
     return 0
 
 
