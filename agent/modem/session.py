@@ -52,11 +52,6 @@ grow memory or the journal without bound. A dropped +CMTI is not lost for good: 
 stays in storage and the next sweep reads it."""
 
 
-def _expire(response: asyncio.Future[FinalResult]) -> None:
-    if not response.done():
-        response.set_exception(TimeoutError())
-
-
 class AtSession:
     """One open AT port; see the module docstring.
 
@@ -89,6 +84,8 @@ class AtSession:
         self._byte_arrived = asyncio.Event()  # for resync's wait for a quiet line
         self._on_urc: Callable[[], None] | None = None
         self._on_closed: Callable[[], None] | None = None
+        self._deadline = 0.0  # the pending command's, on the loop's clock
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -190,9 +187,7 @@ class AtSession:
         self._framer.expect(line)
         self._response = response
         self._prompt = prompt
-        # The deadline is a timer that fails the response future: asyncio.timeout's
-        # context costs a dozen more calls per command, two commands per SMS (issue 19).
-        deadline = loop.call_later(limit, _expire, response)
+        self._arm_deadline(loop, loop.time() + limit)
         try:
             self._write(data)
             if prompt is not None and body is not None:
@@ -207,7 +202,8 @@ class AtSession:
                 self._write(ESC)
             raise CommandTimeout(f"{line}: no final result in {limit:g}s", self.name) from None
         finally:
-            deadline.cancel()
+            if self._owner is None:
+                self._disarm_deadline()  # else the exchange's next command may use it
             self._prompt = None
             self._response = None
             if self._framer.pending is not None:
@@ -215,6 +211,39 @@ class AtSession:
         if not result.ok:
             raise to_command_failed(result, command=line, port=self.name)
         return self._info
+
+    # The deadline is a timer that fails the response future: asyncio.timeout's context
+    # costs a dozen more calls per command. One timer serves the commands of an exchange
+    # (AT+CMGR and AT+CMGD of an SMS): one armed earlier fires, finds the pending
+    # command's deadline later and re-arms for it, instead of a timer made and cancelled
+    # per command (issue 19).
+
+    def _arm_deadline(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._deadline = when
+        timer = self._deadline_timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._deadline_timer = loop.call_at(when, self._deadline_passed, when)
+
+    def _deadline_passed(self, armed_for: float) -> None:
+        self._deadline_timer = None
+        response = self._response
+        if response is None or response.done():
+            return
+        if self._deadline <= armed_for:
+            response.set_exception(TimeoutError())
+        else:
+            loop = asyncio.get_running_loop()
+            self._deadline_timer = loop.call_at(
+                self._deadline, self._deadline_passed, self._deadline
+            )
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
 
     def _write(self, data: bytes) -> None:
         assert self._port is not None
@@ -232,7 +261,15 @@ class AtSession:
             self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, Urc):
+        # The common events first: a response's lines and its result (issue 19).
+        if isinstance(event, InfoLine):
+            self._info.append(event.text)
+        elif isinstance(event, FinalResult):
+            if self._response is not None and not self._response.done():
+                self._response.set_result(event)
+            else:
+                log.debug("%s: late final result %r dropped", self.name, event.text)
+        elif isinstance(event, Urc):
             try:
                 self.urcs.put_nowait(event)
                 if self._on_urc is not None:
@@ -246,13 +283,6 @@ class AtSession:
                     self.name,
                     event.line,
                 )
-        elif isinstance(event, InfoLine):
-            self._info.append(event.text)
-        elif isinstance(event, FinalResult):
-            if self._response is not None and not self._response.done():
-                self._response.set_result(event)
-            else:
-                log.debug("%s: late final result %r dropped", self.name, event.text)
         elif isinstance(event, Garbage):
             self.garbage += 1
             if event.reason == NMEA_SENTENCE:
@@ -307,4 +337,5 @@ class _Exchange:
 
     async def __aexit__(self, *_exc_info: object) -> None:
         self._session._owner = None
+        self._session._disarm_deadline()
         self._session._lock.release()

@@ -39,6 +39,7 @@ in it after a reset.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ MAX_LINE = 4096
 # A +CUSD answer may span lines (menus); beyond this many it is not one, but a lost quote.
 MAX_CONTINUATION_LINES = 32
 
-_TERMINATOR = re.compile(rb"[\r\n\x1a\x1b]")
+# A run of CR and LF is one line end: "\r\n" (and the blank lines between a response's
+# lines) ends one line, not a line and a blank one to decode and drop (issue 19).
+_TERMINATOR = re.compile(rb"[\r\n]+|[\x1a\x1b]")
 _NMEA = re.compile(r"\$[A-Z]{5},")
 NMEA_SENTENCE = "NMEA sentence"  # the Garbage reason a probe counts to tell a GPS port
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
@@ -115,9 +118,10 @@ def encode_command(command: str) -> bytes:
     V.250 ends a command line with CR alone. A line end or non-ASCII character inside
     would split or corrupt the command, so it is refused (ValueError: a caller's bug).
     """
-    if not command.isascii() or any(char in command for char in "\r\n\x1a\x1b"):
+    line = command.encode("ascii", errors="replace")
+    if not command.isascii() or _TERMINATOR.search(line):
         raise ValueError(f"not a single ASCII command line: {command!r}")
-    return command.encode("ascii") + b"\r"
+    return line + b"\r"
 
 
 def encode_sms_body(pdu_hex: str) -> bytes:
@@ -179,7 +183,10 @@ def _split_outside_quotes(text: str) -> list[str]:
     return parts
 
 
+@functools.lru_cache(maxsize=256)
 def _pending(command: str) -> _Pending:
+    # Cached: the same few lines (AT+CMGR=<i>, AT+CMGD=<i>, the health line) come again
+    # and again, and parsing one takes a loop over its characters.
     text = command.strip()
     body = text[2:] if text[:2].upper() == "AT" else text
     solicits: set[str] = set()
@@ -210,7 +217,7 @@ class AtFramer:
         self._scanned = 0  # bytes of _buffer already searched for a line end
         self._skipping = False  # dropping the rest of an over-long line
         self._pending: _Pending | None = None
-        self._echo: str | None = None
+        self._echo: str | None = None  # upper-cased, as echoes are compared
         self._prompt_expected = False
         self._pdu_header: str | None = None  # +CMT/+CDS/+CBM waiting for its PDU line
         self._continuation: list[str] = []  # a +CUSD whose quoted string spans lines
@@ -230,13 +237,13 @@ class AtFramer:
         e.g. after a timeout). Call it before writing, so no byte of the answer is missed.
         """
         self._pending = _pending(command) if command else None
-        self._echo = self._pending.line if self._pending else None
+        self._echo = self._pending.line.upper() if self._pending else None
         self._prompt_expected = bool(self._pending and self._pending.prompts)
 
     def expect_body(self, body: str) -> None:
         """Say that ``body`` (an SMS PDU in hex) is about to be written after the prompt,
         so that its echo is recognised and dropped."""
-        self._echo = body.strip()
+        self._echo = body.strip().upper()
 
     def feed(self, data: bytes) -> list[Event]:
         """Take ``data`` from the port; return the events it completes, in order."""
@@ -264,9 +271,12 @@ class AtFramer:
             if self._buffer[end] not in _LINE_ENDS and self._inside_ussd_string(end):
                 self._scanned = end + 1  # GSM 'Ξ' or the escape septet, not a line end
                 continue
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
             self._scanned = 0
+            if end == 0 and not self._skipping:
+                del self._buffer[: match.end()]  # a blank line: nothing in it to decode
+                continue
+            line = bytes(self._buffer[:end])
+            del self._buffer[: match.end()]
             if self._skipping:
                 self._skipping = False
             elif len(line) > self.max_line:
@@ -309,7 +319,7 @@ class AtFramer:
 
     def _line(self, raw: bytes, events: list[Event]) -> None:
         if not raw.strip(_BOUNDARY_NOISE):
-            return  # the other half of a CR LF, or a blank line: half the lines a modem sends
+            return  # spaces or NULs only (CR and LF runs end before this, in feed)
         text = self._decode(raw, events)
         if text is None:
             self._abandon_multiline(events, "binary line")
@@ -324,7 +334,8 @@ class AtFramer:
             events.append(Garbage(header.encode(), f"no PDU line after {header!r}"))
         if self._continuation and self._continue(text, events):
             return
-        if self._echo is not None and text.upper() == self._echo.upper():
+        echo = self._echo
+        if echo is not None and len(text) == len(echo) and text.upper() == echo:
             self._echo = None
             events.append(Echo(text))
             return

@@ -105,6 +105,34 @@ async def test_a_command_waits_the_sessions_timeout_unless_it_names_one(
         await session.close()
 
 
+async def test_one_deadline_timer_serves_an_exchange_and_each_command_gets_its_own_time(
+    scripted_peer: MakePeer,
+) -> None:
+    answer = b"\r\n+CMGR: 0,,1\r\n00\r\n\r\nOK\r\n"
+    peer = scripted_peer({"AT+CMGR=1": answer, "AT+CMGD=1": None, "AT+CSQ": None})
+    session = await AtSession.open(peer.device)
+    loop = asyncio.get_running_loop()
+    try:
+        async with session.exchange():
+            await session.command("AT+CMGR=1", timeout=0.1)
+            kept = session._deadline_timer
+            assert kept is not None  # armed for 0.1 s, kept for the exchange's next command
+            started = loop.time()
+            with pytest.raises(CommandTimeout, match=r"AT\+CMGD=1: no final result in 0\.3s"):
+                await session.command("AT+CMGD=1", timeout=0.3)
+            # The first command's timer fired during this one and re-armed for its end.
+            assert loop.time() - started >= 0.29
+            async with asyncio.timeout(2):  # a shorter deadline than the armed one wins
+                await session.command("AT+CMGR=1", timeout=5)
+                with pytest.raises(CommandTimeout, match=r"AT\+CSQ: no final result in 0\.05s"):
+                    await session.command("AT+CSQ", timeout=0.05)
+        assert session._deadline_timer is None  # nothing left behind the exchange
+        await session.command("AT+CMGR=1")
+        assert session._deadline_timer is None  # nor behind a command on its own
+    finally:
+        await session.close()
+
+
 async def test_exchange_holds_the_port_for_its_whole_length(scripted_peer: MakePeer) -> None:
     peer = scripted_peer({})
     session = await AtSession.open(peer.device)

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import CommandFailed
+from agent.protocol import framer as framer_module
 from agent.protocol import urc
 from agent.protocol.commands import parse_cmgl, parse_iccid
 from agent.protocol.framer import (
@@ -261,6 +262,26 @@ def test_line_endings(ending: bytes) -> None:
         urc.SmsStored(line='+CMTI: "SM",2', storage="SM", index=2),
         OK,
     ]
+
+
+def test_a_run_of_line_ends_is_one_line_end_even_cut_between_chunks() -> None:
+    framer = AtFramer()
+    framer.expect("AT+CMGR=1")
+    answer = b"\r\n+CMGR: 0,,24\r\n0791\r\n\r\n\r\n\n\rOK\r\n"
+    events = []
+    for cut in (answer[:3], answer[3:19], answer[19:24], answer[24:27], answer[27:]):
+        events += framer.feed(cut)
+    assert events == [InfoLine("+CMGR: 0,,24"), InfoLine("0791"), OK]
+    assert framer.buffered == 0
+
+
+def test_the_command_lines_the_framer_remembers_are_bounded() -> None:
+    framer = AtFramer()
+    for index in range(2000):  # every index of a large ME storage, read and deleted
+        framer.expect(f"AT+CMGR={index}")
+        assert framer.feed(b"\r\nOK\r\n") == [OK]
+    cache = framer_module._pending.cache_info()
+    assert cache.currsize <= cache.maxsize == 256
 
 
 def test_echo_off_and_on() -> None:
