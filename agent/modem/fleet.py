@@ -23,6 +23,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from agent.clock import next_beat
 from agent.errors import ControlError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.modem.calls import CallSettings
@@ -126,7 +127,10 @@ class Fleet:
                         self._add(event.group)
                 # A plain timer on an event, not asyncio.timeout (a cancellation and two
                 # exceptions each time): an idle site comes here twice a second (issue 19).
-                next_look = loop.call_later(self.watcher.interval, self._wake.set)
+                # On the beat, which the modems' health checks share (agent.clock).
+                next_look = loop.call_at(
+                    next_beat(loop.time(), self.watcher.interval), self._wake.set
+                )
                 try:
                     await self._wake.wait()
                 finally:

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from agent.clock import BEAT, next_beat
 from agent.logs import get_logger
 from agent.modem.discovery import BY_PATH_DIR, PortGroup, enumerate_ports, group_ports
 
 log = get_logger("modem.hotplug")
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = BEAT  # the health checks fall on the same beats: one wake-up for both
 
 Fingerprint = frozenset[tuple[str, str | None, int]]
 
@@ -180,10 +181,11 @@ class PortWatcher:
 
     async def events(self) -> AsyncIterator[HotplugEvent]:
         """Every change, as it is seen, until the iteration is abandoned or cancelled."""
+        loop = asyncio.get_running_loop()
         while True:
             for event in await self.look():
                 yield event
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(next_beat(loop.time(), self.interval) - loop.time())
 
 
 def _ports(group: PortGroup) -> str:

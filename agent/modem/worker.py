@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
+from agent.clock import on_the_beat
 from agent.config import ModemsConfig
 from agent.errors import (
     AtParseError,
@@ -480,6 +481,15 @@ class ModemWorker:
         loop = asyncio.get_running_loop()
         self._timers[tick] = loop.call_later(delay, self._fire, tick)
 
+    def _arm_health(self) -> None:
+        """The next health check, on a beat (agent.clock): at rest the checks of the
+        modems due about then, and the hot-plug watcher's look, share one wake-up."""
+        if (old := self._timers.pop(_Tick.HEALTH, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        when = on_the_beat(loop.time(), self._next_health())
+        self._timers[_Tick.HEALTH] = loop.call_at(when, self._fire, _Tick.HEALTH)
+
     def _fire(self, tick: _Tick) -> None:
         self._timers.pop(tick, None)
         self._inbox.put_nowait(tick)
@@ -653,13 +663,13 @@ class ModemWorker:
                 operator_name=None,
                 **_NO_UPKEEP,
             )
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
             return
         self._calls.caller_id = await calls.enable_caller_id(self.session)
         self._sim = sim
         if sim is None:
             self._publish(state=ModemState.READY, fault="cannot read the SIM's ICCID")
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
             return
         self._publish(
             iccid=sim.iccid,
@@ -838,7 +848,7 @@ class ModemWorker:
         try:
             await self._check_health()
         finally:
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
 
     async def _check_health(self) -> None:
         changes: dict[str, object] = {}
