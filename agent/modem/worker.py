@@ -474,21 +474,20 @@ class ModemWorker:
         if self._disk_full:
             self._arm(_Tick.SWEEP, 0)
 
-    def _arm(self, tick: _Tick, delay: float) -> None:
-        """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds."""
+    def _arm(self, tick: _Tick, delay: float, *, on_beat: bool = False) -> None:
+        """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds;
+        ``on_beat``: on the last beat before then (agent.clock), to share a wake-up."""
         if (old := self._timers.pop(tick, None)) is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[tick] = loop.call_later(delay, self._fire, tick)
+        now = loop.time()
+        when = on_the_beat(now, delay) if on_beat else now + delay
+        self._timers[tick] = loop.call_at(when, self._fire, tick)
 
     def _arm_health(self) -> None:
-        """The next health check, on a beat (agent.clock): at rest the checks of the
-        modems due about then, and the hot-plug watcher's look, share one wake-up."""
-        if (old := self._timers.pop(_Tick.HEALTH, None)) is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        when = on_the_beat(loop.time(), self._next_health())
-        self._timers[_Tick.HEALTH] = loop.call_at(when, self._fire, _Tick.HEALTH)
+        """The next health check, on a beat: at rest the checks of the modems due about
+        then, and the hot-plug watcher's look, share one wake-up of the loop."""
+        self._arm(_Tick.HEALTH, self._next_health(), on_beat=True)
 
     def _fire(self, tick: _Tick) -> None:
         self._timers.pop(tick, None)
