@@ -7,6 +7,10 @@ sets it right late, by an hour or a year), those must move with it, or a wait wo
 grow or shrink by the jump. :class:`WallClockWatch` says by how much it jumped since the
 last settled look (docs/uplink.md, "Clocks").
 
+The agent's periodic timers land on *beats*, multiples of :data:`BEAT` seconds of the
+event loop's monotonic clock (:func:`on_the_beat`, :func:`next_beat`), so that at rest
+they share the loop's wake-ups instead of waking it each on its own.
+
 :func:`kernel_clock_synchronized` asks the kernel whether NTP (systemd-timesyncd, chrony)
 has the clock in hand: a Pi without an RTC and without NTP stamps every record wrong, and
 the fleet alerts on it (docs/metrics.md).
@@ -17,12 +21,38 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import time
 from collections.abc import Callable
 
 #: A wall clock that moved this much more (or less) than the monotonic one jumped;
 #: below it, NTP's slewing and scheduling noise.
 JUMP_TOLERANCE = 2.0
+
+BEAT = 0.5
+"""Seconds between the beats that an idle agent's timers share (the hot-plug watcher
+looks on every beat, each modem's health check falls on one). A wake-up of the event
+loop costs the whole process's CPU a fixed price, in the kernel and in the loop, whatever
+it then does: on the 2-core VM of bench/RESULTS.md a bare epoll wake-up costs 30 to
+100 µs and asyncio's round around it more, which for an idle agent of 64 modems, woken
+about eight times a second, was most of its CPU (issue 19). Timers that fall on the same
+beat fire in one round of the loop."""
+
+
+def on_the_beat(now: float, delay: float) -> float:
+    """When a timer ``delay`` seconds after ``now`` (loop time) should fire: on the last
+    beat at or before ``now + delay``, so it costs no wake-up of its own; exactly then
+    when that beat would take away more than a beat's worth of a delay shorter than two
+    beats (a test's short interval stays what it says)."""
+    when = now + delay
+    if delay < 2 * BEAT:
+        return when
+    return math.floor(when / BEAT) * BEAT
+
+
+def next_beat(now: float, every: float = BEAT) -> float:
+    """The first multiple of ``every`` seconds after ``now`` (loop time)."""
+    return (math.floor(now / every) + 1) * every
 
 
 # adjtimex(2) with modes 0 only reads. Its answer is the clock state; TIME_ERROR means the

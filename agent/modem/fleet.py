@@ -23,6 +23,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from agent.clock import next_beat
 from agent.errors import ControlError, StoreError, StoreNotWritable
 from agent.logs import get_logger
 from agent.modem.calls import CallSettings
@@ -80,7 +81,8 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by group key
         self._keys: dict[str, str] = {}  # slot -> group key
         self._slots: dict[str, tuple[str, ...]] = {}  # group key -> slots of its modems
-        self._rescan = asyncio.Event()
+        self._wake = asyncio.Event()  # look at the ports now, not at the next interval
+        self._rescan_asked = False
         self._probe_now: dict[str, asyncio.Event] = {}  # slot -> "probe again now"
         self._background: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None  # a worker's error no one handled
@@ -103,7 +105,8 @@ class Fleet:
 
     def rescan(self) -> None:
         """Look at the ports now and probe again every modem that has no AT port yet."""
-        self._rescan.set()
+        self._rescan_asked = True
+        self._wake.set()
 
     # -- life -----------------------------------------------------------------------------
 
@@ -112,20 +115,29 @@ class Fleet:
         that fails with an error it does not handle (a damaged store) ends this with it,
         so that the supervisor stops the agent and says why."""
         stop_listening = self.store.on_writable_change(self._store_writable_changed)
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self._failure is not None:
                     raise self._failure
-                for event in await asyncio.to_thread(self.watcher.poll):
+                for event in await self.watcher.look():
                     if event.change is Change.REMOVED:
                         await self._remove(event.group)
                     else:
                         self._add(event.group)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.watcher.interval):
-                        await self._rescan.wait()
-                if self._rescan.is_set():
-                    self._rescan.clear()
+                # A plain timer on an event, not asyncio.timeout (a cancellation and two
+                # exceptions each time): an idle site comes here twice a second (issue 19).
+                # On the beat, which the modems' health checks share (agent.clock).
+                next_look = loop.call_at(
+                    next_beat(loop.time(), self.watcher.interval), self._wake.set
+                )
+                try:
+                    await self._wake.wait()
+                finally:
+                    next_look.cancel()
+                self._wake.clear()
+                if self._rescan_asked:
+                    self._rescan_asked = False
                     self._wake_probes()
         finally:
             stop_listening()
@@ -164,7 +176,7 @@ class Fleet:
             error = error.exceptions[0]
         if self._failure is None:
             self._failure = error
-        self._rescan.set()
+        self._wake.set()
 
     async def _remove(self, group: PortGroup) -> None:
         task = self._tasks.pop(group.key, None)

@@ -1,9 +1,19 @@
 """Hot-plug: notice modems that come and go, by looking at the port folders often.
 
-A look is cheap (a scandir of ``/dev/serial/by-path`` and the configured globs, a stat
-per link: well under a millisecond for a few hundred ports), so the watcher looks every
-half second instead of adding an inotify or udev dependency; a change is in hand within
-a second, which leaves the rest of the 5-second budget for probing and start-up.
+The watcher looks every half second instead of adding an inotify or udev dependency
+(udev says nothing of the emulated modems' ptys, and a look costs next to nothing); a
+change is in hand within a second, which leaves the rest of the 5-second budget for
+probing and start-up. A look is two steps of very different cost:
+
+- whether anything changed: a stat of each watched folder (``/dev``,
+  ``/dev/serial/by-path``, each glob's folder), whose mtime moves when a node or link in
+  it comes, goes or is made again. That is three system calls on in-memory file systems
+  (devtmpfs, the tmpfs of emulated ports): microseconds, done on the event loop itself,
+  because handing them to a thread and back cost more than they do (issue 19: the idle
+  agent's two thread hand-offs a second, a futex dance among the pool's threads and a
+  wake-up of the loop through its self-pipe each time);
+- only when something changed, the listing: pyserial's walk of sysfs, a glob of each
+  pattern, a stat per port (milliseconds for a few hundred ports), in a worker thread.
 
 What is compared per group (physical modem) is its *fingerprint*: each port's by-path
 link, the device node it resolves to, and that node's ctime. The ctime catches an unplug
@@ -30,12 +40,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from agent.clock import BEAT, next_beat
 from agent.logs import get_logger
 from agent.modem.discovery import BY_PATH_DIR, PortGroup, enumerate_ports, group_ports
 
 log = get_logger("modem.hotplug")
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = BEAT  # the health checks fall on the same beats: one wake-up for both
 
 Fingerprint = frozenset[tuple[str, str | None, int]]
 
@@ -68,8 +79,9 @@ def fingerprint(group: PortGroup) -> Fingerprint:
 class PortWatcher:
     """Turns repeated looks at the serial ports into added/removed events.
 
-    ``poll()`` is one synchronous look (tests call it directly); ``events()`` looks every
-    ``interval`` seconds, in a worker thread, for as long as it is iterated.
+    ``poll()`` is one synchronous look (tests call it directly); ``look()`` is one look
+    from the event loop, the listing in a worker thread; ``events()`` looks every
+    ``interval`` seconds for as long as it is iterated. One look at a time.
     """
 
     def __init__(
@@ -104,19 +116,21 @@ class PortWatcher:
         return tuple(dict.fromkeys(folders))
 
     def _unchanged(self) -> bool:
-        """Whether no watched folder changed since the last look: a udev link or a tty
+        """Whether no watched folder changed since the last listing: a udev link or a tty
         node that comes, goes or is made again changes its folder's mtime. This keeps an
         idle site from listing every port twice a second."""
         if self._folders is None or self._first or self._settling:
             return False
+        return self._folder_marks() == self._folders_seen
+
+    def _folder_marks(self) -> tuple[int, ...]:
         marks = []
-        for folder in self._folders:
+        for folder in self._folders or ():
             try:
                 marks.append(os.stat(folder).st_mtime_ns)
             except OSError:
                 marks.append(-1)
-        seen, self._folders_seen = self._folders_seen, tuple(marks)
-        return seen == self._folders_seen
+        return tuple(marks)
 
     @property
     def present(self) -> list[PortGroup]:
@@ -127,6 +141,21 @@ class PortWatcher:
         """Look once; the changes since the previous look, removals first."""
         if self._unchanged():
             return []
+        return self._list()
+
+    async def look(self) -> list[HotplugEvent]:
+        """:meth:`poll` from the event loop: the folders are looked at here, the ports
+        listed in a worker thread only when one of them changed (see the module
+        docstring)."""
+        if self._unchanged():
+            return []
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> list[HotplugEvent]:
+        """List the ports and compare them with the last listing."""
+        # Read before the listing, kept after it: a change during the listing is listed
+        # again next time, and a listing that failed leaves the change to be seen again.
+        folders_now = self._folder_marks()
         ports = enumerate_ports(self.globs, auto=self.auto, by_path_dir=self.by_path_dir)
         seen = {group.key: (group, fingerprint(group)) for group in group_ports(ports, self.labels)}
         events: list[HotplugEvent] = []
@@ -145,16 +174,18 @@ class PortWatcher:
                 settling[key] = marks
         self._settling = settling
         self._first = False
+        self._folders_seen = folders_now
         for event in events:
             log.info("%s modem in slot %s: %s", event.change, event.group.slot, _ports(event.group))
         return events
 
     async def events(self) -> AsyncIterator[HotplugEvent]:
         """Every change, as it is seen, until the iteration is abandoned or cancelled."""
+        loop = asyncio.get_running_loop()
         while True:
-            for event in await asyncio.to_thread(self.poll):
+            for event in await self.look():
                 yield event
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(next_beat(loop.time(), self.interval) - loop.time())
 
 
 def _ports(group: PortGroup) -> str:

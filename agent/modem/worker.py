@@ -42,8 +42,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
+from agent.clock import on_the_beat
 from agent.config import ModemsConfig
 from agent.errors import (
     AtParseError,
@@ -77,6 +78,8 @@ from agent.protocol.urc import (
 from agent.status import ModemState, ModemStatus, NumberSource, SimState
 
 log = get_logger("modem.worker")
+
+T = TypeVar("T")
 
 URCS_IN_INBOX = 64
 """URCs the inbox holds at most; past it they wait in the session, so a port that floods URCs
@@ -165,12 +168,61 @@ HEALTH_QUESTIONS = {
 HEALTH_LINE = "AT" + ";".join(question[2:] for question in HEALTH_QUESTIONS.values())
 
 
-def _indications_on(chosen: startup.CnmiChoice, lines: list[str]) -> bool:
-    """Whether the ``+CNMI?`` answer still has the mode and SMS indication we set up."""
+def _signal_fields(lines: list[str]) -> dict[str, object]:
+    """The status fields a ``+CSQ`` answer gives (none when it cannot be read)."""
     try:
-        return chosen.matches(commands.parse_cnmi(lines))
+        signal = commands.parse_csq(lines)
     except AtParseError:
-        return True  # a modem that cannot say is judged by its other answers
+        return {}
+    return {"signal_dbm": signal.dbm, "signal_bars": signal.bars}
+
+
+def _registration_fields(lines: list[str]) -> dict[str, object]:
+    """The status fields a ``+CREG?`` answer gives (none when it cannot be read)."""
+    try:
+        registration = commands.parse_registration(lines)
+    except AtParseError:
+        return {}
+    return {
+        "registration": startup.registration_word(registration),
+        "registered": registration.status.registered,
+    }
+
+
+def _indication_setting(lines: list[str]) -> commands.MessageIndication | None:
+    """A ``+CNMI?`` answer; None when it cannot be read."""
+    try:
+        return commands.parse_cnmi(lines)
+    except AtParseError:
+        return None
+
+
+def _indications_on(chosen: startup.CnmiChoice, current: commands.MessageIndication | None) -> bool:
+    """Whether the ``+CNMI?`` answer still has the mode and SMS indication we set up; a
+    modem that cannot say (None) is judged by its other answers."""
+    return current is None or chosen.matches(current)
+
+
+class _HealthReadings:
+    """What the last answer to each health question was read as.
+
+    At rest a modem gives the same answers check after check, and reading them again was
+    a good part of what an idle site costs (issue 19): each question's answer is read
+    again only when its lines changed (a modem whose signal moves has its ``+CSQ`` read,
+    the rest not). Holds one answer per question of HEALTH_QUESTIONS.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[tuple[str, ...], Any]] = {}
+
+    def read(self, prefix: str, lines: list[str], reader: Callable[[list[str]], T]) -> T:
+        said = tuple(lines)
+        last = self._last.get(prefix)
+        if last is not None and last[0] == said:
+            return cast(T, last[1])
+        value = reader(lines)
+        self._last[prefix] = (said, value)
+        return value
 
 
 class _Tick(StrEnum):
@@ -266,6 +318,7 @@ class ModemWorker:
         self._setup: ModemSetup | None = None
         self._sim: SimIdentity | None = None
         self._chain_health = True  # see _health_answers
+        self._health_readings = _HealthReadings()
         self._timeouts = 0
         self._disk_full = False
         self._trace = False
@@ -301,6 +354,12 @@ class ModemWorker:
         self.status = replace(self.status, **changes, updated_at=time.time())
         if self._on_status is not None:
             self._on_status(self.status)
+
+    def _publish_changes(self, changes: dict[str, object]) -> None:
+        """Publish ``changes`` unless every one of them is what the status says already."""
+        status = self.status
+        if any(getattr(status, name) != value for name, value in changes.items()):
+            self._publish(**changes)
 
     # -- life ------------------------------------------------------------------------
 
@@ -415,12 +474,20 @@ class ModemWorker:
         if self._disk_full:
             self._arm(_Tick.SWEEP, 0)
 
-    def _arm(self, tick: _Tick, delay: float) -> None:
-        """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds."""
+    def _arm(self, tick: _Tick, delay: float, *, on_beat: bool = False) -> None:
+        """(Re)start the timer that puts ``tick`` in the inbox after ``delay`` seconds;
+        ``on_beat``: on the last beat before then (agent.clock), to share a wake-up."""
         if (old := self._timers.pop(tick, None)) is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[tick] = loop.call_later(delay, self._fire, tick)
+        now = loop.time()
+        when = on_the_beat(now, delay) if on_beat else now + delay
+        self._timers[tick] = loop.call_at(when, self._fire, tick)
+
+    def _arm_health(self) -> None:
+        """The next health check, on a beat: at rest the checks of the modems due about
+        then, and the hot-plug watcher's look, share one wake-up of the loop."""
+        self._arm(_Tick.HEALTH, self._next_health(), on_beat=True)
 
     def _fire(self, tick: _Tick) -> None:
         self._timers.pop(tick, None)
@@ -595,13 +662,13 @@ class ModemWorker:
                 operator_name=None,
                 **_NO_UPKEEP,
             )
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
             return
         self._calls.caller_id = await calls.enable_caller_id(self.session)
         self._sim = sim
         if sim is None:
             self._publish(state=ModemState.READY, fault="cannot read the SIM's ICCID")
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
             return
         self._publish(
             iccid=sim.iccid,
@@ -780,63 +847,74 @@ class ModemWorker:
         try:
             await self._check_health()
         finally:
-            self._arm(_Tick.HEALTH, self._next_health())
+            self._arm_health()
 
     async def _check_health(self) -> None:
+        changes: dict[str, object] = {}
+        try:
+            sweep = await self._read_health(changes)
+        finally:
+            # One status for the whole check, and none when nothing changed: the fleet,
+            # the numbers list and the dashboard have nothing to look at (issue 19).
+            self._publish_changes(changes)
+        if sweep:
+            await self._sweep()
+
+    async def _read_health(self, changes: dict[str, object]) -> bool:
+        """Ask the health questions, put what they say into ``changes`` and act on it;
+        True when the storage holds SMS not taken (the caller sweeps them)."""
         session = self.session
         answers = await self._health_answers()
+        read = self._health_readings.read
 
         async def answer(prefix: str) -> list[str]:
             if answers is not None:
                 return answers[prefix]
             return await session.command(HEALTH_QUESTIONS[prefix])
 
-        changes: dict[str, object] = {}
-        with contextlib.suppress(CommandFailed, AtParseError):
-            signal = commands.parse_csq(await answer("+CSQ"))
-            changes.update(signal_dbm=signal.dbm, signal_bars=signal.bars)
-        with contextlib.suppress(CommandFailed, AtParseError):
-            registration = commands.parse_registration(await answer("+CREG"))
-            changes.update(
-                registration=startup.registration_word(registration),
-                registered=registration.status.registered,
-            )
+        with contextlib.suppress(CommandFailed):
+            changes.update(read("+CSQ", await answer("+CSQ"), _signal_fields))
+        with contextlib.suppress(CommandFailed):
+            changes.update(read("+CREG", await answer("+CREG"), _registration_fields))
         if answers is not None:
-            sim = startup.sim_state_from(answers["+CPIN"])
+            sim = read("+CPIN", answers["+CPIN"], startup.sim_state_from)
         else:
             sim = await startup.sim_status(session)
-        self._publish(**changes)
         if sim is SimState.READY and self.status.sim_state is not SimState.READY:
             log.info("%s: SIM is ready now: setting up again", self.slot)
             self._arm(_Tick.SETUP, 0)
-            return
+            return False
         if sim is not self.status.sim_state:
-            self._publish(sim_state=sim, fault=None if sim is SimState.READY else f"SIM {sim}")
-        if sim is SimState.READY and self._sim is not None:
-            chosen = self._setup.cnmi if self._setup is not None else None
-            with contextlib.suppress(CommandFailed):
-                if chosen is not None and not _indications_on(chosen, await answer("+CNMI")):
-                    # A modem that reset without a boot line we know (or a missed +CNMA)
-                    # has silently stopped telling us of new SMS: set it up, then sweep.
-                    log.warning("%s: new-SMS indications are off: setting up again", self.slot)
-                    self._arm(_Tick.SETUP, 0)
-                    return
-            try:
-                storage = startup.storage_from(await answer("+CPMS"))
-            except CommandFailed:
-                storage = None
-            if storage is not None:
-                self._publish(storage_used=storage.used, storage_total=storage.total)
-                if storage.used:
-                    # Every SMS is read on its +CMTI and deleted, so anything stored now
-                    # was missed (a notice lost in garbage or a hang) or is nearly full.
-                    log.warning(
-                        "%s: %d of %d stored SMS not taken yet: sweeping",
-                        self.slot,
-                        storage.used,
-                        storage.total,
-                    )
-                    await self._sweep()
+            changes.update(sim_state=sim, fault=None if sim is SimState.READY else f"SIM {sim}")
+        if sim is not SimState.READY or self._sim is None:
+            return False
+        chosen = self._setup.cnmi if self._setup is not None else None
+        with contextlib.suppress(CommandFailed):
+            if chosen is not None and not _indications_on(
+                chosen, read("+CNMI", await answer("+CNMI"), _indication_setting)
+            ):
+                # A modem that reset without a boot line we know (or a missed +CNMA)
+                # has silently stopped telling us of new SMS: set it up, then sweep.
+                log.warning("%s: new-SMS indications are off: setting up again", self.slot)
+                self._arm(_Tick.SETUP, 0)
+                return False
+        try:
+            storage = read("+CPMS", await answer("+CPMS"), startup.storage_from)
+        except CommandFailed:
+            storage = None
+        if storage is None:
+            return False
+        changes.update(storage_used=storage.used, storage_total=storage.total)
+        if storage.used:
+            # Every SMS is read on its +CMTI and deleted, so anything stored now
+            # was missed (a notice lost in garbage or a hang) or is nearly full.
+            log.warning(
+                "%s: %d of %d stored SMS not taken yet: sweeping",
+                self.slot,
+                storage.used,
+                storage.total,
+            )
+        return bool(storage.used)
 
     async def _health_answers(self) -> dict[str, list[str]] | None:
         """All health questions on one line: one exchange instead of five, which is most

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agent.modem.discovery import probe_group
 from agent.modem.hotplug import Change, HotplugEvent, PortWatcher
 from agent.modem.session import AtSession
@@ -47,6 +49,27 @@ async def test_unplug_and_replug_between_two_looks_is_a_removal_and_a_return(
     [again] = watcher.poll()
     assert again.change == Change.ADDED
     assert again.group.key == first.group.key
+
+
+async def test_a_look_at_unchanged_folders_is_done_on_the_loop_without_a_thread(
+    start_hub: StartHub,
+) -> None:
+    """An idle site looks twice a second: when no watched folder changed, look() returns
+    without suspending (no hand-off to a thread and back); a change is listed and
+    reported."""
+    hub = await start_hub(count=2, profile="sim800")
+    watcher = PortWatcher([f"{hub.directory}/*"], auto=False, by_path_dir=hub.directory / "no")
+    assert summary(await watcher.look()) == [("added", "1.1.1"), ("added", "1.1.2")]
+    assert await watcher.look() == []  # notes the folders' state
+
+    unchanged = watcher.look()
+    with pytest.raises(StopIteration) as returned:
+        unchanged.send(None)  # finished at its first step: it never waited for anything
+    assert returned.value.value == []
+
+    hub.fault(0, "unplug")
+    assert summary(await watcher.look()) == [("removed", "1.1.1")]
+    assert await watcher.look() == []
 
 
 async def test_events_bring_a_returning_modem_into_service_within_five_seconds(

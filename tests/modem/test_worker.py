@@ -16,6 +16,7 @@ from agent.errors import DiskFull
 from agent.logs import LINES_PER_SOURCE, TRACE
 from agent.modem.own_number import MemoryNumberBook, StoreNumberBook
 from agent.modem.worker import HEALTH_LINE, ModemWorker, PduSink, WorkerCommand
+from agent.protocol.commands import SignalQuality
 from agent.status import ModemState, NumberSource, SimState
 from agent.store import Store
 from tests.modem.conftest import (
@@ -90,14 +91,17 @@ async def test_sms_while_a_health_command_is_pending(start_hub: StartHub, store:
     async with running(hub, 0, sink, settings=settings) as (worker, watch, _):
         await watch.until(ready)
         hub.fault(0, "slow")
-        checks = len(watch.history)
         hub.inject(0, "+79161234567", "arrives mid-health")
         (result,) = await sink.until(1, within=10)
         assert result.message_id is not None
         await settled(worker)
         assert stored_on_modem(hub, 0) == 0
-        await watch.until(lambda _: len(watch.history) > checks + 2)  # health goes on
-        assert worker.status.state is ModemState.READY
+        # Health goes on: a check after the SMS sees the signal move (a check that finds
+        # nothing changed publishes nothing).
+        modem = hub.slots[0].modem
+        modem.csq = 31 if modem.csq != 31 else 30
+        moved = await watch.until(lambda s: s.signal_dbm == SignalQuality(modem.csq).dbm)
+        assert moved.state is ModemState.READY
 
 
 async def test_pool_with_shared_imeis_keeps_modems_apart(start_hub: StartHub, store: Store) -> None:
@@ -349,6 +353,28 @@ async def test_a_health_check_asks_everything_on_one_line(
         assert worker.status.state is ModemState.READY
         assert worker.status.signal_dbm is not None
         assert worker.status.registration == "home"
+
+
+async def test_a_health_check_that_finds_nothing_new_publishes_nothing(
+    start_hub: StartHub, store: Store
+) -> None:
+    """At rest the answers repeat: no status for the fleet, the numbers list and the
+    dashboard to look at (issue 19). A moved signal is published, once."""
+    hub = await start_hub(profile="sim800")
+    settings = replace(FAST, health_interval=0.05)
+    async with running(hub, 0, RecordingSink(store), settings=settings) as (worker, watch, _):
+        await watch.until(ready)
+        async with written_lines(worker) as written:
+            await written.until(HEALTH_LINE, times=2)  # the first check's news are out
+            published = len(watch.history)
+            await written.until(HEALTH_LINE, times=6)
+            assert len(watch.history) == published
+            modem = hub.slots[0].modem
+            modem.csq = 31 if modem.csq != 31 else 30
+            await watch.until(lambda s: s.signal_dbm == SignalQuality(modem.csq).dbm)
+            await written.until(HEALTH_LINE, times=written.lines.count(HEALTH_LINE) + 3)
+        assert len(watch.history) == published + 1
+        assert worker.status.state is ModemState.READY
 
 
 async def test_a_refused_health_line_is_asked_one_by_one_until_the_next_set_up(
