@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -223,8 +224,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio's side -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream server's transport; uvloop's do not subclass asyncio.Transport.
+        self.transport = typing.cast(asyncio.Transport, transport)
         self.client = _address(transport.get_extra_info("peername"))
         self.local = _address(transport.get_extra_info("sockname"))
         source = source_of(self.client[0] if self.client else "")

@@ -13,13 +13,15 @@ import asyncio
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from agent import __version__
 
 if TYPE_CHECKING:  # loaded by the commands that need it, inside run()
     from agent.config import Config
+
+T = TypeVar("T")
 
 # name -> module under agent.cli; the order is the order of `simedge --help`.
 COMMANDS: dict[str, str] = {
@@ -68,6 +70,30 @@ def add_config_argument(parser: argparse.ArgumentParser, purpose: str = "") -> N
         metavar="FILE",
         help=f"configuration file{what} (default {DEFAULT_CONFIG})",
     )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the agent runs on: uvloop's (libuv) where it is installed, else
+    asyncio's own.
+
+    The agent's CPU per SMS is mostly the event loop's own Python: a forwarded SMS takes
+    some thirteen turns of the loop (serial reads, the writer's commit, the upload), and
+    uvloop does a turn in C. It cut the CPU per SMS by 15 % (bench/RESULTS.md, "Issue 19:
+    the event loop"). pyproject.toml installs it where PyPI has wheels (x86_64, aarch64);
+    on 32-bit ARM without piwheels it would need autotools to build, so there the agent
+    runs on asyncio's loop, which the tests run too (tests/conftest.py).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_on_event_loop(main: Coroutine[object, object, T]) -> T:
+    """``asyncio.run(main)`` on the agent's event loop (``new_event_loop``)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_OK, stop_on_signals
+from agent.cli import EXIT_OK, run_on_event_loop, stop_on_signals
 
 if TYPE_CHECKING:
     from agent.emulate.modems import Hub
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="simedge-demo-"))
         )
         folder.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(args, folder))
+        return run_on_event_loop(_demo(args, folder))
     return EXIT_OK  # pragma: no cover - the with block always returns
 
 

@@ -7,7 +7,14 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from agent.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, stop_on_signals
+from agent.cli import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_argument,
+    run_on_event_loop,
+    stop_on_signals,
+)
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -80,7 +87,7 @@ def serve(config: Config) -> int:
         await Agent(config).run(stop)
 
     try:
-        asyncio.run(main())
+        run_on_event_loop(main())
     except StoreDamaged as exc:
         # Like a configuration error, restarting cannot fix it: exit 2, which the unit's
         # RestartPreventExitStatus keeps from a restart loop that would hide the message.
@@ -99,7 +106,7 @@ def serve(config: Config) -> int:
 
 def use_io_threads(loop: asyncio.AbstractEventLoop, threads: int = IO_THREADS) -> None:
     """Make ``loop``'s default executor a pool of ``threads`` threads (see IO_THREADS);
-    asyncio.run shuts it down as it would its own."""
+    the runner shuts it down as it would its own."""
     from concurrent.futures import ThreadPoolExecutor
 
     loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="simedge-io"))

@@ -198,12 +198,12 @@ class ControlServer:
             try:
                 request_id, request = parse_request(line)
             except ControlError as exc:
-                writer.write(encode_refusal(None, str(exc)))
+                _write(writer, encode_refusal(None, str(exc)))
             else:
                 if isinstance(request, Subscribe):  # the server's own: the connection turns
                     await self._stream_events(writer, request_id)
                     return
-                writer.write(await self._answer(request_id, request))
+                _write(writer, await self._answer(request_id, request))
             await self._drain(writer)
 
     async def _drain(self, writer: asyncio.StreamWriter) -> None:
@@ -235,10 +235,10 @@ class ControlServer:
         # reaches it, so a snapshot taken then misses nothing.
         self._subscribers.add(queue)
         try:
-            writer.write(encode_answer(request_id, Subscribe(), None))
+            _write(writer, encode_answer(request_id, Subscribe(), None))
             await self._drain(writer)
             while (line := await queue.get()) is not None:
-                writer.write(line)
+                _write(writer, line)
                 await self._drain(writer)
         finally:
             self._subscribers.discard(queue)
@@ -296,6 +296,15 @@ class Coalesced(Generic[T]):
                 due.set_exception(exc)
 
 
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """``writer.write``, but a client already gone is a ConnectionResetError, as the next
+    drain would say: asyncio's transports drop a write after the connection is lost,
+    uvloop's (the agent's loop) raise RuntimeError."""
+    if writer.transport.is_closing():
+        raise ConnectionResetError("the control client is gone")
+    writer.write(data)
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -304,8 +313,8 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, error: str) -> None:
     """Say ``error``, end our side, and drop what the client still sends for at most
     REFUSAL_LINGER seconds; the caller closes."""
-    writer.write(encode_refusal(None, error))
     with contextlib.suppress(TimeoutError, ConnectionError, BrokenPipeError):
+        _write(writer, encode_refusal(None, error))
         async with asyncio.timeout(REFUSAL_LINGER):
             await writer.drain()
             writer.write_eof()

@@ -4,6 +4,7 @@ down cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import socket
@@ -89,5 +90,68 @@ async def test_run_under_systemd_notify_then_sigterm(tmp_path: Path) -> None:
             agent.kill()
             await agent.wait()
         notify.close()
+        await standin.stop()
+        await hub.stop()
+
+
+async def test_sigterm_ends_the_agent_while_clients_hold_it_and_onlinesim_hangs(
+    tmp_path: Path,
+) -> None:
+    """On a site, SIGTERM comes while the world misbehaves: a webhook client that sent many
+    requests and reads no answer, one that stopped halfway through its head, and an
+    OnlineSim that takes calls and answers none. The agent still exits 0, within its stop
+    budget, instead of waiting on any of them (systemd would have to SIGKILL it)."""
+    hub = Hub(tmp_path / "modems", count=2, profile="sim800", seed=4)
+    standin = OnlineSimStandIn(key=KEY)
+    await hub.start()
+    url = await standin.start()
+    port = free_port()
+    config = tmp_path / "simedge.toml"
+    config.write_text(
+        f'[onlinesim]\nbase_url = "{url}/api/resellers"\napi_key = "{KEY}"\ntakeoff_sum = 0\n'
+        f'numbers_debounce = 0.3\n[site]\ndata_dir = "data"\n'
+        f'[modems]\nports = ["{tmp_path / "modems"}/*"]\nhealth_interval = 1\n'
+        f'[webhook]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n'
+    )
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "run", "--config", str(config),
+        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert agent.stderr is not None
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        async with asyncio.timeout(process_limit(30)):
+            while b"agent started" not in (line := await agent.stderr.readline()):
+                assert line, "the agent exited before it started"
+            await standin.wait_until(lambda state: len(state.online) == 2)
+        # The agent runs on the event loop the product chose (agent.cli.new_event_loop).
+        maps = await asyncio.to_thread(Path(f"/proc/{agent.pid}/maps").read_text)
+        assert ("uvloop" in maps) == (importlib.util.find_spec("uvloop") is not None)
+        await standin.set_faults(latency=3600.0)  # every call from now on hangs
+        hub.inject(0, "+79990001122", "a code that cannot be uploaded")
+        _, never_reads = await asyncio.open_connection("127.0.0.1", port)
+        never_reads.transport.pause_reading()
+        never_reads.write(b"GET /healthz HTTP/1.1\r\nHost: site\r\n\r\n" * 2000)
+        _, halfway = await asyncio.open_connection("127.0.0.1", port)
+        halfway.write(b"GET /onlinesim/numbers HTTP/1.1\r\nHost: si")
+        writers += [never_reads, halfway]
+        await standin.wait_until(
+            lambda state: any(
+                call.path.endswith("/addMessage") and call.answered_at is None
+                for call in state.requests
+            )
+        )
+
+        agent.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(process_limit(30)):
+            _, stderr = await agent.communicate()
+        assert agent.returncode == 0, stderr.decode()
+        assert b"agent stopped" in stderr
+    finally:
+        for writer in writers:
+            writer.transport.abort()
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
         await standin.stop()
         await hub.stop()

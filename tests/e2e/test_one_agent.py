@@ -5,6 +5,7 @@ goes on forwarding SMS, and a SIGKILLed agent leaves no lock behind."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -34,9 +35,12 @@ def write_config(tmp_path: Path, standin_url: str) -> Path:
 
 async def start_agent(config: Path, umask: int = -1) -> asyncio.subprocess.Process:
     """`simedge run` (started with ``umask`` when given), once it logged "agent started"."""
+    # preexec_fn, not umask=: uvloop's subprocesses take no umask argument.
+    set_umask = None if umask < 0 else functools.partial(os.umask, umask)
     agent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.cli", "run", "--config", str(config),
-        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, umask=umask,
+        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=set_umask,
     )  # fmt: skip
     assert agent.stderr is not None
     async with asyncio.timeout(30):

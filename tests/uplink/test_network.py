@@ -315,7 +315,8 @@ async def test_an_answer_saying_connection_close_is_not_kept() -> None:
     ended: list[asyncio.Event] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ended.append(asyncio.Event())
+        # Its own event: the next connection's handler may start before this one ends.
+        ended.append(this_one_ended := asyncio.Event())
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(2)
@@ -326,7 +327,7 @@ async def test_an_answer_saying_connection_close_is_not_kept() -> None:
             await writer.drain()
             await reader.read()  # the client closes, not the server
         writer.close()
-        ended[-1].set()
+        this_one_ended.set()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
