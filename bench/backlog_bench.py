@@ -9,7 +9,8 @@ Run alone with ``python -m bench backlog_bench`` (``BACKLOG=N`` for a smaller ru
 
 The Pi-sized run (``bench.pi_bench``) calls :func:`drain` with a CPU limit: the pump then
 runs in a child process (``python -m bench.backlog_bench --pump ...``) inside the limit,
-and the stand-in stays outside it.
+and the stand-in stays outside it. The pump runs on the agent's event loop (uvloop where
+installed, ``agent.cli.new_event_loop``), as in the agent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from agent.cli import run_on_event_loop
 from agent.store import Store
 from agent.store.models import PENDING, Sim, db_time
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
@@ -164,7 +166,7 @@ def drain(count: int, limit: CpuLimit | None = None) -> float:
     """Messages/s of a backlog of ``count`` drained; with ``limit``, the pump runs in a
     child process under it, the stand-in (OnlineSim) stays outside."""
     with tempfile.TemporaryDirectory() as folder:
-        return asyncio.run(_drain(Path(folder), count, limit))
+        return run_on_event_loop(_drain(Path(folder), count, limit))
 
 
 def setup(count: int) -> str:
@@ -191,7 +193,7 @@ def run() -> list[Result]:
 if __name__ == "__main__":
     if sys.argv[1:2] == [PUMP]:  # the child of _pump_in_child: DATABASE URL COUNT
         database, url, count = sys.argv[2:5]
-        print(asyncio.run(pump_backlog(Path(database), url, int(count))))
+        print(run_on_event_loop(pump_backlog(Path(database), url, int(count))))
     else:
         for result in run():
             print(result)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from agent import config as config_module
+from agent.cli import run_on_event_loop
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
 from agent.status import ModemState
@@ -80,7 +81,7 @@ def run() -> list[Result]:
     results = []
     for profile in ("sim800", "ec25", "huawei"):
         with tempfile.TemporaryDirectory() as folder:
-            times = asyncio.run(_measure(Path(folder), profile))
+            times = run_on_event_loop(_measure(Path(folder), profile))
         results.append(
             Result(
                 f"replug to in service, {profile}",

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.cli import run_on_event_loop
 from agent.store import Store, integrity
 from bench import Result
 from bench.store_bench import _ingest, _pdus
@@ -65,7 +66,7 @@ def run(sized: int | None = None) -> list[Result]:
     count = sized or int(os.environ.get("SIZED", "100000"))
     with tempfile.TemporaryDirectory(prefix="simedge-bench-") as name:
         path = Path(name) / "simedge.db"
-        asyncio.run(_build(path, count))
+        run_on_event_loop(_build(path, count))
         megabytes = path.stat().st_size / 1e6
         quick = integrity.run_check(path, thorough=False)
         full = integrity.run_check(path, thorough=True)

@@ -5,13 +5,13 @@ real file. Run alone with ``python -m bench.sims_bench``.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.cli import run_on_event_loop
 from agent.store import Store, queries
 from agent.store.models import HISTORY_PER_SIM, db_time
 
@@ -75,4 +75,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_on_event_loop(main())

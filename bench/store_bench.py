@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.cli import run_on_event_loop
 from agent.protocol.pdu import encode_deliver
 from agent.store import Store
 from bench import Result
@@ -198,7 +199,7 @@ async def _run(sequential: int, concurrent: int, sized: int, steady: int) -> lis
 def run(
     sequential: int = 300, concurrent: int = 10_000, sized: int = 100_000, steady: int = 2_000
 ) -> list[Result]:
-    return asyncio.run(_run(sequential, concurrent, sized, steady))
+    return run_on_event_loop(_run(sequential, concurrent, sized, steady))
 
 
 if __name__ == "__main__":

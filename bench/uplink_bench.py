@@ -38,6 +38,7 @@ from pathlib import Path
 import h11
 import httpcore
 
+from agent.cli import run_on_event_loop
 from agent.config import OnlineSimConfig
 from agent.uplink import NumberItem, OnlineSimClient, UplinkSettings
 from agent.uplink.client import JSON_CONTENT_TYPE, USER_AGENT
@@ -235,7 +236,7 @@ async def _rows(folder: Path, calls: int) -> dict[str, tuple[float, float]]:
 def run() -> list[Result]:
     calls = int(os.environ.get("SIMEDGE_BENCH_UPLINK_CALLS", "5000"))
     with tempfile.TemporaryDirectory() as folder:
-        rows = asyncio.run(_rows(Path(folder), calls))
+        rows = run_on_event_loop(_rows(Path(folder), calls))
     note = (
         f"best of {BLOCKS} blocks taking turns, {calls:,} calls in all after {WARM_UP} "
         "to warm up; stand-in in its own process, loopback"
