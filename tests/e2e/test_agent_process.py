@@ -29,20 +29,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def write_config(tmp_path: Path, standin_url: str, webhook_port: int) -> Path:
+    """The site's configuration: the modems of ``tmp_path / "modems"``, the stand-in."""
+    config = tmp_path / "simedge.toml"
+    config.write_text(
+        f'[onlinesim]\nbase_url = "{standin_url}/api/resellers"\napi_key = "{KEY}"\n'
+        f'takeoff_sum = 0\nnumbers_debounce = 0.3\n[site]\ndata_dir = "data"\n'
+        f'[modems]\nports = ["{tmp_path / "modems"}/*"]\nhealth_interval = 1\n'
+        f'[webhook]\nlisten = "127.0.0.1:{webhook_port}"\ntoken = "{TOKEN}"\n'
+        '[control]\nsocket = "control.sock"\n'
+    )
+    return config
+
+
 async def test_run_under_systemd_notify_then_sigterm(tmp_path: Path) -> None:
     hub = Hub(tmp_path / "modems", count=2, profile="sim800", seed=3)
     standin = OnlineSimStandIn(key=KEY)
     await hub.start()
     url = await standin.start()
     port = free_port()
-    config = tmp_path / "simedge.toml"
-    config.write_text(
-        f'[onlinesim]\nbase_url = "{url}/api/resellers"\napi_key = "{KEY}"\ntakeoff_sum = 0\n'
-        f'numbers_debounce = 0.3\n[site]\ndata_dir = "data"\n'
-        f'[modems]\nports = ["{tmp_path / "modems"}/*"]\nhealth_interval = 1\n'
-        f'[webhook]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n'
-        '[control]\nsocket = "control.sock"\n'
-    )
+    config = write_config(tmp_path, url, port)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.setblocking(False)
@@ -106,13 +112,7 @@ async def test_sigterm_ends_the_agent_while_clients_hold_it_and_onlinesim_hangs(
     await hub.start()
     url = await standin.start()
     port = free_port()
-    config = tmp_path / "simedge.toml"
-    config.write_text(
-        f'[onlinesim]\nbase_url = "{url}/api/resellers"\napi_key = "{KEY}"\ntakeoff_sum = 0\n'
-        f'numbers_debounce = 0.3\n[site]\ndata_dir = "data"\n'
-        f'[modems]\nports = ["{tmp_path / "modems"}/*"]\nhealth_interval = 1\n'
-        f'[webhook]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n'
-    )
+    config = write_config(tmp_path, url, port)
     agent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.cli", "run", "--config", str(config),
         cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
