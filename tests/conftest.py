@@ -1,11 +1,10 @@
 """Fixtures and hooks every test folder may use."""
 
 import asyncio
-import importlib.util
 
 import pytest
 
-from agent.cli import new_event_loop
+from agent.cli import UVLOOP_INSTALLED, new_event_loop
 
 # A whole site (emulated modems, the real agent, the OnlineSim stand-in) in the test's loop.
 from tests.e2e.site import start_site
@@ -16,7 +15,6 @@ __all__ = ["start_site"]
 # (agent.cli.new_event_loop). Every async test runs on the agent's loop; where that is
 # uvloop, the whole-site tests run on asyncio's too.
 BOTH_LOOPS_IN = "tests/e2e/test_site.py"
-UVLOOP_INSTALLED = importlib.util.find_spec("uvloop") is not None
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -22,6 +23,9 @@ if TYPE_CHECKING:  # loaded by the commands that need it, inside run()
     from agent.config import Config
 
 T = TypeVar("T")
+
+#: Whether the agent's event loop is uvloop's (see new_event_loop).
+UVLOOP_INSTALLED = importlib.util.find_spec("uvloop") is not None
 
 # name -> module under agent.cli; the order is the order of `simedge --help`.
 COMMANDS: dict[str, str] = {
@@ -76,17 +80,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     """The event loop the agent runs on: uvloop's (libuv) where it is installed, else
     asyncio's own.
 
-    The agent's CPU per SMS is mostly the event loop's own Python: a forwarded SMS takes
-    some thirteen turns of the loop (serial reads, the writer's commit, the upload), and
-    uvloop does a turn in C. It cut the CPU per SMS by 15 % (bench/RESULTS.md, "Issue 19:
-    the event loop"). pyproject.toml installs it where PyPI has wheels (x86_64, aarch64);
-    on 32-bit ARM without piwheels it would need autotools to build, so there the agent
-    runs on asyncio's loop, which the tests run too (tests/conftest.py).
+    A forwarded SMS takes some thirteen turns of the loop (serial reads, the writer's
+    commit, the upload); uvloop does a turn in C, which took 12-13 % off the agent's CPU
+    per SMS (bench/RESULTS.md, "Issue 19, fourth step"). pyproject.toml installs it where
+    PyPI has wheels (x86_64, aarch64); on 32-bit ARM its build would need autotools, so
+    there the agent runs on asyncio's loop, as the whole-site tests also do
+    (tests/conftest.py).
     """
-    try:
-        import uvloop
-    except ImportError:
+    if not UVLOOP_INSTALLED:
         return asyncio.new_event_loop()
+    import uvloop  # here, not at the top: `simedge decode` and the like never start a loop
+
     return uvloop.new_event_loop()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ from agent.supervisor import Agent
 
 KEY = "e2e-api-key-0123456789"
 TOKEN = "e2e-webhook-token-0123456789"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (for a webhook the test configures)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 FAST = WorkerSettings(
     command_timeout=1.0,

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from agent.emulate.modems import Hub
 from agent.emulate.onlinesim import OnlineSimStandIn
-from tests.e2e.site import KEY, TOKEN
-from tests.e2e.test_agent_process import free_port
+from tests.e2e.site import KEY, TOKEN, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,19 +4,11 @@ dashboard's snapshot, /metrics and the site's log say so."""
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 
 from agent.control.client import ControlClient
 from agent.status import PublicUrlState, SiteSnapshot, from_json
-from tests.e2e.site import StartSite
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.e2e.site import StartSite, free_port
 
 
 async def test_the_agent_finds_itself_by_its_public_url(start_site: StartSite) -> None:
