@@ -407,14 +407,20 @@ class OutboxPump:
         self._held_by_recording = False
         self._scan_owed = False  # a wake-up during the read asks for the next one
         started = 0
-        due = await self._store.due_messages(self._clock(), self._batch)
-        # Retry times up to now are covered by the scan: a message due then is in ``due``.
+        scanned_at = self._clock()
+        due = await self._store.due_messages(scanned_at, self._batch)
+        # Retry times up to now are covered by the scan, but only up to the wall time it
+        # read with: a retry time on the loop's clock can come a little before its
+        # message's time on the wall clock (uvloop reads its clock once per turn, in
+        # milliseconds), and that message was not due yet. So after any timer is used up,
+        # the next retry time is read again from the store, from ``scanned_at`` on: it is
+        # never lost, and this also reads the next one when only the earliest after a
+        # restart was known in memory.
         now = asyncio.get_running_loop().time()
-        while self._retry_times and self._retry_times[0] <= now:
-            heapq.heappop(self._retry_times)
-            if not self._retry_times:
-                # Only the earliest time after a restart is known in memory: read the next.
-                await self._load_retry_times(after=self._clock())
+        if self._retry_times and self._retry_times[0] <= now:
+            while self._retry_times and self._retry_times[0] <= now:
+                heapq.heappop(self._retry_times)
+            await self._load_retry_times(after=scanned_at)
         self._room_short = False
         for message in due:
             if room <= 0:
