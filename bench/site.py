@@ -104,11 +104,23 @@ class Process:
 
     @classmethod
     async def start(
-        cls, name: str, argv: list[str], log: Path, *, cwd: Path | None = None
+        cls,
+        name: str,
+        argv: list[str],
+        log: Path,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Process:
+        """``env``: the whole environment of the process (None: the bench's own)."""
         handle = log.open("ab")
         process = await asyncio.create_subprocess_exec(
-            *argv, stdout=handle, stderr=asyncio.subprocess.STDOUT, cwd=cwd, start_new_session=True
+            *argv,
+            stdout=handle,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
         )
         handle.close()
         return cls(name, process, log)
@@ -221,9 +233,16 @@ async def start_standin(folder: Path) -> StandIn:
     return StandIn(process, words["url"], words["control"])
 
 
-async def start_agent(folder: Path, standin: StandIn, *, log_level: str = "WARNING") -> Process:
+async def start_agent(
+    folder: Path,
+    standin: StandIn,
+    *,
+    log_level: str = "WARNING",
+    env: dict[str, str] | None = None,
+) -> Process:
     """``simedge run`` with a configuration file as an operator writes it (``log_level``:
-    TRACE logs every AT line with its time, for a post-mortem of one SMS)."""
+    TRACE logs every AT line with its time, for a post-mortem of one SMS; ``env``: the
+    agent's whole environment, None for the bench's)."""
     config = folder / "simedge.toml"
     config.write_text(
         f'[onlinesim]\nbase_url = "{standin.url}/api/resellers"\napi_key = "{KEY}"\n'
@@ -234,7 +253,7 @@ async def start_agent(folder: Path, standin: StandIn, *, log_level: str = "WARNI
         f'[logging]\nlevel = "{log_level}"\n'
     )
     return await Process.start(
-        "agent", [*SIMEDGE, "run", "--config", str(config)], folder / "agent.log"
+        "agent", [*SIMEDGE, "run", "--config", str(config)], folder / "agent.log", env=env
     )
 
 
@@ -385,16 +404,18 @@ async def simedge_site(
     seed: int,
     *,
     on_agent_started: Callable[[int], None] | None = None,
+    agent_env: dict[str, str] | None = None,
 ) -> AsyncIterator[SimedgeSite]:
     """Start the three processes; yields a :class:`SimedgeSite` once all numbers are online.
 
     ``on_agent_started(pid)`` is called with the agent's PID as soon as its process exists,
     before it has opened a modem: the Pi-sized bench puts it into a CPU-limited cgroup
     there (the hub and the stand-in stay outside: they stand for hardware and OnlineSim).
+    ``agent_env``: the agent's whole environment (None: the bench's own).
     """
     hub, control = await start_hub(folder, modems, seed)
     standin = await start_standin(folder)
-    agent = await start_agent(folder, standin)
+    agent = await start_agent(folder, standin, env=agent_env)
     site = SimedgeSite(hub, control, standin, agent)
     try:
         if on_agent_started is not None:
