@@ -29,8 +29,23 @@ TESTS=(tests/protocol tests/e2e/test_site.py tests/e2e/test_agent_process.py tes
 # limits on a process's start and stop are multiplied by this (tests/slowdown.py). 6×
 # makes the agent's 30 s start limit systemd's own TimeoutStartSec (180 s).
 TEST_SLOWDOWN=6
-# The test runner's own packages, in a venv of their own beside the installed app.
-TEST_TOOLS=("pytest>=8,<10" "pytest-timeout>=2.3" "pytest-asyncio>=0.24" "hypothesis>=6.100")
+# The test runner's own packages, in a venv of their own beside the installed app: those of
+# pyproject.toml's test extra that the tests run here need, at the versions it pins there
+# (tests/conftest.py needs pytest-asyncio's 1.5 hook, for one).
+TEST_RUNNER=(pytest pytest-timeout pytest-asyncio hypothesis)
+mapfile -t TEST_TOOLS < <(python3 - "$REPO/pyproject.toml" "${TEST_RUNNER[@]}" <<'PY'
+import re, sys, tomllib
+with open(sys.argv[1], "rb") as file:
+    extra = tomllib.load(file)["project"]["optional-dependencies"]["test"]
+wanted = set(sys.argv[2:])
+found = [r for r in extra if re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() in wanted]
+missing = wanted - {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in found}
+if missing:
+    sys.exit(f"pyproject.toml's test extra lacks {sorted(missing)}")
+print("\n".join(found))
+PY
+)
+[ ${#TEST_TOOLS[@]} = ${#TEST_RUNNER[@]} ] || { echo "test-arm: cannot read the test extra" >&2; exit 1; }
 
 usage() {
     cat <<USAGE
