@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.cli import run_on_event_loop
 from bench.site import SENDER, at_ports, start_hub
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--calls", action="store_true", help="count Python calls (cProfile)")
     parser.add_argument("--dump", type=Path, help="with --calls: write the profile here")
     args = parser.parse_args(argv)
-    print(asyncio.run(measure(args.modems, args.rate, args.seconds, args.calls, args.dump)))
+    print(run_on_event_loop(measure(args.modems, args.rate, args.seconds, args.calls, args.dump)))
     return 0
 
 
