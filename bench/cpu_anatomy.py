@@ -21,8 +21,13 @@ function that called it; what the loop does outside any Python function (epoll, 
 is in part 1's total, not in part 2.
 
     python -m bench.cpu_anatomy [--seconds 20] [--top 25] [--keep DIR]
+    python -m bench.cpu_anatomy --rates 5,20,80,160 [--seconds 20]
 
-It took about two minutes on the 2-core VM. Run it on a quiet machine; compare trees by
+``--rates`` measures part 1 only, at each rate in turn on one site: the CPU an SMS costs
+when it comes alone (5/s over 64 modems: a quiet loop and cold caches between two) against
+when others keep the agent busy.
+
+It takes about a minute on the 2-core VM. Run it on a quiet machine; compare trees by
 running it with ``PYTHONPATH`` set to each (the agent is started from this ``.venv``).
 """
 
@@ -160,6 +165,24 @@ async def measure(folder: Path, seconds: float, top: int) -> tuple[ByThread, ByF
     return threads, by_function(profile, profiled_sms, top)
 
 
+async def by_rate(folder: Path, seconds: float, rates: list[float]) -> str:
+    """The threads' CPU per SMS at each of ``rates`` (SMS/s over the 64 modems), one
+    steady part of ``seconds`` each, unprofiled: what an SMS costs when it comes alone
+    against when others keep the agent busy."""
+    lines = [f"{'SMS/s':>6} {'SMS':>6} {'loop':>7} {'others':>7} {'all':>7}  ms of CPU per SMS"]
+    async with simedge_site(folder, MODEMS, seed=11) as site:
+        await simedge_load(site, MODEMS, RATE, WARM_UP_SECONDS, "warm")
+        for rate in rates:
+            before = thread_ticks(site.agent.pid)
+            _latencies, _cpu, sms = await simedge_load(site, MODEMS, rate, seconds, f"r{rate:g}")
+            threads = by_thread(site.agent.pid, before, thread_ticks(site.agent.pid), sms)
+            all_ms = threads.loop_ms + threads.others_ms
+            lines.append(
+                f"{rate:6g} {sms:6d} {threads.loop_ms:7.2f} {threads.others_ms:7.2f} {all_ms:7.2f}"
+            )
+    return "\n".join(lines)
+
+
 def report(threads: ByThread, functions: ByFunction) -> str:
     lines = [
         f"{MODEMS} SIM800 modems, {RATE:g} SMS/s; {threads.sms} SMS unprofiled, then as many "
@@ -189,7 +212,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="each measured part")
     parser.add_argument("--top", type=int, default=25, help="functions listed")
     parser.add_argument("--keep", type=Path, help="a folder to keep the site and profile in")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        help="instead: CPU per SMS by thread at each of these rates, e.g. 5,20,80,160",
+    )
     arguments = parser.parse_args()
+    if arguments.rates is not None:
+        with tempfile.TemporaryDirectory(prefix="simedge-cpu-anatomy-") as directory:
+            print(asyncio.run(by_rate(Path(directory), arguments.seconds, arguments.rates)))
+        return
     if arguments.keep is not None:
         arguments.keep.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="cpu-anatomy-", dir=arguments.keep))
