@@ -184,7 +184,7 @@ async def ask_ussd(
     session: AtSession,
     recipe: UssdRecipe,
     vendor: VendorProfile,
-    answers: asyncio.Queue[UssdReceived],
+    answers: ussd.Answers | asyncio.Queue[UssdReceived],
     *,
     answer_within: float = 20.0,
 ) -> str | None:
@@ -212,7 +212,7 @@ async def resolve(
     vendor: VendorProfile,
     book: NumberBook,
     table: Mapping[str, UssdRecipe],
-    answers: asyncio.Queue[UssdReceived],
+    answers: ussd.Answers | asyncio.Queue[UssdReceived],
     answer_within: float = 20.0,
     refresh: bool = False,
 ) -> tuple[str | None, NumberSource]:

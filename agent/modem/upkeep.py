@@ -118,7 +118,7 @@ class SimUpkeep:
         *,
         slot: str,
         vendor: VendorProfile,
-        answers: asyncio.Queue[UssdReceived],
+        answers: ussd.Answers | asyncio.Queue[UssdReceived],
         answer_within: float,
         registered: bool = True,
         balance_now: bool = False,

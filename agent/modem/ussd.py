@@ -8,14 +8,19 @@ and of the answer; :func:`agent.protocol.commands.decode_ussd_string` reads the 
 whether it comes GSM 7-bit packed hex, UCS2 hex or plain text (it depends on the module
 and on ``+CSCS``, see docs/modems.md).
 
-The caller holds the port for the whole exchange: the worker runs this from its owner
-task, so no SMS is read in the middle of a USSD session.
+The question is asked from the port's owner task; the network may take seconds to answer
+(20 s when it never does), and an SMS must not wait for it: the answer comes from an
+:class:`Answers` source, which for the worker (``agent.modem.worker``) reads the SMS the
+modem announces while the answer is awaited, in the same task (27.007 7.15: with
+``AT+CUSD=1`` the result codes follow as ``+CUSD`` URCs and the port takes other commands
+meanwhile). A plain queue (a probe's reader, a test) is waited on as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.errors import CommandFailed, CommandTimeout
 from agent.logs import get_logger
@@ -47,6 +52,34 @@ class UssdAnswer:
         return cls(code, response.text, response.status, response.raw, error)
 
 
+class Answers(Protocol):
+    """Where the ``+CUSD`` answers to a question come from."""
+
+    def discard_old(self) -> None:
+        """Drop answers that came before the question: they belong to an older one."""
+
+    async def next(self, within: float) -> UssdReceived | None:
+        """The next answer, or None when none came within ``within`` seconds."""
+
+
+class QueuedAnswers:
+    """Answers forwarded to a queue; waiting for one is only waiting."""
+
+    def __init__(self, queue: asyncio.Queue[UssdReceived]) -> None:
+        self._queue = queue
+
+    def discard_old(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def next(self, within: float) -> UssdReceived | None:
+        try:
+            async with asyncio.timeout(within):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+
 def ussd_request(code: str, vendor: VendorProfile) -> str:
     """The ``AT+CUSD`` line for ``code``, written as ``vendor`` wants it (Huawei sticks
     want it GSM 7-bit packed)."""
@@ -64,26 +97,25 @@ async def ask(
     session: AtSession,
     code: str,
     vendor: VendorProfile,
-    answers: asyncio.Queue[UssdReceived],
+    answers: Answers | asyncio.Queue[UssdReceived],
     *,
     answer_within: float = 20.0,
 ) -> UssdAnswer:
-    """Send ``code`` and wait (up to ``answer_within``) for the ``+CUSD`` answer on
+    """Send ``code`` and wait (up to ``answer_within``) for the ``+CUSD`` answer from
     ``answers``. A menu answer (``+CUSD: 1``, further action required) is closed with
     ``AT+CUSD=2`` so that the session does not hang open on the network side."""
-    while not answers.empty():
-        answers.get_nowait()  # an old answer belongs to an old question
+    source = QueuedAnswers(answers) if isinstance(answers, asyncio.Queue) else answers
+    source.discard_old()
     try:
         await session.command(ussd_request(code, vendor))
     except (CommandFailed, CommandTimeout) as exc:
         log.info("%s: USSD %s: %s", session.name, code, exc)
         return UssdAnswer(code, error=f"refused: {exc}")
-    try:
-        async with asyncio.timeout(answer_within):
-            response = (await answers.get()).response
-    except TimeoutError:
+    received = await source.next(answer_within)
+    if received is None:
         log.info("%s: USSD %s: no answer in %gs", session.name, code, answer_within)
         return UssdAnswer(code, error=f"no answer in {answer_within:g} s")
+    response = received.response
     if response.status is UssdStatus.ACTION_REQUIRED:
         await cancel(session)
     answer = UssdAnswer.of(code, response)

@@ -5,6 +5,9 @@ arrives in one inbox and is handled in order:
 
 - URCs, moved from the session's queue as they come, while the inbox has room for them
   (a ``+CUSD`` answer goes to the USSD question waiting for it instead);
+- while a USSD question waits for its answer (seconds; 20 s when the network never
+  answers), the worker reads the SMS the modem announces meanwhile, in the same task, and
+  holds every other item, in order, for after the answer (:meth:`ModemWorker._answer`);
 - the health tick, a timer re-armed after each check (``health_interval``), never a
   busy loop: ``+CSQ``, ``+CREG?``, ``+CPIN?``, ``+CNMI?`` (still set?) and storage (a sweep
   when anything is stored that was not taken: a notice lost in noise or a hang);
@@ -34,6 +37,7 @@ Boot URCs in the middle of a session (the modem reset itself) set it up again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import re
@@ -230,7 +234,24 @@ class _Tick(StrEnum):
     SETUP = "setup"  # boot URCs settled, or a SIM came: set up again
     SWEEP = "sweep"  # read what is stored (disk space may be back)
     UPKEEP = "upkeep"  # the SIM's balance and keep-alive, when due
+    USSD_ANSWER = "ussd-answer"  # a +CUSD came: wakes the question waiting for it, if any
     GONE = "gone"
+
+
+class _AnswersReadingSms:
+    """A worker's USSD answers (:class:`agent.modem.ussd.Answers`): awaited in the worker's
+    own task, which reads the SMS that arrive meanwhile (:meth:`ModemWorker._answer`)."""
+
+    def __init__(self, worker: ModemWorker) -> None:
+        self._worker = worker
+
+    def discard_old(self) -> None:
+        answers = self._worker._ussd_answers
+        while not answers.empty():
+            answers.get_nowait()
+
+    async def next(self, within: float) -> UssdReceived | None:
+        return await self._worker._answer(within)
 
 
 class _Job:
@@ -312,8 +333,13 @@ class ModemWorker:
         # Commands, jobs and ticks are few by construction (one tick of each kind, jobs
         # awaited by their callers); URCs are bounded by URCS_IN_INBOX (_take_urcs).
         self._inbox: asyncio.Queue[_InboxItem] = asyncio.Queue()
+        # Taken from the inbox while a USSD answer was awaited, handled next, in order
+        # (URCs among them still count in _urcs_in_inbox, the bound of both).
+        self._held: collections.deque[_InboxItem] = collections.deque()
         self._urcs_in_inbox = 0
         self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue(maxsize=USSD_ANSWERS_HELD)
+        self._ussd_wake_queued = False  # a USSD_ANSWER tick is in the inbox already
+        self._answers = _AnswersReadingSms(self)
         self._timers: dict[_Tick, asyncio.TimerHandle] = {}
         self._setup: ModemSetup | None = None
         self._sim: SimIdentity | None = None
@@ -372,15 +398,18 @@ class ModemWorker:
             await self._open()
             await self._guarded(self._start)
             while True:
-                if self._inbox.empty():
+                if not self._held and self._inbox.empty():
                     self._idle.set()
-                item = await self._inbox.get()
+                item = self._held.popleft() if self._held else await self._inbox.get()
                 self._idle.clear()
                 if isinstance(item, Urc):
                     self._urcs_in_inbox -= 1
                     self._take_urcs()
                 if item is _Tick.GONE:
                     raise self._gone_reason()
+                if item is _Tick.USSD_ANSWER:
+                    self._ussd_wake_queued = False  # no question waits: an answer too late
+                    continue
                 await self._guarded(self._handle, item)
         except PortBusy as exc:
             # Another program took the port after the probe (or during a reopen): the
@@ -422,8 +451,8 @@ class ModemWorker:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        while not self._inbox.empty():
-            item = self._inbox.get_nowait()
+        while self._held or not self._inbox.empty():
+            item = self._held.popleft() if self._held else self._inbox.get_nowait()
             if isinstance(item, _Job):
                 item.settle(PortGone("the modem's worker ended", self.device))
         with contextlib.suppress(PortGone):
@@ -458,6 +487,34 @@ class ModemWorker:
                 USSD_ANSWERS_HELD,
             )
         self._ussd_answers.put_nowait(answer)
+        if not self._ussd_wake_queued:
+            self._ussd_wake_queued = True
+            self._inbox.put_nowait(_Tick.USSD_ANSWER)
+
+    async def _answer(self, within: float) -> UssdReceived | None:
+        """The USSD answer a question waits for, or None after ``within`` seconds; the SMS
+        the modem announces meanwhile are read now (the network may take its time, an SMS
+        must not), every other item is held, in order, until the question is over. The
+        port going away ends the wait (PortGone), as it ends the worker."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._ussd_answers.empty():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                return None
+            if item is _Tick.USSD_ANSWER:
+                self._ussd_wake_queued = False
+            elif item is _Tick.GONE:
+                raise self._gone_reason()
+            elif isinstance(item, SmsStored | SmsReceived):
+                self._urcs_in_inbox -= 1
+                self._take_urcs()
+                await self._urc(item)
+            else:
+                self._held.append(item)
+        return self._ussd_answers.get_nowait()
 
     def _next_health(self) -> float:
         """The health interval, spread: modems set up together would otherwise check
@@ -694,15 +751,22 @@ class ModemWorker:
         return None
 
     def _drop_queued(self, unwanted: Callable[[_InboxItem], bool]) -> None:
-        kept = []
-        while not self._inbox.empty():
-            item = self._inbox.get_nowait()
+        """Drop the ``unwanted`` items waiting in the inbox and among the held ones."""
+
+        def kept(item: _InboxItem) -> bool:
             if not unwanted(item):
-                kept.append(item)
-            elif isinstance(item, Urc):
+                return True
+            if isinstance(item, Urc):
                 self._urcs_in_inbox -= 1
-        for item in kept:
-            self._inbox.put_nowait(item)
+            return False
+
+        self._held = collections.deque(item for item in self._held if kept(item))
+        queued = []
+        while not self._inbox.empty():
+            queued.append(self._inbox.get_nowait())
+        for item in queued:
+            if kept(item):
+                self._inbox.put_nowait(item)
 
     async def _resolve_number(self, *, refresh: bool) -> None:
         if self._sim is None or self._setup is None:
@@ -714,7 +778,7 @@ class ModemWorker:
             vendor=self._setup.vendor,
             book=self._book,
             table=self._recipes,
-            answers=self._ussd_answers,
+            answers=self._answers,
             answer_within=self.settings.ussd_answer_within,
             refresh=refresh,
         )
@@ -765,7 +829,7 @@ class ModemWorker:
                 sim,
                 slot=self.slot,
                 vendor=setup.vendor,
-                answers=self._ussd_answers,
+                answers=self._answers,
                 answer_within=self.settings.ussd_answer_within,
                 registered=self.status.registered,
                 balance_now=balance_now,

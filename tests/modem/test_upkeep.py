@@ -1,23 +1,31 @@
 """A worker's upkeep on an emulated modem with the real store: the balance asked at start
 and again on demand, an unreadable answer kept with its text, a keep-alive (USSD or SMS)
 run when due and its failure recorded, and the next check never further away than
-``check_every``."""
+``check_every``; an SMS that comes while a USSD answer is awaited is read at once, what
+else comes meanwhile is held within the inbox's bound, and a modem unplugged meanwhile
+ends the wait."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import regex
 
-from agent.emulate.modems.sim import OPERATORS, make_sim
+from agent.emulate.modems import Hub
+from agent.emulate.modems.sim import OPERATORS, SimCard, make_sim
 from agent.modem import balance
 from agent.modem.keepalive import KeepalivePolicy
+from agent.modem.session import URC_QUEUE_LIMIT
 from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
-from agent.modem.worker import WorkerCommand
+from agent.modem.worker import URCS_IN_INBOX, WorkerCommand
+from agent.protocol.urc import parse_urc
+from agent.status import ModemState
 from agent.store import Store
 from agent.store.models import Message, SimBalance, SimKeepalive
-from tests.modem.conftest import RecordingSink, StartHub, StatusWatch, running
+from tests.modem.conftest import FAST, RecordingSink, StartHub, StatusWatch, running
 
 MTS = next(operator for operator in OPERATORS if operator.mcc_mnc == "25001")
 
@@ -176,3 +184,87 @@ async def test_without_the_keepalive_the_emulated_sim_lapses(start_hub: StartHub
     now[0] += 10 * 86400 + 3600
     assert sim.lapsed(now[0])
     assert hub.slots[0].modem.registration_status == 3  # denied
+
+
+def silent_network(hub: Hub, store: Store) -> tuple[SimCard, asyncio.Event, SimUpkeep]:
+    """Modem 0's SIM on MTS, whose network takes an hour over a USSD question; the event
+    is set when the question reaches it. The balance is due at once (a SIM first seen)."""
+    hub.slots[0].modem.ussd_delay = 3600.0
+    sim = make_sim(random.Random(7), MTS)
+    hub.slots[0].modem.sim = sim
+    asked = asyncio.Event()
+    answer = sim.ussd_answer
+
+    def observed(code: str, now: float) -> tuple[str, str, int] | None:
+        asked.set()
+        return answer(code, now)
+
+    sim.ussd_answer = observed  # type: ignore[method-assign]
+    upkeep = SimUpkeep(
+        StoreUpkeepLedger(store),
+        balance_recipes=balance.BUILT_IN_RECIPES,
+        keepalive_policies={},
+        check_every=3600.0,
+    )
+    return sim, asked, upkeep
+
+
+async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
+    start_hub: StartHub, store: Store
+) -> None:
+    # A question that is not answered (the worker gives up after 3 s) twice: the SMS is
+    # stored while the first still waits, and a command that came meanwhile (ask the
+    # balance now) is held and run after it, not lost and not run in the middle of it.
+    hub = await start_hub(profile="sim800")
+    _sim, asked, upkeep = silent_network(hub, store)
+    sink = RecordingSink(store)
+    settings = replace(FAST, ussd_answer_within=3.0)
+    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (worker, watch, _task):
+        await asyncio.wait_for(asked.wait(), 10)
+        asked.clear()
+        hub.inject(0, "+79161234567", "code 4711 while the network thinks")
+        worker.send(WorkerCommand.CHECK_BALANCE)
+        await sink.until(1, within=10)
+        assert await store.read(lambda: SimBalance.select().count()) == 0  # still waiting
+        answers = await rows_when(store, SimBalance, 2, watch)
+        await asyncio.wait_for(asked.wait(), 10)  # the held command asked again
+    texts = await store.read(lambda: [message.text for message in Message.select()])
+    assert texts == ["code 4711 while the network thinks"]
+    assert [answer.error for answer in answers] == ["no answer in 3 s"] * 2
+    assert answers[0].at < answers[1].at
+
+
+async def test_a_modem_unplugged_while_a_ussd_answer_is_awaited_ends_the_wait(
+    start_hub: StartHub, store: Store
+) -> None:
+    hub = await start_hub(profile="sim800")
+    _sim, asked, upkeep = silent_network(hub, store)
+    settings = replace(FAST, ussd_answer_within=3600.0)
+    async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (_w, watch, task):
+        await asyncio.wait_for(asked.wait(), 10)
+        hub.fault(0, "unplug")
+        gone = await asyncio.wait_for(task, 10)  # not an hour later
+    assert gone.state is ModemState.GONE
+    assert watch.latest is not None
+    assert watch.latest.state is ModemState.GONE
+
+
+async def test_urcs_flooding_a_port_whose_ussd_answer_is_awaited_stay_within_the_bound(
+    start_hub: StartHub, store: Store
+) -> None:
+    """What the worker holds while it waits (every URC but an SMS's) counts in the inbox's
+    bound: a port printing URCs meanwhile fills the session's bounded queue, never the
+    worker's memory."""
+    hub = await start_hub(profile="sim800")
+    _sim, asked, upkeep = silent_network(hub, store)
+    settings = replace(FAST, ussd_answer_within=3600.0)
+    async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (worker, _w, _t):
+        await asyncio.wait_for(asked.wait(), 10)
+        session = worker.session
+        flood = URC_QUEUE_LIMIT + 2 * URCS_IN_INBOX
+        for n in range(flood):
+            session._dispatch(parse_urc(f"+CREG: {1 + n % 2}"))  # as if read from the port
+            await asyncio.sleep(0)  # the worker's chance to take what it may
+        assert len(worker._held) + worker._inbox.qsize() <= URCS_IN_INBOX
+        assert session.urcs.qsize() == URC_QUEUE_LIMIT
+        assert session.urcs_dropped == flood - URC_QUEUE_LIMIT - URCS_IN_INBOX
