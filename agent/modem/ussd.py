@@ -52,6 +52,12 @@ class UssdAnswer:
         return cls(code, response.text, response.status, response.raw, error)
 
 
+class WaitCut(Exception):
+    """The wait for an answer ended before its time, for the reason given (the SIM
+    changed, the port failed meanwhile). Raised by an :class:`Answers` source and turned
+    into the question's error by :func:`ask`; it goes no further."""
+
+
 class Answers(Protocol):
     """Where the ``+CUSD`` answers to a question come from."""
 
@@ -59,7 +65,8 @@ class Answers(Protocol):
         """Drop answers that came before the question: they belong to an older one."""
 
     async def next(self, within: float) -> UssdReceived | None:
-        """The next answer, or None when none came within ``within`` seconds."""
+        """The next answer, or None when none came within ``within`` seconds; raises
+        :class:`WaitCut` when the wait ends early."""
 
 
 class QueuedAnswers:
@@ -111,7 +118,11 @@ async def ask(
     except (CommandFailed, CommandTimeout) as exc:
         log.info("%s: USSD %s: %s", session.name, code, exc)
         return UssdAnswer(code, error=f"refused: {exc}")
-    received = await source.next(answer_within)
+    try:
+        received = await source.next(answer_within)
+    except WaitCut as cut:
+        log.info("%s: USSD %s: no answer: %s", session.name, code, cut)
+        return UssdAnswer(code, error=f"no answer: {cut}")
     if received is None:
         log.info("%s: USSD %s: no answer in %gs", session.name, code, answer_within)
         return UssdAnswer(code, error=f"no answer in {answer_within:g} s")

@@ -60,7 +60,7 @@ from agent.errors import (
     StoreNotWritable,
 )
 from agent.logs import LogLimiter, get_logger
-from agent.modem import calls, own_number, startup, vendors
+from agent.modem import calls, own_number, startup, ussd, vendors
 from agent.modem.own_number import MemoryNumberBook, NumberBook, UssdRecipe
 from agent.modem.session import AtSession
 from agent.modem.startup import ModemSetup, SimIdentity
@@ -238,6 +238,16 @@ class _Tick(StrEnum):
     GONE = "gone"
 
 
+def _changes_the_sim(urc: Urc) -> bool:
+    """Whether ``urc`` says the SIM changed or the modem restarted: who the SIM is must be
+    read again before an SMS is stored for it."""
+    return (
+        isinstance(urc, SimStatusChanged)
+        or vendors.sim_state_reported(urc) is not None
+        or urc.boot_marker
+    )
+
+
 class _AnswersReadingSms:
     """A worker's USSD answers (:class:`agent.modem.ussd.Answers`): awaited in the worker's
     own task, which reads the SMS that arrive meanwhile (:meth:`ModemWorker._answer`)."""
@@ -339,6 +349,8 @@ class ModemWorker:
         self._urcs_in_inbox = 0
         self._ussd_answers: asyncio.Queue[UssdReceived] = asyncio.Queue(maxsize=USSD_ANSWERS_HELD)
         self._ussd_wake_queued = False  # a USSD_ANSWER tick is in the inbox already
+        # What an SMS read during a USSD wait raised, raised when that turn ends (_guarded).
+        self._failed_meanwhile: Exception | None = None
         self._answers = _AnswersReadingSms(self)
         self._timers: dict[_Tick, asyncio.TimerHandle] = {}
         self._setup: ModemSetup | None = None
@@ -494,8 +506,13 @@ class ModemWorker:
     async def _answer(self, within: float) -> UssdReceived | None:
         """The USSD answer a question waits for, or None after ``within`` seconds; the SMS
         the modem announces meanwhile are read now (the network may take its time, an SMS
-        must not), every other item is held, in order, until the question is over. The
-        port going away ends the wait (PortGone), as it ends the worker."""
+        must not), every other item is held, in order, until the question is over.
+
+        The wait ends early (ussd.WaitCut) on what makes the question moot or the port
+        suspect: the SIM changing or the modem restarting (held, so that the SMS after it
+        are read in order, for the SIM they belong to) and a read that failed (its error
+        is raised when the turn ends, :meth:`_guarded`, as if the SMS had had its own
+        turn). The port going away ends the wait (PortGone), as it ends the worker."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while self._ussd_answers.empty():
@@ -511,9 +528,15 @@ class ModemWorker:
             elif isinstance(item, SmsStored | SmsReceived):
                 self._urcs_in_inbox -= 1
                 self._take_urcs()
-                await self._urc(item)
+                try:
+                    await self._urc(item)
+                except (CommandTimeout, StoreError) as exc:
+                    self._failed_meanwhile = exc
+                    raise ussd.WaitCut(f"reading an SMS meanwhile failed: {exc}") from exc
             else:
                 self._held.append(item)
+                if isinstance(item, Urc) and _changes_the_sim(item):
+                    raise ussd.WaitCut(f"the modem said {item.line!r} meanwhile")
         return self._ussd_answers.get_nowait()
 
     def _next_health(self) -> float:
@@ -559,9 +582,13 @@ class ModemWorker:
     # -- timeouts and the ladder -------------------------------------------------------
 
     async def _guarded(self, handler: Callable[..., Awaitable[None]], *args: object) -> None:
-        """Run ``handler``; a command timeout goes to the recovery ladder."""
+        """Run ``handler``; a command timeout goes to the recovery ladder. What an SMS read
+        during a USSD wait in it raised is raised now, as if it had been its own turn."""
         try:
             await handler(*args)
+            if (failed := self._failed_meanwhile) is not None:
+                self._failed_meanwhile = None
+                raise failed
         except CommandTimeout as exc:
             await self._timed_out(exc)
         except CommandFailed as exc:

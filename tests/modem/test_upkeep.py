@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import regex
@@ -186,27 +186,38 @@ async def test_without_the_keepalive_the_emulated_sim_lapses(start_hub: StartHub
     assert hub.slots[0].modem.registration_status == 3  # denied
 
 
-def silent_network(hub: Hub, store: Store) -> tuple[SimCard, asyncio.Event, SimUpkeep]:
-    """Modem 0's SIM on MTS, whose network takes an hour over a USSD question; the event
-    is set when the question reaches it. The balance is due at once (a SIM first seen)."""
+@dataclass
+class SilentNetwork:
+    """Modem 0's SIM on MTS, whose network takes an hour over a USSD question: ``asked``
+    is set when a question reaches it, ``codes`` has every code asked. The balance is
+    due at once (a SIM first seen)."""
+
+    sim: SimCard
+    upkeep: SimUpkeep
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    codes: list[str] = field(default_factory=list)
+
+
+def silent_network(hub: Hub, store: Store) -> SilentNetwork:
     hub.slots[0].modem.ussd_delay = 3600.0
     sim = make_sim(random.Random(7), MTS)
     hub.slots[0].modem.sim = sim
-    asked = asyncio.Event()
-    answer = sim.ussd_answer
-
-    def observed(code: str, now: float) -> tuple[str, str, int] | None:
-        asked.set()
-        return answer(code, now)
-
-    sim.ussd_answer = observed  # type: ignore[method-assign]
     upkeep = SimUpkeep(
         StoreUpkeepLedger(store),
         balance_recipes=balance.BUILT_IN_RECIPES,
         keepalive_policies={},
         check_every=3600.0,
     )
-    return sim, asked, upkeep
+    network = SilentNetwork(sim, upkeep)
+    answer = sim.ussd_answer
+
+    def observed(code: str, now: float) -> tuple[str, str, int] | None:
+        network.codes.append(code)
+        network.asked.set()
+        return answer(code, now)
+
+    sim.ussd_answer = observed  # type: ignore[method-assign]
+    return network
 
 
 async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
@@ -216,18 +227,19 @@ async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
     # stored while the first still waits, and a command that came meanwhile (ask the
     # balance now) is held and run after it, not lost and not run in the middle of it.
     hub = await start_hub(profile="sim800")
-    _sim, asked, upkeep = silent_network(hub, store)
+    network = silent_network(hub, store)
     sink = RecordingSink(store)
     settings = replace(FAST, ussd_answer_within=3.0)
+    upkeep = network.upkeep
     async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (worker, watch, _task):
-        await asyncio.wait_for(asked.wait(), 10)
-        asked.clear()
+        await asyncio.wait_for(network.asked.wait(), 10)
+        network.asked.clear()
         hub.inject(0, "+79161234567", "code 4711 while the network thinks")
         worker.send(WorkerCommand.CHECK_BALANCE)
         await sink.until(1, within=10)
         assert await store.read(lambda: SimBalance.select().count()) == 0  # still waiting
         answers = await rows_when(store, SimBalance, 2, watch)
-        await asyncio.wait_for(asked.wait(), 10)  # the held command asked again
+        await asyncio.wait_for(network.asked.wait(), 10)  # the held command asked again
     texts = await store.read(lambda: [message.text for message in Message.select()])
     assert texts == ["code 4711 while the network thinks"]
     assert [answer.error for answer in answers] == ["no answer in 3 s"] * 2
@@ -238,10 +250,11 @@ async def test_a_modem_unplugged_while_a_ussd_answer_is_awaited_ends_the_wait(
     start_hub: StartHub, store: Store
 ) -> None:
     hub = await start_hub(profile="sim800")
-    _sim, asked, upkeep = silent_network(hub, store)
+    network = silent_network(hub, store)
     settings = replace(FAST, ussd_answer_within=3600.0)
+    upkeep = network.upkeep
     async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (_w, watch, task):
-        await asyncio.wait_for(asked.wait(), 10)
+        await asyncio.wait_for(network.asked.wait(), 10)
         hub.fault(0, "unplug")
         gone = await asyncio.wait_for(task, 10)  # not an hour later
     assert gone.state is ModemState.GONE
@@ -256,10 +269,11 @@ async def test_urcs_flooding_a_port_whose_ussd_answer_is_awaited_stay_within_the
     bound: a port printing URCs meanwhile fills the session's bounded queue, never the
     worker's memory."""
     hub = await start_hub(profile="sim800")
-    _sim, asked, upkeep = silent_network(hub, store)
+    network = silent_network(hub, store)
     settings = replace(FAST, ussd_answer_within=3600.0)
+    upkeep = network.upkeep
     async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (worker, _w, _t):
-        await asyncio.wait_for(asked.wait(), 10)
+        await asyncio.wait_for(network.asked.wait(), 10)
         session = worker.session
         flood = URC_QUEUE_LIMIT + 2 * URCS_IN_INBOX
         for n in range(flood):
@@ -268,3 +282,54 @@ async def test_urcs_flooding_a_port_whose_ussd_answer_is_awaited_stay_within_the
         assert len(worker._held) + worker._inbox.qsize() <= URCS_IN_INBOX
         assert session.urcs.qsize() == URC_QUEUE_LIMIT
         assert session.urcs_dropped == flood - URC_QUEUE_LIMIT - URCS_IN_INBOX
+
+
+async def test_an_sms_after_a_sim_change_during_a_ussd_wait_is_stored_for_the_new_sim(
+    start_hub: StartHub, store: Store
+) -> None:
+    """A SIM bank switches the slot while the old SIM's question waits: the question ends
+    (it was the old SIM's), and an SMS that comes after the change is read after the new
+    SIM is set up, for the new SIM, not at once under the old one's ICCID."""
+    hub = await start_hub(profile="sim800")
+    network = silent_network(hub, store)
+    sink = RecordingSink(store)
+    settings = replace(FAST, ussd_answer_within=3600.0)
+    upkeep = network.upkeep
+    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (_w, _watch, _t):
+        await asyncio.wait_for(network.asked.wait(), 10)
+        hub.fault(0, "sim-in")  # +CPIN: NOT INSERTED, then the new SIM's ready lines
+        new_sim = hub.slots[0].modem.sim
+        assert new_sim is not None
+        hub.inject(0, "+79161234567", "code 4711 for the new SIM")
+        await sink.until(1, within=15)
+        answers = await store.read(lambda: [(row.iccid, row.error) for row in SimBalance.select()])
+    rows = await store.read(lambda: [(row.sim_id, row.text) for row in Message.select()])
+    assert rows == [(new_sim.iccid, "code 4711 for the new SIM")]
+    assert answers[0] == (
+        network.sim.iccid,
+        "no answer: the modem said '+CPIN: NOT INSERTED' meanwhile",
+    )
+
+
+async def test_a_read_that_times_out_during_a_ussd_wait_ends_the_question_recorded(
+    start_hub: StartHub, store: Store
+) -> None:
+    """The port stalls right after it announces an SMS during a question: the question ends
+    with its outcome recorded (not asked again at once), then the timeout takes the
+    recovery ladder as in the read's own turn, and the SMS is swept in after it."""
+    hub = await start_hub(profile="sim800", slow_delay=1.0)  # past FAST's 0.5 s timeout
+    network = silent_network(hub, store)
+    sink = RecordingSink(store)
+    settings = replace(FAST, ussd_answer_within=3600.0)
+    upkeep = network.upkeep
+    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (_w, watch, _t):
+        await asyncio.wait_for(network.asked.wait(), 10)
+        hub.fault(0, "slow")
+        hub.inject(0, "+79161234567", "code 4711 through a stalled port")
+        await watch.until(lambda status: status.state is ModemState.RECOVERING, within=10)
+        hub.fault(0, "clear")
+        await sink.until(1, within=15)
+        errors = await store.read(lambda: [row.error for row in SimBalance.select()])
+    assert len(errors) == 1
+    assert errors[0].startswith("no answer: reading an SMS meanwhile failed: ")
+    assert network.codes == ["*100#"]  # recorded, so not asked again after the recovery
