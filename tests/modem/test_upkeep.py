@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import regex
 
@@ -20,7 +23,7 @@ from agent.modem import balance
 from agent.modem.keepalive import KeepalivePolicy
 from agent.modem.session import URC_QUEUE_LIMIT
 from agent.modem.upkeep import SimUpkeep, StoreUpkeepLedger
-from agent.modem.worker import URCS_IN_INBOX, WorkerCommand
+from agent.modem.worker import URCS_IN_INBOX, ModemWorker, PduSink, WorkerCommand
 from agent.protocol.urc import parse_urc
 from agent.status import ModemState
 from agent.store import Store
@@ -187,37 +190,49 @@ async def test_without_the_keepalive_the_emulated_sim_lapses(start_hub: StartHub
 
 
 @dataclass
-class SilentNetwork:
-    """Modem 0's SIM on MTS, whose network takes an hour over a USSD question: ``asked``
-    is set when a question reaches it, ``codes`` has every code asked. The balance is
-    due at once (a SIM first seen)."""
+class Asking:
+    """A worker on modem 0 of a SIM800 hub whose network takes an hour over a USSD question,
+    once its first balance question (a SIM first seen) reached the network: ``asked`` is set
+    again at the next question, ``codes`` has every code asked."""
 
+    hub: Hub
     sim: SimCard
-    upkeep: SimUpkeep
-    asked: asyncio.Event = field(default_factory=asyncio.Event)
-    codes: list[str] = field(default_factory=list)
+    worker: ModemWorker
+    watch: StatusWatch
+    task: asyncio.Task[Any]
+    asked: asyncio.Event
+    codes: list[str]
 
 
-def silent_network(hub: Hub, store: Store) -> SilentNetwork:
-    hub.slots[0].modem.ussd_delay = 3600.0
+@asynccontextmanager
+async def asking(
+    start_hub: StartHub, sink: PduSink, store: Store, *, answer_within: float, **hub: Any
+) -> AsyncIterator[Asking]:
+    """``hub``: more options of the hub (``slow_delay``)."""
+    started = await start_hub(profile="sim800", **hub)
+    started.slots[0].modem.ussd_delay = 3600.0
     sim = make_sim(random.Random(7), MTS)
-    hub.slots[0].modem.sim = sim
+    started.slots[0].modem.sim = sim
+    asked, codes = asyncio.Event(), []
+    answer = sim.ussd_answer
+
+    def observed(code: str, now: float) -> tuple[str, str, int] | None:
+        codes.append(code)
+        asked.set()
+        return answer(code, now)
+
+    sim.ussd_answer = observed  # type: ignore[method-assign]
     upkeep = SimUpkeep(
         StoreUpkeepLedger(store),
         balance_recipes=balance.BUILT_IN_RECIPES,
         keepalive_policies={},
         check_every=3600.0,
     )
-    network = SilentNetwork(sim, upkeep)
-    answer = sim.ussd_answer
-
-    def observed(code: str, now: float) -> tuple[str, str, int] | None:
-        network.codes.append(code)
-        network.asked.set()
-        return answer(code, now)
-
-    sim.ussd_answer = observed  # type: ignore[method-assign]
-    return network
+    settings = replace(FAST, ussd_answer_within=answer_within)
+    async with running(started, 0, sink, upkeep=upkeep, settings=settings) as (w, watch, task):
+        await asyncio.wait_for(asked.wait(), 10)
+        asked.clear()
+        yield Asking(started, sim, w, watch, task, asked, codes)
 
 
 async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
@@ -226,20 +241,14 @@ async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
     # A question that is not answered (the worker gives up after 3 s) twice: the SMS is
     # stored while the first still waits, and a command that came meanwhile (ask the
     # balance now) is held and run after it, not lost and not run in the middle of it.
-    hub = await start_hub(profile="sim800")
-    network = silent_network(hub, store)
     sink = RecordingSink(store)
-    settings = replace(FAST, ussd_answer_within=3.0)
-    upkeep = network.upkeep
-    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (worker, watch, _task):
-        await asyncio.wait_for(network.asked.wait(), 10)
-        network.asked.clear()
-        hub.inject(0, "+79161234567", "code 4711 while the network thinks")
-        worker.send(WorkerCommand.CHECK_BALANCE)
+    async with asking(start_hub, sink, store, answer_within=3.0) as site:
+        site.hub.inject(0, "+79161234567", "code 4711 while the network thinks")
+        site.worker.send(WorkerCommand.CHECK_BALANCE)
         await sink.until(1, within=10)
         assert await store.read(lambda: SimBalance.select().count()) == 0  # still waiting
-        answers = await rows_when(store, SimBalance, 2, watch)
-        await asyncio.wait_for(network.asked.wait(), 10)  # the held command asked again
+        answers = await rows_when(store, SimBalance, 2, site.watch)
+        await asyncio.wait_for(site.asked.wait(), 10)  # the held command asked again
     texts = await store.read(lambda: [message.text for message in Message.select()])
     assert texts == ["code 4711 while the network thinks"]
     assert [answer.error for answer in answers] == ["no answer in 3 s"] * 2
@@ -249,17 +258,13 @@ async def test_an_sms_that_comes_while_a_ussd_answer_is_awaited_is_read_at_once(
 async def test_a_modem_unplugged_while_a_ussd_answer_is_awaited_ends_the_wait(
     start_hub: StartHub, store: Store
 ) -> None:
-    hub = await start_hub(profile="sim800")
-    network = silent_network(hub, store)
-    settings = replace(FAST, ussd_answer_within=3600.0)
-    upkeep = network.upkeep
-    async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (_w, watch, task):
-        await asyncio.wait_for(network.asked.wait(), 10)
-        hub.fault(0, "unplug")
-        gone = await asyncio.wait_for(task, 10)  # not an hour later
+    async with asking(start_hub, store, store, answer_within=3600.0) as site:
+        site.hub.fault(0, "unplug")
+        gone = await asyncio.wait_for(site.task, 10)  # not an hour later
+        latest = site.watch.latest
     assert gone.state is ModemState.GONE
-    assert watch.latest is not None
-    assert watch.latest.state is ModemState.GONE
+    assert latest is not None
+    assert latest.state is ModemState.GONE
 
 
 async def test_urcs_flooding_a_port_whose_ussd_answer_is_awaited_stay_within_the_bound(
@@ -268,12 +273,8 @@ async def test_urcs_flooding_a_port_whose_ussd_answer_is_awaited_stay_within_the
     """What the worker holds while it waits (every URC but an SMS's) counts in the inbox's
     bound: a port printing URCs meanwhile fills the session's bounded queue, never the
     worker's memory."""
-    hub = await start_hub(profile="sim800")
-    network = silent_network(hub, store)
-    settings = replace(FAST, ussd_answer_within=3600.0)
-    upkeep = network.upkeep
-    async with running(hub, 0, store, upkeep=upkeep, settings=settings) as (worker, _w, _t):
-        await asyncio.wait_for(network.asked.wait(), 10)
+    async with asking(start_hub, store, store, answer_within=3600.0) as site:
+        worker = site.worker
         session = worker.session
         flood = URC_QUEUE_LIMIT + 2 * URCS_IN_INBOX
         for n in range(flood):
@@ -290,23 +291,18 @@ async def test_an_sms_after_a_sim_change_during_a_ussd_wait_is_stored_for_the_ne
     """A SIM bank switches the slot while the old SIM's question waits: the question ends
     (it was the old SIM's), and an SMS that comes after the change is read after the new
     SIM is set up, for the new SIM, not at once under the old one's ICCID."""
-    hub = await start_hub(profile="sim800")
-    network = silent_network(hub, store)
     sink = RecordingSink(store)
-    settings = replace(FAST, ussd_answer_within=3600.0)
-    upkeep = network.upkeep
-    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (_w, _watch, _t):
-        await asyncio.wait_for(network.asked.wait(), 10)
-        hub.fault(0, "sim-in")  # +CPIN: NOT INSERTED, then the new SIM's ready lines
-        new_sim = hub.slots[0].modem.sim
+    async with asking(start_hub, sink, store, answer_within=3600.0) as site:
+        site.hub.fault(0, "sim-in")  # +CPIN: NOT INSERTED, then the new SIM's ready lines
+        new_sim = site.hub.slots[0].modem.sim
         assert new_sim is not None
-        hub.inject(0, "+79161234567", "code 4711 for the new SIM")
+        site.hub.inject(0, "+79161234567", "code 4711 for the new SIM")
         await sink.until(1, within=15)
         answers = await store.read(lambda: [(row.iccid, row.error) for row in SimBalance.select()])
     rows = await store.read(lambda: [(row.sim_id, row.text) for row in Message.select()])
     assert rows == [(new_sim.iccid, "code 4711 for the new SIM")]
     assert answers[0] == (
-        network.sim.iccid,
+        site.sim.iccid,
         "no answer: the modem said '+CPIN: NOT INSERTED' meanwhile",
     )
 
@@ -317,19 +313,15 @@ async def test_a_read_that_times_out_during_a_ussd_wait_ends_the_question_record
     """The port stalls right after it announces an SMS during a question: the question ends
     with its outcome recorded (not asked again at once), then the timeout takes the
     recovery ladder as in the read's own turn, and the SMS is swept in after it."""
-    hub = await start_hub(profile="sim800", slow_delay=1.0)  # past FAST's 0.5 s timeout
-    network = silent_network(hub, store)
     sink = RecordingSink(store)
-    settings = replace(FAST, ussd_answer_within=3600.0)
-    upkeep = network.upkeep
-    async with running(hub, 0, sink, upkeep=upkeep, settings=settings) as (_w, watch, _t):
-        await asyncio.wait_for(network.asked.wait(), 10)
-        hub.fault(0, "slow")
-        hub.inject(0, "+79161234567", "code 4711 through a stalled port")
-        await watch.until(lambda status: status.state is ModemState.RECOVERING, within=10)
-        hub.fault(0, "clear")
+    # Output late by 1 s once "slow" is on: past FAST's command timeout of 0.5 s.
+    async with asking(start_hub, sink, store, answer_within=3600.0, slow_delay=1.0) as site:
+        site.hub.fault(0, "slow")
+        site.hub.inject(0, "+79161234567", "code 4711 through a stalled port")
+        await site.watch.until(lambda status: status.state is ModemState.RECOVERING, within=10)
+        site.hub.fault(0, "clear")
         await sink.until(1, within=15)
         errors = await store.read(lambda: [row.error for row in SimBalance.select()])
     assert len(errors) == 1
     assert errors[0].startswith("no answer: reading an SMS meanwhile failed: ")
-    assert network.codes == ["*100#"]  # recorded, so not asked again after the recovery
+    assert site.codes == ["*100#"]  # recorded, so not asked again after the recovery
