@@ -77,3 +77,14 @@ def test_a_command_alone_parses_as_in_the_whole_parser() -> None:
     alone, whole = build_parser("emulate").parse_args(argv), build_parser().parse_args(argv)
     assert vars(alone) == vars(whole)
     assert alone.count == 3
+
+
+def test_an_emulated_network_slow_over_ussd_takes_only_a_duration(tmp_path: Path) -> None:
+    # --ussd-delay: how long the emulated network takes over a USSD question (chaos
+    # ussdwait); a typo is refused naming the option and the value, before any pty exists.
+    for typo in ("-1", "nan", "20s"):
+        result = simedge("emulate", "modems", "--dir", str(tmp_path), "--ussd-delay", typo)
+        assert result.returncode == 2
+        assert "argument --ussd-delay: expected" in result.stderr
+        assert repr(typo) in result.stderr
+    assert not any(tmp_path.iterdir())

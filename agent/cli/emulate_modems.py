@@ -37,6 +37,17 @@ def _tz(text: str) -> int:
         ) from None
 
 
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected 0 seconds or more, got {text!r}")
+    return seconds
+
+
 def _add_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, required=True, help="the hub's folder")
 
@@ -87,6 +98,14 @@ def configure_modems(parser: argparse.ArgumentParser) -> None:
         help="how long an SMS between two SIMs of the hub takes to arrive (default 3)",
     )
     parser.add_argument(
+        "--ussd-delay",
+        type=_seconds,
+        default=0.3,
+        metavar="SECONDS",
+        help="how long the network takes to answer a USSD question (default 0.3; longer "
+        "than the agent's 20 s wait: a network that never answers)",
+    )
+    parser.add_argument(
         "--hidden-numbers",
         type=int,
         default=0,
@@ -117,6 +136,7 @@ async def _serve(args: argparse.Namespace) -> int:
         cnma_timeout=args.cnma_timeout,
         sms_delay=args.sms_delay,
         hidden_numbers=args.hidden_numbers,
+        ussd_delay=args.ussd_delay,
     )
     stop = stop_on_signals()
     try:

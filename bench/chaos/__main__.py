@@ -38,6 +38,7 @@ SCENARIOS: dict[str, str] = {
     "webhook_hog": "500 held and 50 slowloris connections from one source; OnlineSim calls",
     "blockrule": "a catastrophic block rule: other SMS, control and /healthz within 1 s",
     "callflood": "a SIM called again and again for a minute: all rejected, its SMS within 1 s",
+    "ussdwait": "every modem waiting for a USSD answer that never comes: its SMS within 1 s",
 }
 # Run only when named (``python -m bench.chaos outage10``): they take many minutes.
 LONG: dict[str, str] = {

@@ -257,8 +257,10 @@ class World:
         data_dir: Path | None = None,
         agent_env: dict[str, str] | None = None,
         webhook_calls: bool = False,
+        ussd_delay: float | None = None,
     ) -> None:
         self.folder = folder
+        self.ussd_delay = ussd_delay  # the network's time over a USSD question (hub default)
         self.webhook_calls = webhook_calls
         self.modem_count = modems
         self.profile = profile
@@ -310,6 +312,7 @@ class World:
             self.profile,
             "--seed",
             str(self.seed),
+            *(() if self.ussd_delay is None else ("--ussd-delay", str(self.ussd_delay))),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
