@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING
 
 from agent.errors import AtParseError, CommandFailed, CommandTimeout, PortBusy, PortGone
 from agent.logs import get_logger
+from agent.modem.ussd import QueuedAnswers
 from agent.modem.vendors import ROLE_AT, ROLE_AUDIO, ROLE_DIAG, ROLE_NMEA, known_device
 from agent.protocol import commands
 from agent.protocol.urc import UssdReceived
@@ -577,7 +578,7 @@ async def identify_group(
                 vendor=setup.vendor,
                 book=book,
                 table=ussd,
-                answers=answers,
+                answers=QueuedAnswers(answers),
             )
             status = replace(
                 status,

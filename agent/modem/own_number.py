@@ -14,7 +14,6 @@ using the recipe's region for numbers given without their country code.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from agent.modem import ussd
 from agent.modem.session import AtSession
 from agent.modem.vendors import VendorProfile
 from agent.protocol import commands
-from agent.protocol.urc import UssdReceived
 from agent.status import NumberSource
 
 if TYPE_CHECKING:  # the store (peewee) loads only when a StoreNumberBook is used
@@ -184,7 +182,7 @@ async def ask_ussd(
     session: AtSession,
     recipe: UssdRecipe,
     vendor: VendorProfile,
-    answers: ussd.Answers | asyncio.Queue[UssdReceived],
+    answers: ussd.Answers,
     *,
     answer_within: float = 20.0,
 ) -> str | None:
@@ -212,7 +210,7 @@ async def resolve(
     vendor: VendorProfile,
     book: NumberBook,
     table: Mapping[str, UssdRecipe],
-    answers: ussd.Answers | asyncio.Queue[UssdReceived],
+    answers: ussd.Answers,
     answer_within: float = 20.0,
     refresh: bool = False,
 ) -> tuple[str | None, NumberSource]:

@@ -14,7 +14,6 @@ and swaps: it follows the ICCID, not the slot.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,7 +29,6 @@ from agent.modem.keepalive import KeepalivePolicy
 from agent.modem.session import AtSession
 from agent.modem.startup import SimIdentity
 from agent.modem.vendors import VendorProfile
-from agent.protocol.urc import UssdReceived
 from agent.status import BalanceAnswer, KeepaliveAction
 
 if TYPE_CHECKING:  # the store (peewee) loads only when a StoreUpkeepLedger is used
@@ -118,7 +116,7 @@ class SimUpkeep:
         *,
         slot: str,
         vendor: VendorProfile,
-        answers: ussd.Answers | asyncio.Queue[UssdReceived],
+        answers: ussd.Answers,
         answer_within: float,
         registered: bool = True,
         balance_now: bool = False,

@@ -13,7 +13,8 @@ The question is asked from the port's owner task; the network may take seconds t
 :class:`Answers` source, which for the worker (``agent.modem.worker``) reads the SMS the
 modem announces while the answer is awaited, in the same task (27.007 7.15: with
 ``AT+CUSD=1`` the result codes follow as ``+CUSD`` URCs and the port takes other commands
-meanwhile). A plain queue (a probe's reader, a test) is waited on as it is.
+meanwhile). Answers forwarded to a plain queue (a probe's reader, a test) are waited for
+as they come (:class:`QueuedAnswers`).
 """
 
 from __future__ import annotations
@@ -104,22 +105,21 @@ async def ask(
     session: AtSession,
     code: str,
     vendor: VendorProfile,
-    answers: Answers | asyncio.Queue[UssdReceived],
+    answers: Answers,
     *,
     answer_within: float = 20.0,
 ) -> UssdAnswer:
     """Send ``code`` and wait (up to ``answer_within``) for the ``+CUSD`` answer from
     ``answers``. A menu answer (``+CUSD: 1``, further action required) is closed with
     ``AT+CUSD=2`` so that the session does not hang open on the network side."""
-    source = QueuedAnswers(answers) if isinstance(answers, asyncio.Queue) else answers
-    source.discard_old()
+    answers.discard_old()
     try:
         await session.command(ussd_request(code, vendor))
     except (CommandFailed, CommandTimeout) as exc:
         log.info("%s: USSD %s: %s", session.name, code, exc)
         return UssdAnswer(code, error=f"refused: {exc}")
     try:
-        received = await source.next(answer_within)
+        received = await answers.next(answer_within)
     except WaitCut as cut:
         log.info("%s: USSD %s: no answer: %s", session.name, code, cut)
         return UssdAnswer(code, error=f"no answer: {cut}")

@@ -248,17 +248,13 @@ def _changes_the_sim(urc: Urc) -> bool:
     )
 
 
-class _AnswersReadingSms:
-    """A worker's USSD answers (:class:`agent.modem.ussd.Answers`): awaited in the worker's
-    own task, which reads the SMS that arrive meanwhile (:meth:`ModemWorker._answer`)."""
+class _AnswersReadingSms(ussd.QueuedAnswers):
+    """A worker's USSD answers, held in its queue and awaited in the worker's own task,
+    which reads the SMS that arrive meanwhile (:meth:`ModemWorker._answer`)."""
 
     def __init__(self, worker: ModemWorker) -> None:
+        super().__init__(worker._ussd_answers)
         self._worker = worker
-
-    def discard_old(self) -> None:
-        answers = self._worker._ussd_answers
-        while not answers.empty():
-            answers.get_nowait()
 
     async def next(self, within: float) -> UssdReceived | None:
         return await self._worker._answer(within)

@@ -27,9 +27,11 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from agent.usbpath import parse_by_path
 from bench.chaos import FAIL, PASS, Verdict
-from bench.chaos.world import World
+from bench.chaos.world import World, WorldError
 
 NAME = "ussdwait"
 BUDGET = 120.0
@@ -53,7 +55,7 @@ def _ended(line: str) -> tuple[str, float] | None:
     if found is None:
         return None
     at = datetime.strptime(found["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return found["slot"].rstrip(":"), at
+    return found["slot"], at
 
 
 async def run(folder: Path) -> Verdict:
@@ -64,7 +66,7 @@ async def run(folder: Path) -> Verdict:
             for network in sorted(networks):
                 config.write(f'\n[sims.balance."{network}"]\ncode = "{CODE}"\n')
         states = await world.modem_states()
-        slots = [str(modem["slot"]) for modem in states]
+        slots = [_agent_slot(modem) for modem in states]
         taking_part = [index for index, modem in enumerate(states) if modem["number_on_sim"]]
         if len(taking_part) < 2:
             return Verdict(NAME, FAIL, f"only {len(taking_part)} SIMs store their number")
@@ -76,10 +78,7 @@ async def run(folder: Path) -> Verdict:
         texts: dict[str, tuple[int, float]] = {}  # text -> (modem, injected at)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ANSWER_WITHIN + 30.0
-        while (
-            any(_slot_key(slots[modem], ended) not in ended for modem in taking_part)
-            and loop.time() < deadline
-        ):
+        while any(slots[modem] not in ended for modem in taking_part) and loop.time() < deadline:
             for modem in taking_part:
                 text = await world.inject(modem)
                 texts[text] = (modem, world.injected_at[text])
@@ -92,12 +91,12 @@ async def run(folder: Path) -> Verdict:
     for text, (modem, injected_at) in texts.items():
         arrived = world.arrived_at.get(text)
         latency = None if arrived is None else arrived - injected_at
-        end = ended.get(_slot_key(slots[modem], ended))
+        end = ended.get(slots[modem])
         (waiting if end is not None and injected_at < end else other).append(latency)
     problems = []
     if tally.lost:
         problems.append(f"{len(tally.lost)} lost: {tally.missing()}")
-    unanswered = sum(_slot_key(slots[modem], ended) in ended for modem in taking_part)
+    unanswered = sum(slots[modem] in ended for modem in taking_part)
     if unanswered < len(taking_part):
         problems.append(f"only {unanswered} of {len(taking_part)} questions ended unanswered")
     if len(waiting) < len(taking_part):
@@ -120,10 +119,10 @@ async def run(folder: Path) -> Verdict:
     return Verdict(NAME, FAIL if problems else PASS, detail, time.monotonic() - started)
 
 
-def _slot_key(slot: str, ended: dict[str, float]) -> str:
-    """The key of ``ended`` that names ``slot`` (the log names a slot by its USB path, the
-    hub by its port folder's; either ends with the other's last part)."""
-    for key in ended:
-        if slot.endswith(key) or key.endswith(slot):
-            return key
-    return slot
+def _agent_slot(modem: dict[str, Any]) -> str:
+    """The slot the agent's log names a hub modem by: its AT port's by-path name, read as
+    the agent reads it (agent.usbpath)."""
+    where = parse_by_path(Path(str(modem["ports"][0])).name)
+    if where is None:
+        raise WorldError(f"the hub's port {modem['ports'][0]} is not a by-path name")
+    return where.slot

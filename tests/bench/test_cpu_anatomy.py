@@ -32,7 +32,7 @@ def test_packages_are_named_for_the_folder_a_function_lives_in() -> None:
     venv = "/opt/simedge/venv/lib/python3.11/site-packages"
     assert package_of(f"{venv}/h11/_connection.py") == "h11"
     assert package_of(f"{venv}/peewee.py") == "peewee"
-    assert package_of("/work/main/agent/uplink/pump.py") == "agent/uplink"
+    assert package_of("/opt/simedge/src/agent/uplink/pump.py") == "agent/uplink"
     assert package_of("/srv/agent/clone/agent/clock.py") == "agent/clock"
     assert package_of("/usr/lib/python3.11/asyncio/locks.py") == "stdlib locks"
     assert package_of("~") == "built-in (C)"

@@ -255,7 +255,7 @@ async def test_ussd_answer_in_ucs2_from_an_emulated_modem(start_hub: StartHub) -
             vendor=setup.vendor,
             book=book,
             table=own_number.recipes({}),
-            answers=answers,
+            answers=ussd.QueuedAnswers(answers),
             answer_within=2,
         )
     finally:

@@ -15,7 +15,7 @@ from agent.emulate.modems.sim import OPERATORS, Operator, make_sim
 from agent.errors import CommandTimeout
 from agent.modem import balance
 from agent.modem.session import AtSession
-from agent.modem.ussd import ask
+from agent.modem.ussd import QueuedAnswers, ask
 from agent.modem.vendors import vendor_named
 from agent.protocol.urc import UssdReceived
 from tests.modem.conftest import StartHub, at_link
@@ -61,7 +61,9 @@ async def test_every_balance_answer_reads_back_exactly_over_a_pty(
             sim.balance = 1234.5 + index
             modem.sim = sim
             recipe = balance.BUILT_IN_RECIPES[operator.mcc_mnc]
-            answer = await ask(session, recipe.code, vendor, answers, answer_within=2.0)
+            answer = await ask(
+                session, recipe.code, vendor, QueuedAnswers(answers), answer_within=2.0
+            )
             assert answer.error is None, (operator.mcc_mnc, answer)
             assert answer.text is not None
             read = balance.read_balance(answer.text, recipe)
